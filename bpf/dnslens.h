@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of what crosses from the kernel to dnslens: the ring-buffer event and the
+ * counters map layout. Compiled by clang for BPF and by the host C compiler for the layout test
+ * (crates/probe/tests/layout.rs), so it uses only fixed-width types and explicit padding.
+ */
+#ifndef DNSLENS_H
+#define DNSLENS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Bytes of one DNS message copied per event: more than the 1,232-byte EDNS default, a power of
+ * two so the BPF verifier can bound copies with a mask. */
+#define DNSLENS_MAX_PAYLOAD 4096
+#define DNSLENS_COMM_LEN 16
+/* Ports that count as DNS, set by userspace before load. */
+#define DNSLENS_MAX_PORTS 8
+/* Messages per sendmmsg/recvmmsg call and iovecs per message that are read. */
+#define DNSLENS_MAX_MMSG 8
+#define DNSLENS_MAX_IOV 4
+
+enum dnslens_direction {
+	DNSLENS_DIR_SEND = 1,
+	DNSLENS_DIR_RECV = 2,
+};
+
+enum dnslens_syscall {
+	DNSLENS_SYS_SENDTO = 1,
+	DNSLENS_SYS_SENDMSG = 2,
+	DNSLENS_SYS_SENDMMSG = 3,
+	DNSLENS_SYS_WRITE = 4,
+	DNSLENS_SYS_WRITEV = 5,
+	DNSLENS_SYS_RECVFROM = 6,
+	DNSLENS_SYS_RECVMSG = 7,
+	DNSLENS_SYS_RECVMMSG = 8,
+	DNSLENS_SYS_READ = 9,
+	DNSLENS_SYS_READV = 10,
+};
+
+/* Indexes into the per-CPU `counters` array. */
+enum dnslens_counter {
+	DNSLENS_CNT_EVENTS = 0,      /* events written to the ring buffer */
+	DNSLENS_CNT_RINGBUF_FULL,    /* events lost: ring buffer full */
+	DNSLENS_CNT_READ_FAILED,     /* events lost: user memory could not be read */
+	DNSLENS_CNT_TRUNCATED,       /* events whose payload was cut at DNSLENS_MAX_PAYLOAD */
+	DNSLENS_CNT_MMSG_SKIPPED,    /* messages past DNSLENS_MAX_MMSG in one call, not captured */
+	DNSLENS_CNT_IOV_SKIPPED,     /* iovecs past DNSLENS_MAX_IOV in one message, not captured */
+	DNSLENS_CNT_STASH_FULL,      /* calls missed: the enter->exit stash map was full */
+	DNSLENS_CNT_MAX,
+};
+
+struct dnslens_event {
+	__u64 timestamp_ns;       /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at syscall exit */
+	__u64 process_start_ns;   /* group leader start time: tells a reused pid apart */
+	__u64 cgroup_id;          /* cgroup v2 id (inode of the cgroup directory) */
+	__u64 cgroup_v1_id;       /* id in the v1 memory hierarchy; 0 where there is none */
+	__u64 socket_ino;         /* socket inode, as in /proc/PID/fd "socket:[INO]" */
+	__u32 tgid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 netns_ino;
+	__u32 msg_len;            /* bytes the syscall moved for this message */
+	__u32 payload_len;        /* bytes captured below: min(msg_len, DNSLENS_MAX_PAYLOAD) */
+	__u16 family;             /* AF_INET or AF_INET6 */
+	__u16 local_port;         /* host byte order */
+	__u16 remote_port;        /* host byte order */
+	__u8 protocol;            /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 direction;           /* enum dnslens_direction */
+	__u8 syscall;             /* enum dnslens_syscall */
+	__u8 msg_index;           /* position in a sendmmsg/recvmmsg batch */
+	__u8 _pad[2];
+	__u8 local_addr[16];      /* network byte order; IPv4 in the first 4 bytes */
+	__u8 remote_addr[16];
+	char comm[DNSLENS_COMM_LEN];         /* thread name */
+	char leader_comm[DNSLENS_COMM_LEN];  /* process (group leader) name */
+	__u8 payload[DNSLENS_MAX_PAYLOAD];   /* only payload_len bytes are sent */
+};
+
+#endif /* DNSLENS_H */

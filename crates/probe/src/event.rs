@@ -1,0 +1,231 @@
+//! The Rust view of `struct dnslens_event` from `bpf/dnslens.h`. The layout is checked against
+//! the C header by `tests/layout.rs`; change both together.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// `DNSLENS_MAX_PAYLOAD`: bytes of one message copied per event.
+pub const MAX_PAYLOAD: usize = 4096;
+const COMM_LEN: usize = 16;
+const AF_INET6: u16 = 10;
+
+/// Fixed part of an event; the ring buffer record is this header followed by `payload_len`
+/// payload bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub timestamp_ns: u64,
+    pub process_start_ns: u64,
+    pub cgroup_id: u64,
+    pub cgroup_v1_id: u64,
+    pub socket_ino: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub netns_ino: u32,
+    pub msg_len: u32,
+    pub payload_len: u32,
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub protocol: u8,
+    pub direction: u8,
+    pub syscall: u8,
+    pub msg_index: u8,
+    pub _pad: [u8; 2],
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+    pub leader_comm: [u8; COMM_LEN],
+}
+
+/// Transport of the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Whether the process sent or received the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Send,
+    Recv,
+}
+
+/// The syscall that moved the bytes (`enum dnslens_syscall`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Syscall {
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+    Write,
+    Writev,
+    Recvfrom,
+    Recvmsg,
+    Recvmmsg,
+    Read,
+    Readv,
+}
+
+impl Syscall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Syscall::Sendto => "sendto",
+            Syscall::Sendmsg => "sendmsg",
+            Syscall::Sendmmsg => "sendmmsg",
+            Syscall::Write => "write",
+            Syscall::Writev => "writev",
+            Syscall::Recvfrom => "recvfrom",
+            Syscall::Recvmsg => "recvmsg",
+            Syscall::Recvmmsg => "recvmmsg",
+            Syscall::Read => "read",
+            Syscall::Readv => "readv",
+        }
+    }
+}
+
+/// Why bytes from the ring buffer are not an event.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    /// The record is shorter than the header or than its own `payload_len`.
+    #[error("ring-buffer record of {0} bytes is shorter than its header says")]
+    Short(usize),
+    /// A field holds a value the kernel side never writes.
+    #[error("ring-buffer record has an unknown {field} value {value}")]
+    Unknown { field: &'static str, value: u32 },
+}
+
+/// One captured message: the header fields and the payload bytes, borrowed from the ring buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent<'a> {
+    pub header: EventHeader,
+    pub payload: &'a [u8],
+}
+
+impl<'a> RawEvent<'a> {
+    /// Reads a ring-buffer record. Never panics on short or odd input.
+    pub fn parse(record: &'a [u8]) -> Result<Self, EventError> {
+        let header_len = std::mem::size_of::<EventHeader>();
+        if record.len() < header_len {
+            return Err(EventError::Short(record.len()));
+        }
+        // SAFETY: the length was checked above and EventHeader is plain old data (any bit
+        // pattern is valid); the record may be unaligned, hence read_unaligned.
+        let header: EventHeader =
+            unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<EventHeader>()) };
+        let end = header_len + header.payload_len as usize;
+        if header.payload_len as usize > MAX_PAYLOAD || record.len() < end {
+            return Err(EventError::Short(record.len()));
+        }
+        let event = RawEvent {
+            header,
+            payload: &record[header_len..end],
+        };
+        event.transport()?;
+        event.direction()?;
+        event.syscall()?;
+        Ok(event)
+    }
+
+    pub fn transport(&self) -> Result<Transport, EventError> {
+        match self.header.protocol {
+            libc_proto::UDP => Ok(Transport::Udp),
+            libc_proto::TCP => Ok(Transport::Tcp),
+            v => Err(EventError::Unknown {
+                field: "protocol",
+                value: v.into(),
+            }),
+        }
+    }
+
+    pub fn direction(&self) -> Result<Direction, EventError> {
+        match self.header.direction {
+            1 => Ok(Direction::Send),
+            2 => Ok(Direction::Recv),
+            v => Err(EventError::Unknown {
+                field: "direction",
+                value: v.into(),
+            }),
+        }
+    }
+
+    pub fn syscall(&self) -> Result<Syscall, EventError> {
+        Ok(match self.header.syscall {
+            1 => Syscall::Sendto,
+            2 => Syscall::Sendmsg,
+            3 => Syscall::Sendmmsg,
+            4 => Syscall::Write,
+            5 => Syscall::Writev,
+            6 => Syscall::Recvfrom,
+            7 => Syscall::Recvmsg,
+            8 => Syscall::Recvmmsg,
+            9 => Syscall::Read,
+            10 => Syscall::Readv,
+            v => {
+                return Err(EventError::Unknown {
+                    field: "syscall",
+                    value: v.into(),
+                })
+            }
+        })
+    }
+
+    /// Whether the message was longer than what was captured.
+    pub fn truncated(&self) -> bool {
+        self.header.msg_len > self.header.payload_len
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        socket_addr(
+            self.header.family,
+            &self.header.local_addr,
+            self.header.local_port,
+        )
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        socket_addr(
+            self.header.family,
+            &self.header.remote_addr,
+            self.header.remote_port,
+        )
+    }
+
+    /// Thread name.
+    pub fn comm(&self) -> &str {
+        c_str(&self.header.comm)
+    }
+
+    /// Process (thread-group leader) name.
+    pub fn leader_comm(&self) -> &str {
+        c_str(&self.header.leader_comm)
+    }
+}
+
+mod libc_proto {
+    pub const UDP: u8 = 17;
+    pub const TCP: u8 = 6;
+}
+
+/// IPv4-mapped IPv6 addresses (a dual-stack socket talking IPv4) are shown as IPv4.
+fn socket_addr(family: u16, addr: &[u8; 16], port: u16) -> SocketAddr {
+    let ip = if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*addr);
+        v6.to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn c_str(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    // comm is set by the process and need not be UTF-8; keep the valid prefix.
+    match std::str::from_utf8(&bytes[..end]) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
