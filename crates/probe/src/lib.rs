@@ -1,3 +1,416 @@
 //! Loads and attaches the dnslens BPF object and reads its ring buffer (needs root).
+//!
+//! Order, as in libbpf-bootstrap: preflight (BTF, tracefs) -> set config -> load -> attach ->
+//! poll. Dropping [`Probe`] drops the links, which detaches every hook.
+
 mod event;
+mod preflight;
+
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    time::Duration,
+};
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
 pub use event::*;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnslens.bpf.o"));
+
+/// `DNSLENS_MAX_PORTS`.
+pub const MAX_PORTS: usize = 8;
+
+/// Syscalls whose tracepoints carry DNS, as (enter program, tracepoint suffix).
+const SYSCALLS: &[&str] = &[
+    "sendto", "sendmsg", "sendmmsg", "write", "writev", "recvfrom", "recvmsg", "recvmmsg", "read",
+    "readv",
+];
+const EXIT_PROGRAM: &str = "sys_exit_dns";
+
+/// What to capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Ports that count as DNS, local or remote (at most [`MAX_PORTS`]).
+    pub ports: Vec<u16>,
+    /// Ring-buffer size in bytes: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            ports: vec![53],
+            ring_buffer_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Why the probe could not start or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The configuration cannot be loaded as given.
+    #[error("invalid probe configuration: {0}")]
+    Config(String),
+    /// Loading BPF needs privileges this process lacks.
+    #[error(
+        "loading BPF needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE): run dnslens with sudo"
+    )]
+    NotPrivileged,
+    /// The kernel does not describe its own types, so CO-RE cannot relocate.
+    #[error("kernel has no BTF (/sys/kernel/btf/vmlinux missing): need a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf,
+    /// Syscall tracepoints are looked up in tracefs.
+    #[error("tracefs is not mounted and could not be mounted ({0}): run `mount -t tracefs tracefs /sys/kernel/tracing`")]
+    NoTracefs(String),
+    /// The kernel rejected the object or a program; `detail` keeps the verifier log's tail.
+    #[error("loading the BPF object failed: {detail}")]
+    Load {
+        /// What failed, with the last lines of the verifier log when there is one.
+        detail: String,
+    },
+    /// Not one hook could be attached.
+    #[error("no syscall hook could be attached: {0}")]
+    Attach(String),
+    /// Reading the ring buffer or the counters failed.
+    #[error("reading from the kernel failed: {0}")]
+    Read(String),
+}
+
+/// One hook and whether it is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookStatus {
+    /// Tracepoint name, e.g. `syscalls/sys_enter_sendto`.
+    pub name: String,
+    pub attached: bool,
+    /// Why it is not attached.
+    pub error: Option<String>,
+}
+
+/// `enum dnslens_counter`, in index order.
+pub const COUNTER_NAMES: [&str; 7] = [
+    "events",
+    "ringbuf_full",
+    "read_failed",
+    "truncated",
+    "mmsg_skipped",
+    "iov_skipped",
+    "stash_full",
+];
+
+/// The kernel side's counters (`enum dnslens_counter`), summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Events written to the ring buffer.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Events lost because user memory could not be read.
+    pub read_failed: u64,
+    /// Events whose payload was cut at [`MAX_PAYLOAD`].
+    pub truncated: u64,
+    /// Messages past the per-call limit in one sendmmsg/recvmmsg, not captured.
+    pub mmsg_skipped: u64,
+    /// Messages with more iovecs than are read; the tail was not captured.
+    pub iov_skipped: u64,
+    /// Calls missed because the enter->exit stash was full.
+    pub stash_full: u64,
+}
+
+impl KernelCounters {
+    /// Messages the kernel side saw but did not deliver whole.
+    pub fn lost(&self) -> u64 {
+        self.ringbuf_full + self.read_failed + self.mmsg_skipped + self.stash_full
+    }
+}
+
+/// The loaded, attached BPF object. Dropping it detaches everything.
+pub struct Probe {
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    hooks: Vec<HookStatus>,
+    epoll: Epoll,
+    // Owns programs and links; kept last so it drops after the maps taken from it.
+    _ebpf: Ebpf,
+}
+
+impl Probe {
+    /// Checks the kernel, loads the object with `config` and attaches every hook it can.
+    pub fn load(config: &ProbeConfig) -> Result<Probe, ProbeError> {
+        let (ports, port_count) = ports_array(&config.ports)?;
+        let ring_bytes = config.ring_buffer_bytes;
+        if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
+            return Err(ProbeError::Config(format!(
+                "ring-buffer size {ring_bytes} must be a power of two of at least 4096 bytes"
+            )));
+        }
+        preflight::check_btf()?;
+        preflight::ensure_tracefs()?;
+        let memory_subsys = preflight::memory_subsys_id();
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("dns_ports", &ports, true)
+            .override_global("dns_port_count", &port_count, true)
+            .override_global("memory_subsys_id", &memory_subsys, true)
+            .map_max_entries("events", ring_bytes)
+            .load(OBJECT)
+            .map_err(load_error)?;
+
+        let mut hooks = Vec::new();
+        for syscall in SYSCALLS {
+            let program = format!("sys_enter_{syscall}");
+            hooks.push(attach(&mut ebpf, &program, &program));
+        }
+        for syscall in SYSCALLS {
+            hooks.push(attach(
+                &mut ebpf,
+                EXIT_PROGRAM,
+                &format!("sys_exit_{syscall}"),
+            ));
+        }
+        if !hooks.iter().any(|h| h.attached) {
+            let why = hooks
+                .iter()
+                .filter_map(|h| h.error.as_deref())
+                .next()
+                .unwrap_or("unknown");
+            return Err(ProbeError::Attach(why.to_string()));
+        }
+
+        let ring = take_map(&mut ebpf, "events").and_then(|m| {
+            RingBuf::try_from(m).map_err(|e| ProbeError::Load {
+                detail: e.to_string(),
+            })
+        })?;
+        let counters = take_map(&mut ebpf, "counters").and_then(|m| {
+            PerCpuArray::try_from(m).map_err(|e| ProbeError::Load {
+                detail: e.to_string(),
+            })
+        })?;
+        let epoll = Epoll::new(ring.as_fd().as_raw_fd())?;
+        Ok(Probe {
+            ring,
+            counters,
+            hooks,
+            epoll,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Every hook, attached or not.
+    pub fn hooks(&self) -> &[HookStatus] {
+        &self.hooks
+    }
+
+    /// Waits up to `timeout` for records and calls `on_record` with each; returns how many.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        mut on_record: impl FnMut(&[u8]),
+    ) -> Result<usize, ProbeError> {
+        let mut seen = self.drain(&mut on_record);
+        if seen == 0 {
+            self.epoll.wait(timeout)?;
+            seen = self.drain(&mut on_record);
+        }
+        Ok(seen)
+    }
+
+    fn drain(&mut self, on_record: &mut impl FnMut(&[u8])) -> usize {
+        let mut seen = 0;
+        while let Some(record) = self.ring.next() {
+            on_record(&record);
+            seen += 1;
+        }
+        seen
+    }
+
+    /// The kernel side's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
+        let mut sums = [0u64; COUNTER_NAMES.len()];
+        for (index, sum) in (0u32..).zip(sums.iter_mut()) {
+            let per_cpu = self
+                .counters
+                .get(&index, 0)
+                .map_err(|e| ProbeError::Read(e.to_string()))?;
+            *sum = per_cpu.iter().sum();
+        }
+        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped, stash_full] =
+            sums;
+        Ok(KernelCounters {
+            events,
+            ringbuf_full,
+            read_failed,
+            truncated,
+            mmsg_skipped,
+            iov_skipped,
+            stash_full,
+        })
+    }
+}
+
+fn ports_array(ports: &[u16]) -> Result<([u16; MAX_PORTS], u32), ProbeError> {
+    let mut unique: Vec<u16> = Vec::with_capacity(ports.len());
+    for &port in ports {
+        if port == 0 {
+            return Err(ProbeError::Config("port 0 is not a DNS port".into()));
+        }
+        if !unique.contains(&port) {
+            unique.push(port);
+        }
+    }
+    if unique.is_empty() || unique.len() > MAX_PORTS {
+        return Err(ProbeError::Config(format!(
+            "between 1 and {MAX_PORTS} distinct DNS ports are supported, got {}",
+            unique.len()
+        )));
+    }
+    let mut array = [0u16; MAX_PORTS];
+    array[..unique.len()].copy_from_slice(&unique);
+    Ok((array, unique.len() as u32))
+}
+
+fn load_error(error: aya::EbpfError) -> ProbeError {
+    use aya::{programs::ProgramError, EbpfError};
+    let permission = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    match &error {
+        EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+            if permission(io_error) =>
+        {
+            ProbeError::NotPrivileged
+        }
+        EbpfError::ProgramError(ProgramError::LoadError { io_error, .. })
+            if permission(io_error) =>
+        {
+            ProbeError::NotPrivileged
+        }
+        _ => ProbeError::Load {
+            detail: error_chain(&error),
+        },
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, program_name: &str, tracepoint: &str) -> HookStatus {
+    let name = format!("syscalls/{tracepoint}");
+    let result = (|| -> Result<(), String> {
+        let program: &mut TracePoint = ebpf
+            .program_mut(program_name)
+            .ok_or_else(|| format!("program {program_name} missing from the object"))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        if program.fd().is_err() {
+            program.load().map_err(|e| verifier_detail(&e))?;
+        }
+        program
+            .attach("syscalls", tracepoint)
+            .map_err(|e| error_chain(&e))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => HookStatus {
+            name,
+            attached: true,
+            error: None,
+        },
+        Err(error) => HookStatus {
+            name,
+            attached: false,
+            error: Some(error),
+        },
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, ProbeError> {
+    ebpf.take_map(name).ok_or_else(|| ProbeError::Load {
+        detail: format!("map {name} missing from the object"),
+    })
+}
+
+/// The error and its sources on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// A program load error with the last lines of the verifier log, where the reason is.
+fn verifier_detail(error: &aya::programs::ProgramError) -> String {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = error
+    {
+        let log = verifier_log.to_string();
+        let tail: Vec<&str> = log.lines().rev().take(12).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return format!("{io_error}; verifier log (tail):\n{}", tail.join("\n"));
+    }
+    error_chain(error)
+}
+
+/// Waits for the ring buffer's fd to become readable.
+struct Epoll(std::os::fd::OwnedFd);
+
+impl Epoll {
+    fn new(ring_fd: i32) -> Result<Epoll, ProbeError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscalls on fds we own; the result is checked before use.
+        unsafe {
+            let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            if fd < 0 {
+                return Err(ProbeError::Read(format!(
+                    "epoll_create1: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            let epoll = Epoll(std::os::fd::OwnedFd::from_raw_fd(fd));
+            let mut interest = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 0,
+            };
+            if libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, ring_fd, &mut interest) < 0 {
+                return Err(ProbeError::Read(format!(
+                    "epoll_ctl: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            Ok(epoll)
+        }
+    }
+
+    fn wait(&self, timeout: Duration) -> Result<(), ProbeError> {
+        let mut ready = [libc::epoll_event { events: 0, u64: 0 }];
+        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `ready` outlives the call and its length is passed.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), ready.as_mut_ptr(), 1, millis) };
+        if n < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(ProbeError::Read(format!("epoll_wait: {error}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_deduplicated_and_bounded() {
+        let (array, count) = ports_array(&[53, 5353, 53]).unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(&array[..2], &[53, 5353]);
+        assert!(ports_array(&[]).is_err());
+        assert!(ports_array(&[0]).is_err());
+        assert!(ports_array(&(1..=9).collect::<Vec<u16>>()).is_err());
+    }
+}

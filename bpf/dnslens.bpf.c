@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * dnslens kernel side: syscall tracepoints that copy DNS messages into a ring buffer.
+ *
+ * Every send/receive syscall is hooked at enter and exit. Enter decides cheaply whether the fd is
+ * an INET/INET6 UDP or TCP socket talking to a DNS port and, if so, stashes the arguments; exit
+ * copies what the syscall actually moved (its return value says how much) with the socket's
+ * addresses and the task's ids. Everything else returns at once: these hooks run on every
+ * read and write on the host. Parsing happens in userspace.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "dnslens.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by userspace before load. */
+const volatile __u16 dns_ports[DNSLENS_MAX_PORTS] = {53};
+const volatile __u32 dns_port_count = 1;
+/* Index of the memory controller in css_set.subsys (its line in /proc/cgroups); >= 64: none. */
+const volatile __u32 memory_subsys_id = 0xffffffff;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DNSLENS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* The event is built here, not on the 512-byte stack. Copies use a masked offset and a masked
+ * size (each < 2 * DNSLENS_MAX_PAYLOAD) so the verifier can prove them in bounds; the slack
+ * makes room for that proof, not for data. */
+#define COPY_MASK (2 * DNSLENS_MAX_PAYLOAD - 1)
+
+/* Masks in a way clang cannot drop as redundant, so the verifier sees the bound it needs. */
+static __always_inline __u64 copy_bound(__u64 v)
+{
+	asm volatile("%0 &= %1" : "+r"(v) : "i"(COPY_MASK));
+	return v;
+}
+struct scratch {
+	struct dnslens_event event;
+	__u8 slack[2 * DNSLENS_MAX_PAYLOAD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+enum arg_kind {
+	ARG_BUF = 1,   /* buf + count: write, read, sendto, recvfrom */
+	ARG_IOV,       /* struct iovec array + count: writev, readv */
+	ARG_MSGHDR,    /* struct user_msghdr: sendmsg, recvmsg */
+	ARG_MMSGHDR,   /* struct mmsghdr array + vlen: sendmmsg, recvmmsg */
+};
+
+/* What enter saw, for exit: the syscall's user pointers and the socket it resolved. */
+struct call {
+	__u64 sk;
+	__u64 socket_ino;
+	__u64 data;     /* buf, iovec array, msghdr or mmsghdr array */
+	__u64 count;    /* buf length, iovec count or vlen */
+	__u64 addr;     /* sendto/recvfrom sockaddr, 0 if none */
+	__u8 kind;      /* enum arg_kind */
+	__u8 syscall;
+	__u8 direction;
+	__u8 need_dns_peer; /* unconnected UDP socket: exit checks the peer port of each datagram */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct call);
+} calls SEC(".maps");
+
+/* Unconnected UDP sockets that sent to a DNS port: their receives are DNS candidates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock * */
+	__type(value, __u8);
+} dns_sockets SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool is_dns_port(__u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < DNSLENS_MAX_PORTS; i++) {
+		if (i >= dns_port_count)
+			break;
+		if (dns_ports[i] == port)
+			return true;
+	}
+	return false;
+}
+
+/* fd -> struct sock of the current task, or NULL when the fd is not a socket. */
+static __always_inline struct sock *fd_to_sock(__u64 fd, __u64 *ino)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), fds + fd);
+	if (!file)
+		return NULL;
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	*ino = BPF_CORE_READ(inode, i_ino);
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* Port of a user sockaddr (host order), 0 when absent or not INET. */
+static __always_inline __u16 user_sockaddr_port(const void *addr)
+{
+	struct {
+		__u16 family;
+		__be16 port;
+	} head = {};
+	if (!addr || bpf_probe_read_user(&head, sizeof(head), addr))
+		return 0;
+	if (head.family != AF_INET && head.family != AF_INET6)
+		return 0;
+	return bpf_ntohs(head.port);
+}
+
+/* Decides at syscall enter whether the call moves DNS and stashes it for exit. `dest` is the
+ * sendto/sendmsg destination (NULL when the socket's own peer applies). */
+static __always_inline int enter(__u64 fd, __u8 kind, __u8 syscall, __u8 direction, __u64 data,
+				 __u64 count_arg, __u64 addr, const void *dest)
+{
+	__u64 ino = 0;
+	struct sock *sk = fd_to_sock(fd, &ino);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
+	if (protocol != IPPROTO_UDP && protocol != IPPROTO_TCP)
+		return 0;
+
+	__u8 need_dns_peer = 0;
+	__u16 local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (!is_dns_port(local_port) && !is_dns_port(remote_port)) {
+		if (protocol != IPPROTO_UDP)
+			return 0;
+		__u64 key = (__u64)sk;
+		if (dest && is_dns_port(user_sockaddr_port(dest))) {
+			__u8 one = 1;
+			bpf_map_update_elem(&dns_sockets, &key, &one, BPF_ANY);
+		} else if (direction == DNSLENS_DIR_RECV && bpf_map_lookup_elem(&dns_sockets, &key)) {
+			need_dns_peer = 1;
+		} else {
+			return 0;
+		}
+	}
+
+	struct call call = {
+		.sk = (__u64)sk,
+		.socket_ino = ino,
+		.data = data,
+		.count = count_arg,
+		.addr = addr,
+		.kind = kind,
+		.syscall = syscall,
+		.direction = direction,
+		.need_dns_peer = need_dns_peer,
+	};
+	__u64 id = bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&calls, &id, &call, BPF_ANY))
+		count(DNSLENS_CNT_STASH_FULL);
+	return 0;
+}
+
+/* Fills the parts of the event that are the same for every message of one call. */
+static __always_inline void fill_header(struct dnslens_event *ev, const struct call *call)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	struct sock *sk = (struct sock *)call->sk;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	ev->timestamp_ns = bpf_ktime_get_ns();
+	ev->process_start_ns = BPF_CORE_READ(leader, start_time);
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->cgroup_v1_id = 0;
+	if (memory_subsys_id < 64) {
+		struct css_set *cset = BPF_CORE_READ(task, cgroups);
+		struct cgroup_subsys_state *css = NULL;
+		bpf_probe_read_kernel(&css, sizeof(css),
+				      (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+					      memory_subsys_id * sizeof(void *));
+		if (css)
+			ev->cgroup_v1_id = BPF_CORE_READ(css, cgroup, kn, id);
+	}
+	ev->socket_ino = call->socket_ino;
+	ev->tgid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->uid = (__u32)bpf_get_current_uid_gid();
+	ev->netns_ino = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ev->protocol = BPF_CORE_READ(sk, sk_protocol);
+	ev->direction = call->direction;
+	ev->syscall = call->syscall;
+	ev->msg_index = 0;
+	if (ev->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&ev->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&ev->remote_addr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		__builtin_memset(ev->local_addr, 0, sizeof(ev->local_addr));
+		__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
+		BPF_CORE_READ_INTO((__be32 *)ev->local_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__be32 *)ev->remote_addr, sk, __sk_common.skc_daddr);
+	}
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	BPF_CORE_READ_STR_INTO(&ev->leader_comm, leader, comm);
+}
+
+/* Takes the peer from a user sockaddr (sendto/sendmsg destination, recvfrom/recvmsg source).
+ * Returns false when `need_dns_peer` is set and the peer is not on a DNS port. */
+static __always_inline bool apply_user_peer(struct dnslens_event *ev, const void *addr,
+					    bool need_dns_peer)
+{
+	struct sockaddr_inet sa = {};
+	if (!addr || bpf_probe_read_user(&sa, sizeof(sa), addr))
+		return !need_dns_peer;
+	__u16 port = bpf_ntohs(sa.port);
+	if (need_dns_peer && !is_dns_port(port))
+		return false;
+	if (sa.family == AF_INET) {
+		__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
+		if (ev->family == AF_INET6) {
+			/* An IPv6 socket talking IPv4: store the peer v4-mapped. */
+			ev->remote_addr[10] = 0xff;
+			ev->remote_addr[11] = 0xff;
+			__builtin_memcpy(&ev->remote_addr[12], &sa.v4, 4);
+		} else {
+			__builtin_memcpy(ev->remote_addr, &sa.v4, 4);
+		}
+		ev->remote_port = port;
+	} else if (sa.family == AF_INET6 && ev->family == AF_INET6) {
+		__builtin_memcpy(ev->remote_addr, sa.v6, 16);
+		ev->remote_port = port;
+	} else if (need_dns_peer) {
+		return false;
+	}
+	return true;
+}
+
+static __always_inline void copy_flat(struct dnslens_event *ev, const void *buf, __u64 len)
+{
+	__u32 n = len > DNSLENS_MAX_PAYLOAD ? DNSLENS_MAX_PAYLOAD : len;
+	ev->payload_len = 0;
+	if (n && !bpf_probe_read_user(ev->payload, copy_bound(n), buf))
+		ev->payload_len = n;
+}
+
+/* Copies up to `len` bytes spread over an iovec array into the payload, in order. */
+static __always_inline void copy_iov(struct dnslens_event *ev, const struct iovec *iov,
+				     __u64 iovcnt, __u64 len)
+{
+	__u32 off = 0;
+	ev->payload_len = 0;
+	if (iovcnt > DNSLENS_MAX_IOV)
+		count(DNSLENS_CNT_IOV_SKIPPED);
+#pragma unroll
+	for (int i = 0; i < DNSLENS_MAX_IOV; i++) {
+		if (i >= iovcnt || off >= len || off >= DNSLENS_MAX_PAYLOAD)
+			break;
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), iov + i))
+			break;
+		__u64 n = v.iov_len;
+		if (n > len - off)
+			n = len - off;
+		if (n > DNSLENS_MAX_PAYLOAD - off)
+			n = DNSLENS_MAX_PAYLOAD - off;
+		__u32 at = off & (DNSLENS_MAX_PAYLOAD - 1);
+		__u64 size = copy_bound(n);
+		if (size && bpf_probe_read_user(ev->payload + at, size, v.iov_base))
+			break;
+		off += size;
+	}
+	ev->payload_len = off;
+}
+
+static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
+{
+	ev->msg_len = msg_len > 0xffffffff ? 0xffffffff : msg_len;
+	if (ev->payload_len == 0 && msg_len > 0) {
+		count(DNSLENS_CNT_READ_FAILED);
+		return;
+	}
+	if (msg_len > ev->payload_len)
+		count(DNSLENS_CNT_TRUNCATED);
+	__u64 size = copy_bound(ev->payload_len);
+	if (bpf_ringbuf_output(&events, ev, offsetof(struct dnslens_event, payload) + size, 0))
+		count(DNSLENS_CNT_RINGBUF_FULL);
+	else
+		count(DNSLENS_CNT_EVENTS);
+}
+
+/* Emits one message described by a user msghdr; `len` is what the syscall moved for it. */
+static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct user_msghdr *uhdr,
+					__u64 len, bool need_dns_peer, __u8 index)
+{
+	struct user_msghdr hdr = {};
+	if (bpf_probe_read_user(&hdr, sizeof(hdr), uhdr)) {
+		count(DNSLENS_CNT_READ_FAILED);
+		return;
+	}
+	ev->msg_index = index;
+	if (!apply_user_peer(ev, hdr.msg_name, need_dns_peer))
+		return;
+	copy_iov(ev, hdr.msg_iov, hdr.msg_iovlen, len);
+	submit(ev, len);
+}
+
+static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *stashed = bpf_map_lookup_elem(&calls, &id);
+	if (!stashed)
+		return 0;
+	struct call call = *stashed;
+	bpf_map_delete_elem(&calls, &id);
+	long ret = ctx->ret;
+	if (ret <= 0)
+		return 0;
+
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	struct dnslens_event *ev = &s->event;
+	fill_header(ev, &call);
+
+	switch (call.kind) {
+	case ARG_BUF:
+		if (!apply_user_peer(ev, (const void *)call.addr, call.need_dns_peer))
+			return 0;
+		copy_flat(ev, (const void *)call.data, ret);
+		submit(ev, ret);
+		break;
+	case ARG_IOV:
+		copy_iov(ev, (const struct iovec *)call.data, call.count, ret);
+		submit(ev, ret);
+		break;
+	case ARG_MSGHDR:
+		emit_msghdr(ev, (const struct user_msghdr *)call.data, ret, call.need_dns_peer, 0);
+		break;
+	case ARG_MMSGHDR: {
+		/* ret is the number of messages; each mmsghdr.msg_len says its bytes. */
+		const struct mmsghdr *msgs = (const struct mmsghdr *)call.data;
+		if (ret > DNSLENS_MAX_MMSG) {
+			count(DNSLENS_CNT_MMSG_SKIPPED);
+			ret = DNSLENS_MAX_MMSG;
+		}
+#pragma unroll
+		for (int i = 0; i < DNSLENS_MAX_MMSG; i++) {
+			if (i >= ret)
+				break;
+			unsigned int msg_len = 0;
+			if (bpf_probe_read_user(&msg_len, sizeof(msg_len), &msgs[i].msg_len))
+				break;
+			emit_msghdr(ev, &msgs[i].msg_hdr, msg_len, call.need_dns_peer, i);
+		}
+		break;
+	}
+	}
+	return 0;
+}
+
+#define ARG(n) (ctx->args[n])
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	/* sendto(fd, buf, len, flags, dest_addr, addrlen) */
+	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_SENDTO, DNSLENS_DIR_SEND, ARG(1), ARG(2), ARG(4),
+		     (const void *)ARG(4));
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	/* sendmsg(fd, msg, flags) */
+	void *name = NULL;
+	bpf_probe_read_user(&name, sizeof(name), (void *)ARG(1));
+	return enter(ARG(0), ARG_MSGHDR, DNSLENS_SYS_SENDMSG, DNSLENS_DIR_SEND, ARG(1), 0, 0, name);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	/* sendmmsg(fd, msgvec, vlen, flags): the first message's destination stands for all. */
+	void *name = NULL;
+	bpf_probe_read_user(&name, sizeof(name), (void *)ARG(1));
+	return enter(ARG(0), ARG_MMSGHDR, DNSLENS_SYS_SENDMMSG, DNSLENS_DIR_SEND, ARG(1), ARG(2), 0,
+		     name);
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_WRITE, DNSLENS_DIR_SEND, ARG(1), ARG(2), 0, NULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter(ARG(0), ARG_IOV, DNSLENS_SYS_WRITEV, DNSLENS_DIR_SEND, ARG(1), ARG(2), 0, NULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	/* recvfrom(fd, buf, len, flags, src_addr, addrlen): src_addr is filled at exit. */
+	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_RECVFROM, DNSLENS_DIR_RECV, ARG(1), ARG(2), ARG(4),
+		     NULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter(ARG(0), ARG_MSGHDR, DNSLENS_SYS_RECVMSG, DNSLENS_DIR_RECV, ARG(1), 0, 0, NULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter(ARG(0), ARG_MMSGHDR, DNSLENS_SYS_RECVMMSG, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0,
+		     NULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_READ, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0, NULL);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter(ARG(0), ARG_IOV, DNSLENS_SYS_READV, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0, NULL);
+}
+
+/* One exit program serves every hooked syscall, attached to each sys_exit_* tracepoint by the
+ * loader: the stash says which call it was. */
+SEC("tracepoint")
+int sys_exit_dns(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_call(ctx);
+}

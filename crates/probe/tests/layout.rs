@@ -1,0 +1,93 @@
+//! The Rust event header must match `struct dnslens_event` in bpf/dnslens.h byte for byte:
+//! compile the header with the host C compiler and compare every offset and size.
+
+use std::{mem::offset_of, path::Path, process::Command};
+
+use dnslens_probe::{EventHeader, MAX_PAYLOAD, MAX_PORTS};
+
+macro_rules! fields {
+    ($($field:ident),* $(,)?) => {
+        vec![$((stringify!($field), offset_of!(EventHeader, $field))),*]
+    };
+}
+
+#[test]
+fn event_header_matches_the_c_header() {
+    let rust_fields = fields!(
+        timestamp_ns,
+        process_start_ns,
+        cgroup_id,
+        cgroup_v1_id,
+        socket_ino,
+        tgid,
+        tid,
+        ppid,
+        uid,
+        netns_ino,
+        msg_len,
+        payload_len,
+        family,
+        local_port,
+        remote_port,
+        protocol,
+        direction,
+        syscall,
+        msg_index,
+        _pad,
+        local_addr,
+        remote_addr,
+        comm,
+        leader_comm
+    );
+    let mut program = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"dnslens.h\"\nint main(void) {\n",
+    );
+    for (name, _) in &rust_fields {
+        program += &format!("printf(\"{name} %zu\\n\", offsetof(struct dnslens_event, {name}));\n");
+    }
+    program += "printf(\"payload %zu\\n\", offsetof(struct dnslens_event, payload));\n";
+    program += "printf(\"MAX_PAYLOAD %d\\n\", DNSLENS_MAX_PAYLOAD);\n";
+    program += "printf(\"MAX_PORTS %d\\n\", DNSLENS_MAX_PORTS);\n";
+    program += "printf(\"CNT_MAX %d\\n\", DNSLENS_CNT_MAX);\n";
+    program += "printf(\"size %zu\\n\", sizeof(struct dnslens_event));\nreturn 0;\n}\n";
+
+    let dir = std::env::temp_dir().join(format!("dnslens-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("layout.c");
+    let binary = dir.join("layout");
+    std::fs::write(&source, program).unwrap();
+    let bpf_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .arg("-I")
+        .arg(&bpf_dir)
+        .arg(&source)
+        .arg("-o")
+        .arg(&binary)
+        .status()
+        .expect("a C compiler (cc) is needed for the layout check");
+    assert!(status.success(), "{cc} failed on bpf/dnslens.h");
+    let output = Command::new(&binary).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let c: std::collections::HashMap<&str, usize> = text
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(' ').unwrap();
+            (name, value.parse().unwrap())
+        })
+        .collect();
+
+    for (name, offset) in rust_fields {
+        assert_eq!(c[name], offset, "offset of {name}");
+    }
+    assert_eq!(
+        c["payload"],
+        std::mem::size_of::<EventHeader>(),
+        "header ends where payload starts"
+    );
+    assert_eq!(c["size"], std::mem::size_of::<EventHeader>() + MAX_PAYLOAD);
+    assert_eq!(c["MAX_PAYLOAD"], MAX_PAYLOAD);
+    assert_eq!(c["MAX_PORTS"], MAX_PORTS);
+    assert_eq!(c["CNT_MAX"], dnslens_probe::COUNTER_NAMES.len());
+}

@@ -1,0 +1,344 @@
+//! Needs root: loads the real BPF object and checks that each send/receive syscall path is
+//! captured with the right bytes, syscall, direction and addresses. Traffic stays on loopback,
+//! on an ephemeral port that the probe is told is DNS.
+
+use std::{
+    io::{IoSlice, IoSliceMut, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use dnslens_probe::{Direction, Probe, ProbeConfig, RawEvent, Syscall, Transport};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    syscall: Syscall,
+    direction: Direction,
+    transport: Transport,
+    payload: Vec<u8>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    msg_len: u32,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this test must not skip"
+        );
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+fn start(port: u16) -> Probe {
+    let config = ProbeConfig {
+        ports: vec![port],
+        ..ProbeConfig::default()
+    };
+    let probe = Probe::load(&config).unwrap_or_else(|e| panic!("probe load: {e}"));
+    let failed: Vec<_> = probe.hooks().iter().filter(|h| !h.attached).collect();
+    assert!(failed.is_empty(), "hooks not attached: {failed:?}");
+    probe
+}
+
+/// Collects this process's events until `want` arrived or two seconds passed.
+fn collect(probe: &mut Probe, want: usize) -> Vec<Seen> {
+    let me = std::process::id();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while seen.len() < want && Instant::now() < deadline {
+        probe
+            .poll(Duration::from_millis(50), |record| {
+                let event = RawEvent::parse(record).expect("well-formed record");
+                if event.header.tgid == me {
+                    seen.push(Seen {
+                        syscall: event.syscall().unwrap(),
+                        direction: event.direction().unwrap(),
+                        transport: event.transport().unwrap(),
+                        payload: event.payload.to_vec(),
+                        local: event.local(),
+                        remote: event.remote(),
+                        msg_len: event.header.msg_len,
+                    });
+                }
+            })
+            .unwrap();
+    }
+    seen
+}
+
+fn has(seen: &[Seen], syscall: Syscall, direction: Direction, payload: &[u8]) -> bool {
+    seen.iter()
+        .any(|s| s.syscall == syscall && s.direction == direction && s.payload == payload)
+}
+
+fn msg(tag: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| tag.wrapping_add(i as u8)).collect()
+}
+
+#[test]
+fn root_udp_unconnected_sendto_recvfrom_both_ends() {
+    if !is_root() {
+        return;
+    }
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let mut probe = start(port);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let query = msg(1, 40);
+    let answer = msg(2, 120);
+    client
+        .send_to(&query, server.local_addr().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &query[..]);
+    server.send_to(&answer, from).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(n, answer.len());
+
+    let seen = collect(&mut probe, 4);
+    assert!(
+        has(&seen, Syscall::Sendto, Direction::Send, &query),
+        "{seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Recvfrom, Direction::Recv, &query),
+        "{seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Sendto, Direction::Send, &answer),
+        "{seen:?}"
+    );
+    // The client's socket is unconnected: only its earlier send to a DNS port marks it.
+    let client_recv = seen
+        .iter()
+        .find(|s| s.direction == Direction::Recv && s.payload == answer)
+        .unwrap_or_else(|| panic!("client recvfrom missing: {seen:?}"));
+    assert_eq!(client_recv.remote, server.local_addr().unwrap());
+    assert_eq!(
+        client_recv.local.port(),
+        client.local_addr().unwrap().port()
+    );
+    assert!(seen.iter().all(|s| s.transport == Transport::Udp));
+}
+
+#[test]
+fn root_udp_connected_send_write_sendmsg_sendmmsg() {
+    if !is_root() {
+        return;
+    }
+    let server = UdpSocket::bind("[::1]:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let mut probe = start(port);
+    let client = UdpSocket::bind("[::1]:0").unwrap();
+    client.connect(server.local_addr().unwrap()).unwrap();
+    let fd = client.as_raw_fd();
+    let (a, b, c, d, e) = (
+        msg(10, 30),
+        msg(20, 31),
+        msg(30, 32),
+        msg(40, 33),
+        msg(50, 34),
+    );
+
+    client.send(&a).unwrap(); // sendto(fd, NULL)
+                              // SAFETY: valid fd and buffers for the duration of each call.
+    unsafe {
+        assert_eq!(
+            libc::write(fd, b.as_ptr().cast(), b.len()),
+            b.len() as isize
+        );
+        let mut iov = [
+            libc::iovec {
+                iov_base: c.as_ptr() as *mut _,
+                iov_len: 10,
+            },
+            libc::iovec {
+                iov_base: c[10..].as_ptr() as *mut _,
+                iov_len: c.len() - 10,
+            },
+        ];
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_iov = iov.as_mut_ptr();
+        hdr.msg_iovlen = 2;
+        assert_eq!(libc::sendmsg(fd, &hdr, 0), c.len() as isize);
+        let mut iov_d = libc::iovec {
+            iov_base: d.as_ptr() as *mut _,
+            iov_len: d.len(),
+        };
+        let mut iov_e = libc::iovec {
+            iov_base: e.as_ptr() as *mut _,
+            iov_len: e.len(),
+        };
+        let mut msgs: [libc::mmsghdr; 2] = std::mem::zeroed();
+        msgs[0].msg_hdr.msg_iov = &mut iov_d;
+        msgs[0].msg_hdr.msg_iovlen = 1;
+        msgs[1].msg_hdr.msg_iov = &mut iov_e;
+        msgs[1].msg_hdr.msg_iovlen = 1;
+        assert_eq!(libc::sendmmsg(fd, msgs.as_mut_ptr(), 2, 0), 2);
+    }
+    // Server side: recvmmsg for two, recvmsg, read (on a connected server socket) and readv.
+    let mut bufs = [[0u8; 512]; 5];
+    // SAFETY: buffers outlive the calls; lengths are passed.
+    unsafe {
+        let [b0, b1, b2, b3, b4] = &mut bufs;
+        let mut iovs = [
+            libc::iovec {
+                iov_base: b0.as_mut_ptr().cast(),
+                iov_len: 512,
+            },
+            libc::iovec {
+                iov_base: b1.as_mut_ptr().cast(),
+                iov_len: 512,
+            },
+        ];
+        let mut msgs: [libc::mmsghdr; 2] = std::mem::zeroed();
+        msgs[0].msg_hdr.msg_iov = &mut iovs[0];
+        msgs[0].msg_hdr.msg_iovlen = 1;
+        msgs[1].msg_hdr.msg_iov = &mut iovs[1];
+        msgs[1].msg_hdr.msg_iovlen = 1;
+        let sfd = server.as_raw_fd();
+        assert_eq!(
+            libc::recvmmsg(sfd, msgs.as_mut_ptr(), 2, 0, std::ptr::null_mut()),
+            2
+        );
+        let mut name: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: b2.as_mut_ptr().cast(),
+            iov_len: 512,
+        };
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        assert_eq!(libc::recvmsg(sfd, &mut hdr, 0), c.len() as isize);
+        server.connect(client.local_addr().unwrap()).unwrap();
+        assert_eq!(
+            libc::read(sfd, b3.as_mut_ptr().cast(), 512),
+            d.len() as isize
+        );
+        let mut iov = [libc::iovec {
+            iov_base: b4.as_mut_ptr().cast(),
+            iov_len: 512,
+        }];
+        assert_eq!(libc::readv(sfd, iov.as_mut_ptr(), 1), e.len() as isize);
+    }
+
+    let seen = collect(&mut probe, 10);
+    assert!(has(&seen, Syscall::Sendto, Direction::Send, &a), "{seen:?}");
+    assert!(has(&seen, Syscall::Write, Direction::Send, &b), "{seen:?}");
+    assert!(
+        has(&seen, Syscall::Sendmsg, Direction::Send, &c),
+        "iovecs joined: {seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Sendmmsg, Direction::Send, &d),
+        "{seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Sendmmsg, Direction::Send, &e),
+        "every mmsg message: {seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Recvmmsg, Direction::Recv, &a),
+        "{seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Recvmmsg, Direction::Recv, &b),
+        "{seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Recvmsg, Direction::Recv, &c),
+        "{seen:?}"
+    );
+    assert!(has(&seen, Syscall::Read, Direction::Recv, &d), "{seen:?}");
+    assert!(has(&seen, Syscall::Readv, Direction::Recv, &e), "{seen:?}");
+    let send = seen.iter().find(|s| s.syscall == Syscall::Write).unwrap();
+    assert_eq!(
+        send.remote,
+        server.local_addr().unwrap(),
+        "IPv6 peer from the socket"
+    );
+    assert_eq!(send.local, client.local_addr().unwrap());
+}
+
+#[test]
+fn root_tcp_stream_chunks_and_truncation() {
+    if !is_root() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut probe = start(port);
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut accepted, _) = listener.accept().unwrap();
+    let query = msg(60, 50);
+    let prefix = (query.len() as u16).to_be_bytes();
+    // Length and message in two iovecs of one writev, as glibc does.
+    let written = client
+        .write_vectored(&[IoSlice::new(&prefix), IoSlice::new(&query)])
+        .unwrap();
+    assert_eq!(written, prefix.len() + query.len());
+    let mut len = [0u8; 2];
+    accepted.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    accepted.read_exact(&mut body).unwrap();
+    // A large answer: more than the kernel side copies.
+    let answer = msg(70, 6000);
+    accepted.write_all(&answer).unwrap();
+    let mut got = vec![0u8; answer.len()];
+    let mut first = vec![0u8; 6000];
+    let n = client
+        .read_vectored(&mut [IoSliceMut::new(&mut first)])
+        .unwrap();
+    got[..n].copy_from_slice(&first[..n]);
+    client.read_exact(&mut got[n..]).unwrap();
+
+    let seen = collect(&mut probe, 4);
+    let joined: Vec<u8> = prefix.iter().chain(query.iter()).copied().collect();
+    assert!(
+        has(&seen, Syscall::Writev, Direction::Send, &joined),
+        "{seen:?}"
+    );
+    assert!(
+        has(&seen, Syscall::Recvfrom, Direction::Recv, &len)
+            || has(&seen, Syscall::Read, Direction::Recv, &len),
+        "{seen:?}"
+    );
+    let big = seen
+        .iter()
+        .find(|s| s.direction == Direction::Send && s.msg_len as usize == answer.len())
+        .unwrap_or_else(|| panic!("large write missing: {seen:?}"));
+    assert_eq!(big.payload.len(), dnslens_probe::MAX_PAYLOAD);
+    assert_eq!(&big.payload[..], &answer[..dnslens_probe::MAX_PAYLOAD]);
+    assert!(seen.iter().all(|s| s.transport == Transport::Tcp));
+    assert!(probe.counters().unwrap().truncated >= 1);
+}
+
+#[test]
+fn root_other_ports_and_files_are_ignored() {
+    if !is_root() {
+        return;
+    }
+    let dns = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut probe = start(dns.local_addr().unwrap().port());
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .send_to(b"not dns", other.local_addr().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 64];
+    other.recv_from(&mut buf).unwrap();
+    let path = std::env::temp_dir().join(format!("dnslens-probe-{}", std::process::id()));
+    std::fs::write(&path, b"file bytes").unwrap();
+    std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(collect(&mut probe, 1).is_empty());
+}
