@@ -210,6 +210,7 @@ static __always_inline void fill_header(struct dnslens_event *ev, const struct c
 	struct sock *sk = (struct sock *)call->sk;
 	__u64 id = bpf_get_current_pid_tgid();
 
+	ev->kind = DNSLENS_RECORD_DNS;
 	ev->timestamp_ns = bpf_ktime_get_ns();
 	ev->process_start_ns = BPF_CORE_READ(leader, start_time);
 	ev->cgroup_id = bpf_get_current_cgroup_id();
@@ -476,6 +477,32 @@ SEC("tracepoint/syscalls/sys_enter_readv")
 int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
 	return enter(ARG(0), ARG_IOV, DNSLENS_SYS_READV, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0, NULL);
+}
+
+/* sched_process_exec's format: the file name is a __data_loc (offset in the low 16 bits). */
+struct sched_process_exec_args {
+	struct trace_entry ent;
+	__u32 filename_loc;
+	int pid;
+	int old_pid;
+};
+
+SEC("tracepoint/sched/sched_process_exec")
+int sched_process_exec(struct sched_process_exec_args *ctx)
+{
+	struct dnslens_exec_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count(DNSLENS_CNT_RINGBUF_FULL);
+		return 0;
+	}
+	struct task_struct *task = (void *)bpf_get_current_task();
+	ev->kind = DNSLENS_RECORD_EXEC;
+	ev->tgid = bpf_get_current_pid_tgid() >> 32;
+	ev->process_start_ns = BPF_CORE_READ(task, group_leader, start_time);
+	bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),
+				  (void *)ctx + (ctx->filename_loc & 0xffff));
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
 }
 
 /* One exit program serves every hooked syscall, attached to each sys_exit_* tracepoint by the

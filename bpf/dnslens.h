@@ -21,6 +21,15 @@
 #define DNSLENS_MAX_MMSG 8
 #define DNSLENS_MAX_IOV 4
 
+/* Bytes of an exec'd file's path kept per exec record. */
+#define DNSLENS_PATH_LEN 256
+
+/* First field of every ring-buffer record. */
+enum dnslens_record_kind {
+	DNSLENS_RECORD_DNS = 1,   /* struct dnslens_event */
+	DNSLENS_RECORD_EXEC = 2,  /* struct dnslens_exec_event */
+};
+
 enum dnslens_direction {
 	DNSLENS_DIR_SEND = 1,
 	DNSLENS_DIR_RECV = 2,
@@ -52,12 +61,13 @@ enum dnslens_counter {
 };
 
 struct dnslens_event {
+	__u32 kind;               /* DNSLENS_RECORD_DNS */
+	__u32 tgid;
 	__u64 timestamp_ns;       /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at syscall exit */
 	__u64 process_start_ns;   /* group leader start time: tells a reused pid apart */
 	__u64 cgroup_id;          /* cgroup v2 id (inode of the cgroup directory) */
 	__u64 cgroup_v1_id;       /* id in the v1 memory hierarchy; 0 where there is none */
 	__u64 socket_ino;         /* socket inode, as in /proc/PID/fd "socket:[INO]" */
-	__u32 tgid;
 	__u32 tid;
 	__u32 ppid;
 	__u32 uid;
@@ -71,12 +81,20 @@ struct dnslens_event {
 	__u8 direction;           /* enum dnslens_direction */
 	__u8 syscall;             /* enum dnslens_syscall */
 	__u8 msg_index;           /* position in a sendmmsg/recvmmsg batch */
-	__u8 _pad[2];
+	__u8 _pad[6];
 	__u8 local_addr[16];      /* network byte order; IPv4 in the first 4 bytes */
 	__u8 remote_addr[16];
 	char comm[DNSLENS_COMM_LEN];         /* thread name */
 	char leader_comm[DNSLENS_COMM_LEN];  /* process (group leader) name */
 	__u8 payload[DNSLENS_MAX_PAYLOAD];   /* only payload_len bytes are sent */
+};
+
+/* An exec, so a process that exits before userspace reads /proc still has its executable. */
+struct dnslens_exec_event {
+	__u32 kind;               /* DNSLENS_RECORD_EXEC */
+	__u32 tgid;
+	__u64 process_start_ns;
+	char filename[DNSLENS_PATH_LEN]; /* as passed to execve, NUL-terminated */
 };
 
 #endif /* DNSLENS_H */

@@ -6,6 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// `DNSLENS_MAX_PAYLOAD`: bytes of one message copied per event.
 pub const MAX_PAYLOAD: usize = 4096;
 const COMM_LEN: usize = 16;
+/// `DNSLENS_PATH_LEN`.
+pub const PATH_LEN: usize = 256;
+const RECORD_DNS: u32 = 1;
+const RECORD_EXEC: u32 = 2;
 const AF_INET6: u16 = 10;
 
 /// Fixed part of an event; the ring buffer record is this header followed by `payload_len`
@@ -13,12 +17,13 @@ const AF_INET6: u16 = 10;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
+    pub kind: u32,
+    pub tgid: u32,
     pub timestamp_ns: u64,
     pub process_start_ns: u64,
     pub cgroup_id: u64,
     pub cgroup_v1_id: u64,
     pub socket_ino: u64,
-    pub tgid: u32,
     pub tid: u32,
     pub ppid: u32,
     pub uid: u32,
@@ -32,7 +37,7 @@ pub struct EventHeader {
     pub direction: u8,
     pub syscall: u8,
     pub msg_index: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
@@ -96,6 +101,66 @@ pub enum EventError {
     Unknown { field: &'static str, value: u32 },
 }
 
+/// `struct dnslens_exec_event`: a process image was replaced.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecHeader {
+    pub kind: u32,
+    pub tgid: u32,
+    pub process_start_ns: u64,
+    pub filename: [u8; PATH_LEN],
+}
+
+/// An exec seen by the kernel: the path passed to execve, kept for processes gone from /proc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub tgid: u32,
+    pub process_start_ns: u64,
+    pub filename: String,
+}
+
+/// Any ring-buffer record.
+#[derive(Clone, Debug)]
+pub enum Record<'a> {
+    Dns(RawEvent<'a>),
+    Exec(ExecEvent),
+}
+
+impl<'a> Record<'a> {
+    /// Reads a ring-buffer record of either kind. Never panics on short or odd input.
+    pub fn parse(record: &'a [u8]) -> Result<Self, EventError> {
+        let kind = record
+            .get(..4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or(EventError::Short(record.len()))?;
+        match kind {
+            RECORD_DNS => RawEvent::parse(record).map(Record::Dns),
+            RECORD_EXEC => {
+                let header: ExecHeader = read_pod(record)?;
+                Ok(Record::Exec(ExecEvent {
+                    tgid: header.tgid,
+                    process_start_ns: header.process_start_ns,
+                    filename: String::from_utf8_lossy(c_bytes(&header.filename)).into_owned(),
+                }))
+            }
+            value => Err(EventError::Unknown {
+                field: "kind",
+                value,
+            }),
+        }
+    }
+}
+
+/// Copies a plain-old-data header from the front of a record.
+fn read_pod<T: Copy>(record: &[u8]) -> Result<T, EventError> {
+    if record.len() < std::mem::size_of::<T>() {
+        return Err(EventError::Short(record.len()));
+    }
+    // SAFETY: the length was checked; T is a repr(C) struct of integers and byte arrays (any bit
+    // pattern is valid); the record may be unaligned, hence read_unaligned.
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<T>()) })
+}
+
 /// One captured message: the header fields and the payload bytes, borrowed from the ring buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct RawEvent<'a> {
@@ -107,13 +172,13 @@ impl<'a> RawEvent<'a> {
     /// Reads a ring-buffer record. Never panics on short or odd input.
     pub fn parse(record: &'a [u8]) -> Result<Self, EventError> {
         let header_len = std::mem::size_of::<EventHeader>();
-        if record.len() < header_len {
-            return Err(EventError::Short(record.len()));
+        let header: EventHeader = read_pod(record)?;
+        if header.kind != RECORD_DNS {
+            return Err(EventError::Unknown {
+                field: "kind",
+                value: header.kind,
+            });
         }
-        // SAFETY: the length was checked above and EventHeader is plain old data (any bit
-        // pattern is valid); the record may be unaligned, hence read_unaligned.
-        let header: EventHeader =
-            unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<EventHeader>()) };
         let end = header_len + header.payload_len as usize;
         if header.payload_len as usize > MAX_PAYLOAD || record.len() < end {
             return Err(EventError::Short(record.len()));
@@ -221,10 +286,15 @@ fn socket_addr(family: u16, addr: &[u8; 16], port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-fn c_str(bytes: &[u8]) -> &str {
+fn c_bytes(bytes: &[u8]) -> &[u8] {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+fn c_str(bytes: &[u8]) -> &str {
+    let bytes = c_bytes(bytes);
     // comm is set by the process and need not be UTF-8; keep the valid prefix.
-    match std::str::from_utf8(&bytes[..end]) {
+    match std::str::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
     }

@@ -29,6 +29,7 @@ const SYSCALLS: &[&str] = &[
     "readv",
 ];
 const EXIT_PROGRAM: &str = "sys_exit_dns";
+const EXEC_PROGRAM: &str = "sched_process_exec";
 
 /// What to capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,7 +171,12 @@ impl Probe {
                 &format!("sys_exit_{syscall}"),
             ));
         }
-        if !hooks.iter().any(|h| h.attached) {
+        // Optional: without it, exe paths come from /proc alone.
+        hooks.push(attach_to(&mut ebpf, EXEC_PROGRAM, "sched", EXEC_PROGRAM));
+        if !hooks
+            .iter()
+            .any(|h| h.attached && h.name.starts_with("syscalls/"))
+        {
             let why = hooks
                 .iter()
                 .filter_map(|h| h.error.as_deref())
@@ -293,7 +299,11 @@ fn load_error(error: aya::EbpfError) -> ProbeError {
 }
 
 fn attach(ebpf: &mut Ebpf, program_name: &str, tracepoint: &str) -> HookStatus {
-    let name = format!("syscalls/{tracepoint}");
+    attach_to(ebpf, program_name, "syscalls", tracepoint)
+}
+
+fn attach_to(ebpf: &mut Ebpf, program_name: &str, category: &str, tracepoint: &str) -> HookStatus {
+    let name = format!("{category}/{tracepoint}");
     let result = (|| -> Result<(), String> {
         let program: &mut TracePoint = ebpf
             .program_mut(program_name)
@@ -304,7 +314,7 @@ fn attach(ebpf: &mut Ebpf, program_name: &str, tracepoint: &str) -> HookStatus {
             program.load().map_err(|e| verifier_detail(&e))?;
         }
         program
-            .attach("syscalls", tracepoint)
+            .attach(category, tracepoint)
             .map_err(|e| error_chain(&e))?;
         Ok(())
     })();

@@ -3,7 +3,7 @@
 
 use std::{mem::offset_of, path::Path, process::Command};
 
-use dnslens_probe::{EventHeader, MAX_PAYLOAD, MAX_PORTS};
+use dnslens_probe::{EventHeader, ExecHeader, MAX_PAYLOAD, MAX_PORTS};
 
 macro_rules! fields {
     ($($field:ident),* $(,)?) => {
@@ -46,6 +46,13 @@ fn event_header_matches_the_c_header() {
         program += &format!("printf(\"{name} %zu\\n\", offsetof(struct dnslens_event, {name}));\n");
     }
     program += "printf(\"payload %zu\\n\", offsetof(struct dnslens_event, payload));\n";
+    for field in ["kind", "tgid", "process_start_ns", "filename"] {
+        program += &format!(
+            "printf(\"exec.{field} %zu\\n\", offsetof(struct dnslens_exec_event, {field}));\n"
+        );
+    }
+    program += "printf(\"exec.size %zu\\n\", sizeof(struct dnslens_exec_event));\n";
+    program += "printf(\"PATH_LEN %d\\n\", DNSLENS_PATH_LEN);\n";
     program += "printf(\"MAX_PAYLOAD %d\\n\", DNSLENS_MAX_PAYLOAD);\n";
     program += "printf(\"MAX_PORTS %d\\n\", DNSLENS_MAX_PORTS);\n";
     program += "printf(\"CNT_MAX %d\\n\", DNSLENS_CNT_MAX);\n";
@@ -89,5 +96,14 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["size"], std::mem::size_of::<EventHeader>() + MAX_PAYLOAD);
     assert_eq!(c["MAX_PAYLOAD"], MAX_PAYLOAD);
     assert_eq!(c["MAX_PORTS"], MAX_PORTS);
+    assert_eq!(c["exec.kind"], offset_of!(ExecHeader, kind));
+    assert_eq!(c["exec.tgid"], offset_of!(ExecHeader, tgid));
+    assert_eq!(
+        c["exec.process_start_ns"],
+        offset_of!(ExecHeader, process_start_ns)
+    );
+    assert_eq!(c["exec.filename"], offset_of!(ExecHeader, filename));
+    assert_eq!(c["exec.size"], std::mem::size_of::<ExecHeader>());
+    assert_eq!(c["PATH_LEN"], dnslens_probe::PATH_LEN);
     assert_eq!(c["CNT_MAX"], dnslens_probe::COUNTER_NAMES.len());
 }

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslens_probe::{Direction, Probe, ProbeConfig, RawEvent, Syscall, Transport};
+use dnslens_probe::{Direction, Probe, ProbeConfig, Record, Syscall, Transport};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -54,7 +54,9 @@ fn collect(probe: &mut Probe, want: usize) -> Vec<Seen> {
     while seen.len() < want && Instant::now() < deadline {
         probe
             .poll(Duration::from_millis(50), |record| {
-                let event = RawEvent::parse(record).expect("well-formed record");
+                let Record::Dns(event) = Record::parse(record).expect("well-formed record") else {
+                    return;
+                };
                 if event.header.tgid == me {
                     seen.push(Seen {
                         syscall: event.syscall().unwrap(),
@@ -341,4 +343,32 @@ fn root_other_ports_and_files_are_ignored() {
     std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert!(collect(&mut probe, 1).is_empty());
+}
+
+#[test]
+fn root_exec_records_carry_the_executable() {
+    if !is_root() {
+        return;
+    }
+    let mut probe = start(53);
+    let child = std::process::Command::new("/bin/true")
+        .spawn()
+        .unwrap()
+        .wait_with_output();
+    child.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        probe
+            .poll(Duration::from_millis(50), |record| {
+                if let Ok(Record::Exec(exec)) = Record::parse(record) {
+                    if exec.filename == "/bin/true" {
+                        found = Some(exec);
+                    }
+                }
+            })
+            .unwrap();
+    }
+    let exec = found.expect("an exec record for /bin/true");
+    assert!(exec.tgid > 0 && exec.process_start_ns > 0);
 }
