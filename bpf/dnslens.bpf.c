@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * dnslens kernel side: syscall tracepoints that copy DNS messages into a ring buffer.
+ * dnslens kernel side: copies DNS messages that processes send or receive into a ring buffer.
  *
- * Every send/receive syscall is hooked at enter and exit. Enter decides cheaply whether the fd is
- * an INET/INET6 UDP or TCP socket talking to a DNS port and, if so, stashes the arguments; exit
- * copies what the syscall actually moved (its return value says how much) with the socket's
- * addresses and the task's ids. Everything else returns at once: these hooks run on every
- * read and write on the host. Parsing happens in userspace.
+ * One hook at syscall exit serves every send/receive syscall: the return value says how much was
+ * moved and the arguments are still in the task's saved registers, so there is no enter hook and
+ * no enter->exit map. That halves what the host's other I/O pays, and every read and write on the
+ * host pays it: a non-socket fd is rejected after the fd-table lookup and one read of the file.
+ * The preferred attachment is the BTF raw tracepoint sys_exit (Linux 5.5+); where it is refused,
+ * the same code runs from the sys_exit_* syscall tracepoints (bpf_task_pt_regs, Linux 5.15+).
+ * Parsing happens in userspace.
  */
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "dnslens.h"
 
 #define AF_INET 2
@@ -28,6 +31,9 @@ const volatile __u16 dns_ports[DNSLENS_MAX_PORTS] = {53};
 const volatile __u32 dns_port_count = 1;
 /* Index of the memory controller in css_set.subsys (its line in /proc/cgroups); >= 64: none. */
 const volatile __u32 memory_subsys_id = 0xffffffff;
+/* socket_file_ops, learned from the first socket seen (every socket file has it): from then on
+ * one read of file->f_op tells a socket from anything else. */
+__u64 socket_fops = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -71,25 +77,19 @@ enum arg_kind {
 	ARG_MMSGHDR,   /* struct mmsghdr array + vlen: sendmmsg, recvmmsg */
 };
 
-/* What enter saw, for exit: the syscall's user pointers and the socket it resolved. */
+/* One syscall, read back from the task's registers at exit. */
 struct call {
-	__u64 sk;
-	__u64 socket_ino;
+	__u64 fd;
 	__u64 data;     /* buf, iovec array, msghdr or mmsghdr array */
 	__u64 count;    /* buf length, iovec count or vlen */
-	__u64 addr;     /* sendto/recvfrom sockaddr, 0 if none */
+	__u64 addr;     /* sendto destination / recvfrom source sockaddr, 0 if none */
+	__u64 sk;
+	__u64 socket_ino;
 	__u8 kind;      /* enum arg_kind */
 	__u8 syscall;
 	__u8 direction;
-	__u8 need_dns_peer; /* unconnected UDP socket: exit checks the peer port of each datagram */
+	__u8 need_dns_peer; /* unconnected UDP socket: each datagram's peer port is checked */
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct call);
-} calls SEC(".maps");
 
 /* Unconnected UDP sockets that sent to a DNS port: their receives are DNS candidates. */
 struct {
@@ -118,22 +118,28 @@ static __always_inline bool is_dns_port(__u16 port)
 	return false;
 }
 
-/* fd -> struct sock of the current task, or NULL when the fd is not a socket. */
-static __always_inline struct sock *fd_to_sock(__u64 fd, __u64 *ino)
+/* fd -> struct sock of the current task, or NULL when the fd is not a socket. This runs for every
+ * hooked syscall on the host, so the common case (not a socket) takes the fewest reads: the fd
+ * table through BTF pointers, then one read of the file's operations. */
+static __always_inline struct sock *fd_to_sock(struct task_struct *task, __u64 fd, __u64 *ino)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = task->files->fdt;
+	if (fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), fds + fd);
+	bpf_probe_read_kernel(&file, sizeof(file), fdt->fd + fd);
 	if (!file)
 		return NULL;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return NULL;
-	*ino = BPF_CORE_READ(inode, i_ino);
+	__u64 fops = (__u64)BPF_CORE_READ(file, f_op);
+	if (socket_fops) {
+		if (fops != socket_fops)
+			return NULL;
+	} else {
+		if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+			return NULL;
+		socket_fops = fops;
+	}
+	*ino = BPF_CORE_READ(file, f_inode, i_ino);
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	return BPF_CORE_READ(sock, sk);
 }
@@ -152,60 +158,59 @@ static __always_inline __u16 user_sockaddr_port(const void *addr)
 	return bpf_ntohs(head.port);
 }
 
-/* Decides at syscall enter whether the call moves DNS and stashes it for exit. `dest` is the
- * sendto/sendmsg destination (NULL when the socket's own peer applies). */
-static __always_inline int enter(__u64 fd, __u8 kind, __u8 syscall, __u8 direction, __u64 data,
-				 __u64 count_arg, __u64 addr, const void *dest)
+/* The destination a send names (sendto's address, msg_name of sendmsg or of sendmmsg's first
+ * message), NULL when the socket's own peer applies. */
+static __always_inline const void *send_destination(const struct call *call)
+{
+	void *name = NULL;
+	if (call->kind == ARG_BUF)
+		return (const void *)call->addr;
+	if (call->kind == ARG_MSGHDR || call->kind == ARG_MMSGHDR)
+		bpf_probe_read_user(&name, sizeof(name), (const void *)call->data);
+	return name;
+}
+
+/* Whether the call's socket talks DNS; fills call->sk and call->socket_ino. */
+static __always_inline bool classify(struct task_struct *task, struct call *call)
 {
 	__u64 ino = 0;
-	struct sock *sk = fd_to_sock(fd, &ino);
+	struct sock *sk = fd_to_sock(task, call->fd, &ino);
 	if (!sk)
-		return 0;
+		return false;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
-		return 0;
+		return false;
 	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
 	if (protocol != IPPROTO_UDP && protocol != IPPROTO_TCP)
-		return 0;
+		return false;
+	call->sk = (__u64)sk;
+	call->socket_ino = ino;
 
-	__u8 need_dns_peer = 0;
 	__u16 local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	__u16 remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (!is_dns_port(local_port) && !is_dns_port(remote_port)) {
-		if (protocol != IPPROTO_UDP)
-			return 0;
-		__u64 key = (__u64)sk;
-		if (dest && is_dns_port(user_sockaddr_port(dest))) {
-			__u8 one = 1;
-			bpf_map_update_elem(&dns_sockets, &key, &one, BPF_ANY);
-		} else if (direction == DNSLENS_DIR_RECV && bpf_map_lookup_elem(&dns_sockets, &key)) {
-			need_dns_peer = 1;
-		} else {
-			return 0;
-		}
+	if (is_dns_port(local_port) || is_dns_port(remote_port))
+		return true;
+	if (protocol != IPPROTO_UDP)
+		return false;
+	/* Unconnected UDP: a send to a DNS port marks the socket, so its receives count too. */
+	__u64 key = (__u64)sk;
+	if (call->direction == DNSLENS_DIR_SEND) {
+		if (!is_dns_port(user_sockaddr_port(send_destination(call))))
+			return false;
+		__u8 one = 1;
+		bpf_map_update_elem(&dns_sockets, &key, &one, BPF_ANY);
+		return true;
 	}
-
-	struct call call = {
-		.sk = (__u64)sk,
-		.socket_ino = ino,
-		.data = data,
-		.count = count_arg,
-		.addr = addr,
-		.kind = kind,
-		.syscall = syscall,
-		.direction = direction,
-		.need_dns_peer = need_dns_peer,
-	};
-	__u64 id = bpf_get_current_pid_tgid();
-	if (bpf_map_update_elem(&calls, &id, &call, BPF_ANY))
-		count(DNSLENS_CNT_STASH_FULL);
-	return 0;
+	if (!bpf_map_lookup_elem(&dns_sockets, &key))
+		return false;
+	call->need_dns_peer = 1;
+	return true;
 }
 
 /* Fills the parts of the event that are the same for every message of one call. */
-static __always_inline void fill_header(struct dnslens_event *ev, const struct call *call)
+static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
+					const struct call *call)
 {
-	struct task_struct *task = (void *)bpf_get_current_task();
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	struct sock *sk = (struct sock *)call->sk;
 	__u64 id = bpf_get_current_pid_tgid();
@@ -350,16 +355,66 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 	submit(ev, len);
 }
 
-static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx)
+static __always_inline void set_call(struct call *call, __u8 syscall, __u8 kind, __u8 direction)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct call *stashed = bpf_map_lookup_elem(&calls, &id);
-	if (!stashed)
+	call->syscall = syscall;
+	call->kind = kind;
+	call->direction = direction;
+}
+
+/* The syscall and its arguments from the saved registers (x86_64 ABI: nr in orig_ax, arguments
+ * in di, si, dx, r10, r8). Other architectures need their own numbers and registers. */
+static __always_inline bool decode_call(struct pt_regs *regs, struct call *call)
+{
+	switch (regs->orig_ax) {
+	case 0:
+		set_call(call, DNSLENS_SYS_READ, ARG_BUF, DNSLENS_DIR_RECV);
+		break;
+	case 1:
+		set_call(call, DNSLENS_SYS_WRITE, ARG_BUF, DNSLENS_DIR_SEND);
+		break;
+	case 19:
+		set_call(call, DNSLENS_SYS_READV, ARG_IOV, DNSLENS_DIR_RECV);
+		break;
+	case 20:
+		set_call(call, DNSLENS_SYS_WRITEV, ARG_IOV, DNSLENS_DIR_SEND);
+		break;
+	case 44:
+		set_call(call, DNSLENS_SYS_SENDTO, ARG_BUF, DNSLENS_DIR_SEND);
+		call->addr = regs->r8;
+		break;
+	case 45:
+		set_call(call, DNSLENS_SYS_RECVFROM, ARG_BUF, DNSLENS_DIR_RECV);
+		call->addr = regs->r8;
+		break;
+	case 46:
+		set_call(call, DNSLENS_SYS_SENDMSG, ARG_MSGHDR, DNSLENS_DIR_SEND);
+		break;
+	case 47:
+		set_call(call, DNSLENS_SYS_RECVMSG, ARG_MSGHDR, DNSLENS_DIR_RECV);
+		break;
+	case 299:
+		set_call(call, DNSLENS_SYS_RECVMMSG, ARG_MMSGHDR, DNSLENS_DIR_RECV);
+		break;
+	case 307:
+		set_call(call, DNSLENS_SYS_SENDMMSG, ARG_MMSGHDR, DNSLENS_DIR_SEND);
+		break;
+	default:
+		return false;
+	}
+	call->fd = regs->di;
+	call->data = regs->si;
+	call->count = regs->dx;
+	return true;
+}
+
+static __always_inline int handle_exit(struct pt_regs *regs, long ret)
+{
+	struct call call = {};
+	if (ret <= 0 || !decode_call(regs, &call))
 		return 0;
-	struct call call = *stashed;
-	bpf_map_delete_elem(&calls, &id);
-	long ret = ctx->ret;
-	if (ret <= 0)
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!classify(task, &call))
 		return 0;
 
 	__u32 zero = 0;
@@ -367,7 +422,7 @@ static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx)
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, &call);
+	fill_header(ev, task, &call);
 
 	switch (call.kind) {
 	case ARG_BUF:
@@ -405,78 +460,19 @@ static __always_inline int exit_call(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-#define ARG(n) (ctx->args[n])
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+/* Preferred: the BTF raw tracepoint, which passes the registers and the return value. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
 {
-	/* sendto(fd, buf, len, flags, dest_addr, addrlen) */
-	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_SENDTO, DNSLENS_DIR_SEND, ARG(1), ARG(2), ARG(4),
-		     (const void *)ARG(4));
+	return handle_exit(regs, ret);
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+/* Fallback: attached by the loader to each hooked sys_exit_* syscall tracepoint. */
+SEC("tracepoint")
+int sys_exit_tracepoint(struct trace_event_raw_sys_exit *ctx)
 {
-	/* sendmsg(fd, msg, flags) */
-	void *name = NULL;
-	bpf_probe_read_user(&name, sizeof(name), (void *)ARG(1));
-	return enter(ARG(0), ARG_MSGHDR, DNSLENS_SYS_SENDMSG, DNSLENS_DIR_SEND, ARG(1), 0, 0, name);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	/* sendmmsg(fd, msgvec, vlen, flags): the first message's destination stands for all. */
-	void *name = NULL;
-	bpf_probe_read_user(&name, sizeof(name), (void *)ARG(1));
-	return enter(ARG(0), ARG_MMSGHDR, DNSLENS_SYS_SENDMMSG, DNSLENS_DIR_SEND, ARG(1), ARG(2), 0,
-		     name);
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_WRITE, DNSLENS_DIR_SEND, ARG(1), ARG(2), 0, NULL);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter(ARG(0), ARG_IOV, DNSLENS_SYS_WRITEV, DNSLENS_DIR_SEND, ARG(1), ARG(2), 0, NULL);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	/* recvfrom(fd, buf, len, flags, src_addr, addrlen): src_addr is filled at exit. */
-	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_RECVFROM, DNSLENS_DIR_RECV, ARG(1), ARG(2), ARG(4),
-		     NULL);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter(ARG(0), ARG_MSGHDR, DNSLENS_SYS_RECVMSG, DNSLENS_DIR_RECV, ARG(1), 0, 0, NULL);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter(ARG(0), ARG_MMSGHDR, DNSLENS_SYS_RECVMMSG, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0,
-		     NULL);
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter(ARG(0), ARG_BUF, DNSLENS_SYS_READ, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0, NULL);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter(ARG(0), ARG_IOV, DNSLENS_SYS_READV, DNSLENS_DIR_RECV, ARG(1), ARG(2), 0, NULL);
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return handle_exit(regs, ctx->ret);
 }
 
 /* sched_process_exec's format: the file name is a __data_loc (offset in the low 16 bits). */
@@ -503,12 +499,4 @@ int sched_process_exec(struct sched_process_exec_args *ctx)
 				  (void *)ctx + (ctx->filename_loc & 0xffff));
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
-}
-
-/* One exit program serves every hooked syscall, attached to each sys_exit_* tracepoint by the
- * loader: the stash says which call it was. */
-SEC("tracepoint")
-int sys_exit_dns(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_call(ctx);
 }

@@ -56,7 +56,6 @@ enum dnslens_counter {
 	DNSLENS_CNT_TRUNCATED,       /* events whose payload was cut at DNSLENS_MAX_PAYLOAD */
 	DNSLENS_CNT_MMSG_SKIPPED,    /* messages past DNSLENS_MAX_MMSG in one call, not captured */
 	DNSLENS_CNT_IOV_SKIPPED,     /* iovecs past DNSLENS_MAX_IOV in one message, not captured */
-	DNSLENS_CNT_STASH_FULL,      /* calls missed: the enter->exit stash map was full */
 	DNSLENS_CNT_MAX,
 };
 

@@ -74,6 +74,7 @@ struct inode {
 };
 
 struct file {
+	const void *f_op;
 	struct inode *f_inode;
 	void *private_data;
 };
@@ -119,6 +120,16 @@ struct css_set {
 	struct cgroup_subsys_state *subsys[16];
 };
 
+/* x86_64 register names; other architectures need their own (see PT_REGS_* in libbpf). */
+struct pt_regs {
+	unsigned long r10;
+	unsigned long r8;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -133,18 +144,12 @@ struct task_struct {
 
 #pragma clang attribute pop
 
-/* Syscall tracepoint contexts: the tracepoint format, not a kernel struct, so no relocation. */
+/* Tracepoint contexts: the tracepoint format, not a kernel struct, so no relocation. */
 struct trace_entry {
 	unsigned short type;
 	unsigned char flags;
 	unsigned char preempt_count;
 	int pid;
-};
-
-struct trace_event_raw_sys_enter {
-	struct trace_entry ent;
-	long id;
-	unsigned long args[6];
 };
 
 struct trace_event_raw_sys_exit {

@@ -13,8 +13,8 @@ use std::{
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
-    Ebpf, EbpfLoader,
+    programs::{BtfTracePoint, ProgramError, TracePoint},
+    Btf, Ebpf, EbpfLoader,
 };
 pub use event::*;
 
@@ -23,12 +23,13 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dn
 /// `DNSLENS_MAX_PORTS`.
 pub const MAX_PORTS: usize = 8;
 
-/// Syscalls whose tracepoints carry DNS, as (enter program, tracepoint suffix).
+/// Syscalls that move DNS, for the per-syscall tracepoint fallback.
 const SYSCALLS: &[&str] = &[
     "sendto", "sendmsg", "sendmmsg", "write", "writev", "recvfrom", "recvmsg", "recvmmsg", "read",
     "readv",
 ];
-const EXIT_PROGRAM: &str = "sys_exit_dns";
+const EXIT_BTF_PROGRAM: &str = "sys_exit_btf";
+const EXIT_TRACEPOINT_PROGRAM: &str = "sys_exit_tracepoint";
 const EXEC_PROGRAM: &str = "sched_process_exec";
 
 /// What to capture.
@@ -38,6 +39,18 @@ pub struct ProbeConfig {
     pub ports: Vec<u16>,
     /// Ring-buffer size in bytes: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
+    /// Where the syscall-exit program attaches.
+    pub exit_hook: ExitHook,
+}
+
+/// Attachment of the syscall-exit program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExitHook {
+    /// The BTF raw tracepoint `sys_exit` (cheapest), else the per-syscall tracepoints.
+    #[default]
+    Auto,
+    /// Only the per-syscall `syscalls/sys_exit_*` tracepoints.
+    SyscallTracepoints,
 }
 
 impl Default for ProbeConfig {
@@ -45,6 +58,7 @@ impl Default for ProbeConfig {
         ProbeConfig {
             ports: vec![53],
             ring_buffer_bytes: 16 << 20,
+            exit_hook: ExitHook::Auto,
         }
     }
 }
@@ -90,15 +104,22 @@ pub struct HookStatus {
     pub error: Option<String>,
 }
 
+/// Kernel-side statistics of one loaded program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time: Duration,
+}
+
 /// `enum dnslens_counter`, in index order.
-pub const COUNTER_NAMES: [&str; 7] = [
+pub const COUNTER_NAMES: [&str; 6] = [
     "events",
     "ringbuf_full",
     "read_failed",
     "truncated",
     "mmsg_skipped",
     "iov_skipped",
-    "stash_full",
 ];
 
 /// The kernel side's counters (`enum dnslens_counter`), summed over CPUs.
@@ -116,14 +137,12 @@ pub struct KernelCounters {
     pub mmsg_skipped: u64,
     /// Messages with more iovecs than are read; the tail was not captured.
     pub iov_skipped: u64,
-    /// Calls missed because the enter->exit stash was full.
-    pub stash_full: u64,
 }
 
 impl KernelCounters {
     /// Messages the kernel side saw but did not deliver whole.
     pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.read_failed + self.mmsg_skipped + self.stash_full
+        self.ringbuf_full + self.read_failed + self.mmsg_skipped
     }
 }
 
@@ -134,7 +153,7 @@ pub struct Probe {
     hooks: Vec<HookStatus>,
     epoll: Epoll,
     // Owns programs and links; kept last so it drops after the maps taken from it.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 impl Probe {
@@ -160,30 +179,36 @@ impl Probe {
             .map_err(load_error)?;
 
         let mut hooks = Vec::new();
-        for syscall in SYSCALLS {
-            let program = format!("sys_enter_{syscall}");
-            hooks.push(attach(&mut ebpf, &program, &program));
+        if config.exit_hook == ExitHook::Auto {
+            hooks.push(attach_btf_exit(&mut ebpf));
         }
-        for syscall in SYSCALLS {
-            hooks.push(attach(
-                &mut ebpf,
-                EXIT_PROGRAM,
-                &format!("sys_exit_{syscall}"),
-            ));
+        if !hooks.iter().any(|h| h.attached) {
+            // Fallback: the same program body from each syscall's exit tracepoint.
+            for syscall in SYSCALLS {
+                let tracepoint = format!("sys_exit_{syscall}");
+                hooks.push(attach_tracepoint(
+                    &mut ebpf,
+                    EXIT_TRACEPOINT_PROGRAM,
+                    "syscalls",
+                    &tracepoint,
+                ));
+            }
+            if !hooks.iter().any(|h| h.attached) {
+                let why = hooks
+                    .iter()
+                    .filter_map(|h| h.error.as_deref())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ProbeError::Attach(why));
+            }
         }
         // Optional: without it, exe paths come from /proc alone.
-        hooks.push(attach_to(&mut ebpf, EXEC_PROGRAM, "sched", EXEC_PROGRAM));
-        if !hooks
-            .iter()
-            .any(|h| h.attached && h.name.starts_with("syscalls/"))
-        {
-            let why = hooks
-                .iter()
-                .filter_map(|h| h.error.as_deref())
-                .next()
-                .unwrap_or("unknown");
-            return Err(ProbeError::Attach(why.to_string()));
-        }
+        hooks.push(attach_tracepoint(
+            &mut ebpf,
+            EXEC_PROGRAM,
+            "sched",
+            EXEC_PROGRAM,
+        ));
 
         let ring = take_map(&mut ebpf, "events").and_then(|m| {
             RingBuf::try_from(m).map_err(|e| ProbeError::Load {
@@ -201,8 +226,24 @@ impl Probe {
             counters,
             hooks,
             epoll,
-            _ebpf: ebpf,
+            ebpf,
         })
+    }
+
+    /// Run counts and run time of each loaded program; the time is counted only while
+    /// `kernel.bpf_stats_enabled` is 1 (see `aya::sys::enable_stats`).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_string(),
+                    run_count: info.run_count(),
+                    run_time: info.run_time(),
+                })
+            })
+            .collect()
     }
 
     /// Every hook, attached or not.
@@ -243,8 +284,7 @@ impl Probe {
                 .map_err(|e| ProbeError::Read(e.to_string()))?;
             *sum = per_cpu.iter().sum();
         }
-        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped, stash_full] =
-            sums;
+        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped] = sums;
         Ok(KernelCounters {
             events,
             ringbuf_full,
@@ -252,7 +292,6 @@ impl Probe {
             truncated,
             mmsg_skipped,
             iov_skipped,
-            stash_full,
         })
     }
 }
@@ -298,26 +337,7 @@ fn load_error(error: aya::EbpfError) -> ProbeError {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, program_name: &str, tracepoint: &str) -> HookStatus {
-    attach_to(ebpf, program_name, "syscalls", tracepoint)
-}
-
-fn attach_to(ebpf: &mut Ebpf, program_name: &str, category: &str, tracepoint: &str) -> HookStatus {
-    let name = format!("{category}/{tracepoint}");
-    let result = (|| -> Result<(), String> {
-        let program: &mut TracePoint = ebpf
-            .program_mut(program_name)
-            .ok_or_else(|| format!("program {program_name} missing from the object"))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        if program.fd().is_err() {
-            program.load().map_err(|e| verifier_detail(&e))?;
-        }
-        program
-            .attach(category, tracepoint)
-            .map_err(|e| error_chain(&e))?;
-        Ok(())
-    })();
+fn hook_status(name: String, result: Result<(), String>) -> HookStatus {
     match result {
         Ok(()) => HookStatus {
             name,
@@ -330,6 +350,47 @@ fn attach_to(ebpf: &mut Ebpf, program_name: &str, category: &str, tracepoint: &s
             error: Some(error),
         },
     }
+}
+
+fn attach_btf_exit(ebpf: &mut Ebpf) -> HookStatus {
+    let result = (|| -> Result<(), String> {
+        let btf = Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(EXIT_BTF_PROGRAM)
+            .ok_or_else(|| format!("program {EXIT_BTF_PROGRAM} missing from the object"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        program
+            .load("sys_exit", &btf)
+            .map_err(|e| verifier_detail(&e))?;
+        program.attach().map_err(|e| error_chain(&e))?;
+        Ok(())
+    })();
+    hook_status("raw_tracepoint/sys_exit".into(), result)
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program_name: &str,
+    category: &str,
+    tracepoint: &str,
+) -> HookStatus {
+    let result = (|| -> Result<(), String> {
+        let program: &mut TracePoint = ebpf
+            .program_mut(program_name)
+            .ok_or_else(|| format!("program {program_name} missing from the object"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        // One program serves several tracepoints: load it once.
+        if program.fd().is_err() {
+            program.load().map_err(|e| verifier_detail(&e))?;
+        }
+        program
+            .attach(category, tracepoint)
+            .map_err(|e| error_chain(&e))?;
+        Ok(())
+    })();
+    hook_status(format!("{category}/{tracepoint}"), result)
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, ProbeError> {

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslens_probe::{Direction, Probe, ProbeConfig, Record, Syscall, Transport};
+use dnslens_probe::{Direction, ExitHook, Probe, ProbeConfig, Record, Syscall, Transport};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -35,14 +35,23 @@ fn is_root() -> bool {
     root
 }
 
-fn start(port: u16) -> Probe {
+/// Each test runs once per attachment: the BTF raw tracepoint and the syscall-tracepoint fallback.
+const MODES: [ExitHook; 2] = [ExitHook::Auto, ExitHook::SyscallTracepoints];
+
+fn start(port: u16, exit_hook: ExitHook) -> Probe {
     let config = ProbeConfig {
         ports: vec![port],
+        exit_hook,
         ..ProbeConfig::default()
     };
     let probe = Probe::load(&config).unwrap_or_else(|e| panic!("probe load: {e}"));
     let failed: Vec<_> = probe.hooks().iter().filter(|h| !h.attached).collect();
     assert!(failed.is_empty(), "hooks not attached: {failed:?}");
+    let btf = probe
+        .hooks()
+        .iter()
+        .any(|h| h.name == "raw_tracepoint/sys_exit");
+    assert_eq!(btf, exit_hook == ExitHook::Auto, "{:?}", probe.hooks());
     probe
 }
 
@@ -88,9 +97,15 @@ fn root_udp_unconnected_sendto_recvfrom_both_ends() {
     if !is_root() {
         return;
     }
+    for mode in MODES {
+        root_udp_unconnected_sendto_recvfrom_both_ends_in(mode);
+    }
+}
+
+fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: ExitHook) {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
-    let mut probe = start(port);
+    let mut probe = start(port, mode);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let query = msg(1, 40);
     let answer = msg(2, 120);
@@ -135,9 +150,15 @@ fn root_udp_connected_send_write_sendmsg_sendmmsg() {
     if !is_root() {
         return;
     }
+    for mode in MODES {
+        root_udp_connected_send_write_sendmsg_sendmmsg_in(mode);
+    }
+}
+
+fn root_udp_connected_send_write_sendmsg_sendmmsg_in(mode: ExitHook) {
     let server = UdpSocket::bind("[::1]:0").unwrap();
     let port = server.local_addr().unwrap().port();
-    let mut probe = start(port);
+    let mut probe = start(port, mode);
     let client = UdpSocket::bind("[::1]:0").unwrap();
     client.connect(server.local_addr().unwrap()).unwrap();
     let fd = client.as_raw_fd();
@@ -276,9 +297,15 @@ fn root_tcp_stream_chunks_and_truncation() {
     if !is_root() {
         return;
     }
+    for mode in MODES {
+        root_tcp_stream_chunks_and_truncation_in(mode);
+    }
+}
+
+fn root_tcp_stream_chunks_and_truncation_in(mode: ExitHook) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut probe = start(port);
+    let mut probe = start(port, mode);
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut accepted, _) = listener.accept().unwrap();
     let query = msg(60, 50);
@@ -329,8 +356,14 @@ fn root_other_ports_and_files_are_ignored() {
     if !is_root() {
         return;
     }
+    for mode in MODES {
+        root_other_ports_and_files_are_ignored_in(mode);
+    }
+}
+
+fn root_other_ports_and_files_are_ignored_in(mode: ExitHook) {
     let dns = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut probe = start(dns.local_addr().unwrap().port());
+    let mut probe = start(dns.local_addr().unwrap().port(), mode);
     let other = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     sender
@@ -350,7 +383,7 @@ fn root_exec_records_carry_the_executable() {
     if !is_root() {
         return;
     }
-    let mut probe = start(53);
+    let mut probe = start(53, ExitHook::Auto);
     let child = std::process::Command::new("/bin/true")
         .spawn()
         .unwrap()

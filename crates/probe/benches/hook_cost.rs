@@ -1,0 +1,151 @@
+//! What dnslens costs the rest of the host: the same non-DNS write/read loops (pipe, file, UDP
+//! and TCP loopback) timed without and with the probe attached, alternating rounds in one run,
+//! reported as ns per write+read and as a ratio. Needs root; prints why when it cannot run.
+//!
+//! `cargo bench -p dnslens-probe --bench hook_cost`
+
+use std::{
+    fs::File,
+    io::{Read, Seek, SeekFrom, Write},
+    net::{TcpListener, TcpStream, UdpSocket},
+    os::{fd::FromRawFd, unix::fs::FileExt},
+    time::{Duration, Instant},
+};
+
+use dnslens_probe::{Probe, ProbeConfig};
+
+const ITERATIONS: u32 = 200_000;
+const ROUNDS: usize = 5;
+
+type Workload = Box<dyn FnMut()>;
+
+fn pipe() -> Workload {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe() writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just created and are owned by these Files alone.
+    let (mut reader, mut writer) =
+        unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let mut buf = [0u8; 64];
+    Box::new(move || {
+        writer.write_all(&buf[..64]).unwrap();
+        reader.read_exact(&mut buf).unwrap();
+    })
+}
+
+fn file() -> Workload {
+    let path = std::env::temp_dir().join(format!("dnslens-bench-{}", std::process::id()));
+    let mut file = File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut buf = [0u8; 64];
+    Box::new(move || {
+        file.write_all_at(&buf[..64], 0).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_exact(&mut buf).unwrap();
+    })
+}
+
+fn udp() -> Workload {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    let mut buf = [0u8; 64];
+    Box::new(move || {
+        a.send(&buf[..64]).unwrap();
+        b.recv(&mut buf).unwrap();
+    })
+}
+
+fn tcp() -> Workload {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut b, _) = listener.accept().unwrap();
+    a.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 64];
+    Box::new(move || {
+        a.write_all(&buf[..64]).unwrap();
+        b.read_exact(&mut buf).unwrap();
+    })
+}
+
+fn time(work: &mut Workload) -> Duration {
+    let start = Instant::now();
+    for _ in 0..ITERATIONS {
+        work();
+    }
+    start.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_nanos() as f64 / f64::from(ITERATIONS)
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("hook_cost: skipped, loading BPF needs root");
+        return;
+    }
+    let mut workloads: Vec<(&str, Workload)> = vec![
+        ("pipe", pipe()),
+        ("file", file()),
+        ("udp loopback", udp()),
+        ("tcp loopback", tcp()),
+    ];
+    let mut without = vec![Vec::new(); workloads.len()];
+    let mut with = vec![Vec::new(); workloads.len()];
+    for (_, work) in workloads.iter_mut() {
+        time(work); // warm up
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, work)) in workloads.iter_mut().enumerate() {
+            without[i].push(time(work));
+        }
+        let probe = Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        for (i, (_, work)) in workloads.iter_mut().enumerate() {
+            with[i].push(time(work));
+        }
+        drop(probe);
+    }
+    // Kernel-measured time per hook run, in a round of its own: bpf_stats slows what it measures.
+    let probe = Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable bpf_stats");
+    let exit_hook = |probe: &Probe| {
+        probe
+            .program_stats()
+            .into_iter()
+            .filter(|p| p.name.starts_with("sys_exit"))
+            .fold((0u64, 0u128), |(n, t), p| {
+                (n + p.run_count, t + p.run_time.as_nanos())
+            })
+    };
+    let mut per_run = Vec::new();
+    for (_, work) in workloads.iter_mut() {
+        let (runs_before, ns_before) = exit_hook(&probe);
+        time(work);
+        let (runs, ns) = exit_hook(&probe);
+        per_run.push((ns - ns_before) as f64 / (runs - runs_before).max(1) as f64);
+    }
+    drop(stats_on);
+    drop(probe);
+    println!("hook cost on non-DNS I/O: ns per write+read pair, median of {ROUNDS} rounds of {ITERATIONS}");
+    println!(
+        "{:<14} {:>10} {:>12} {:>8} {:>16}",
+        "workload", "without", "with dnslens", "ratio", "hook ns per run"
+    );
+    for (i, (name, _)) in workloads.iter().enumerate() {
+        let (base, traced) = (median(without[i].clone()), median(with[i].clone()));
+        let ratio = traced / base;
+        println!(
+            "{name:<14} {base:>10.0} {traced:>12.0} {ratio:>8.3} {:>16.1}",
+            per_run[i]
+        );
+    }
+}
