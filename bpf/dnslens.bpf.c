@@ -121,7 +121,8 @@ static __always_inline bool is_dns_port(__u16 port)
 /* fd -> struct sock of the current task, or NULL when the fd is not a socket. This runs for every
  * hooked syscall on the host, so the common case (not a socket) takes the fewest reads: the fd
  * table through BTF pointers, then one read of the file's operations. */
-static __always_inline struct sock *fd_to_sock(struct task_struct *task, __u64 fd, __u64 *ino)
+static __always_inline struct sock *fd_to_sock(struct task_struct *task, __u64 fd,
+					       struct file **filep)
 {
 	struct fdtable *fdt = task->files->fdt;
 	if (fd >= fdt->max_fds)
@@ -139,7 +140,7 @@ static __always_inline struct sock *fd_to_sock(struct task_struct *task, __u64 f
 			return NULL;
 		socket_fops = fops;
 	}
-	*ino = BPF_CORE_READ(file, f_inode, i_ino);
+	*filep = file;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	return BPF_CORE_READ(sock, sk);
 }
@@ -170,40 +171,45 @@ static __always_inline const void *send_destination(const struct call *call)
 	return name;
 }
 
-/* Whether the call's socket talks DNS; fills call->sk and call->socket_ino. */
+/* Whether the call's socket talks DNS; fills call->sk and call->socket_ino. Ports are read
+ * first (one read for both): most sockets are rejected there. */
 static __always_inline bool classify(struct task_struct *task, struct call *call)
 {
-	__u64 ino = 0;
-	struct sock *sk = fd_to_sock(task, call->fd, &ino);
+	struct file *file = NULL;
+	struct sock *sk = fd_to_sock(task, call->fd, &file);
 	if (!sk)
 		return false;
+	__u32 ports = BPF_CORE_READ(sk, __sk_common.skc_portpair);
+	/* skc_dport (network order) then skc_num (host order), little-endian halves of the pair. */
+	__u16 remote_port = bpf_ntohs((__u16)ports);
+	__u16 local_port = ports >> 16;
+	bool dns_port = is_dns_port(local_port) || is_dns_port(remote_port);
+	__u64 key = (__u64)sk;
+	if (!dns_port) {
+		/* Only unconnected UDP remains: a send naming a DNS port, or a receive on a socket
+		 * that did such a send. */
+		if (call->direction == DNSLENS_DIR_RECV) {
+			if (!bpf_map_lookup_elem(&dns_sockets, &key))
+				return false;
+			call->need_dns_peer = 1;
+		} else if (!is_dns_port(user_sockaddr_port(send_destination(call)))) {
+			return false;
+		}
+	}
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return false;
 	__u16 protocol = BPF_CORE_READ(sk, sk_protocol);
 	if (protocol != IPPROTO_UDP && protocol != IPPROTO_TCP)
 		return false;
-	call->sk = (__u64)sk;
-	call->socket_ino = ino;
-
-	__u16 local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	__u16 remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (is_dns_port(local_port) || is_dns_port(remote_port))
-		return true;
-	if (protocol != IPPROTO_UDP)
-		return false;
-	/* Unconnected UDP: a send to a DNS port marks the socket, so its receives count too. */
-	__u64 key = (__u64)sk;
-	if (call->direction == DNSLENS_DIR_SEND) {
-		if (!is_dns_port(user_sockaddr_port(send_destination(call))))
+	if (!dns_port && call->direction == DNSLENS_DIR_SEND) {
+		if (protocol != IPPROTO_UDP)
 			return false;
 		__u8 one = 1;
 		bpf_map_update_elem(&dns_sockets, &key, &one, BPF_ANY);
-		return true;
 	}
-	if (!bpf_map_lookup_elem(&dns_sockets, &key))
-		return false;
-	call->need_dns_peer = 1;
+	call->sk = key;
+	call->socket_ino = BPF_CORE_READ(file, f_inode, i_ino);
 	return true;
 }
 

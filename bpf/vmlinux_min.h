@@ -52,6 +52,7 @@ struct sock_common {
 		};
 	};
 	union {
+		__u32 skc_portpair;
 		struct {
 			__be16 skc_dport;
 			__u16 skc_num;
