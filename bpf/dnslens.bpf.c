@@ -99,6 +99,20 @@ struct {
 	__type(value, __u8);
 } dns_sockets SEC(".maps");
 
+/* The source address the kernel chose for the last DNS datagram of a wildcard-bound UDP socket:
+ * such a socket has no local address of its own (musl, kdig, dnsperf send that way). */
+struct local_addr {
+	__u8 addr[16];
+	__u16 family;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct local_addr);
+} udp_sources SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -213,6 +227,12 @@ static __always_inline bool classify(struct task_struct *task, struct call *call
 	return true;
 }
 
+static __always_inline bool is_wildcard(const __u8 addr[16])
+{
+	const __u64 *words = (const __u64 *)addr;
+	return words[0] == 0 && words[1] == 0;
+}
+
 /* Fills the parts of the event that are the same for every message of one call. */
 static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
 					const struct call *call)
@@ -256,6 +276,11 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 		__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
 		BPF_CORE_READ_INTO((__be32 *)ev->local_addr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__be32 *)ev->remote_addr, sk, __sk_common.skc_daddr);
+	}
+	if (ev->protocol == IPPROTO_UDP && is_wildcard(ev->local_addr)) {
+		struct local_addr *src = bpf_map_lookup_elem(&udp_sources, &call->sk);
+		if (src && src->family == ev->family)
+			__builtin_memcpy(ev->local_addr, src->addr, sizeof(ev->local_addr));
 	}
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	BPF_CORE_READ_STR_INTO(&ev->leader_comm, leader, comm);
@@ -479,6 +504,52 @@ int sys_exit_tracepoint(struct trace_event_raw_sys_exit *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	return handle_exit(regs, ctx->ret);
+}
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/* Remembers the source address of outgoing DNS datagrams from wildcard-bound UDP sockets; runs
+ * in the sender's context inside its send syscall, before the exit hook reads it. Optional:
+ * without it such sockets show the wildcard address. Other packets leave after a few loads. */
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(net_dev_queue, struct sk_buff *skb)
+{
+	struct sock *sk = skb->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_UDP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	struct local_addr src = {.family = family};
+	__u16 dport = 0;
+	void *network = skb->head + skb->network_header;
+	void *transport = skb->head + skb->transport_header;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (sk->__sk_common.skc_rcv_saddr != 0)
+			return 0;
+		__be32 saddr = 0;
+		bpf_probe_read_kernel(&saddr, sizeof(saddr), network + 12);
+		if (family == AF_INET6) {
+			/* An IPv6 socket sending IPv4: keep the source v4-mapped, as the events do. */
+			src.addr[10] = 0xff;
+			src.addr[11] = 0xff;
+			__builtin_memcpy(&src.addr[12], &saddr, 4);
+		} else {
+			__builtin_memcpy(src.addr, &saddr, 4);
+		}
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6) && family == AF_INET6) {
+		struct in6_addr bound = sk->__sk_common.skc_v6_rcv_saddr;
+		if (!is_wildcard(bound.in6_u.u6_addr8))
+			return 0;
+		bpf_probe_read_kernel(src.addr, sizeof(src.addr), network + 8);
+	} else {
+		return 0;
+	}
+	bpf_probe_read_kernel(&dport, sizeof(dport), transport + 2);
+	if (!is_dns_port(bpf_ntohs(dport)))
+		return 0;
+	__u64 key = (__u64)sk;
+	bpf_map_update_elem(&udp_sources, &key, &src, BPF_ANY);
+	return 0;
 }
 
 /* sched_process_exec's format: the file name is a __data_loc (offset in the low 16 bits). */

@@ -69,6 +69,14 @@ struct sock {
 	__u16 sk_protocol;
 };
 
+struct sk_buff {
+	struct sock *sk;
+	unsigned char *head;
+	__be16 protocol;
+	__u16 transport_header;
+	__u16 network_header;
+};
+
 struct inode {
 	unsigned short i_mode;
 	unsigned long i_ino;

@@ -1,1 +1,26 @@
-//! placeholder
+//! The pure logic of dnslens: decode raw events, pair queries with responses, attribute them to
+//! processes and cgroups, filter and count them. No BPF, no root: every stage is tested with
+//! plain values and an injected clock.
+//!
+//! Data flows one way: [`decode`] -> [`correlate`] -> [`enrich`], wired by [`pipeline`]; the
+//! caller then applies [`filter`] and hands events to its sinks or to [`count`].
+
+pub mod bounded;
+pub mod cgroup;
+pub mod clock;
+pub mod correlate;
+pub mod count;
+pub mod decode;
+pub mod enrich;
+pub mod filter;
+pub mod model;
+pub mod pipeline;
+pub mod process;
+pub mod stats;
+
+#[cfg(test)]
+mod testutil;
+
+pub use model::{DnsEvent, Kind, Role};
+pub use pipeline::{Pipeline, PipelineConfig};
+pub use stats::Stats;

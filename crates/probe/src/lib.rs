@@ -31,6 +31,7 @@ const SYSCALLS: &[&str] = &[
 const EXIT_BTF_PROGRAM: &str = "sys_exit_btf";
 const EXIT_TRACEPOINT_PROGRAM: &str = "sys_exit_tracepoint";
 const EXEC_PROGRAM: &str = "sched_process_exec";
+const SOURCE_PROGRAM: &str = "net_dev_queue";
 
 /// What to capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,8 +180,11 @@ impl Probe {
             .map_err(load_error)?;
 
         let mut hooks = Vec::new();
+        let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load {
+            detail: error_chain(&e),
+        })?;
         if config.exit_hook == ExitHook::Auto {
-            hooks.push(attach_btf_exit(&mut ebpf));
+            hooks.push(attach_btf(&mut ebpf, &btf, EXIT_BTF_PROGRAM, "sys_exit"));
         }
         if !hooks.iter().any(|h| h.attached) {
             // Fallback: the same program body from each syscall's exit tracepoint.
@@ -202,6 +206,8 @@ impl Probe {
                 return Err(ProbeError::Attach(why));
             }
         }
+        // Optional: without it, wildcard-bound UDP sockets show the wildcard as their address.
+        hooks.push(attach_btf(&mut ebpf, &btf, SOURCE_PROGRAM, SOURCE_PROGRAM));
         // Optional: without it, exe paths come from /proc alone.
         hooks.push(attach_tracepoint(
             &mut ebpf,
@@ -352,21 +358,20 @@ fn hook_status(name: String, result: Result<(), String>) -> HookStatus {
     }
 }
 
-fn attach_btf_exit(ebpf: &mut Ebpf) -> HookStatus {
+fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, program_name: &str, tracepoint: &str) -> HookStatus {
     let result = (|| -> Result<(), String> {
-        let btf = Btf::from_sys_fs().map_err(|e| error_chain(&e))?;
         let program: &mut BtfTracePoint = ebpf
-            .program_mut(EXIT_BTF_PROGRAM)
-            .ok_or_else(|| format!("program {EXIT_BTF_PROGRAM} missing from the object"))?
+            .program_mut(program_name)
+            .ok_or_else(|| format!("program {program_name} missing from the object"))?
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
         program
-            .load("sys_exit", &btf)
+            .load(tracepoint, btf)
             .map_err(|e| verifier_detail(&e))?;
         program.attach().map_err(|e| error_chain(&e))?;
         Ok(())
     })();
-    hook_status("raw_tracepoint/sys_exit".into(), result)
+    hook_status(format!("raw_tracepoint/{tracepoint}"), result)
 }
 
 fn attach_tracepoint(

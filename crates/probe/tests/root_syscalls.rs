@@ -106,7 +106,8 @@ fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: ExitHook) {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let mut probe = start(port, mode);
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let client_addr = SocketAddr::from(([127, 0, 0, 1], client.local_addr().unwrap().port()));
     let query = msg(1, 40);
     let answer = msg(2, 120);
     client
@@ -133,6 +134,12 @@ fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: ExitHook) {
         "{seen:?}"
     );
     // The client's socket is unconnected: only its earlier send to a DNS port marks it.
+    // The wildcard-bound client is shown with the source address its datagrams carried.
+    let client_send = seen
+        .iter()
+        .find(|s| s.syscall == Syscall::Sendto && s.payload == query)
+        .unwrap();
+    assert_eq!(client_send.local, client_addr, "{seen:?}");
     let client_recv = seen
         .iter()
         .find(|s| s.direction == Direction::Recv && s.payload == answer)

@@ -1,0 +1,181 @@
+//! The command line as typed: clap definitions only. Checking values and turning them into the
+//! settings that build the components is `settings.rs`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dnslens",
+    version,
+    about = "Which process, container and pod resolved which domain, when, and what came back",
+    long_about = "Which process, container and pod resolved which domain, when, and what came \
+                  back.\n\nCaptures DNS in the kernel with eBPF at the socket syscalls (UDP and \
+                  TCP, any resolver library) and needs root."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print DNS exchanges as they happen: a table, or JSON lines with --json.
+    Trace(TraceArgs),
+    /// Count the queries sent by clients per interval, by thread name, process, pid or cgroup.
+    Count(CountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// One JSON object per message and per unanswered query (schema: docs/schema.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Stop after printing N events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Report a query as unanswered when no response came within this time.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub timeout: String,
+
+    /// Colour the table.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// What to count queries by.
+    #[arg(long, value_enum, value_name = "KEY", default_value_t = CountKey::Process)]
+    pub by: CountKey,
+
+    /// Length of one counting interval.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub interval: String,
+
+    /// One JSON object per interval.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Another port that carries DNS, besides 53 (repeatable; 8 ports at most in all).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Stop after this long, e.g. 10s, 500ms, 2m, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Size of the kernel-to-user ring buffer: a power of two, e.g. 16MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub ring_buffer_size: Option<String>,
+}
+
+/// Filters, each repeatable or comma-separated; every filter given must match.
+#[derive(Debug, Default, Args)]
+pub struct FilterArgs {
+    /// Only this process id.
+    #[arg(
+        long,
+        value_name = "PID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub pid: Vec<u32>,
+
+    /// Only this thread or process name (exact, or a glob with * and ?).
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub comm: Vec<String>,
+
+    /// Only this process name (exact, or a glob with * and ?).
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub name: Vec<String>,
+
+    /// Only names in this domain (example.com matches it and a.example.com), or a glob.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub domain: Vec<String>,
+
+    /// Leave out names in this domain, or matching this glob.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub exclude_domain: Vec<String>,
+
+    /// Only this query type: A, AAAA, HTTPS, TYPE65280...
+    #[arg(
+        long,
+        value_name = "TYPE",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub qtype: Vec<String>,
+
+    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23...
+    #[arg(
+        long,
+        value_name = "RCODE",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub rcode: Vec<String>,
+
+    /// Only processes of this user id.
+    #[arg(
+        long,
+        value_name = "UID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub uid: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CountKey {
+    /// Thread name.
+    Comm,
+    /// Process name.
+    Process,
+    Pid,
+    Cgroup,
+}

@@ -1,0 +1,405 @@
+//! Validated settings: the raw flags checked and turned into what builds the components (probe
+//! configuration, filter, output). Every error names the flag, the value and what would work.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use dnslens_lens::count::CountBy;
+use dnslens_lens::filter::{DomainPattern, Filter, Glob};
+use dnslens_probe::{ProbeConfig, MAX_PORTS};
+use dnslens_wire::{Rcode, RecordType};
+
+use crate::flags::{CaptureArgs, Cli, ColorWhen, Command, CountKey, FilterArgs};
+
+#[derive(Debug, PartialEq)]
+pub struct Settings {
+    pub probe: ProbeConfig,
+    pub filter: Filter,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Pairing timeout: queries without a response after it are reported unanswered.
+    pub timeout: Duration,
+    pub output: Output,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `trace`: JSON lines or the table.
+    Trace {
+        json: bool,
+        color: bool,
+        /// Stop after this many events printed.
+        max_events: Option<u64>,
+    },
+    /// `count`.
+    Count {
+        by: CountBy,
+        interval: Duration,
+        json: bool,
+    },
+}
+
+/// What the environment says about colour.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Terminal {
+    pub stdout_is_tty: bool,
+    /// NO_COLOR is set to a non-empty value.
+    pub no_color: bool,
+}
+
+impl Settings {
+    pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
+        match cli.command {
+            Command::Trace(args) => {
+                let color = match args.color {
+                    ColorWhen::Always => true,
+                    ColorWhen::Never => false,
+                    ColorWhen::Auto => terminal.stdout_is_tty && !terminal.no_color,
+                };
+                let timeout = positive_duration("--timeout", &args.timeout)?;
+                Ok(Settings {
+                    probe: probe_config(&args.capture)?,
+                    filter: filter(&args.filters)?,
+                    duration: duration(&args.capture)?,
+                    timeout,
+                    output: Output::Trace {
+                        json: args.json,
+                        color: color && !args.json,
+                        max_events: args.count,
+                    },
+                })
+            }
+            Command::Count(args) => {
+                if !args.filters.rcode.is_empty() {
+                    bail!("--rcode filters responses, and count counts queries: leave it out");
+                }
+                let by = match args.by {
+                    CountKey::Comm => CountBy::Comm,
+                    CountKey::Process => CountBy::Process,
+                    CountKey::Pid => CountBy::Pid,
+                    CountKey::Cgroup => CountBy::Cgroup,
+                };
+                Ok(Settings {
+                    probe: probe_config(&args.capture)?,
+                    filter: filter(&args.filters)?,
+                    duration: duration(&args.capture)?,
+                    timeout: Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS),
+                    output: Output::Count {
+                        by,
+                        interval: positive_duration("--interval", &args.interval)?,
+                        json: args.json,
+                    },
+                })
+            }
+        }
+    }
+}
+
+fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
+    let mut config = ProbeConfig::default();
+    let mut ports = vec![53];
+    for &port in &capture.ports {
+        if port == 0 {
+            bail!("--port 0 is not a port: give the port DNS is served on, e.g. --port 5353");
+        }
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    if ports.len() > MAX_PORTS {
+        bail!(
+            "{} ports given with 53 included, at most {MAX_PORTS} can be traced",
+            ports.len()
+        );
+    }
+    config.ports = ports;
+    if let Some(size) = &capture.ring_buffer_size {
+        config.ring_buffer_bytes =
+            parse_ring_size(size).with_context(|| format!("--ring-buffer-size {size:?}"))?;
+    }
+    Ok(config)
+}
+
+fn duration(capture: &CaptureArgs) -> anyhow::Result<Option<Duration>> {
+    capture
+        .duration
+        .as_deref()
+        .map(|d| positive_duration("--duration", d))
+        .transpose()
+}
+
+fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    let d = parse_duration(text).with_context(|| format!("{flag} {text:?}"))?;
+    if d.is_zero() {
+        bail!("{flag} {text:?}: must be longer than zero");
+    }
+    Ok(d)
+}
+
+fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
+    let domains = |flag: &str, values: &[String]| {
+        values
+            .iter()
+            .map(|d| DomainPattern::new(d).with_context(|| format!("{flag} {d:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    Ok(Filter {
+        pids: args.pid.clone(),
+        uids: args.uid.clone(),
+        comms: args.comm.iter().map(|c| Glob::new(c)).collect(),
+        names: args.name.iter().map(|c| Glob::new(c)).collect(),
+        domains: domains("--domain", &args.domain)?,
+        exclude_domains: domains("--exclude-domain", &args.exclude_domain)?,
+        qtypes: args
+            .qtype
+            .iter()
+            .map(|t| {
+                t.trim()
+                    .parse::<RecordType>()
+                    .with_context(|| format!("--qtype {t:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        rcodes: args
+            .rcode
+            .iter()
+            .map(|r| {
+                r.trim()
+                    .parse::<Rcode>()
+                    .with_context(|| format!("--rcode {r:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    })
+}
+
+/// `10s`, `500ms`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let s = text.trim();
+    if s.is_empty() {
+        bail!("empty duration: write it like 10s, 500ms or 2m");
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return seconds(secs, text);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let unit_end = rest[number_end..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .map_or(rest.len(), |i| number_end + i);
+        let (number, unit) = (&rest[..number_end], rest[number_end..unit_end].trim());
+        let value: f64 = number.parse().map_err(|_| {
+            anyhow::anyhow!("{text:?} is not a duration: write it like 10s, 500ms or 2m")
+        })?;
+        let unit_secs = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => bail!("unknown unit {unit:?} in {text:?}: use ns, us, ms, s, m, h or d"),
+        };
+        total += value * unit_secs;
+        rest = &rest[unit_end..];
+    }
+    seconds(total, text)
+}
+
+fn seconds(secs: f64, text: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a duration of zero or more"))
+}
+
+/// `16MiB`, `16M`, `4096`, `512KiB`: binary units; a power of two of 4 KiB to 1 GiB, as the
+/// BPF ring buffer requires.
+pub fn parse_ring_size(text: &str) -> anyhow::Result<u32> {
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = (&s[..split], s[split..].trim());
+    let number: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("not a size: write it like 16MiB"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => bail!("unknown unit {unit:?}: use KiB, MiB or GiB"),
+    };
+    let bytes = number.saturating_mul(scale);
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        bail!("the ring buffer must be a power of two from 4KiB to 1GiB, e.g. 16MiB");
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let cli = Cli::try_parse_from(std::iter::once("dnslens").chain(args.iter().copied()))?;
+        Settings::from_cli(cli, Terminal::default())
+    }
+
+    fn error(args: &[&str]) -> String {
+        format!("{:#}", settings(args).unwrap_err())
+    }
+
+    #[test]
+    fn durations() {
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(parse_duration("10s").unwrap(), ms(10_000));
+        assert_eq!(parse_duration("500ms").unwrap(), ms(500));
+        assert_eq!(parse_duration("2m").unwrap(), ms(120_000));
+        assert_eq!(parse_duration("1h30m").unwrap(), ms(5_400_000));
+        assert_eq!(parse_duration("1.5s").unwrap(), ms(1_500));
+        assert_eq!(parse_duration("3").unwrap(), ms(3_000));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        for bad in ["", "s", "10x", "ten seconds", "-1s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_ring_size("16m").unwrap(), 16 << 20);
+        assert_eq!(parse_ring_size("4096").unwrap(), 4096);
+        assert_eq!(parse_ring_size("1GiB").unwrap(), 1 << 30);
+        for bad in ["", "10MiB", "2KiB", "2GiB", "16 parsecs", "MiB"] {
+            assert!(parse_ring_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn trace_settings() {
+        let s = settings(&[
+            "trace",
+            "--json",
+            "--port",
+            "5353",
+            "--port",
+            "53",
+            "--duration",
+            "10s",
+            "--count",
+            "3",
+            "--timeout",
+            "2s",
+            "--ring-buffer-size",
+            "8MiB",
+            "--qtype",
+            "A,aaaa",
+            "--rcode",
+            "NXDOMAIN",
+            "--domain",
+            "example.com",
+            "--comm",
+            "dig",
+            "--pid",
+            "1,2",
+        ])
+        .unwrap();
+        assert_eq!(s.probe.ports, vec![53, 5353]);
+        assert_eq!(s.probe.ring_buffer_bytes, 8 << 20);
+        assert_eq!(s.duration, Some(Duration::from_secs(10)));
+        assert_eq!(s.timeout, Duration::from_secs(2));
+        assert_eq!(
+            s.output,
+            Output::Trace {
+                json: true,
+                color: false,
+                max_events: Some(3)
+            }
+        );
+        assert_eq!(s.filter.qtypes, vec![RecordType::A, RecordType::AAAA]);
+        assert_eq!(s.filter.rcodes, vec![Rcode::NXDOMAIN]);
+        assert_eq!(s.filter.pids, vec![1, 2]);
+        assert_eq!(s.filter.comms, vec![Glob::new("dig")]);
+
+        let defaults = settings(&["trace"]).unwrap();
+        assert_eq!(defaults.probe, ProbeConfig::default());
+        assert_eq!(defaults.timeout, Duration::from_secs(5));
+        assert!(defaults.filter.is_empty());
+    }
+
+    #[test]
+    fn colour_follows_the_terminal_unless_told() {
+        let cli = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("dnslens").chain(args.iter().copied())).unwrap()
+        };
+        let color = |args: &[&str], tty: bool, no_color: bool| {
+            let terminal = Terminal {
+                stdout_is_tty: tty,
+                no_color,
+            };
+            match Settings::from_cli(cli(args), terminal).unwrap().output {
+                Output::Trace { color, .. } => color,
+                Output::Count { .. } => unreachable!(),
+            }
+        };
+        assert!(color(&["trace"], true, false));
+        assert!(!color(&["trace"], false, false));
+        assert!(!color(&["trace"], true, true));
+        assert!(color(&["trace", "--color", "always"], false, false));
+        assert!(!color(&["trace", "--color", "never"], true, false));
+        assert!(!color(&["trace", "--json"], true, false));
+    }
+
+    #[test]
+    fn count_settings() {
+        let s = settings(&["count", "--by", "cgroup", "--interval", "500ms", "--json"]).unwrap();
+        assert_eq!(
+            s.output,
+            Output::Count {
+                by: CountBy::Cgroup,
+                interval: Duration::from_millis(500),
+                json: true
+            }
+        );
+        let d = settings(&["count"]).unwrap();
+        assert_eq!(
+            d.output,
+            Output::Count {
+                by: CountBy::Process,
+                interval: Duration::from_secs(1),
+                json: false
+            }
+        );
+    }
+
+    #[test]
+    fn clear_errors() {
+        let e = error(&["trace", "--qtype", "AAA"]);
+        assert!(e.contains("--qtype \"AAA\"") && e.contains("TYPEN"), "{e}");
+        let e = error(&["trace", "--rcode", "nope"]);
+        assert!(e.contains("--rcode \"nope\""), "{e}");
+        let e = error(&["trace", "--duration", "10x"]);
+        assert!(
+            e.contains("--duration \"10x\"") && e.contains("unknown unit"),
+            "{e}"
+        );
+        let e = error(&["trace", "--timeout", "0s"]);
+        assert!(e.contains("longer than zero"), "{e}");
+        let e = error(&["trace", "--ring-buffer-size", "10MiB"]);
+        assert!(e.contains("power of two"), "{e}");
+        let e = error(&["trace", "--port", "0"]);
+        assert!(e.contains("--port 0"), "{e}");
+        let many: Vec<String> = (1..=8).map(|p| format!("--port={}", 1000 + p)).collect();
+        let mut args = vec!["trace"];
+        args.extend(many.iter().map(String::as_str));
+        assert!(error(&args).contains("at most 8"));
+        let e = error(&["trace", "--domain", ""]);
+        assert!(e.contains("empty domain"), "{e}");
+        let e = error(&["count", "--rcode", "NXDOMAIN"]);
+        assert!(e.contains("count counts queries"), "{e}");
+        let e = error(&["count", "--by", "host"]);
+        assert!(e.contains("host"), "{e}");
+    }
+}

@@ -1,0 +1,56 @@
+//! JSON lines: one object per event, flushed per line so a pipe reader sees it at once.
+
+use std::io::{self, Write};
+
+use dnslens_lens::DnsEvent;
+
+use super::Sink;
+
+pub struct JsonSink<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonSink<W> {
+    pub fn new(out: W) -> Self {
+        JsonSink { out }
+    }
+
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write> Sink for JsonSink<W> {
+    fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
+        serde_json::to_writer(&mut self.out, event)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dnslens_lens::model::sample;
+
+    #[test]
+    fn one_object_per_line() {
+        let mut sink = JsonSink::new(Vec::new());
+        let q = sample::query(1, "example.com", 1, 0);
+        assert!(sink.event(&q).unwrap());
+        assert!(sink.event(&sample::response(&q, 3, &[], 5)).unwrap());
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(v["kind"], "response");
+        assert_eq!(v["rcode"], "NXDOMAIN");
+        assert!(text.ends_with('\n'));
+    }
+}

@@ -1,0 +1,592 @@
+//! End-to-end tests: `dnslens trace --json` on the real kernel, watching real resolvers (glibc,
+//! Python, dig, kdig, static musl, pure Go, Node's c-ares) query a dnsmasq server on a test node
+//! built from network namespaces, with clients in Kubernetes-named cgroups. dnsmasq's query log
+//! is the ground truth: every query it logged must be captured once, from the right process,
+//! cgroup and namespace, with its response.
+//!
+//! The tests named `root_*` need root (they skip without it, and fail in CI, which runs as
+//! root). Each builds its own node with unique names, so they run in parallel.
+
+mod node;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use node::cgroup::{Driver, Hierarchies, PodCgroup};
+use node::check::{assert_client_capture, report, server_side, stop_problems, traced};
+use node::dnsmasq::{self, ADDR, ALIAS, BIG, HOST, NX, SRV, TXT};
+use node::net::Node;
+use node::resolvers::{self, tool};
+use node::trace::Trace;
+use node::{have_root, have_tool};
+use serde_json::Value;
+
+/// Checks the harness alone, without dnslens: namespaces, cgroups, dnsmasq and every resolver
+/// work, dnsmasq logs what they ask, and cleanup leaves nothing behind.
+#[test]
+fn root_harness_resolvers_get_answers() {
+    if !have_root() {
+        return;
+    }
+    let mut node = Node::start(2);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let pod2 = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
+    let getent = tool("getent");
+    let srv = node.server.v4.to_string();
+    let at_srv = format!("@{srv}");
+
+    // The process really is in the pod's cgroups and the client's namespace.
+    let cat = tool("cat");
+    let cg = node.run("cgroup", 0, Some(&pod), &cat, &["/proc/self/cgroup"]);
+    cg.expect_ok().expect_output(&format!("0::{}", pod.path));
+    if PodCgroup::have_v1_memory() {
+        cg.expect_output(&format!(":memory:{}", pod.path));
+    }
+    let readlink = tool("readlink");
+    node.run("netns", 1, Some(&pod2), &readlink, &["/proc/self/ns/net"])
+        .expect_ok()
+        .expect_output(&format!("net:[{}]", node.clients[1].netns_ino));
+
+    let run = node.run("getent", 0, Some(&pod), &getent, &["ahosts", HOST]);
+    run.expect_ok()
+        .expect_output(dnsmasq::HOST_V4)
+        .expect_output(dnsmasq::HOST_V6)
+        .expect_queries();
+    let nx = node.run("getent-nx", 0, Some(&pod), &getent, &["ahosts", NX]);
+    nx.expect_exit(2).expect_queries();
+    let big = node.run("getent-big", 0, None, &getent, &["ahostsv4", BIG]);
+    big.expect_ok()
+        .expect_output(&dnsmasq::big_addr(dnsmasq::BIG_COUNT));
+    let log = node.dnsmasq_log();
+    assert!(
+        big.log_queries
+            .iter()
+            .any(|q| log.is_tcp(q, node.dnsmasq_pid())),
+        "glibc did not fall back to TCP for {BIG}: {:#?}",
+        big.log_queries
+    );
+    assert_eq!(log.rcode(&nx.log_queries[0]), "NXDOMAIN");
+
+    let python = resolvers::python();
+    let script = resolvers::PYTHON_GETADDRINFO;
+    node.run("python", 1, Some(&pod2), &python, &["-c", script, ADDR])
+        .expect_ok()
+        .expect_output(dnsmasq::ADDR_V4);
+
+    let dig = tool("dig");
+    let dig_args = ["+short", TXT, "TXT", SRV, "SRV", ALIAS, "A"];
+    node.run("dig", 0, None, &dig, &dig_args)
+        .expect_ok()
+        .expect_output(dnsmasq::TXT_VALUE)
+        .expect_output("1 2 53 host.dnslens.test.")
+        .expect_output(dnsmasq::HOST_V4);
+    let dig_big = node.run("dig-big", 0, None, &dig, &[BIG]);
+    dig_big
+        .expect_ok()
+        .expect_output("Truncated, retrying in TCP mode");
+    let kdig = tool("kdig");
+    node.run(
+        "kdig-tcp",
+        0,
+        None,
+        &kdig,
+        &[&at_srv, "+tcp", "+short", HOST],
+    )
+    .expect_ok()
+    .expect_output(dnsmasq::HOST_V4);
+
+    if have_tool("musl-gcc") {
+        node.run("musl", 1, None, &resolvers::musl_resolve(), &[HOST])
+            .expect_ok()
+            .expect_output(dnsmasq::HOST_V6);
+    }
+    if have_tool("go") {
+        let args = [HOST, "txt:txt.dnslens.test", "srv:_dns._udp.dnslens.test"];
+        node.run("go", 1, None, &resolvers::goresolve(), &args)
+            .expect_ok()
+            .expect_output(dnsmasq::HOST_V4)
+            .expect_output(dnsmasq::TXT_VALUE)
+            .expect_output("1 2 53 host.dnslens.test.");
+    }
+    if have_tool("node") {
+        let args = [
+            "-e",
+            resolvers::NODE_CARES,
+            &srv,
+            HOST,
+            "txt:txt.dnslens.test",
+        ];
+        node.run("node", 1, None, &tool("node"), &args)
+            .expect_ok()
+            .expect_output(dnsmasq::HOST_V4)
+            .expect_output(dnsmasq::TXT_VALUE);
+    }
+
+    node.write_resolv_conf(1, IpAddr::V6(node.server.v6));
+    let v6 = node.run("getent-v6", 1, None, &getent, &["ahosts", HOST]);
+    v6.expect_ok().expect_output(dnsmasq::HOST_V4);
+    assert!(
+        v6.log_queries.iter().all(|q| q.client.is_ipv6()),
+        "queries did not use IPv6: {:#?}",
+        v6.log_queries
+    );
+
+    // Cleanup leaves nothing behind.
+    let namespaces: Vec<String> = std::iter::once(&node.server)
+        .chain(&node.clients)
+        .map(|h| h.ns.clone())
+        .collect();
+    let pod_dirs: Vec<std::path::PathBuf> = pod
+        .procs_files()
+        .into_iter()
+        .chain(pod2.procs_files())
+        .map(|p| p.parent().unwrap().to_path_buf())
+        .collect();
+    let tmp = node.dir.path().to_path_buf();
+    drop((node, pod, pod2));
+    for ns in &namespaces {
+        assert!(
+            !std::path::Path::new("/run/netns").join(ns).exists(),
+            "{ns} left"
+        );
+        assert!(
+            !std::path::Path::new("/etc/netns").join(ns).exists(),
+            "{ns} left"
+        );
+    }
+    for dir in &pod_dirs {
+        assert!(!dir.exists(), "cgroup {} left", dir.display());
+    }
+    assert!(!tmp.exists(), "{} left", tmp.display());
+}
+
+#[test]
+fn root_trace_glibc_getent() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let getent = tool("getent");
+    let (runs, stopped) = traced(&node, &[], || {
+        let run = |label, args: &[&str]| node.run(label, 0, Some(&pod), &getent, args);
+        let runs = vec![
+            run("getent-ahosts", &["ahosts", HOST]),
+            run("getent-hosts-cname", &["hosts", ALIAS]),
+            run("getent-ahostsv4", &["ahostsv4", ADDR]),
+            run("getent-nxdomain", &["ahosts", NX]),
+        ];
+        runs[..3].iter().for_each(|r| {
+            r.expect_ok().expect_queries();
+        });
+        runs[3].expect_exit(2).expect_queries();
+        runs
+    });
+    assert_client_capture("glibc getent", &node, &runs, &stopped);
+}
+
+#[test]
+fn root_trace_python_and_getent_in_two_pods() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(2);
+    let pod_cgroupfs = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
+    let pod_systemd = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let python = resolvers::python();
+    let getent = tool("getent");
+    let (runs, stopped) = traced(&node, &[], || {
+        let script = resolvers::PYTHON_GETADDRINFO;
+        let py = node.run(
+            "python-getaddrinfo",
+            0,
+            Some(&pod_cgroupfs),
+            &python,
+            &["-c", script, HOST, ALIAS, NX],
+        );
+        py.expect_exit(2).expect_queries();
+        let ge = node.run(
+            "getent-other-pod",
+            1,
+            Some(&pod_systemd),
+            &getent,
+            &["ahosts", ADDR],
+        );
+        ge.expect_ok().expect_queries();
+        vec![py, ge]
+    });
+    assert_client_capture("python + getent, two pods", &node, &runs, &stopped);
+}
+
+#[test]
+fn root_trace_dig_udp_and_tcp() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let dig = tool("dig");
+    let (runs, stopped) = traced(&node, &[], || {
+        let many = [
+            "+tries=1", HOST, "A", HOST, "AAAA", TXT, "TXT", SRV, "SRV", ALIAS, "A", NX, "A",
+        ];
+        let udp = node.run("dig-udp", 0, Some(&pod), &dig, &many);
+        udp.expect_ok().expect_output("NXDOMAIN").expect_queries();
+        let tcp = node.run("dig-tcp", 0, Some(&pod), &dig, &["+tcp", HOST, "AAAA"]);
+        tcp.expect_ok().expect_queries();
+        vec![udp, tcp]
+    });
+    assert_client_capture("dig", &node, &runs, &stopped);
+}
+
+#[test]
+fn root_trace_kdig_udp_and_tcp() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
+    let kdig = tool("kdig");
+    let at = format!("@{}", node.server.v4);
+    let (runs, stopped) = traced(&node, &[], || {
+        let udp = node.run("kdig-udp", 0, Some(&pod), &kdig, &[&at, HOST, "A"]);
+        udp.expect_ok()
+            .expect_output(dnsmasq::HOST_V4)
+            .expect_queries();
+        let tcp = node.run("kdig-tcp", 0, Some(&pod), &kdig, &[&at, "+tcp", TXT, "TXT"]);
+        tcp.expect_ok()
+            .expect_output(dnsmasq::TXT_VALUE)
+            .expect_queries();
+        let nx = node.run("kdig-nx", 0, Some(&pod), &kdig, &[&at, NX, "AAAA"]);
+        nx.expect_ok().expect_output("NXDOMAIN").expect_queries();
+        vec![udp, tcp, nx]
+    });
+    assert_client_capture("kdig", &node, &runs, &stopped);
+}
+
+#[test]
+fn root_trace_musl_static_binary() {
+    if !have_root() || !have_tool("musl-gcc") {
+        return;
+    }
+    let musl = resolvers::musl_resolve();
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let (runs, stopped) = traced(&node, &[], || {
+        let run = node.run("musl", 0, Some(&pod), &musl, &[HOST, ADDR, NX]);
+        run.expect_exit(2)
+            .expect_output(dnsmasq::ADDR_V6)
+            .expect_queries();
+        vec![run]
+    });
+    assert_client_capture("static musl getaddrinfo", &node, &runs, &stopped);
+}
+
+#[test]
+fn root_trace_go_pure_resolver() {
+    if !have_root() || !have_tool("go") {
+        return;
+    }
+    let go = resolvers::goresolve();
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
+    let (runs, stopped) = traced(&node, &[], || {
+        let args = [
+            HOST,
+            "txt:txt.dnslens.test",
+            "srv:_dns._udp.dnslens.test",
+            NX,
+        ];
+        let run = node.run("go", 0, Some(&pod), &go, &args);
+        run.expect_exit(2)
+            .expect_output(dnsmasq::TXT_VALUE)
+            .expect_queries();
+        vec![run]
+    });
+    assert_client_capture("Go pure resolver", &node, &runs, &stopped);
+}
+
+#[test]
+fn root_trace_node_cares() {
+    if !have_root() || !have_tool("node") {
+        return;
+    }
+    let nodejs = tool("node");
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let srv = node.server.v4.to_string();
+    let (runs, stopped) = traced(&node, &[], || {
+        let args = [
+            "-e",
+            resolvers::NODE_CARES,
+            &srv,
+            HOST,
+            "txt:txt.dnslens.test",
+            NX,
+        ];
+        let run = node.run("node-cares", 0, Some(&pod), &nodejs, &args);
+        run.expect_exit(2)
+            .expect_output(dnsmasq::TXT_VALUE)
+            .expect_queries();
+        vec![run]
+    });
+    assert_client_capture("Node c-ares", &node, &runs, &stopped);
+}
+
+/// A UDP answer too big for the client's buffer is truncated; glibc and dig retry over TCP.
+/// Both halves must be captured and the TCP answer decoded in full.
+#[test]
+fn root_trace_tcp_fallback() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let (getent, dig) = (tool("getent"), tool("dig"));
+    let (runs, stopped) = traced(&node, &[], || {
+        let glibc = node.run("getent-big", 0, Some(&pod), &getent, &["ahostsv4", BIG]);
+        glibc.expect_ok().expect_queries();
+        let d = node.run("dig-big", 0, Some(&pod), &dig, &[BIG]);
+        d.expect_ok()
+            .expect_output("Truncated, retrying in TCP mode")
+            .expect_queries();
+        vec![glibc, d]
+    });
+    let log = node.dnsmasq_log();
+    for run in &runs {
+        let tcp = run
+            .log_queries
+            .iter()
+            .filter(|q| log.is_tcp(q, node.dnsmasq_pid()))
+            .count();
+        assert!(tcp > 0, "{}: no TCP query in the dnsmasq log", run.label);
+    }
+    assert_client_capture("TCP fallback", &node, &runs, &stopped);
+    // Beyond the per-query check: a decoded TCP response with every record, for each resolver.
+    let full_tcp_answers = |pid: u32| {
+        stopped.events.iter().any(|e| {
+            e["kind"] == "response"
+                && e["transport"] == "tcp"
+                && e["qname"] == BIG
+                && e["process"]["pid"] == pid
+                && e["answers"].as_array().map(Vec::len) == Some(dnsmasq::BIG_COUNT as usize)
+        })
+    };
+    for run in &runs {
+        assert!(
+            full_tcp_answers(run.pid),
+            "{}",
+            report(
+                &format!(
+                    "{}: no TCP response with {} answers",
+                    run.label,
+                    dnsmasq::BIG_COUNT
+                ),
+                &[],
+                &node,
+                &stopped
+            )
+        );
+    }
+}
+
+/// Queries over IPv6: glibc with an IPv6 nameserver, dig -6 over UDP and TCP.
+#[test]
+fn root_trace_ipv6_transport() {
+    if !have_root() {
+        return;
+    }
+    let mut node = Node::start(1);
+    node.write_resolv_conf(0, IpAddr::V6(node.server.v6));
+    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
+    let (getent, dig) = (tool("getent"), tool("dig"));
+    let at = format!("@{}", node.server.v6);
+    let (runs, stopped) = traced(&node, &[], || {
+        let glibc = node.run("getent-v6", 0, Some(&pod), &getent, &["ahosts", HOST]);
+        glibc.expect_ok().expect_queries();
+        let udp = node.run("dig-v6", 0, Some(&pod), &dig, &["-6", &at, ALIAS, "AAAA"]);
+        udp.expect_ok().expect_queries();
+        let tcp = node.run(
+            "dig-v6-tcp",
+            0,
+            Some(&pod),
+            &dig,
+            &["-6", &at, "+tcp", HOST],
+        );
+        tcp.expect_ok().expect_queries();
+        vec![glibc, udp, tcp]
+    });
+    let all_v6 = runs
+        .iter()
+        .flat_map(|r| &r.log_queries)
+        .all(|q| q.client.is_ipv6());
+    assert!(all_v6, "a query did not go over IPv6: {runs:#?}");
+    assert_client_capture("IPv6", &node, &runs, &stopped);
+    // Addresses are printed as "[addr]:port".
+    let server = format!("[{}]:53", node.server.v6);
+    let client = format!("[{}]:", node.clients[0].v6);
+    let bad: Vec<&Value> = stopped
+        .events
+        .iter()
+        .filter(|e| e["role"] == "client" && e["netns"] == node.clients[0].netns_ino)
+        .filter(|e| {
+            let (src, dst) = (e["src"].as_str(), e["dst"].as_str());
+            let (ours, theirs) = if e["direction"] == "send" {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            !(ours.is_some_and(|s| s.starts_with(&client)) && theirs == Some(server.as_str()))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "IPv6 events with src/dst not in [addr]:port form: {bad:#?}"
+    );
+}
+
+/// A pod known only to the v1 memory hierarchy (the process stays in its own v2 cgroup), as on
+/// hosts where the kubelet runs on cgroup v1: the cgroup must be resolved through v1.
+#[test]
+fn root_trace_cgroup_v1_only() {
+    if !have_root() {
+        return;
+    }
+    if !PodCgroup::have_v1_memory() {
+        println!("skipped: this host has no cgroup v1 memory hierarchy");
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::V1Only);
+    let getent = tool("getent");
+    let (runs, stopped) = traced(&node, &[], || {
+        let run = node.run("getent-v1", 0, Some(&pod), &getent, &["ahosts", HOST]);
+        run.expect_ok().expect_queries();
+        vec![run]
+    });
+    assert_client_capture("cgroup v1 only", &node, &runs, &stopped);
+}
+
+/// The server's side: dnsmasq receives each query (recvmsg; read on TCP, in a forked child) and
+/// sends each response.
+#[test]
+fn root_trace_server_side_dnsmasq() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let (getent, dig) = (tool("getent"), tool("dig"));
+    let (runs, stopped) = traced(&node, &[], || {
+        let glibc = node.run("getent", 0, None, &getent, &["ahosts", HOST]);
+        glibc.expect_ok().expect_queries();
+        let tcp = node.run("dig-tcp", 0, None, &dig, &["+tcp", NX]);
+        tcp.expect_ok().expect_queries();
+        vec![glibc, tcp]
+    });
+    assert_client_capture("client side (server test)", &node, &runs, &stopped);
+    let problems = server_side(&node, &stopped.events);
+    assert!(
+        problems.is_empty(),
+        "{}",
+        report("server side (dnsmasq)", &problems, &node, &stopped)
+    );
+}
+
+/// `--comm` keeps only the named process's messages.
+#[test]
+fn root_trace_filter_comm() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let (getent, kdig) = (tool("getent"), tool("kdig"));
+    let at = format!("@{}", node.server.v4);
+    let (runs, stopped) = traced(&node, &["--comm", "getent"], || {
+        let kept = node.run("getent", 0, None, &getent, &["ahosts", HOST]);
+        kept.expect_ok().expect_queries();
+        let dropped = node.run("kdig", 0, None, &kdig, &[&at, HOST]);
+        dropped.expect_ok().expect_queries();
+        vec![kept, dropped]
+    });
+    assert_client_capture("--comm getent", &node, &runs[..1], &stopped);
+    let others: Vec<&Value> = stopped
+        .events
+        .iter()
+        .filter(|e| e["process"]["comm"] != "getent")
+        .collect();
+    assert!(
+        others.is_empty(),
+        "--comm getent printed other processes' messages: {others:#?}"
+    );
+}
+
+/// `--name` matches the process name (dig's messages move on a thread named otherwise) and
+/// `--domain` keeps only names in that domain.
+#[test]
+fn root_trace_filter_name_and_domain() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let (getent, dig) = (tool("getent"), tool("dig"));
+    let filters = ["--name", "dig", "--domain", HOST];
+    let (runs, stopped) = traced(&node, &filters, || {
+        let kept = node.run("dig-host", 0, None, &dig, &[HOST, "A", HOST, "AAAA"]);
+        kept.expect_ok().expect_queries();
+        let other_name = node.run("dig-txt", 0, None, &dig, &[TXT, "TXT"]);
+        other_name.expect_ok().expect_queries();
+        let other_process = node.run("getent", 0, None, &getent, &["ahosts", HOST]);
+        other_process.expect_ok().expect_queries();
+        vec![kept, other_name, other_process]
+    });
+    assert_client_capture("--name dig --domain host", &node, &runs[..1], &stopped);
+    let others: Vec<&Value> = stopped
+        .events
+        .iter()
+        .filter(|e| e["process"]["name"] != "dig" || e["qname"] != HOST)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the filters let other messages through: {others:#?}"
+    );
+}
+
+/// `--count N` stops after N events and `--duration` after the given time, without a signal.
+#[test]
+fn root_trace_stops_by_itself() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let getent = tool("getent");
+    let counted = Trace::start(&["--count", "2", "--comm", "getent"]);
+    node.run("getent", 0, None, &getent, &["ahosts", HOST])
+        .expect_ok()
+        .expect_queries();
+    let stopped = counted.wait_exit(Duration::from_secs(10));
+    let mut problems = stop_problems(&stopped);
+    if stopped.events.len() != 2 {
+        let n = stopped.events.len();
+        problems.push(format!("--count 2 printed {n} events"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}",
+        report("--count", &problems, &node, &stopped)
+    );
+
+    let started = Instant::now();
+    let timed = Trace::start(&["--duration", "1s"]);
+    let stopped = timed.wait_exit(Duration::from_secs(10));
+    let problems = stop_problems(&stopped);
+    assert!(
+        problems.is_empty(),
+        "{}",
+        report("--duration 1s", &problems, &node, &stopped)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "--duration 1s exited after {:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,176 @@
+//! Time: the kernel stamps events with CLOCK_MONOTONIC; this turns those stamps into wall-clock
+//! time (one measured offset, re-measurable after the wall clock is stepped) and formats it.
+
+/// Nanoseconds of CLOCK_MONOTONIC now: the clock of `bpf_ktime_get_ns` and of event stamps.
+pub fn monotonic_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Nanoseconds since the Unix epoch now (CLOCK_REALTIME).
+pub fn realtime_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; MONOTONIC and REALTIME always exist on Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Converts monotonic stamps to wall-clock nanoseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock {
+    /// REALTIME minus MONOTONIC, in ns.
+    offset_ns: i64,
+}
+
+impl WallClock {
+    /// Measures the offset now: the REALTIME read bracketed most tightly by two MONOTONIC reads
+    /// out of a few tries, so a preemption between reads does not skew it.
+    pub fn measure() -> Self {
+        let mut best: Option<(u64, i64)> = None;
+        for _ in 0..5 {
+            let before = monotonic_now_ns();
+            let wall = realtime_now_ns();
+            let after = monotonic_now_ns();
+            let window = after.saturating_sub(before);
+            let mid = before + window / 2;
+            let offset = wall as i64 - mid as i64;
+            if best.is_none_or(|(w, _)| window < w) {
+                best = Some((window, offset));
+            }
+        }
+        WallClock {
+            offset_ns: best.map_or(0, |(_, offset)| offset),
+        }
+    }
+
+    /// A clock with a known offset (tests, replays).
+    pub fn with_offset(offset_ns: i64) -> Self {
+        WallClock { offset_ns }
+    }
+
+    /// Measures again, e.g. after NTP stepped the wall clock.
+    pub fn remeasure(&mut self) {
+        *self = WallClock::measure();
+    }
+
+    pub fn offset_ns(&self) -> i64 {
+        self.offset_ns
+    }
+
+    /// Wall-clock ns since the epoch for a CLOCK_MONOTONIC stamp.
+    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
+        (i128::from(mono_ns) + i128::from(self.offset_ns)).clamp(0, i128::from(u64::MAX)) as u64
+    }
+}
+
+/// A broken-down time of day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub nanos: u32,
+}
+
+impl Civil {
+    /// `wall_ns` since the epoch, shifted by `utc_offset_s` (0 for UTC).
+    pub fn from_wall_ns(wall_ns: u64, utc_offset_s: i64) -> Self {
+        let secs = (wall_ns / 1_000_000_000) as i64 + utc_offset_s;
+        let nanos = (wall_ns % 1_000_000_000) as u32;
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            hour: of_day / 3600,
+            minute: of_day / 60 % 60,
+            second: of_day % 60,
+            nanos,
+        }
+    }
+}
+
+/// RFC 3339 in UTC with nanoseconds: `2026-11-26T10:54:55.123456789Z`.
+pub fn format_rfc3339(wall_ns: u64) -> String {
+    let c = Civil::from_wall_ns(wall_ns, 0);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_with_nanoseconds() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        // 2026-11-26T10:54:55Z is 1795690495 s after the epoch.
+        assert_eq!(
+            format_rfc3339(1_795_690_495_123_456_789),
+            "2026-11-26T10:54:55.123456789Z"
+        );
+        // Leap day and end of year.
+        assert_eq!(
+            format_rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            format_rfc3339(1_735_689_599_999_999_999),
+            "2024-12-31T23:59:59.999999999Z"
+        );
+    }
+
+    #[test]
+    fn civil_applies_utc_offset() {
+        let c = Civil::from_wall_ns(1_795_690_495_000_000_000, -11 * 3600);
+        assert_eq!((c.year, c.month, c.day, c.hour), (2026, 11, 25, 23));
+    }
+
+    #[test]
+    fn wall_clock_adds_offset() {
+        let clock = WallClock::with_offset(1_000);
+        assert_eq!(clock.wall_ns(500), 1_500);
+        assert_eq!(WallClock::with_offset(-1_000).wall_ns(500), 0);
+    }
+
+    #[test]
+    fn measured_offset_maps_now_to_now() {
+        let mut clock = WallClock::measure();
+        clock.remeasure();
+        let wall = clock.wall_ns(monotonic_now_ns());
+        let real = realtime_now_ns();
+        assert!(wall.abs_diff(real) < 1_000_000_000, "{wall} vs {real}");
+    }
+}

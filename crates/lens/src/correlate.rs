@@ -1,0 +1,258 @@
+//! Pairing: matches each response with its query to measure latency, reports queries left
+//! without a response past the timeout, and folds retransmitted queries into the first. State
+//! is bounded and time comes from the event stamps, so tests need no clock and no sleeps.
+
+use crate::bounded::Lru;
+use crate::model::{DnsEvent, Kind, Role};
+
+/// How long a query waits for its response before it is reported unanswered.
+pub const DEFAULT_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Queries waiting for a response at once.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// What identifies an exchange. The socket and namespace keep apart processes and hosts that
+/// reuse ids; the role keeps apart the two ends when both are on this host and share a socket
+/// inode view.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    netns: u32,
+    socket: u64,
+    role: Role,
+    id: u16,
+    qname: String,
+    qtype: u16,
+}
+
+impl Key {
+    fn of(event: &DnsEvent) -> Key {
+        Key {
+            netns: event.netns,
+            socket: event.socket,
+            role: event.role,
+            id: event.id,
+            qname: event.qname.to_ascii_lowercase(),
+            qtype: event.qtype.0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CorrelateStats {
+    pub queries: u64,
+    pub responses: u64,
+    /// Responses paired with their query.
+    pub paired: u64,
+    /// Responses with no pending query: the query was sent before dnslens started, was not
+    /// captured, was evicted or expired, or this is a duplicate response.
+    pub unmatched_responses: u64,
+    /// Queries identical to one still pending (same key), counted once and not emitted.
+    pub retransmits: u64,
+    /// Queries reported unanswered after the timeout.
+    pub unanswered: u64,
+    /// Pending queries dropped because the pending map was full (not reported unanswered).
+    pub evicted: u64,
+    /// Queries waiting for a response now.
+    pub pending: u64,
+}
+
+struct Pending {
+    query: DnsEvent,
+}
+
+/// Pairs queries and responses.
+pub struct Correlator {
+    timeout_ns: u64,
+    pending: Lru<Key, Pending>,
+    stats: CorrelateStats,
+}
+
+impl Correlator {
+    pub fn new(timeout_ns: u64, capacity: usize) -> Self {
+        Correlator {
+            timeout_ns,
+            pending: Lru::new(capacity),
+            stats: CorrelateStats::default(),
+        }
+    }
+
+    pub fn timeout_ns(&self) -> u64 {
+        self.timeout_ns
+    }
+
+    /// Takes a query or response event and passes on what should be emitted: a new query as
+    /// is, a response with `latency_us` set when its query is known. Retransmissions are
+    /// swallowed.
+    pub fn event(&mut self, mut event: DnsEvent, out: &mut impl FnMut(DnsEvent)) {
+        match event.kind {
+            Kind::Query => {
+                self.stats.queries += 1;
+                let key = Key::of(&event);
+                if self.pending.contains(&key) {
+                    self.stats.retransmits += 1;
+                    return;
+                }
+                self.pending.insert(
+                    key,
+                    Pending {
+                        query: event.clone(),
+                    },
+                );
+                out(event);
+            }
+            Kind::Response => {
+                self.stats.responses += 1;
+                match self.pending.remove(&Key::of(&event)) {
+                    Some(p) => {
+                        self.stats.paired += 1;
+                        event.latency_us =
+                            Some(event.mono_ns.saturating_sub(p.query.mono_ns) / 1000);
+                    }
+                    None => self.stats.unmatched_responses += 1,
+                }
+                out(event);
+            }
+            Kind::Unanswered => out(event),
+        }
+    }
+
+    /// Reports the queries whose timeout has passed at `now_mono_ns` (CLOCK_MONOTONIC, the
+    /// clock of event stamps) as unanswered events carrying the query's fields and time.
+    pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(DnsEvent)) {
+        while let Some((_, oldest)) = self.pending.peek_oldest() {
+            if oldest.query.mono_ns.saturating_add(self.timeout_ns) > now_mono_ns {
+                break;
+            }
+            let (_, Pending { mut query }) = self.pending.pop_oldest().expect("peeked above");
+            self.stats.unanswered += 1;
+            query.kind = Kind::Unanswered;
+            query.timeout_ms = Some(self.timeout_ns / 1_000_000);
+            out(query);
+        }
+    }
+
+    pub fn stats(&self) -> CorrelateStats {
+        CorrelateStats {
+            evicted: self.pending.evictions(),
+            pending: self.pending.len() as u64,
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sample;
+
+    const MS: u64 = 1_000_000;
+
+    fn run(c: &mut Correlator, e: DnsEvent) -> Vec<DnsEvent> {
+        let mut out = Vec::new();
+        c.event(e, &mut |e| out.push(e));
+        out
+    }
+
+    fn expire(c: &mut Correlator, now: u64) -> Vec<DnsEvent> {
+        let mut out = Vec::new();
+        c.expire(now, &mut |e| out.push(e));
+        out
+    }
+
+    #[test]
+    fn pairs_response_with_query_and_measures_latency() {
+        let mut c = Correlator::new(DEFAULT_TIMEOUT_NS, 16);
+        let q = sample::query(7, "Example.COM", 1, 1_000 * MS);
+        assert_eq!(run(&mut c, q.clone()), vec![q.clone()]);
+        // Case differs (0x20 randomization): still the same exchange.
+        let mut r = sample::response(&q, 0, &["192.0.2.1"], 1_000 * MS + 1_234_567);
+        r.qname = "example.com".into();
+        let out = run(&mut c, r);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].latency_us, Some(1_234));
+        assert_eq!(out[0].kind, Kind::Response);
+        assert!(expire(&mut c, u64::MAX).is_empty());
+        let s = c.stats();
+        assert_eq!((s.queries, s.responses, s.paired, s.pending), (1, 1, 1, 0));
+    }
+
+    #[test]
+    fn unanswered_after_timeout_with_query_time() {
+        let mut c = Correlator::new(5_000 * MS, 16);
+        let q = sample::query(1, "slow.example", 1, 100 * MS);
+        run(&mut c, q.clone());
+        assert!(expire(&mut c, 5_099 * MS).is_empty());
+        let out = expire(&mut c, 5_100 * MS);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, Kind::Unanswered);
+        assert_eq!(out[0].time_ns, q.time_ns);
+        assert_eq!(out[0].timeout_ms, Some(5_000));
+        assert_eq!(out[0].latency_us, None);
+        // A late response is unmatched, still emitted.
+        let late = run(&mut c, sample::response(&q, 0, &[], 6_000 * MS));
+        assert_eq!(late[0].latency_us, None);
+        let s = c.stats();
+        assert_eq!((s.unanswered, s.unmatched_responses), (1, 1));
+    }
+
+    #[test]
+    fn retransmits_count_once_and_latency_is_from_the_first() {
+        let mut c = Correlator::new(DEFAULT_TIMEOUT_NS, 16);
+        let q = sample::query(9, "example.net", 28, 0);
+        assert_eq!(run(&mut c, q.clone()).len(), 1);
+        let mut again = q.clone();
+        again.mono_ns = 1_000 * MS;
+        assert!(run(&mut c, again).is_empty());
+        let out = run(&mut c, sample::response(&q, 0, &[], 1_010 * MS));
+        assert_eq!(out[0].latency_us, Some(1_010_000));
+        assert_eq!(c.stats().retransmits, 1);
+        assert_eq!(c.stats().queries, 2);
+    }
+
+    #[test]
+    fn keys_separate_sockets_ids_types_and_roles() {
+        let mut c = Correlator::new(DEFAULT_TIMEOUT_NS, 16);
+        let q = sample::query(1, "a.example", 1, 0);
+        run(&mut c, q.clone());
+        let changes: [fn(&mut DnsEvent); 6] = [
+            |r: &mut DnsEvent| r.socket += 1,
+            |r: &mut DnsEvent| r.netns += 1,
+            |r: &mut DnsEvent| r.id += 1,
+            |r: &mut DnsEvent| r.qtype.0 = 28,
+            |r: &mut DnsEvent| r.qname.push('x'),
+            |r: &mut DnsEvent| r.role = Role::Server,
+        ];
+        for change in changes {
+            let mut r = sample::response(&q, 0, &[], 10);
+            change(&mut r);
+            assert_eq!(run(&mut c, r)[0].latency_us, None);
+        }
+        assert_eq!(c.stats().unmatched_responses, 6);
+        assert_eq!(c.stats().pending, 1);
+    }
+
+    #[test]
+    fn pending_map_is_bounded_and_counts_evictions() {
+        let mut c = Correlator::new(DEFAULT_TIMEOUT_NS, 2);
+        for id in 0..3 {
+            run(&mut c, sample::query(id, "x.example", 1, u64::from(id)));
+        }
+        assert_eq!(c.stats().evicted, 1);
+        assert_eq!(c.stats().pending, 2);
+        // The oldest was evicted: its response is unmatched, not an unanswered report.
+        let r = sample::response(&sample::query(0, "x.example", 1, 0), 0, &[], 10);
+        assert_eq!(run(&mut c, r)[0].latency_us, None);
+        assert_eq!(expire(&mut c, u64::MAX).len(), 2);
+        assert_eq!(c.stats().unanswered, 2);
+    }
+
+    #[test]
+    fn server_side_pairs_received_query_with_sent_response() {
+        let mut c = Correlator::new(DEFAULT_TIMEOUT_NS, 16);
+        let mut q = sample::query(5, "svc.cluster.local", 1, 0);
+        q.role = Role::Server;
+        run(&mut c, q.clone());
+        let mut r = sample::response(&q, 0, &["10.0.0.1"], 300_000);
+        r.role = Role::Server;
+        assert_eq!(run(&mut c, r)[0].latency_us, Some(300));
+    }
+}

@@ -1,0 +1,298 @@
+//! Decode stage: ring-buffer records to DNS messages. A UDP payload is one message; TCP bytes
+//! go through one framer per (socket, direction), kept in a bounded map. Failures are counted
+//! by kind, never printed one by one, never fatal.
+
+use std::collections::BTreeMap;
+
+use dnslens_probe::{Direction, ExecEvent, Record, Transport};
+use dnslens_wire::{DecodeError, Frame, Message, Section, TcpFramer};
+
+use crate::bounded::Lru;
+use crate::model::{Capture, Decoded};
+
+/// TCP streams followed at once.
+pub const DEFAULT_TCP_STREAMS: usize = 4096;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Ring-buffer records seen.
+    pub records: u64,
+    /// Records that are not events (short, or an unknown field value).
+    pub bad_records: u64,
+    /// Exec records (process executable paths), passed on to the process cache.
+    pub exec_records: u64,
+    /// Messages decoded.
+    pub messages: u64,
+    /// Messages that failed to decode, by `DecodeError::kind()`.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Messages cut short in the capture of which only the header and question (and the
+    /// sections before the cut) were decoded.
+    pub truncated_salvaged: u64,
+    /// Messages cut short in the capture that did not decode even in part.
+    pub truncated_undecoded: u64,
+    /// Times a TCP stream lost its framing and the framer resynchronized.
+    pub tcp_desyncs: u64,
+    /// Bytes skipped while resynchronizing.
+    pub tcp_skipped_bytes: u64,
+    /// TCP streams forgotten because the stream map was full.
+    pub tcp_streams_evicted: u64,
+}
+
+impl DecodeStats {
+    pub fn decode_errors(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Turns raw records into decoded messages.
+pub struct Decoder {
+    streams: Lru<(u64, Direction), TcpFramer>,
+    stats: DecodeStats,
+}
+
+impl Decoder {
+    /// `tcp_streams`: how many (socket, direction) framers to keep; the least recently used is
+    /// dropped (and counted) when a new stream needs room.
+    pub fn new(tcp_streams: usize) -> Self {
+        Decoder {
+            streams: Lru::new(tcp_streams),
+            stats: DecodeStats::default(),
+        }
+    }
+
+    /// Parses one ring-buffer record and calls `out` with each message it completes. An exec
+    /// record is handed back for the process cache.
+    pub fn record(
+        &mut self,
+        record: &[u8],
+        out: &mut impl FnMut(&Capture, Decoded),
+    ) -> Option<ExecEvent> {
+        self.stats.records += 1;
+        match Record::parse(record) {
+            Ok(Record::Dns(raw)) => match Capture::from_raw(&raw) {
+                Ok(capture) => self.decode(&capture, raw.payload, out),
+                Err(_) => self.stats.bad_records += 1,
+            },
+            Ok(Record::Exec(exec)) => {
+                self.stats.exec_records += 1;
+                return Some(exec);
+            }
+            Err(_) => self.stats.bad_records += 1,
+        }
+        None
+    }
+
+    /// Decodes the payload of an already parsed event.
+    pub fn decode(
+        &mut self,
+        capture: &Capture,
+        payload: &[u8],
+        out: &mut impl FnMut(&Capture, Decoded),
+    ) {
+        let msg_len = capture.header.msg_len;
+        let missing = (msg_len as usize).saturating_sub(payload.len());
+        match capture.transport {
+            Transport::Udp => {
+                let size = msg_len.max(payload.len() as u32);
+                if let Some(decoded) = decode_one(&mut self.stats, payload, size, missing > 0) {
+                    out(capture, decoded);
+                }
+            }
+            Transport::Tcp => {
+                let key = (capture.header.socket_ino, capture.direction);
+                let stats = &mut self.stats;
+                let framer = self.streams.get_or_insert_with(key, TcpFramer::new);
+                framer.push(payload, missing, &mut |frame| match frame {
+                    Frame::Message(bytes) => {
+                        if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
+                            out(capture, d);
+                        }
+                    }
+                    Frame::Partial { prefix, total_len } => {
+                        if let Some(d) = decode_one(stats, prefix, total_len as u32, true) {
+                            out(capture, d);
+                        }
+                    }
+                    Frame::Desync { skipped } => {
+                        stats.tcp_desyncs += 1;
+                        stats.tcp_skipped_bytes += skipped as u64;
+                    }
+                });
+            }
+        }
+    }
+
+    pub fn stats(&self) -> DecodeStats {
+        DecodeStats {
+            tcp_streams_evicted: self.streams.evictions(),
+            ..self.stats.clone()
+        }
+    }
+}
+
+fn decode_one(
+    stats: &mut DecodeStats,
+    bytes: &[u8],
+    size: u32,
+    truncated: bool,
+) -> Option<Decoded> {
+    let message = match dnslens_wire::decode(bytes) {
+        Ok(message) => message,
+        Err(error) => match truncated.then(|| salvage(bytes, &error)).flatten() {
+            Some(message) => {
+                stats.truncated_salvaged += 1;
+                message
+            }
+            None => {
+                *stats.errors.entry(error.kind()).or_default() += 1;
+                stats.truncated_undecoded += u64::from(truncated);
+                return None;
+            }
+        },
+    };
+    stats.messages += 1;
+    Some(Decoded {
+        message,
+        size,
+        truncated,
+    })
+}
+
+/// Decodes what precedes the cut of a message the capture cut short (a large response past
+/// the payload limit), by zeroing the counts of the section where the bytes ran out and of
+/// every later one. The question survives, so the response still pairs with its query.
+fn salvage(bytes: &[u8], error: &DecodeError) -> Option<Message> {
+    let section = match error {
+        DecodeError::Truncated { section, .. } | DecodeError::TooManyRecords { section, .. } => {
+            *section
+        }
+        _ => return None,
+    };
+    let first = match section {
+        Section::Question => return None,
+        Section::Answer => 1,
+        Section::Authority => 2,
+        Section::Additional => 3,
+    };
+    if bytes.len() < 12 {
+        return None;
+    }
+    let mut copy = bytes.to_vec();
+    for count in first..4 {
+        copy[4 + 2 * count] = 0;
+        copy[5 + 2 * count] = 0;
+    }
+    dnslens_wire::decode(&copy).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{dns_message, header, record};
+
+    fn run(d: &mut Decoder, rec: &[u8]) -> Vec<(Capture, Decoded)> {
+        let mut out = Vec::new();
+        d.record(rec, &mut |c, m| out.push((c.clone(), m)));
+        out
+    }
+
+    fn tcp(send: bool, data: &[u8], msg_len: usize) -> Vec<u8> {
+        let mut h = header(send, 0, data.len());
+        h.protocol = 6;
+        h.msg_len = msg_len as u32;
+        record(&h, data)
+    }
+
+    fn framed(msg: &[u8]) -> Vec<u8> {
+        let mut v = (msg.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(msg);
+        v
+    }
+
+    #[test]
+    fn udp_payload_is_one_message() {
+        let mut d = Decoder::new(4);
+        let msg = dns_message(0x1234, false, 0, "example.com", 1, &[]);
+        let out = run(&mut d, &record(&header(true, 5, msg.len()), &msg));
+        assert_eq!(out.len(), 1);
+        let (capture, decoded) = &out[0];
+        assert_eq!(capture.comm, "dig");
+        assert_eq!(decoded.message.id, 0x1234);
+        assert_eq!(decoded.message.question().unwrap().name, "example.com");
+        assert_eq!(decoded.size as usize, msg.len());
+        assert!(!decoded.truncated);
+        assert_eq!(d.stats().messages, 1);
+    }
+
+    #[test]
+    fn errors_are_counted_by_kind_and_bad_records_apart() {
+        let mut d = Decoder::new(4);
+        assert!(run(&mut d, &record(&header(true, 0, 3), b"abc")).is_empty());
+        assert!(run(&mut d, b"short").is_empty());
+        let mut bad = header(true, 0, 0);
+        bad.direction = 9;
+        assert!(run(&mut d, &record(&bad, b"")).is_empty());
+        let stats = d.stats();
+        assert_eq!(stats.errors.get("short_header"), Some(&1));
+        assert_eq!(
+            (stats.records, stats.bad_records, stats.messages),
+            (3, 2, 0)
+        );
+    }
+
+    #[test]
+    fn truncated_udp_response_keeps_its_question() {
+        let mut d = Decoder::new(4);
+        let msg = dns_message(7, true, 0, "big.example", 16, &[[1, 2, 3, 4], [5, 6, 7, 8]]);
+        let cut = &msg[..msg.len() - 3];
+        let mut h = header(false, 0, cut.len());
+        h.msg_len = 5000;
+        let out = run(&mut d, &record(&h, cut));
+        assert_eq!(out.len(), 1);
+        let decoded = &out[0].1;
+        assert!(decoded.truncated);
+        assert_eq!(decoded.size, 5000);
+        assert_eq!(decoded.message.question().unwrap().name, "big.example");
+        assert!(decoded.message.answers.is_empty());
+        assert_eq!(d.stats().truncated_salvaged, 1);
+
+        // Cut inside the question: nothing to salvage.
+        let mut h = header(false, 0, 15);
+        h.msg_len = 5000;
+        assert!(run(&mut d, &record(&h, &msg[..15])).is_empty());
+        assert_eq!(d.stats().truncated_undecoded, 1);
+        assert_eq!(d.stats().decode_errors(), 1);
+    }
+
+    #[test]
+    fn tcp_messages_are_reassembled_per_socket_and_direction() {
+        let mut d = Decoder::new(4);
+        let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
+        let r = framed(&dns_message(1, true, 0, "a.example", 1, &[[9, 9, 9, 9]]));
+        // The query arrives in two writes; the response's first half sits in between on the
+        // other direction of the same socket.
+        assert!(run(&mut d, &tcp(true, &q[..5], 5)).is_empty());
+        assert!(run(&mut d, &tcp(false, &r[..7], 7)).is_empty());
+        let out = run(&mut d, &tcp(true, &q[5..], q.len() - 5));
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].1.message.is_response());
+        assert_eq!(out[0].1.size as usize, q.len() - 2);
+        let out = run(&mut d, &tcp(false, &r[7..], r.len() - 7));
+        assert_eq!(out[0].1.message.answers[0].data, "9.9.9.9");
+
+        // Two messages in one read.
+        let both = [q.clone(), q.clone()].concat();
+        assert_eq!(run(&mut d, &tcp(true, &both, both.len())).len(), 2);
+    }
+
+    #[test]
+    fn tcp_stream_map_is_bounded() {
+        let mut d = Decoder::new(1);
+        let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
+        run(&mut d, &tcp(true, &q[..5], 5));
+        // Another stream takes the only slot; the first one's tail then cannot frame.
+        run(&mut d, &tcp(false, &q[..5], 5));
+        assert!(run(&mut d, &tcp(true, &q[5..], q.len() - 5)).len() <= 1);
+        assert_eq!(d.stats().tcp_streams_evicted, 2);
+    }
+}

@@ -1,0 +1,512 @@
+//! The enriched DNS event that leaves the lens, and its JSON form. The field names and value
+//! forms here are the public schema: docs/schema.md documents them field by field and the
+//! tests below pin them.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+
+use dnslens_probe::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
+use dnslens_wire::{Message, Rcode, RecordType};
+use serde::{Serialize, Serializer};
+
+use crate::clock;
+
+/// What the event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Query,
+    Response,
+    /// A query that got no response within the timeout.
+    Unanswered,
+}
+
+/// Which end of the exchange the process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The process sent a query or received a response.
+    Client,
+    /// The process received a query or sent a response.
+    Server,
+}
+
+impl Role {
+    pub fn of(is_response: bool, direction: Direction) -> Role {
+        match (is_response, direction) {
+            (false, Direction::Send) | (true, Direction::Recv) => Role::Client,
+            (false, Direction::Recv) | (true, Direction::Send) => Role::Server,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Query => "query",
+            Kind::Response => "response",
+            Kind::Unanswered => "unanswered",
+        }
+    }
+}
+
+/// Header flags of the message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MessageFlags {
+    pub qr: bool,
+    pub opcode: u8,
+    pub aa: bool,
+    pub tc: bool,
+    pub rd: bool,
+    pub ra: bool,
+    pub ad: bool,
+    pub cd: bool,
+}
+
+impl From<&dnslens_wire::Flags> for MessageFlags {
+    fn from(f: &dnslens_wire::Flags) -> Self {
+        MessageFlags {
+            qr: f.qr,
+            opcode: f.opcode,
+            aa: f.aa,
+            tc: f.tc,
+            rd: f.rd,
+            ra: f.ra,
+            ad: f.ad,
+            cd: f.cd,
+        }
+    }
+}
+
+/// One record of the answer section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub name: String,
+    #[serde(rename = "type", serialize_with = "display")]
+    pub rtype: RecordType,
+    pub ttl: u32,
+    /// Presentation form: an address, a name, or the record's text form.
+    pub data: String,
+}
+
+/// The process that moved the message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    /// Thread-group id: the pid as userspace knows it (in the initial pid namespace).
+    pub pid: u32,
+    pub tid: u32,
+    /// Thread name.
+    pub comm: String,
+    /// Process (thread-group leader) name.
+    pub name: String,
+    /// Executable path from /proc; `None` when the process was gone before dnslens looked.
+    pub exe: Option<String>,
+    pub uid: u32,
+    pub ppid: u32,
+}
+
+/// One DNS message seen in a process, or one query that was never answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DnsEvent {
+    /// Wall-clock ns since the epoch; serialized as RFC 3339 UTC with ns.
+    #[serde(rename = "time", serialize_with = "rfc3339")]
+    pub time_ns: u64,
+    /// The kernel's CLOCK_MONOTONIC stamp, the clock that pairing and timeouts use.
+    #[serde(skip)]
+    pub mono_ns: u64,
+    pub kind: Kind,
+    pub role: Role,
+    pub id: u16,
+    /// First question's name, no trailing dot (root is "."); "" when the message has none.
+    pub qname: String,
+    #[serde(serialize_with = "display")]
+    pub qtype: RecordType,
+    #[serde(serialize_with = "class_name")]
+    pub qclass: u16,
+    /// Responses only.
+    #[serde(serialize_with = "display_opt")]
+    pub rcode: Option<Rcode>,
+    pub flags: MessageFlags,
+    pub answers: Vec<Answer>,
+    /// Responses paired with their query: response time minus query time.
+    pub latency_us: Option<u64>,
+    /// Unanswered events only: the timeout that expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(serialize_with = "transport_name")]
+    pub transport: Transport,
+    /// The sender of the message.
+    #[serde(serialize_with = "display")]
+    pub src: SocketAddr,
+    #[serde(serialize_with = "display")]
+    pub dst: SocketAddr,
+    #[serde(serialize_with = "syscall_name")]
+    pub syscall: Syscall,
+    #[serde(serialize_with = "direction_name")]
+    pub direction: Direction,
+    pub process: ProcessInfo,
+    /// Inode of the network namespace of the socket's process.
+    pub netns: u32,
+    /// Cgroup path relative to the cgroup mount ("/" is the root); "" when unresolved.
+    pub cgroup: String,
+    /// Socket inode, as in /proc/PID/fd "socket:[INODE]".
+    pub socket: u64,
+    /// Length of the DNS message in bytes (for TCP without the 2-byte length prefix).
+    pub size: u32,
+    /// Whether only part of the message was captured.
+    pub truncated: bool,
+    /// Kernel ids kept for enrichment, not part of the output.
+    #[serde(skip)]
+    pub ids: KernelIds,
+}
+
+/// Identifiers the enrichment stage resolves into names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelIds {
+    pub process_start_ns: u64,
+    pub cgroup_id: u64,
+    pub cgroup_v1_id: u64,
+}
+
+/// The capture-side facts of one ring-buffer record, checked once, shared by every message
+/// the record holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    pub header: EventHeader,
+    pub transport: Transport,
+    pub direction: Direction,
+    pub syscall: Syscall,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub comm: String,
+    pub name: String,
+}
+
+impl Capture {
+    pub fn from_raw(raw: &RawEvent<'_>) -> Result<Capture, EventError> {
+        Ok(Capture {
+            header: raw.header,
+            transport: raw.transport()?,
+            direction: raw.direction()?,
+            syscall: raw.syscall()?,
+            local: raw.local(),
+            remote: raw.remote(),
+            comm: raw.comm().to_string(),
+            name: raw.leader_comm().to_string(),
+        })
+    }
+}
+
+/// A message as decoded, with what the decode stage knows about its bytes.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub message: Message,
+    /// Message length in bytes.
+    pub size: u32,
+    /// Whether the message bytes were cut short in the capture.
+    pub truncated: bool,
+}
+
+impl DnsEvent {
+    /// A query or response event, not yet paired nor enriched (`exe` None, `cgroup` "").
+    pub fn new(capture: &Capture, decoded: &Decoded, time_ns: u64) -> DnsEvent {
+        let h = &capture.header;
+        let message = &decoded.message;
+        let is_response = message.is_response();
+        let (src, dst) = match capture.direction {
+            Direction::Send => (capture.local, capture.remote),
+            Direction::Recv => (capture.remote, capture.local),
+        };
+        let (qname, qtype, qclass) = match message.question() {
+            Some(q) => (q.name.clone(), q.qtype, q.qclass),
+            None => (String::new(), RecordType(0), 0),
+        };
+        DnsEvent {
+            time_ns,
+            mono_ns: h.timestamp_ns,
+            kind: if is_response {
+                Kind::Response
+            } else {
+                Kind::Query
+            },
+            role: Role::of(is_response, capture.direction),
+            id: message.id,
+            qname,
+            qtype,
+            qclass,
+            rcode: is_response.then_some(message.rcode),
+            flags: MessageFlags::from(&message.flags),
+            answers: message
+                .answers
+                .iter()
+                .map(|r| Answer {
+                    name: r.name.clone(),
+                    rtype: r.rtype,
+                    ttl: r.ttl,
+                    data: r.data.clone(),
+                })
+                .collect(),
+            latency_us: None,
+            timeout_ms: None,
+            transport: capture.transport,
+            src,
+            dst,
+            syscall: capture.syscall,
+            direction: capture.direction,
+            process: ProcessInfo {
+                pid: h.tgid,
+                tid: h.tid,
+                comm: capture.comm.clone(),
+                name: capture.name.clone(),
+                exe: None,
+                uid: h.uid,
+                ppid: h.ppid,
+            },
+            netns: h.netns_ino,
+            cgroup: String::new(),
+            socket: h.socket_ino,
+            size: decoded.size,
+            truncated: decoded.truncated,
+            ids: KernelIds {
+                process_start_ns: h.process_start_ns,
+                cgroup_id: h.cgroup_id,
+                cgroup_v1_id: h.cgroup_v1_id,
+            },
+        }
+    }
+
+    /// True for the events that end an exchange: responses and unanswered queries.
+    pub fn is_exchange(&self) -> bool {
+        matches!(self.kind, Kind::Response | Kind::Unanswered)
+    }
+}
+
+/// Presentation name of a class (RFC 1035 3.2.4, RFC 2136 for NONE, RFC 3597 for the rest).
+pub fn class_str(class: u16) -> std::borrow::Cow<'static, str> {
+    match class {
+        1 => "IN".into(),
+        3 => "CH".into(),
+        4 => "HS".into(),
+        254 => "NONE".into(),
+        255 => "ANY".into(),
+        n => format!("CLASS{n}").into(),
+    }
+}
+
+pub fn transport_str(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
+}
+
+pub fn direction_str(d: Direction) -> &'static str {
+    match d {
+        Direction::Send => "send",
+        Direction::Recv => "recv",
+    }
+}
+
+fn rfc3339<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&clock::format_rfc3339(*ns))
+}
+
+fn display<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn display_opt<T: Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+fn class_name<S: Serializer>(class: &u16, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&class_str(*class))
+}
+
+fn transport_name<S: Serializer>(t: &Transport, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(transport_str(*t))
+}
+
+fn syscall_name<S: Serializer>(c: &Syscall, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.as_str())
+}
+
+fn direction_name<S: Serializer>(d: &Direction, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(direction_str(*d))
+}
+
+/// Builders of plain events, for the tests of this crate and of the sinks that consume it.
+#[doc(hidden)]
+pub mod sample {
+    use super::*;
+
+    /// A client query for `qname`/`qtype` sent by pid 123 (`dig`) at `mono_ns`.
+    pub fn query(id: u16, qname: &str, qtype: u16, mono_ns: u64) -> DnsEvent {
+        DnsEvent {
+            time_ns: 1_795_690_495_000_000_000 + mono_ns,
+            mono_ns,
+            kind: Kind::Query,
+            role: Role::Client,
+            id,
+            qname: qname.to_string(),
+            qtype: RecordType(qtype),
+            qclass: 1,
+            rcode: None,
+            flags: MessageFlags {
+                rd: true,
+                ..MessageFlags::default()
+            },
+            answers: Vec::new(),
+            latency_us: None,
+            timeout_ms: None,
+            transport: Transport::Udp,
+            src: "10.1.1.2:45678".parse().unwrap(),
+            dst: "10.1.1.1:53".parse().unwrap(),
+            syscall: Syscall::Sendmmsg,
+            direction: Direction::Send,
+            process: ProcessInfo {
+                pid: 123,
+                tid: 124,
+                comm: "isc-net-0000".to_string(),
+                name: "dig".to_string(),
+                exe: None,
+                uid: 0,
+                ppid: 1,
+            },
+            netns: 4_026_531_840,
+            cgroup: String::new(),
+            socket: 12_345,
+            size: 45,
+            truncated: false,
+            ids: KernelIds::default(),
+        }
+    }
+
+    /// The response to `query` received at `mono_ns`, with `rcode` and answers of type A.
+    pub fn response(query: &DnsEvent, rcode: u16, answers: &[&str], mono_ns: u64) -> DnsEvent {
+        DnsEvent {
+            time_ns: 1_795_690_495_000_000_000 + mono_ns,
+            mono_ns,
+            kind: Kind::Response,
+            rcode: Some(Rcode(rcode)),
+            flags: MessageFlags {
+                qr: true,
+                rd: true,
+                ra: true,
+                ..MessageFlags::default()
+            },
+            answers: answers
+                .iter()
+                .map(|data| Answer {
+                    name: query.qname.clone(),
+                    rtype: RecordType(1),
+                    ttl: 300,
+                    data: data.to_string(),
+                })
+                .collect(),
+            src: query.dst,
+            dst: query.src,
+            syscall: Syscall::Recvmsg,
+            direction: Direction::Recv,
+            size: 61,
+            ..query.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_follows_message_and_direction() {
+        assert_eq!(Role::of(false, Direction::Send), Role::Client);
+        assert_eq!(Role::of(true, Direction::Recv), Role::Client);
+        assert_eq!(Role::of(false, Direction::Recv), Role::Server);
+        assert_eq!(Role::of(true, Direction::Send), Role::Server);
+    }
+
+    #[test]
+    fn json_schema_of_a_paired_response() {
+        let q = sample::query(4660, "example.com", 1, 0);
+        let mut e = sample::response(&q, 0, &["93.184.215.14"], 123_456_789);
+        e.latency_us = Some(123);
+        e.process.exe = Some("/usr/bin/dig".to_string());
+        e.cgroup = "/kubepods.slice/pod1".to_string();
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"time":"2026-11-26T10:54:55.123456789Z","kind":"response","role":"client","id":4660,"qname":"example.com","qtype":"A","qclass":"IN","rcode":"NOERROR","flags":{"qr":true,"opcode":0,"aa":false,"tc":false,"rd":true,"ra":true,"ad":false,"cd":false},"answers":[{"name":"example.com","type":"A","ttl":300,"data":"93.184.215.14"}],"latency_us":123,"transport":"udp","src":"10.1.1.1:53","dst":"10.1.1.2:45678","syscall":"recvmsg","direction":"recv","process":{"pid":123,"tid":124,"comm":"isc-net-0000","name":"dig","exe":"/usr/bin/dig","uid":0,"ppid":1},"netns":4026531840,"cgroup":"/kubepods.slice/pod1","socket":12345,"size":61,"truncated":false}"#
+        );
+    }
+
+    #[test]
+    fn json_schema_of_query_and_unanswered() {
+        let mut q = sample::query(1, "example.org", 28, 0);
+        q.src = "[fd00::2]:40000".parse().unwrap();
+        q.dst = "[fd00::1]:53".parse().unwrap();
+        q.qclass = 3;
+        let v: serde_json::Value = serde_json::to_value(&q).unwrap();
+        assert_eq!(v["rcode"], serde_json::Value::Null);
+        assert_eq!(v["latency_us"], serde_json::Value::Null);
+        assert_eq!(v["process"]["exe"], serde_json::Value::Null);
+        assert_eq!(v["qtype"], "AAAA");
+        assert_eq!(v["qclass"], "CH");
+        assert_eq!(v["src"], "[fd00::2]:40000");
+        assert_eq!(v["dst"], "[fd00::1]:53");
+        assert!(v.get("timeout_ms").is_none());
+
+        q.kind = Kind::Unanswered;
+        q.timeout_ms = Some(5000);
+        let v: serde_json::Value = serde_json::to_value(&q).unwrap();
+        assert_eq!(v["kind"], "unanswered");
+        assert_eq!(v["timeout_ms"], 5000);
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut expected = vec![
+            "time",
+            "kind",
+            "role",
+            "id",
+            "qname",
+            "qtype",
+            "qclass",
+            "rcode",
+            "flags",
+            "answers",
+            "latency_us",
+            "timeout_ms",
+            "transport",
+            "src",
+            "dst",
+            "syscall",
+            "direction",
+            "process",
+            "netns",
+            "cgroup",
+            "socket",
+            "size",
+            "truncated",
+        ];
+        let mut keys = keys;
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn class_names() {
+        assert_eq!(class_str(1), "IN");
+        assert_eq!(class_str(255), "ANY");
+        assert_eq!(class_str(42), "CLASS42");
+    }
+}

@@ -1,0 +1,90 @@
+//! All of the lens's counters in one value, for the exit report and for metrics.
+
+use std::fmt;
+
+use crate::cgroup::CgroupStats;
+use crate::correlate::CorrelateStats;
+use crate::decode::DecodeStats;
+use crate::process::ProcessStats;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub decode: DecodeStats,
+    pub correlate: CorrelateStats,
+    pub process: ProcessStats,
+    pub cgroup: CgroupStats,
+}
+
+/// One line per stage, for stderr.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.decode;
+        write!(
+            f,
+            "decode: {} records ({} exec), {} messages, {} bad records, {} decode errors",
+            d.records,
+            d.exec_records,
+            d.messages,
+            d.bad_records,
+            d.decode_errors()
+        )?;
+        if !d.errors.is_empty() {
+            let kinds: Vec<String> = d.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            write!(f, " ({})", kinds.join(", "))?;
+        }
+        writeln!(
+            f,
+            "; cut short by the capture: {} decoded in part, {} undecodable",
+            d.truncated_salvaged, d.truncated_undecoded
+        )?;
+        writeln!(
+            f,
+            "tcp: {} desyncs ({} bytes skipped), {} streams evicted",
+            d.tcp_desyncs, d.tcp_skipped_bytes, d.tcp_streams_evicted
+        )?;
+        let c = &self.correlate;
+        writeln!(
+            f,
+            "pairing: {} queries, {} responses, {} paired, {} unmatched responses, {} retransmits, \
+             {} unanswered, {} evicted, {} pending",
+            c.queries,
+            c.responses,
+            c.paired,
+            c.unmatched_responses,
+            c.retransmits,
+            c.unanswered,
+            c.evicted,
+            c.pending
+        )?;
+        let (p, g) = (&self.process, &self.cgroup);
+        write!(
+            f,
+            "attribution: {} processes read from /proc ({} gone without an exe, {} given their \
+             parent's), {} evicted; cgroups: {} walks, {} misses ({} rate-limited), {} evicted",
+            p.proc_reads,
+            p.gone,
+            p.from_parent,
+            p.evictions,
+            g.walks,
+            g.misses,
+            g.rate_limited,
+            g.evictions
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_has_one_line_per_stage() {
+        let mut s = Stats::default();
+        s.decode.errors.insert("truncated", 2);
+        s.correlate.unmatched_responses = 3;
+        let text = s.to_string();
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.contains("2 decode errors (truncated 2)"), "{text}");
+        assert!(text.contains("3 unmatched responses"), "{text}");
+    }
+}
