@@ -23,6 +23,8 @@
 #define IPPROTO_UDP 17
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -112,6 +114,38 @@ struct {
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct local_addr);
 } udp_sources SEC(".maps");
+
+/* Sender of the DNS datagram a task is receiving, from cgroup/recvmsg{4,6}, for the
+ * sock_recv_length hook that fires next in the same syscall: the user's sockaddr is written only
+ * after it. */
+struct datagram_peer {
+	__u64 time_ns;
+	__u8 remote_addr[16];
+	__u16 remote_port;
+	__u16 local_port;
+	__u16 family;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct datagram_peer);
+} datagram_peers SEC(".maps");
+
+/* Which message of a sendmmsg/recvmmsg the socket hooks are at: they fire once per message. */
+struct mmsg_cursor {
+	__u64 msgvec;
+	__u64 time_ns;
+	__u64 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct mmsg_cursor);
+} mmsg_cursors SEC(".maps");
 
 static __always_inline void count(__u32 idx)
 {
@@ -370,9 +404,10 @@ static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 		count(DNSLENS_CNT_EVENTS);
 }
 
-/* Emits one message described by a user msghdr; `len` is what the syscall moved for it. */
+/* Emits one message described by a user msghdr; `len` is what the syscall moved for it. The
+ * peer comes from msg_name when `peer_from_name` (sends, and receives seen at syscall exit). */
 static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct user_msghdr *uhdr,
-					__u64 len, bool need_dns_peer, __u8 index)
+					__u64 len, __u8 index, bool peer_from_name, bool need_dns_peer)
 {
 	struct user_msghdr hdr = {};
 	if (bpf_probe_read_user(&hdr, sizeof(hdr), uhdr)) {
@@ -380,7 +415,7 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 		return;
 	}
 	ev->msg_index = index;
-	if (!apply_user_peer(ev, hdr.msg_name, need_dns_peer))
+	if (peer_from_name && !apply_user_peer(ev, hdr.msg_name, need_dns_peer))
 		return;
 	copy_iov(ev, hdr.msg_iov, hdr.msg_iovlen, len);
 	submit(ev, len);
@@ -467,7 +502,7 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 		submit(ev, ret);
 		break;
 	case ARG_MSGHDR:
-		emit_msghdr(ev, (const struct user_msghdr *)call.data, ret, call.need_dns_peer, 0);
+		emit_msghdr(ev, (const struct user_msghdr *)call.data, ret, 0, true, call.need_dns_peer);
 		break;
 	case ARG_MMSGHDR: {
 		/* ret is the number of messages; each mmsghdr.msg_len says its bytes. */
@@ -483,7 +518,7 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 			unsigned int msg_len = 0;
 			if (bpf_probe_read_user(&msg_len, sizeof(msg_len), &msgs[i].msg_len))
 				break;
-			emit_msghdr(ev, &msgs[i].msg_hdr, msg_len, call.need_dns_peer, i);
+			emit_msghdr(ev, &msgs[i].msg_hdr, msg_len, i, true, call.need_dns_peer);
 		}
 		break;
 	}
@@ -506,8 +541,178 @@ int sys_exit_tracepoint(struct trace_event_raw_sys_exit *ctx)
 	return handle_exit(regs, ctx->ret);
 }
 
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
+
+#define MSG_PEEK 2
+
+/* Which message of the current sendmmsg/recvmmsg call this is: the hooks below fire once per
+ * message, in order, within one call. A cursor older than the call could be is ignored. */
+static __always_inline __u32 mmsg_index(__u64 msgvec, __u64 vlen)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 now = bpf_ktime_get_ns();
+	struct mmsg_cursor *cursor = bpf_map_lookup_elem(&mmsg_cursors, &id);
+	__u64 index = 0;
+	if (cursor && cursor->msgvec == msgvec && cursor->next < vlen &&
+	    now - cursor->time_ns < 10 * 1000 * 1000)
+		index = cursor->next;
+	struct mmsg_cursor next = {.msgvec = msgvec, .time_ns = now, .next = index + 1};
+	bpf_map_update_elem(&mmsg_cursors, &id, &next, BPF_ANY);
+	return index;
+}
+
+/* Takes a received datagram's sender. The address is as the socket reports it: IPv4 senders
+ * of an IPv6 socket are already v4-mapped. */
+static __always_inline void apply_datagram_peer(struct dnslens_event *ev,
+						const struct datagram_peer *peer)
+{
+	ev->remote_port = peer->remote_port;
+	__builtin_memcpy(ev->remote_addr, peer->remote_addr, 16);
+}
+
+/* Socket mode: one message that the socket layer just moved. The buffer is found through the
+ * syscall's arguments in the task's saved registers. */
+static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8 direction)
+{
+	__u32 ports = sk->__sk_common.skc_portpair;
+	__u16 remote_port = bpf_ntohs((__u16)ports);
+	__u16 local_port = ports >> 16;
+	bool dns_port = is_dns_port(local_port) || is_dns_port(remote_port);
+	/* Past here only unconnected UDP may still turn out to be DNS: a connected socket talks to
+	 * its peer alone. */
+	if (!dns_port && (remote_port != 0 || sk->sk_protocol != IPPROTO_UDP))
+		return 0;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct datagram_peer peer = {};
+	bool have_peer = false;
+	if (direction == DNSLENS_DIR_RECV && sk->sk_protocol == IPPROTO_UDP) {
+		/* Taken even when the receive failed, so it cannot be mistaken for a later one's;
+		 * the age check covers a record whose receive never reached this hook. */
+		struct datagram_peer *seen = bpf_map_lookup_elem(&datagram_peers, &id);
+		if (seen) {
+			peer = *seen;
+			have_peer = bpf_ktime_get_ns() - peer.time_ns < 1000 * 1000 &&
+				    peer.local_port == local_port;
+			bpf_map_delete_elem(&datagram_peers, &id);
+		}
+		/* Unconnected UDP: only datagrams from or to a DNS port were recorded. */
+		if (!dns_port && !have_peer)
+			return 0;
+	}
+	if (ret <= 0 || (direction == DNSLENS_DIR_RECV && (flags & MSG_PEEK)))
+		return 0;
+
+	struct call call = {};
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!decode_call(regs, &call) || call.direction != direction) {
+		if (dns_port || have_peer)
+			count(DNSLENS_CNT_OTHER_PATH);
+		return 0;
+	}
+	if (!dns_port && direction == DNSLENS_DIR_SEND &&
+	    !is_dns_port(user_sockaddr_port(send_destination(&call))))
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u16 protocol = sk->sk_protocol;
+	if (protocol != IPPROTO_UDP && protocol != IPPROTO_TCP)
+		return 0;
+	call.sk = (__u64)sk;
+	call.socket_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	struct dnslens_event *ev = &s->event;
+	fill_header(ev, task, &call);
+	if (have_peer)
+		apply_datagram_peer(ev, &peer);
+	bool send = direction == DNSLENS_DIR_SEND;
+
+	switch (call.kind) {
+	case ARG_BUF:
+		if (send && !apply_user_peer(ev, (const void *)call.addr, false))
+			return 0;
+		copy_flat(ev, (const void *)call.data, ret);
+		submit(ev, ret);
+		break;
+	case ARG_IOV:
+		copy_iov(ev, (const struct iovec *)call.data, call.count, ret);
+		submit(ev, ret);
+		break;
+	case ARG_MSGHDR:
+		emit_msghdr(ev, (const struct user_msghdr *)call.data, ret, 0, send, false);
+		break;
+	case ARG_MMSGHDR: {
+		__u32 index = mmsg_index(call.data, call.count);
+		if (index >= DNSLENS_MAX_MMSG) {
+			count(DNSLENS_CNT_MMSG_SKIPPED);
+			return 0;
+		}
+		const struct mmsghdr *msgs = (const struct mmsghdr *)call.data;
+		emit_msghdr(ev, &msgs[index].msg_hdr, ret, index, send, false);
+		break;
+	}
+	}
+	return 0;
+}
+
+/* Preferred (Linux 6.3+): the socket layer's own tracepoints fire only for socket I/O, so pipes
+ * and files pay nothing, and other sockets pay a port check. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	return on_sock_io(sk, ret, flags, DNSLENS_DIR_SEND);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	return on_sock_io(sk, ret, flags, DNSLENS_DIR_RECV);
+}
+
+/* Records the sender of a UDP datagram that an unconnected socket receives, in the receiving
+ * task, just before sock_recv_length fires for it: the kernel hands the address to these hooks
+ * (to let them rewrite it) and writes it to the user only after sock_recv_length. They run only
+ * for receives that ask for the sender. They never change anything: always return 1 (allow). */
+static __always_inline void record_datagram_peer(struct bpf_sock_addr *ctx, __u16 family)
+{
+	struct datagram_peer peer = {.family = family};
+	peer.remote_port = bpf_ntohs((__u16)ctx->user_port);
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return;
+	peer.local_port = sk->src_port;
+	if (!is_dns_port(peer.remote_port) && !is_dns_port(peer.local_port))
+		return;
+	if (family == AF_INET) {
+		__u32 ip4 = ctx->user_ip4;
+		__builtin_memcpy(peer.remote_addr, &ip4, 4);
+	} else {
+		__u32 ip6[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+		__builtin_memcpy(peer.remote_addr, ip6, 16);
+	}
+	peer.time_ns = bpf_ktime_get_ns();
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&datagram_peers, &id, &peer, BPF_ANY);
+}
+
+SEC("cgroup/recvmsg4")
+int recvmsg4(struct bpf_sock_addr *ctx)
+{
+	record_datagram_peer(ctx, AF_INET);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int recvmsg6(struct bpf_sock_addr *ctx)
+{
+	record_datagram_peer(ctx, AF_INET6);
+	return 1;
+}
 
 /* Remembers the source address of outgoing DNS datagrams from wildcard-bound UDP sockets; runs
  * in the sender's context inside its send syscall, before the exit hook reads it. Optional:

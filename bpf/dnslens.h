@@ -56,6 +56,8 @@ enum dnslens_counter {
 	DNSLENS_CNT_TRUNCATED,       /* events whose payload was cut at DNSLENS_MAX_PAYLOAD */
 	DNSLENS_CNT_MMSG_SKIPPED,    /* messages past DNSLENS_MAX_MMSG in one call, not captured */
 	DNSLENS_CNT_IOV_SKIPPED,     /* iovecs past DNSLENS_MAX_IOV in one message, not captured */
+	DNSLENS_CNT_OTHER_PATH,      /* DNS socket I/O not from a hooked syscall (sendfile, io_uring,
+	                              * kernel callers): its buffer is unknown, not captured */
 	DNSLENS_CNT_MAX,
 };
 

@@ -63,8 +63,11 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 };
 
+struct socket;
+
 struct sock {
 	struct sock_common __sk_common;
+	struct socket *sk_socket;
 	__u16 sk_type;     /* u16 fields since 5.6 (were bitfields) */
 	__u16 sk_protocol;
 };
@@ -90,6 +93,7 @@ struct file {
 
 struct socket {
 	struct sock *sk;
+	struct file *file;
 };
 
 struct fdtable {
@@ -165,6 +169,41 @@ struct trace_event_raw_sys_exit {
 	struct trace_entry ent;
 	long id;
 	long ret;
+};
+
+/* cgroup/recvmsg{4,6} context (UAPI linux/bpf.h; the verifier rewrites these accesses). */
+struct bpf_sock {
+	__u32 bound_dev_if;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 mark;
+	__u32 priority;
+	__u32 src_ip4;
+	__u32 src_ip6[4];
+	__u32 src_port;
+	__be16 dst_port;
+	__u16 : 16;
+	__u32 dst_ip4;
+	__u32 dst_ip6[4];
+	__u32 state;
+	__s32 rx_queue_mapping;
+};
+
+struct bpf_sock_addr {
+	__u32 user_family;
+	__u32 user_ip4;
+	__u32 user_ip6[4];
+	__u32 user_port;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 msg_src_ip4;
+	__u32 msg_src_ip6[4];
+	union {
+		struct bpf_sock *sk;
+		__u64 : 64;
+	};
 };
 
 /* User-space ABI structs (fixed by the syscall ABI, read with bpf_probe_read_user). */

@@ -104,48 +104,56 @@ fn main() {
     for (_, work) in workloads.iter_mut() {
         time(work); // warm up
     }
-    for _ in 0..ROUNDS {
-        for (i, (_, work)) in workloads.iter_mut().enumerate() {
-            without[i].push(time(work));
+    // Alternate which side of a round goes first, so drift (frequency, other load) falls on both.
+    for round in 0..ROUNDS {
+        for traced in [round % 2 == 1, round % 2 == 0] {
+            let probe = traced
+                .then(|| Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}")));
+            let samples = if traced { &mut with } else { &mut without };
+            for (i, (_, work)) in workloads.iter_mut().enumerate() {
+                samples[i].push(time(work));
+            }
+            // Unloading frees programs and maps in kernel workers for a while: let them finish
+            // before the next side is timed on this 2-core machine.
+            drop(probe);
+            std::thread::sleep(Duration::from_secs(1));
         }
-        let probe = Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}"));
-        for (i, (_, work)) in workloads.iter_mut().enumerate() {
-            with[i].push(time(work));
-        }
-        drop(probe);
     }
-    // Kernel-measured time per hook run, in a round of its own: bpf_stats slows what it measures.
+    // Kernel-measured hook time per write+read pair, every program summed, in a round of its
+    // own: bpf_stats slows what it measures.
     let probe = Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mode = probe.mode();
     let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable bpf_stats");
-    let exit_hook = |probe: &Probe| {
+    let hook_ns = |probe: &Probe| -> u128 {
         probe
             .program_stats()
-            .into_iter()
-            .filter(|p| p.name.starts_with("sys_exit"))
-            .fold((0u64, 0u128), |(n, t), p| {
-                (n + p.run_count, t + p.run_time.as_nanos())
-            })
+            .iter()
+            .map(|p| p.run_time.as_nanos())
+            .sum()
     };
-    let mut per_run = Vec::new();
+    let mut per_pair = Vec::new();
     for (_, work) in workloads.iter_mut() {
-        let (runs_before, ns_before) = exit_hook(&probe);
+        let before = hook_ns(&probe);
         time(work);
-        let (runs, ns) = exit_hook(&probe);
-        per_run.push((ns - ns_before) as f64 / (runs - runs_before).max(1) as f64);
+        per_pair.push((hook_ns(&probe) - before) as f64 / f64::from(ITERATIONS));
     }
     drop(stats_on);
     drop(probe);
-    println!("hook cost on non-DNS I/O: ns per write+read pair, median of {ROUNDS} rounds of {ITERATIONS}");
+    println!(
+        "hook cost on non-DNS I/O ({} capture): ns per write+read pair, median of {ROUNDS} rounds of \
+         {ITERATIONS}; hook time from bpf_stats in a separate round",
+        mode
+    );
     println!(
         "{:<14} {:>10} {:>12} {:>8} {:>16}",
-        "workload", "without", "with dnslens", "ratio", "hook ns per run"
+        "workload", "without", "with dnslens", "ratio", "hook ns per pair"
     );
     for (i, (name, _)) in workloads.iter().enumerate() {
         let (base, traced) = (median(without[i].clone()), median(with[i].clone()));
         let ratio = traced / base;
         println!(
             "{name:<14} {base:>10.0} {traced:>12.0} {ratio:>8.3} {:>16.1}",
-            per_run[i]
+            per_pair[i]
         );
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 pub use event::*;
@@ -40,18 +40,36 @@ pub struct ProbeConfig {
     pub ports: Vec<u16>,
     /// Ring-buffer size in bytes: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
-    /// Where the syscall-exit program attaches.
-    pub exit_hook: ExitHook,
+    /// Which kernel hooks capture the messages.
+    pub capture: CaptureMode,
 }
 
-/// Attachment of the syscall-exit program.
+/// Which kernel hooks capture the messages. All see the same messages; they differ in what the
+/// rest of the host pays and in what kernel they need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ExitHook {
-    /// The BTF raw tracepoint `sys_exit` (cheapest), else the per-syscall tracepoints.
+pub enum CaptureMode {
+    /// The first of the modes below, in order, that this kernel allows.
     #[default]
     Auto,
-    /// Only the per-syscall `syscalls/sys_exit_*` tracepoints.
+    /// Socket-layer tracepoints `sock_send_length`/`sock_recv_length` (Linux 6.3+): pipes and
+    /// files pay nothing.
+    Sockets,
+    /// The BTF raw tracepoint `sys_exit` (Linux 5.15+): every syscall runs the hook.
+    SyscallExit,
+    /// The per-syscall `syscalls/sys_exit_*` tracepoints (Linux 5.15+), where BTF raw
+    /// tracepoints are refused.
     SyscallTracepoints,
+}
+
+impl std::fmt::Display for CaptureMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureMode::Auto => "auto",
+            CaptureMode::Sockets => "socket tracepoints",
+            CaptureMode::SyscallExit => "syscall-exit raw tracepoint",
+            CaptureMode::SyscallTracepoints => "syscall tracepoints",
+        })
+    }
 }
 
 impl Default for ProbeConfig {
@@ -59,7 +77,7 @@ impl Default for ProbeConfig {
         ProbeConfig {
             ports: vec![53],
             ring_buffer_bytes: 16 << 20,
-            exit_hook: ExitHook::Auto,
+            capture: CaptureMode::Auto,
         }
     }
 }
@@ -114,13 +132,14 @@ pub struct ProgramStats {
 }
 
 /// `enum dnslens_counter`, in index order.
-pub const COUNTER_NAMES: [&str; 6] = [
+pub const COUNTER_NAMES: [&str; 7] = [
     "events",
     "ringbuf_full",
     "read_failed",
     "truncated",
     "mmsg_skipped",
     "iov_skipped",
+    "other_path",
 ];
 
 /// The kernel side's counters (`enum dnslens_counter`), summed over CPUs.
@@ -138,12 +157,14 @@ pub struct KernelCounters {
     pub mmsg_skipped: u64,
     /// Messages with more iovecs than are read; the tail was not captured.
     pub iov_skipped: u64,
+    /// DNS socket I/O not from a hooked syscall (sendfile, io_uring, kernel callers).
+    pub other_path: u64,
 }
 
 impl KernelCounters {
     /// Messages the kernel side saw but did not deliver whole.
     pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.read_failed + self.mmsg_skipped
+        self.ringbuf_full + self.read_failed + self.mmsg_skipped + self.other_path
     }
 }
 
@@ -152,6 +173,7 @@ pub struct Probe {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     hooks: Vec<HookStatus>,
+    mode: CaptureMode,
     epoll: Epoll,
     // Owns programs and links; kept last so it drops after the maps taken from it.
     ebpf: Ebpf,
@@ -179,33 +201,10 @@ impl Probe {
             .load(OBJECT)
             .map_err(load_error)?;
 
-        let mut hooks = Vec::new();
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load {
             detail: error_chain(&e),
         })?;
-        if config.exit_hook == ExitHook::Auto {
-            hooks.push(attach_btf(&mut ebpf, &btf, EXIT_BTF_PROGRAM, "sys_exit"));
-        }
-        if !hooks.iter().any(|h| h.attached) {
-            // Fallback: the same program body from each syscall's exit tracepoint.
-            for syscall in SYSCALLS {
-                let tracepoint = format!("sys_exit_{syscall}");
-                hooks.push(attach_tracepoint(
-                    &mut ebpf,
-                    EXIT_TRACEPOINT_PROGRAM,
-                    "syscalls",
-                    &tracepoint,
-                ));
-            }
-            if !hooks.iter().any(|h| h.attached) {
-                let why = hooks
-                    .iter()
-                    .filter_map(|h| h.error.as_deref())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Err(ProbeError::Attach(why));
-            }
-        }
+        let (mode, mut hooks) = attach_capture(&mut ebpf, &btf, config.capture)?;
         // Optional: without it, wildcard-bound UDP sockets show the wildcard as their address.
         hooks.push(attach_btf(&mut ebpf, &btf, SOURCE_PROGRAM, SOURCE_PROGRAM));
         // Optional: without it, exe paths come from /proc alone.
@@ -231,6 +230,7 @@ impl Probe {
             ring,
             counters,
             hooks,
+            mode,
             epoll,
             ebpf,
         })
@@ -250,6 +250,11 @@ impl Probe {
                 })
             })
             .collect()
+    }
+
+    /// How messages are captured: never `Auto` (that is resolved at load).
+    pub fn mode(&self) -> CaptureMode {
+        self.mode
     }
 
     /// Every hook, attached or not.
@@ -290,7 +295,8 @@ impl Probe {
                 .map_err(|e| ProbeError::Read(e.to_string()))?;
             *sum = per_cpu.iter().sum();
         }
-        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped] = sums;
+        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped, other_path] =
+            sums;
         Ok(KernelCounters {
             events,
             ringbuf_full,
@@ -298,6 +304,7 @@ impl Probe {
             truncated,
             mmsg_skipped,
             iov_skipped,
+            other_path,
         })
     }
 }
@@ -340,6 +347,119 @@ fn load_error(error: aya::EbpfError) -> ProbeError {
         _ => ProbeError::Load {
             detail: error_chain(&error),
         },
+    }
+}
+
+/// Attaches the hooks of `wanted`, or under `Auto` of the first mode that attaches whole; the
+/// hooks of modes tried and given up stay in the list with the reason.
+fn attach_capture(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    wanted: CaptureMode,
+) -> Result<(CaptureMode, Vec<HookStatus>), ProbeError> {
+    let order = match wanted {
+        CaptureMode::Auto => vec![
+            CaptureMode::Sockets,
+            CaptureMode::SyscallExit,
+            CaptureMode::SyscallTracepoints,
+        ],
+        mode => vec![mode],
+    };
+    let mut hooks = Vec::new();
+    for mode in order {
+        let attempt: Vec<HookStatus> = match mode {
+            CaptureMode::Sockets => {
+                let mut hooks: Vec<HookStatus> = ["sock_send_length", "sock_recv_length"]
+                    .iter()
+                    .map(|tracepoint| attach_btf(ebpf, btf, tracepoint, tracepoint))
+                    .collect();
+                hooks.extend(
+                    ["recvmsg4", "recvmsg6"]
+                        .iter()
+                        .map(|name| attach_recvmsg(ebpf, name)),
+                );
+                hooks
+            }
+            CaptureMode::SyscallExit => vec![attach_btf(ebpf, btf, EXIT_BTF_PROGRAM, "sys_exit")],
+            _ => SYSCALLS
+                .iter()
+                .map(|syscall| {
+                    let tracepoint = format!("sys_exit_{syscall}");
+                    attach_tracepoint(ebpf, EXIT_TRACEPOINT_PROGRAM, "syscalls", &tracepoint)
+                })
+                .collect(),
+        };
+        let complete = attempt.iter().all(|h| h.attached);
+        // A mode whose hooks attached only in part is given up whole, except the syscall
+        // tracepoints: each of those stands alone.
+        if complete
+            || (mode == CaptureMode::SyscallTracepoints && attempt.iter().any(|h| h.attached))
+        {
+            hooks.extend(attempt);
+            return Ok((mode, hooks));
+        }
+        for hook in attempt.iter().filter(|h| h.attached) {
+            detach(ebpf, &hook.name);
+        }
+        hooks.extend(attempt.into_iter().map(|mut h| {
+            if h.attached {
+                h.attached = false;
+                h.error = Some(format!("given up: other hooks of {mode} failed"));
+            }
+            h
+        }));
+    }
+    let why = hooks
+        .iter()
+        .filter_map(|h| h.error.as_deref())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ProbeError::Attach(why))
+}
+
+/// The cgroup/recvmsg hooks see the sender of datagrams that unconnected UDP sockets receive;
+/// attached to the cgroup v2 root they apply to every task. Attached as a BPF link (the only
+/// way on the kernels that have the socket tracepoints), which never displaces other programs:
+/// the kernel refuses the multi-attach flag on links, hence `Single`.
+fn attach_recvmsg(ebpf: &mut Ebpf, program_name: &str) -> HookStatus {
+    let result = (|| -> Result<String, String> {
+        let root = preflight::cgroup2_root()
+            .ok_or("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo)")?;
+        let cgroup = std::fs::File::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let program: &mut CgroupSockAddr = ebpf
+            .program_mut(program_name)
+            .ok_or_else(|| format!("program {program_name} missing from the object"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        program.load().map_err(|e| verifier_detail(&e))?;
+        program
+            .attach(cgroup, CgroupAttachMode::Single)
+            .map_err(|e| error_chain(&e))?;
+        Ok(root.display().to_string())
+    })();
+    match result {
+        Ok(root) => hook_status(format!("cgroup/{program_name} ({root})"), Ok(())),
+        Err(e) => hook_status(format!("cgroup/{program_name}"), Err(e)),
+    }
+}
+
+/// Unloads the program behind a hook that was attached (which drops its links).
+fn detach(ebpf: &mut Ebpf, hook_name: &str) {
+    let program_name = hook_name.split(' ').next().unwrap_or(hook_name);
+    let program_name = program_name.rsplit('/').next().unwrap_or(program_name);
+    let program_name = if program_name == "sys_exit" {
+        EXIT_BTF_PROGRAM
+    } else {
+        program_name
+    };
+    if let Some(program) = ebpf.program_mut(program_name) {
+        // Detaching can only fail for a program never loaded, which attached hooks are not.
+        let _ = match program {
+            aya::programs::Program::BtfTracePoint(p) => p.unload(),
+            aya::programs::Program::TracePoint(p) => p.unload(),
+            aya::programs::Program::CgroupSockAddr(p) => p.unload(),
+            _ => Ok(()),
+        };
     }
 }
 

@@ -48,6 +48,22 @@ pub(crate) fn ensure_tracefs() -> Result<(), ProbeError> {
     }
 }
 
+/// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on unified hosts,
+/// /sys/fs/cgroup/unified on hybrid ones.
+pub(crate) fn cgroup2_root() -> Option<std::path::PathBuf> {
+    parse_cgroup2_root(&fs::read_to_string("/proc/self/mountinfo").ok()?)
+}
+
+/// mountinfo: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER`.
+fn parse_cgroup2_root(mountinfo: &str) -> Option<std::path::PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        let mountpoint = left.split_whitespace().nth(4)?;
+        (fstype == "cgroup2").then(|| mountpoint.into())
+    })
+}
+
 /// Index of the memory controller in `css_set.subsys` when it is mounted as a v1 hierarchy,
 /// else `u32::MAX` (the kernel side then reports no v1 cgroup).
 pub(crate) fn memory_subsys_id() -> u32 {
@@ -74,6 +90,22 @@ fn parse_memory_subsys_id(proc_cgroups: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup2_root_is_found_on_hybrid_and_unified_hosts() {
+        let hybrid = "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                      36 25 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            parse_cgroup2_root(hybrid),
+            Some("/sys/fs/cgroup/unified".into())
+        );
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+        assert_eq!(parse_cgroup2_root(unified), Some("/sys/fs/cgroup".into()));
+        assert_eq!(
+            parse_cgroup2_root("35 25 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw"),
+            None
+        );
+    }
 
     #[test]
     fn memory_subsys_id_follows_proc_cgroups_order() {

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslens_probe::{Direction, ExitHook, Probe, ProbeConfig, Record, Syscall, Transport};
+use dnslens_probe::{CaptureMode, Direction, Probe, ProbeConfig, Record, Syscall, Transport};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -35,23 +35,23 @@ fn is_root() -> bool {
     root
 }
 
-/// Each test runs once per attachment: the BTF raw tracepoint and the syscall-tracepoint fallback.
-const MODES: [ExitHook; 2] = [ExitHook::Auto, ExitHook::SyscallTracepoints];
+/// Each test runs once per capture mode: all must see the same messages.
+const MODES: [CaptureMode; 3] = [
+    CaptureMode::Sockets,
+    CaptureMode::SyscallExit,
+    CaptureMode::SyscallTracepoints,
+];
 
-fn start(port: u16, exit_hook: ExitHook) -> Probe {
+fn start(port: u16, capture: CaptureMode) -> Probe {
     let config = ProbeConfig {
         ports: vec![port],
-        exit_hook,
+        capture,
         ..ProbeConfig::default()
     };
     let probe = Probe::load(&config).unwrap_or_else(|e| panic!("probe load: {e}"));
     let failed: Vec<_> = probe.hooks().iter().filter(|h| !h.attached).collect();
     assert!(failed.is_empty(), "hooks not attached: {failed:?}");
-    let btf = probe
-        .hooks()
-        .iter()
-        .any(|h| h.name == "raw_tracepoint/sys_exit");
-    assert_eq!(btf, exit_hook == ExitHook::Auto, "{:?}", probe.hooks());
+    assert_eq!(probe.mode(), capture);
     probe
 }
 
@@ -102,7 +102,7 @@ fn root_udp_unconnected_sendto_recvfrom_both_ends() {
     }
 }
 
-fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: ExitHook) {
+fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: CaptureMode) {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let mut probe = start(port, mode);
@@ -162,7 +162,7 @@ fn root_udp_connected_send_write_sendmsg_sendmmsg() {
     }
 }
 
-fn root_udp_connected_send_write_sendmsg_sendmmsg_in(mode: ExitHook) {
+fn root_udp_connected_send_write_sendmsg_sendmmsg_in(mode: CaptureMode) {
     let server = UdpSocket::bind("[::1]:0").unwrap();
     let port = server.local_addr().unwrap().port();
     let mut probe = start(port, mode);
@@ -309,7 +309,7 @@ fn root_tcp_stream_chunks_and_truncation() {
     }
 }
 
-fn root_tcp_stream_chunks_and_truncation_in(mode: ExitHook) {
+fn root_tcp_stream_chunks_and_truncation_in(mode: CaptureMode) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut probe = start(port, mode);
@@ -368,7 +368,7 @@ fn root_other_ports_and_files_are_ignored() {
     }
 }
 
-fn root_other_ports_and_files_are_ignored_in(mode: ExitHook) {
+fn root_other_ports_and_files_are_ignored_in(mode: CaptureMode) {
     let dns = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut probe = start(dns.local_addr().unwrap().port(), mode);
     let other = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -390,7 +390,7 @@ fn root_exec_records_carry_the_executable() {
     if !is_root() {
         return;
     }
-    let mut probe = start(53, ExitHook::Auto);
+    let mut probe = start(53, CaptureMode::Sockets);
     let child = std::process::Command::new("/bin/true")
         .spawn()
         .unwrap()
