@@ -88,77 +88,38 @@ pub struct CaptureArgs {
 
 /// Filters, each repeatable or comma-separated; every filter given must match.
 #[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Filters")]
 pub struct FilterArgs {
     /// Only this process id.
-    #[arg(
-        long,
-        value_name = "PID",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
     pub pid: Vec<u32>,
 
     /// Only this thread or process name (exact, or a glob with * and ?).
-    #[arg(
-        long,
-        value_name = "NAME",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub comm: Vec<String>,
 
     /// Only this process name (exact, or a glob with * and ?).
-    #[arg(
-        long,
-        value_name = "NAME",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub name: Vec<String>,
 
     /// Only names in this domain (example.com matches it and a.example.com), or a glob.
-    #[arg(
-        long,
-        value_name = "DOMAIN",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "DOMAIN", value_delimiter = ',')]
     pub domain: Vec<String>,
 
     /// Leave out names in this domain, or matching this glob.
-    #[arg(
-        long,
-        value_name = "DOMAIN",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "DOMAIN", value_delimiter = ',')]
     pub exclude_domain: Vec<String>,
 
     /// Only this query type: A, AAAA, HTTPS, TYPE65280...
-    #[arg(
-        long,
-        value_name = "TYPE",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub qtype: Vec<String>,
 
     /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23...
-    #[arg(
-        long,
-        value_name = "RCODE",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "RCODE", value_delimiter = ',')]
     pub rcode: Vec<String>,
 
     /// Only processes of this user id.
-    #[arg(
-        long,
-        value_name = "UID",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
+    #[arg(long, value_name = "UID", value_delimiter = ',')]
     pub uid: Vec<u32>,
 }
 

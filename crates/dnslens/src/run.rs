@@ -33,13 +33,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure());
     let mut sink = build_sink(&settings.output, BufWriter::new(io::stdout().lock()));
-    let interval = match settings.output {
-        Output::Count { interval, .. } => Some(interval),
-        Output::Trace { .. } => None,
-    };
-    let max_events = match settings.output {
-        Output::Trace { max_events, .. } => max_events,
-        Output::Count { .. } => None,
+    let (interval, max_events) = match settings.output {
+        Output::Trace { max_events, .. } => (None, max_events),
+        Output::Count { interval, .. } => (Some(interval), None),
     };
 
     let mut ran = Run {
@@ -154,6 +150,8 @@ impl Run<'_> {
             if let Some(e) = failed {
                 return Err(e).context("writing to stdout");
             }
+            // The table is flushed once per batch of records (JSON lines flush themselves).
+            sink.flush().context("writing to stdout")?;
             if max_events.is_some_and(|max| *shown >= max) {
                 break;
             }
@@ -174,7 +172,6 @@ impl Run<'_> {
                 pipeline.clock_mut().remeasure();
                 next_remeasure = now + REMEASURE;
             }
-            sink.flush().context("writing to stdout")?;
         }
         Ok(())
     }

@@ -1,13 +1,13 @@
 //! Validated settings: the raw flags checked and turned into what builds the components (probe
 //! configuration, filter, output). Every error names the flag, the value and what would work.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dnslens_lens::count::CountBy;
-use dnslens_lens::filter::{DomainPattern, Filter, Glob};
+use dnslens_lens::filter::{Filter, Glob};
 use dnslens_probe::{ProbeConfig, MAX_PORTS};
-use dnslens_wire::{Rcode, RecordType};
 
 use crate::flags::{CaptureArgs, Cli, ColorWhen, Command, CountKey, FilterArgs};
 
@@ -49,25 +49,20 @@ pub struct Terminal {
 
 impl Settings {
     pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
-        match cli.command {
+        let (capture, filters, timeout, output) = match &cli.command {
             Command::Trace(args) => {
                 let color = match args.color {
                     ColorWhen::Always => true,
                     ColorWhen::Never => false,
                     ColorWhen::Auto => terminal.stdout_is_tty && !terminal.no_color,
                 };
+                let output = Output::Trace {
+                    json: args.json,
+                    color: color && !args.json,
+                    max_events: args.count,
+                };
                 let timeout = positive_duration("--timeout", &args.timeout)?;
-                Ok(Settings {
-                    probe: probe_config(&args.capture)?,
-                    filter: filter(&args.filters)?,
-                    duration: duration(&args.capture)?,
-                    timeout,
-                    output: Output::Trace {
-                        json: args.json,
-                        color: color && !args.json,
-                        max_events: args.count,
-                    },
-                })
+                (&args.capture, &args.filters, timeout, output)
             }
             Command::Count(args) => {
                 if !args.filters.rcode.is_empty() {
@@ -79,19 +74,28 @@ impl Settings {
                     CountKey::Pid => CountBy::Pid,
                     CountKey::Cgroup => CountBy::Cgroup,
                 };
-                Ok(Settings {
-                    probe: probe_config(&args.capture)?,
-                    filter: filter(&args.filters)?,
-                    duration: duration(&args.capture)?,
-                    timeout: Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS),
-                    output: Output::Count {
-                        by,
-                        interval: positive_duration("--interval", &args.interval)?,
-                        json: args.json,
-                    },
-                })
+                let output = Output::Count {
+                    by,
+                    interval: positive_duration("--interval", &args.interval)?,
+                    json: args.json,
+                };
+                // Unanswered queries are not counted, so the timeout only bounds the pending
+                // table.
+                let timeout = Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS);
+                (&args.capture, &args.filters, timeout, output)
             }
-        }
+        };
+        Ok(Settings {
+            probe: probe_config(capture)?,
+            filter: filter(filters)?,
+            duration: capture
+                .duration
+                .as_deref()
+                .map(|d| positive_duration("--duration", d))
+                .transpose()?,
+            timeout,
+            output,
+        })
     }
 }
 
@@ -120,14 +124,6 @@ fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     Ok(config)
 }
 
-fn duration(capture: &CaptureArgs) -> anyhow::Result<Option<Duration>> {
-    capture
-        .duration
-        .as_deref()
-        .map(|d| positive_duration("--duration", d))
-        .transpose()
-}
-
 fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
     let d = parse_duration(text).with_context(|| format!("{flag} {text:?}"))?;
     if d.is_zero() {
@@ -137,38 +133,29 @@ fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
 }
 
 fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
-    let domains = |flag: &str, values: &[String]| {
-        values
-            .iter()
-            .map(|d| DomainPattern::new(d).with_context(|| format!("{flag} {d:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()
-    };
     Ok(Filter {
         pids: args.pid.clone(),
         uids: args.uid.clone(),
         comms: args.comm.iter().map(|c| Glob::new(c)).collect(),
         names: args.name.iter().map(|c| Glob::new(c)).collect(),
-        domains: domains("--domain", &args.domain)?,
-        exclude_domains: domains("--exclude-domain", &args.exclude_domain)?,
-        qtypes: args
-            .qtype
-            .iter()
-            .map(|t| {
-                t.trim()
-                    .parse::<RecordType>()
-                    .with_context(|| format!("--qtype {t:?}"))
-            })
-            .collect::<anyhow::Result<_>>()?,
-        rcodes: args
-            .rcode
-            .iter()
-            .map(|r| {
-                r.trim()
-                    .parse::<Rcode>()
-                    .with_context(|| format!("--rcode {r:?}"))
-            })
-            .collect::<anyhow::Result<_>>()?,
+        domains: parse_each("--domain", &args.domain)?,
+        exclude_domains: parse_each("--exclude-domain", &args.exclude_domain)?,
+        qtypes: parse_each("--qtype", &args.qtype)?,
+        rcodes: parse_each("--rcode", &args.rcode)?,
     })
+}
+
+/// Parses every value of `flag`, space around each ignored; an error names the flag and the
+/// value as given.
+fn parse_each<T>(flag: &str, values: &[String]) -> anyhow::Result<Vec<T>>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    values
+        .iter()
+        .map(|v| v.trim().parse().with_context(|| format!("{flag} {v:?}")))
+        .collect()
 }
 
 /// `10s`, `500ms`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number is seconds.
@@ -241,6 +228,7 @@ pub fn parse_ring_size(text: &str) -> anyhow::Result<u32> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use dnslens_wire::{Rcode, RecordType};
 
     fn settings(args: &[&str]) -> anyhow::Result<Settings> {
         let cli = Cli::try_parse_from(std::iter::once("dnslens").chain(args.iter().copied()))?;

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use node::cgroup::{Driver, Hierarchies, PodCgroup};
 use node::check::{assert_client_capture, report, server_side, stop_problems, traced};
 use node::dnsmasq::{self, ADDR, ALIAS, BIG, HOST, NX, SRV, TXT};
-use node::net::Node;
+use node::net::{Node, Run};
 use node::resolvers::{self, tool};
-use node::trace::Trace;
+use node::trace::{Stopped, Trace};
 use node::{have_root, have_tool};
 use serde_json::Value;
 
@@ -160,16 +160,30 @@ fn root_harness_resolvers_get_answers() {
     assert!(!tmp.exists(), "{} left", tmp.display());
 }
 
+/// The shape of most client tests: a node with one client, a pod cgroup in it, `body` running
+/// resolvers there under `dnslens trace --json`, then the client-side check of every run. Returns
+/// the node, the runs and what dnslens printed, for checks of their own.
+fn client_capture_in_pod(
+    title: &str,
+    pod: (Driver, Hierarchies),
+    body: impl FnOnce(&Node, &PodCgroup) -> Vec<Run>,
+) -> (Node, Vec<Run>, Stopped) {
+    let node = Node::start(1);
+    let pod = PodCgroup::new(pod.0, pod.1);
+    let (runs, stopped) = traced(&node, &[], || body(&node, &pod));
+    assert_client_capture(title, &node, &runs, &stopped);
+    (node, runs, stopped)
+}
+
 #[test]
 fn root_trace_glibc_getent() {
     if !have_root() {
         return;
     }
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
     let getent = tool("getent");
-    let (runs, stopped) = traced(&node, &[], || {
-        let run = |label, args: &[&str]| node.run(label, 0, Some(&pod), &getent, args);
+    let pod = (Driver::Systemd, Hierarchies::Both);
+    client_capture_in_pod("glibc getent", pod, |node, pod| {
+        let run = |label, args: &[&str]| node.run(label, 0, Some(pod), &getent, args);
         let runs = vec![
             run("getent-ahosts", &["ahosts", HOST]),
             run("getent-hosts-cname", &["hosts", ALIAS]),
@@ -182,7 +196,6 @@ fn root_trace_glibc_getent() {
         runs[3].expect_exit(2).expect_queries();
         runs
     });
-    assert_client_capture("glibc getent", &node, &runs, &stopped);
 }
 
 #[test]
@@ -223,20 +236,17 @@ fn root_trace_dig_udp_and_tcp() {
     if !have_root() {
         return;
     }
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
     let dig = tool("dig");
-    let (runs, stopped) = traced(&node, &[], || {
+    client_capture_in_pod("dig", (Driver::Systemd, Hierarchies::Both), |node, pod| {
         let many = [
             "+tries=1", HOST, "A", HOST, "AAAA", TXT, "TXT", SRV, "SRV", ALIAS, "A", NX, "A",
         ];
-        let udp = node.run("dig-udp", 0, Some(&pod), &dig, &many);
+        let udp = node.run("dig-udp", 0, Some(pod), &dig, &many);
         udp.expect_ok().expect_output("NXDOMAIN").expect_queries();
-        let tcp = node.run("dig-tcp", 0, Some(&pod), &dig, &["+tcp", HOST, "AAAA"]);
+        let tcp = node.run("dig-tcp", 0, Some(pod), &dig, &["+tcp", HOST, "AAAA"]);
         tcp.expect_ok().expect_queries();
         vec![udp, tcp]
     });
-    assert_client_capture("dig", &node, &runs, &stopped);
 }
 
 #[test]
@@ -244,24 +254,25 @@ fn root_trace_kdig_udp_and_tcp() {
     if !have_root() {
         return;
     }
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
     let kdig = tool("kdig");
-    let at = format!("@{}", node.server.v4);
-    let (runs, stopped) = traced(&node, &[], || {
-        let udp = node.run("kdig-udp", 0, Some(&pod), &kdig, &[&at, HOST, "A"]);
-        udp.expect_ok()
-            .expect_output(dnsmasq::HOST_V4)
-            .expect_queries();
-        let tcp = node.run("kdig-tcp", 0, Some(&pod), &kdig, &[&at, "+tcp", TXT, "TXT"]);
-        tcp.expect_ok()
-            .expect_output(dnsmasq::TXT_VALUE)
-            .expect_queries();
-        let nx = node.run("kdig-nx", 0, Some(&pod), &kdig, &[&at, NX, "AAAA"]);
-        nx.expect_ok().expect_output("NXDOMAIN").expect_queries();
-        vec![udp, tcp, nx]
-    });
-    assert_client_capture("kdig", &node, &runs, &stopped);
+    client_capture_in_pod(
+        "kdig",
+        (Driver::Cgroupfs, Hierarchies::Both),
+        |node, pod| {
+            let at = format!("@{}", node.server.v4);
+            let udp = node.run("kdig-udp", 0, Some(pod), &kdig, &[&at, HOST, "A"]);
+            udp.expect_ok()
+                .expect_output(dnsmasq::HOST_V4)
+                .expect_queries();
+            let tcp = node.run("kdig-tcp", 0, Some(pod), &kdig, &[&at, "+tcp", TXT, "TXT"]);
+            tcp.expect_ok()
+                .expect_output(dnsmasq::TXT_VALUE)
+                .expect_queries();
+            let nx = node.run("kdig-nx", 0, Some(pod), &kdig, &[&at, NX, "AAAA"]);
+            nx.expect_ok().expect_output("NXDOMAIN").expect_queries();
+            vec![udp, tcp, nx]
+        },
+    );
 }
 
 #[test]
@@ -270,16 +281,14 @@ fn root_trace_musl_static_binary() {
         return;
     }
     let musl = resolvers::musl_resolve();
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
-    let (runs, stopped) = traced(&node, &[], || {
-        let run = node.run("musl", 0, Some(&pod), &musl, &[HOST, ADDR, NX]);
+    let pod = (Driver::Systemd, Hierarchies::Both);
+    client_capture_in_pod("static musl getaddrinfo", pod, |node, pod| {
+        let run = node.run("musl", 0, Some(pod), &musl, &[HOST, ADDR, NX]);
         run.expect_exit(2)
             .expect_output(dnsmasq::ADDR_V6)
             .expect_queries();
         vec![run]
     });
-    assert_client_capture("static musl getaddrinfo", &node, &runs, &stopped);
 }
 
 #[test]
@@ -288,22 +297,20 @@ fn root_trace_go_pure_resolver() {
         return;
     }
     let go = resolvers::goresolve();
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
-    let (runs, stopped) = traced(&node, &[], || {
+    let pod = (Driver::Cgroupfs, Hierarchies::Both);
+    client_capture_in_pod("Go pure resolver", pod, |node, pod| {
         let args = [
             HOST,
             "txt:txt.dnslens.test",
             "srv:_dns._udp.dnslens.test",
             NX,
         ];
-        let run = node.run("go", 0, Some(&pod), &go, &args);
+        let run = node.run("go", 0, Some(pod), &go, &args);
         run.expect_exit(2)
             .expect_output(dnsmasq::TXT_VALUE)
             .expect_queries();
         vec![run]
     });
-    assert_client_capture("Go pure resolver", &node, &runs, &stopped);
 }
 
 #[test]
@@ -312,25 +319,26 @@ fn root_trace_node_cares() {
         return;
     }
     let nodejs = tool("node");
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
-    let srv = node.server.v4.to_string();
-    let (runs, stopped) = traced(&node, &[], || {
-        let args = [
-            "-e",
-            resolvers::NODE_CARES,
-            &srv,
-            HOST,
-            "txt:txt.dnslens.test",
-            NX,
-        ];
-        let run = node.run("node-cares", 0, Some(&pod), &nodejs, &args);
-        run.expect_exit(2)
-            .expect_output(dnsmasq::TXT_VALUE)
-            .expect_queries();
-        vec![run]
-    });
-    assert_client_capture("Node c-ares", &node, &runs, &stopped);
+    client_capture_in_pod(
+        "Node c-ares",
+        (Driver::Systemd, Hierarchies::Both),
+        |node, pod| {
+            let srv = node.server.v4.to_string();
+            let args = [
+                "-e",
+                resolvers::NODE_CARES,
+                &srv,
+                HOST,
+                "txt:txt.dnslens.test",
+                NX,
+            ];
+            let run = node.run("node-cares", 0, Some(pod), &nodejs, &args);
+            run.expect_exit(2)
+                .expect_output(dnsmasq::TXT_VALUE)
+                .expect_queries();
+            vec![run]
+        },
+    );
 }
 
 /// A UDP answer too big for the client's buffer is truncated; glibc and dig retry over TCP.
@@ -340,13 +348,12 @@ fn root_trace_tcp_fallback() {
     if !have_root() {
         return;
     }
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
     let (getent, dig) = (tool("getent"), tool("dig"));
-    let (runs, stopped) = traced(&node, &[], || {
-        let glibc = node.run("getent-big", 0, Some(&pod), &getent, &["ahostsv4", BIG]);
+    let pod = (Driver::Systemd, Hierarchies::Both);
+    let (node, runs, stopped) = client_capture_in_pod("TCP fallback", pod, |node, pod| {
+        let glibc = node.run("getent-big", 0, Some(pod), &getent, &["ahostsv4", BIG]);
         glibc.expect_ok().expect_queries();
-        let d = node.run("dig-big", 0, Some(&pod), &dig, &[BIG]);
+        let d = node.run("dig-big", 0, Some(pod), &dig, &[BIG]);
         d.expect_ok()
             .expect_output("Truncated, retrying in TCP mode")
             .expect_queries();
@@ -361,7 +368,6 @@ fn root_trace_tcp_fallback() {
             .count();
         assert!(tcp > 0, "{}: no TCP query in the dnsmasq log", run.label);
     }
-    assert_client_capture("TCP fallback", &node, &runs, &stopped);
     // Beyond the per-query check: a decoded TCP response with every record, for each resolver.
     let full_tcp_answers = |pid: u32| {
         stopped.events.iter().any(|e| {
@@ -456,15 +462,13 @@ fn root_trace_cgroup_v1_only() {
         println!("skipped: this host has no cgroup v1 memory hierarchy");
         return;
     }
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Cgroupfs, Hierarchies::V1Only);
     let getent = tool("getent");
-    let (runs, stopped) = traced(&node, &[], || {
-        let run = node.run("getent-v1", 0, Some(&pod), &getent, &["ahosts", HOST]);
+    let pod = (Driver::Cgroupfs, Hierarchies::V1Only);
+    client_capture_in_pod("cgroup v1 only", pod, |node, pod| {
+        let run = node.run("getent-v1", 0, Some(pod), &getent, &["ahosts", HOST]);
         run.expect_ok().expect_queries();
         vec![run]
     });
-    assert_client_capture("cgroup v1 only", &node, &runs, &stopped);
 }
 
 /// The server's side: dnsmasq receives each query (recvmsg; read on TCP, in a forked child) and

@@ -110,10 +110,6 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.map.is_empty()
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Entries dropped by `insert` because the map was full.
     pub fn evictions(&self) -> u64 {
         self.evictions
@@ -161,6 +157,12 @@ mod tests {
         assert_eq!(lru.peek_oldest(), Some((&2, &())));
         *lru.get_or_insert_with(3, || ()) = ();
         assert_eq!(lru.len(), 2);
-        assert_eq!(Lru::<u8, u8>::new(0).capacity(), 1);
+        let mut one = Lru::new(0);
+        one.insert(1, ());
+        assert_eq!(
+            one.insert(2, ()),
+            Some((1, ())),
+            "a capacity of 0 holds one entry"
+        );
     }
 }

@@ -109,7 +109,11 @@ struct Hierarchy {
 }
 
 impl Hierarchy {
+    /// The path of cgroup `id`; id 0 (the kernel found no cgroup in this hierarchy) has none.
     fn resolve(&mut self, id: u64, now_ns: u64, stats: &mut CgroupStats) -> Option<String> {
+        if id == 0 {
+            return None;
+        }
         if let Some(path) = self.cache.get(&id) {
             return Some(path.clone());
         }
@@ -201,24 +205,22 @@ impl CgroupResolver {
     /// `""` when neither id resolves. `now_ns` is any monotonic clock, used to rate-limit walks.
     pub fn resolve(&mut self, v2_id: u64, v1_id: u64, now_ns: u64) -> String {
         self.stats.lookups += 1;
-        let v2 = match &mut self.v2 {
-            Some(h) if v2_id != 0 => h.resolve(v2_id, now_ns, &mut self.stats),
-            _ => None,
+        let stats = &mut self.stats;
+        let v2 = match self
+            .v2
+            .as_mut()
+            .and_then(|h| h.resolve(v2_id, now_ns, stats))
+        {
+            Some(path) if path != "/" => return path,
+            v2 => v2,
         };
-        if let Some(path) = &v2 {
-            if path != "/" {
-                return v2.unwrap_or_default();
-            }
-        }
-        let v1 = match &mut self.v1_memory {
-            Some(h) if v1_id != 0 => h.resolve(v1_id, now_ns, &mut self.stats),
-            _ => None,
-        };
-        match (v2, v1) {
-            (_, Some(v1)) if v1 != "/" => v1,
-            (Some(v2), _) => v2,
-            (None, Some(v1)) => v1,
-            (None, None) => String::new(),
+        match self
+            .v1_memory
+            .as_mut()
+            .and_then(|h| h.resolve(v1_id, now_ns, stats))
+        {
+            Some(path) if path != "/" => path,
+            v1 => v2.or(v1).unwrap_or_default(),
         }
     }
 

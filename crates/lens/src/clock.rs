@@ -1,6 +1,8 @@
 //! Time: the kernel stamps events with CLOCK_MONOTONIC; this turns those stamps into wall-clock
 //! time (one measured offset, re-measurable after the wall clock is stepped) and formats it.
 
+use std::fmt;
+
 /// Nanoseconds of CLOCK_MONOTONIC now: the clock of `bpf_ktime_get_ns` and of event stamps.
 pub fn monotonic_now_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
@@ -64,10 +66,6 @@ impl WallClock {
         *self = WallClock::measure();
     }
 
-    pub fn offset_ns(&self) -> i64 {
-        self.offset_ns
-    }
-
     /// Wall-clock ns since the epoch for a CLOCK_MONOTONIC stamp.
     pub fn wall_ns(&self, mono_ns: u64) -> u64 {
         (i128::from(mono_ns) + i128::from(self.offset_ns)).clamp(0, i128::from(u64::MAX)) as u64
@@ -106,13 +104,26 @@ impl Civil {
     }
 }
 
-/// RFC 3339 in UTC with nanoseconds: `2026-11-26T10:54:55.123456789Z`.
+/// Wall-clock ns since the epoch shown as RFC 3339 in UTC with nanoseconds,
+/// `2026-11-26T10:54:55.123456789Z`. A `Display` rather than a `String` so that a serializer
+/// writes it straight to its output, once per event, without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339(pub u64);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = Civil::from_wall_ns(self.0, 0);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos
+        )
+    }
+}
+
+/// [`Rfc3339`] as a string.
 pub fn format_rfc3339(wall_ns: u64) -> String {
-    let c = Civil::from_wall_ns(wall_ns, 0);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos
-    )
+    Rfc3339(wall_ns).to_string()
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -55,14 +55,12 @@ pub struct CorrelateStats {
     pub pending: u64,
 }
 
-struct Pending {
-    query: DnsEvent,
-}
-
 /// Pairs queries and responses.
 pub struct Correlator {
     timeout_ns: u64,
-    pending: Lru<Key, Pending>,
+    /// The queries waiting for their response, kept whole: an expired one is reported with
+    /// all of its fields.
+    pending: Lru<Key, DnsEvent>,
     stats: CorrelateStats,
 }
 
@@ -73,10 +71,6 @@ impl Correlator {
             pending: Lru::new(capacity),
             stats: CorrelateStats::default(),
         }
-    }
-
-    pub fn timeout_ns(&self) -> u64 {
-        self.timeout_ns
     }
 
     /// Takes a query or response event and passes on what should be emitted: a new query as
@@ -91,21 +85,15 @@ impl Correlator {
                     self.stats.retransmits += 1;
                     return;
                 }
-                self.pending.insert(
-                    key,
-                    Pending {
-                        query: event.clone(),
-                    },
-                );
+                self.pending.insert(key, event.clone());
                 out(event);
             }
             Kind::Response => {
                 self.stats.responses += 1;
                 match self.pending.remove(&Key::of(&event)) {
-                    Some(p) => {
+                    Some(query) => {
                         self.stats.paired += 1;
-                        event.latency_us =
-                            Some(event.mono_ns.saturating_sub(p.query.mono_ns) / 1000);
+                        event.latency_us = Some(event.mono_ns.saturating_sub(query.mono_ns) / 1000);
                     }
                     None => self.stats.unmatched_responses += 1,
                 }
@@ -119,10 +107,10 @@ impl Correlator {
     /// clock of event stamps) as unanswered events carrying the query's fields and time.
     pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(DnsEvent)) {
         while let Some((_, oldest)) = self.pending.peek_oldest() {
-            if oldest.query.mono_ns.saturating_add(self.timeout_ns) > now_mono_ns {
+            if oldest.mono_ns.saturating_add(self.timeout_ns) > now_mono_ns {
                 break;
             }
-            let (_, Pending { mut query }) = self.pending.pop_oldest().expect("peeked above");
+            let (_, mut query) = self.pending.pop_oldest().expect("peeked above");
             self.stats.unanswered += 1;
             query.kind = Kind::Unanswered;
             query.timeout_ms = Some(self.timeout_ns / 1_000_000);

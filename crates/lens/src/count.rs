@@ -2,7 +2,7 @@
 //! cgroup. The key table is bounded; keys past the bound are folded into one `(other)` row.
 
 use std::collections::HashMap;
-use std::str::FromStr;
+use std::fmt::Write;
 
 use serde::Serialize;
 
@@ -35,24 +35,6 @@ impl CountBy {
     }
 }
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("unknown count key {0:?}: expected comm, process, pid or cgroup")]
-pub struct ParseCountByError(String);
-
-impl FromStr for CountBy {
-    type Err = ParseCountByError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "comm" => Ok(CountBy::Comm),
-            "process" | "name" => Ok(CountBy::Process),
-            "pid" => Ok(CountBy::Pid),
-            "cgroup" => Ok(CountBy::Cgroup),
-            _ => Err(ParseCountByError(s.to_string())),
-        }
-    }
-}
-
 /// One row of an interval.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CountRow {
@@ -68,8 +50,11 @@ pub struct CountRow {
 pub struct Counter {
     by: CountBy,
     capacity: usize,
+    /// Key -> (queries, process name for pid keys).
     counts: HashMap<String, (u64, Option<String>)>,
     folded: u64,
+    /// Reused for the text of pid keys, so that counting a known key allocates nothing.
+    pid_key: String,
 }
 
 impl Counter {
@@ -79,6 +64,7 @@ impl Counter {
             capacity: capacity.max(1),
             counts: HashMap::new(),
             folded: 0,
+            pid_key: String::new(),
         }
     }
 
@@ -93,21 +79,28 @@ impl Counter {
         }
         let p = &event.process;
         let (key, name) = match self.by {
-            CountBy::Comm => (p.comm.clone(), None),
-            CountBy::Process => (p.name.clone(), None),
-            CountBy::Pid => (p.pid.to_string(), Some(p.name.clone())),
-            CountBy::Cgroup => (event.cgroup.clone(), None),
+            CountBy::Comm => (p.comm.as_str(), None),
+            CountBy::Process => (p.name.as_str(), None),
+            CountBy::Pid => {
+                self.pid_key.clear();
+                write!(self.pid_key, "{}", p.pid).expect("writing to a String cannot fail");
+                (self.pid_key.as_str(), Some(p.name.as_str()))
+            }
+            CountBy::Cgroup => (event.cgroup.as_str(), None),
         };
-        let key = if self.counts.contains_key(&key) || self.counts.len() < self.capacity {
+        let key = if self.counts.contains_key(key) || self.counts.len() < self.capacity {
             key
         } else {
             self.folded += 1;
-            OTHER.to_string()
+            OTHER
         };
-        let entry = self.counts.entry(key).or_insert((0, None));
+        let entry = match self.counts.get_mut(key) {
+            Some(entry) => entry,
+            None => self.counts.entry(key.to_owned()).or_default(),
+        };
         entry.0 += 1;
-        if name.is_some() {
-            entry.1 = name;
+        if let Some(name) = name.filter(|&n| entry.1.as_deref() != Some(n)) {
+            entry.1 = Some(name.to_owned());
         }
         true
     }
@@ -189,8 +182,13 @@ mod tests {
         let pid = key(CountBy::Pid);
         assert_eq!((pid.key.as_str(), pid.name.as_deref()), ("42", Some("app")));
         assert_eq!(key(CountBy::Cgroup).key, "/cg42");
-        assert_eq!("pid".parse(), Ok(CountBy::Pid));
-        assert!("host".parse::<CountBy>().is_err());
+
+        // A pid row names the process last seen with that pid (it may have exec'd).
+        let mut c = Counter::new(CountBy::Pid, 10);
+        c.event(&e);
+        c.event(&query(42, "worker", "app2"));
+        let row = c.take().remove(0);
+        assert_eq!((row.queries, row.name.as_deref()), (2, Some("app2")));
     }
 
     #[test]

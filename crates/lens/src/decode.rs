@@ -65,7 +65,7 @@ impl Decoder {
     pub fn record(
         &mut self,
         record: &[u8],
-        out: &mut impl FnMut(&Capture, Decoded),
+        out: &mut impl FnMut(&Capture<'_>, Decoded),
     ) -> Option<ExecEvent> {
         self.stats.records += 1;
         match Record::parse(record) {
@@ -82,12 +82,11 @@ impl Decoder {
         None
     }
 
-    /// Decodes the payload of an already parsed event.
-    pub fn decode(
+    fn decode(
         &mut self,
-        capture: &Capture,
+        capture: &Capture<'_>,
         payload: &[u8],
-        out: &mut impl FnMut(&Capture, Decoded),
+        out: &mut impl FnMut(&Capture<'_>, Decoded),
     ) {
         let msg_len = capture.header.msg_len;
         let missing = (msg_len as usize).saturating_sub(payload.len());
@@ -190,9 +189,10 @@ mod tests {
     use super::*;
     use crate::testutil::{dns_message, header, record};
 
-    fn run(d: &mut Decoder, rec: &[u8]) -> Vec<(Capture, Decoded)> {
+    /// The (thread name, message) pairs that one record yields.
+    fn run(d: &mut Decoder, rec: &[u8]) -> Vec<(String, Decoded)> {
         let mut out = Vec::new();
-        d.record(rec, &mut |c, m| out.push((c.clone(), m)));
+        d.record(rec, &mut |c, m| out.push((c.comm.to_string(), m)));
         out
     }
 
@@ -215,8 +215,8 @@ mod tests {
         let msg = dns_message(0x1234, false, 0, "example.com", 1, &[]);
         let out = run(&mut d, &record(&header(true, 5, msg.len()), &msg));
         assert_eq!(out.len(), 1);
-        let (capture, decoded) = &out[0];
-        assert_eq!(capture.comm, "dig");
+        let (comm, decoded) = &out[0];
+        assert_eq!(comm, "dig");
         assert_eq!(decoded.message.id, 0x1234);
         assert_eq!(decoded.message.question().unwrap().name, "example.com");
         assert_eq!(decoded.size as usize, msg.len());

@@ -1,6 +1,8 @@
 //! Enrichment: fills in what the kernel sends only as ids, the executable path and the cgroup
 //! path, from caches over /proc and the cgroup mounts.
 
+use dnslens_probe::ExecEvent;
+
 use crate::cgroup::{CgroupResolver, CgroupStats};
 use crate::model::DnsEvent;
 use crate::process::{ProcessCache, ProcessStats};
@@ -26,16 +28,16 @@ impl Enricher {
                 event.process.ppid,
                 &event.process.name,
             )
-            .exe
-            .clone();
+            .map(str::to_owned);
         event.cgroup = self
             .cgroups
             .resolve(ids.cgroup_id, ids.cgroup_v1_id, event.mono_ns);
     }
 
-    /// For an exec feed: see [`ProcessCache::record_exec`].
-    pub fn processes_mut(&mut self) -> &mut ProcessCache {
-        &mut self.processes
+    /// Remembers the executable of a process at exec: see [`ProcessCache::record_exec`].
+    pub fn record_exec(&mut self, exec: ExecEvent) {
+        self.processes
+            .record_exec(exec.tgid, exec.process_start_ns, exec.filename);
     }
 
     pub fn process_stats(&self) -> ProcessStats {

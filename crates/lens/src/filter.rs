@@ -2,6 +2,8 @@
 //! given must match. Filters look at the query side: a response or unanswered event matches by
 //! its question and by the process that handled it.
 
+use std::str::FromStr;
+
 use dnslens_wire::{Rcode, RecordType};
 
 use crate::model::DnsEvent;
@@ -41,10 +43,6 @@ impl Glob {
 
     pub fn is_match(&self, text: &str) -> bool {
         glob_match(self.pattern.as_bytes(), text.as_bytes(), self.ignore_case)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.pattern
     }
 }
 
@@ -109,6 +107,14 @@ impl DomainPattern {
             }
             DomainPattern::Glob(glob) => glob.is_match(qname),
         }
+    }
+}
+
+impl FromStr for DomainPattern {
+    type Err = FilterError;
+
+    fn from_str(pattern: &str) -> Result<Self, Self::Err> {
+        DomainPattern::new(pattern)
     }
 }
 

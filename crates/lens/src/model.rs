@@ -39,20 +39,11 @@ impl Role {
         }
     }
 
+    /// The JSON value, also the table's ROLE cell.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Client => "client",
             Role::Server => "server",
-        }
-    }
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Query => "query",
-            Kind::Response => "response",
-            Kind::Unanswered => "unanswered",
         }
     }
 }
@@ -176,30 +167,31 @@ pub struct KernelIds {
 }
 
 /// The capture-side facts of one ring-buffer record, checked once, shared by every message
-/// the record holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Capture {
-    pub header: EventHeader,
+/// the record holds. The names borrow from the record: they are copied only into the events
+/// made from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capture<'a> {
+    pub header: &'a EventHeader,
     pub transport: Transport,
     pub direction: Direction,
     pub syscall: Syscall,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    pub comm: String,
-    pub name: String,
+    pub comm: &'a str,
+    pub name: &'a str,
 }
 
-impl Capture {
-    pub fn from_raw(raw: &RawEvent<'_>) -> Result<Capture, EventError> {
+impl<'a> Capture<'a> {
+    pub fn from_raw(raw: &'a RawEvent<'_>) -> Result<Capture<'a>, EventError> {
         Ok(Capture {
-            header: raw.header,
+            header: &raw.header,
             transport: raw.transport()?,
             direction: raw.direction()?,
             syscall: raw.syscall()?,
             local: raw.local(),
             remote: raw.remote(),
-            comm: raw.comm().to_string(),
-            name: raw.leader_comm().to_string(),
+            comm: raw.comm(),
+            name: raw.leader_comm(),
         })
     }
 }
@@ -216,16 +208,25 @@ pub struct Decoded {
 
 impl DnsEvent {
     /// A query or response event, not yet paired nor enriched (`exe` None, `cgroup` "").
-    pub fn new(capture: &Capture, decoded: &Decoded, time_ns: u64) -> DnsEvent {
-        let h = &capture.header;
-        let message = &decoded.message;
-        let is_response = message.is_response();
+    /// Takes the decoded message by value so that its names and record data move into the
+    /// event rather than being copied.
+    pub fn new(capture: &Capture<'_>, decoded: Decoded, time_ns: u64) -> DnsEvent {
+        let h = capture.header;
+        let is_response = decoded.message.is_response();
+        let Message {
+            id,
+            flags,
+            rcode,
+            questions,
+            answers,
+            ..
+        } = decoded.message;
         let (src, dst) = match capture.direction {
             Direction::Send => (capture.local, capture.remote),
             Direction::Recv => (capture.remote, capture.local),
         };
-        let (qname, qtype, qclass) = match message.question() {
-            Some(q) => (q.name.clone(), q.qtype, q.qclass),
+        let (qname, qtype, qclass) = match questions.into_iter().next() {
+            Some(q) => (q.name, q.qtype, q.qclass),
             None => (String::new(), RecordType(0), 0),
         };
         DnsEvent {
@@ -237,20 +238,19 @@ impl DnsEvent {
                 Kind::Query
             },
             role: Role::of(is_response, capture.direction),
-            id: message.id,
+            id,
             qname,
             qtype,
             qclass,
-            rcode: is_response.then_some(message.rcode),
-            flags: MessageFlags::from(&message.flags),
-            answers: message
-                .answers
-                .iter()
+            rcode: is_response.then_some(rcode),
+            flags: MessageFlags::from(&flags),
+            answers: answers
+                .into_iter()
                 .map(|r| Answer {
-                    name: r.name.clone(),
+                    name: r.name,
                     rtype: r.rtype,
                     ttl: r.ttl,
-                    data: r.data.clone(),
+                    data: r.data,
                 })
                 .collect(),
             latency_us: None,
@@ -263,8 +263,8 @@ impl DnsEvent {
             process: ProcessInfo {
                 pid: h.tgid,
                 tid: h.tid,
-                comm: capture.comm.clone(),
-                name: capture.name.clone(),
+                comm: capture.comm.to_owned(),
+                name: capture.name.to_owned(),
                 exe: None,
                 uid: h.uid,
                 ppid: h.ppid,
@@ -289,7 +289,7 @@ impl DnsEvent {
 }
 
 /// Presentation name of a class (RFC 1035 3.2.4, RFC 2136 for NONE, RFC 3597 for the rest).
-pub fn class_str(class: u16) -> std::borrow::Cow<'static, str> {
+fn class_str(class: u16) -> std::borrow::Cow<'static, str> {
     match class {
         1 => "IN".into(),
         3 => "CH".into(),
@@ -300,14 +300,14 @@ pub fn class_str(class: u16) -> std::borrow::Cow<'static, str> {
     }
 }
 
-pub fn transport_str(t: Transport) -> &'static str {
+fn transport_str(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
     }
 }
 
-pub fn direction_str(d: Direction) -> &'static str {
+fn direction_str(d: Direction) -> &'static str {
     match d {
         Direction::Send => "send",
         Direction::Recv => "recv",
@@ -315,7 +315,7 @@ pub fn direction_str(d: Direction) -> &'static str {
 }
 
 fn rfc3339<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&clock::format_rfc3339(*ns))
+    s.collect_str(&clock::Rfc3339(*ns))
 }
 
 fn display<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {

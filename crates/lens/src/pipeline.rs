@@ -80,16 +80,14 @@ impl Pipeline {
         } = self;
         let exec = decoder.record(record, &mut |capture, decoded| {
             let time_ns = clock.wall_ns(capture.header.timestamp_ns);
-            let event = DnsEvent::new(capture, &decoded, time_ns);
+            let event = DnsEvent::new(capture, decoded, time_ns);
             correlator.event(event, &mut |mut event| {
                 enricher.enrich(&mut event);
                 out(event);
             });
         });
         if let Some(exec) = exec {
-            enricher
-                .processes_mut()
-                .record_exec(exec.tgid, exec.process_start_ns, exec.filename);
+            enricher.record_exec(exec);
         }
     }
 
@@ -109,10 +107,6 @@ impl Pipeline {
     /// The wall clock, to re-measure after the system time was stepped.
     pub fn clock_mut(&mut self) -> &mut WallClock {
         &mut self.clock
-    }
-
-    pub fn enricher_mut(&mut self) -> &mut Enricher {
-        &mut self.enricher
     }
 
     pub fn stats(&self) -> Stats {

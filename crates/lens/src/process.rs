@@ -1,23 +1,12 @@
-//! Process attribution from /proc: the executable path and command line of a process, read once
-//! per process lifetime (tgid and start time, so a reused pid is a new entry) and cached.
+//! Process attribution from /proc: the executable path of a process, read once per process
+//! lifetime (tgid and start time, so a reused pid is a new entry) and cached.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::bounded::Lru;
 
 /// Processes remembered at once.
 pub const DEFAULT_CAPACITY: usize = 8192;
-/// Bytes of /proc/PID/cmdline kept.
-const MAX_CMDLINE: usize = 4096;
-
-/// What /proc said about a process. Both are `None` when the process was gone before dnslens
-/// looked (short-lived processes are common: the kernel fields of the event still identify it).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcessEntry {
-    pub exe: Option<String>,
-    /// Arguments joined by spaces, cut at 4 KiB.
-    pub cmdline: Option<String>,
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessStats {
@@ -33,7 +22,7 @@ pub struct ProcessStats {
     pub evictions: u64,
 }
 
-/// Cache of process details keyed by (tgid, process start ns).
+/// Cache of executable paths keyed by (tgid, process start ns).
 #[derive(Debug)]
 pub struct ProcessCache {
     proc_root: PathBuf,
@@ -43,7 +32,9 @@ pub struct ProcessCache {
 
 #[derive(Debug)]
 struct Cached {
-    entry: ProcessEntry,
+    /// `None` when the process was gone before dnslens looked (short-lived processes are
+    /// common: the kernel fields of the event still identify it).
+    exe: Option<String>,
     /// Whether /proc was read; an entry made by `record_exec` alone was not.
     read: bool,
 }
@@ -58,8 +49,8 @@ impl ProcessCache {
         }
     }
 
-    /// Details of the process, from the cache or read from /proc once.
-    pub fn lookup(&mut self, tgid: u32, start_ns: u64) -> &ProcessEntry {
+    /// The executable of the process, from the cache or read from /proc once.
+    pub fn lookup(&mut self, tgid: u32, start_ns: u64) -> Option<&str> {
         self.lookup_inner(tgid, start_ns, None)
     }
 
@@ -72,7 +63,7 @@ impl ProcessCache {
         start_ns: u64,
         ppid: u32,
         name: &str,
-    ) -> &ProcessEntry {
+    ) -> Option<&str> {
         self.lookup_inner(tgid, start_ns, Some((ppid, name)))
     }
 
@@ -81,39 +72,42 @@ impl ProcessCache {
         tgid: u32,
         start_ns: u64,
         parent: Option<(u32, &str)>,
-    ) -> &ProcessEntry {
+    ) -> Option<&str> {
         self.stats.lookups += 1;
         let key = (tgid, start_ns);
         let read = self.cache.peek(&key).is_some_and(|c| c.read);
         if !read {
-            let mut entry = self.read(tgid);
+            let mut exe = read_exe(&self.proc_root, tgid);
             self.stats.proc_reads += 1;
             if let Some(exec) = self.cache.peek(&key) {
                 // /proc's link is absolute and canonical; the exec path (as passed to execve)
                 // is what is left when the process is gone.
-                entry.exe = entry.exe.or_else(|| exec.entry.exe.clone());
+                exe = exe.or_else(|| exec.exe.clone());
             }
-            if let (None, Some((ppid, name))) = (&entry.exe, parent) {
-                entry.exe = self.parent_exe(ppid, name);
-                self.stats.from_parent += u64::from(entry.exe.is_some());
+            if let (None, Some((ppid, name))) = (&exe, parent) {
+                exe = self.parent_exe(ppid, name);
+                self.stats.from_parent += u64::from(exe.is_some());
             }
-            if entry.exe.is_none() {
+            if exe.is_none() {
                 self.stats.gone += 1;
             }
-            self.cache.insert(key, Cached { entry, read: true });
+            self.cache.insert(key, Cached { exe, read: true });
         }
-        &self.cache.get(&key).expect("entry was just inserted").entry
+        self.cache
+            .get(&key)
+            .expect("entry was just inserted")
+            .exe
+            .as_deref()
     }
 
     /// Records the executable of a process at exec time, so that a process gone from /proc
     /// before its first lookup still has an exe.
     pub fn record_exec(&mut self, tgid: u32, start_ns: u64, path: impl Into<String>) {
-        let entry = ProcessEntry {
+        let cached = Cached {
             exe: Some(path.into()),
-            cmdline: None,
+            read: false,
         };
-        self.cache
-            .insert((tgid, start_ns), Cached { entry, read: false });
+        self.cache.insert((tgid, start_ns), cached);
     }
 
     pub fn stats(&self) -> ProcessStats {
@@ -124,37 +118,26 @@ impl ProcessCache {
     }
 
     fn parent_exe(&self, ppid: u32, name: &str) -> Option<String> {
-        let dir = self.proc_root.join(ppid.to_string());
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if ppid == 0 || name.is_empty() || comm.trim_end_matches('\n') != name {
+        if ppid == 0 || name.is_empty() {
             return None;
         }
-        std::fs::read_link(dir.join("exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-    }
-
-    fn read(&self, tgid: u32) -> ProcessEntry {
-        let dir = self.proc_root.join(tgid.to_string());
-        let exe = std::fs::read_link(dir.join("exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
-        let cmdline = std::fs::read(dir.join("cmdline"))
-            .ok()
-            .and_then(|bytes| format_cmdline(&bytes));
-        ProcessEntry { exe, cmdline }
+        let comm = std::fs::read_to_string(proc_dir(&self.proc_root, ppid).join("comm")).ok()?;
+        if comm.trim_end_matches('\n') != name {
+            return None;
+        }
+        read_exe(&self.proc_root, ppid)
     }
 }
 
-/// NUL-separated arguments to one line; `None` for an empty cmdline (zombies, kernel threads).
-fn format_cmdline(bytes: &[u8]) -> Option<String> {
-    let bytes = &bytes[..bytes.len().min(MAX_CMDLINE)];
-    let args: Vec<_> = bytes
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(String::from_utf8_lossy)
-        .collect();
-    (!args.is_empty()).then(|| args.join(" "))
+fn proc_dir(proc_root: &Path, pid: u32) -> PathBuf {
+    proc_root.join(pid.to_string())
+}
+
+/// The target of `/proc/PID/exe`.
+fn read_exe(proc_root: &Path, pid: u32) -> Option<String> {
+    std::fs::read_link(proc_dir(proc_root, pid).join("exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -162,27 +145,24 @@ mod tests {
     use super::*;
     use crate::testutil::TempDir;
 
-    fn fake_process(root: &TempDir, pid: u32, exe: &str, cmdline: &[u8]) {
+    fn fake_process(root: &TempDir, pid: u32, exe: &str) {
         let dir = root.path().join(pid.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
-        std::fs::write(dir.join("cmdline"), cmdline).unwrap();
     }
 
     #[test]
-    fn reads_exe_and_cmdline_once_per_process() {
+    fn reads_exe_once_per_process() {
         let root = TempDir::new("proc");
-        fake_process(&root, 42, "/usr/bin/dig", b"dig\0example.com\0@127.0.0.1\0");
+        fake_process(&root, 42, "/usr/bin/dig");
         let mut cache = ProcessCache::new(root.path(), 16);
-        let entry = cache.lookup(42, 7).clone();
-        assert_eq!(entry.exe.as_deref(), Some("/usr/bin/dig"));
-        assert_eq!(entry.cmdline.as_deref(), Some("dig example.com @127.0.0.1"));
+        assert_eq!(cache.lookup(42, 7), Some("/usr/bin/dig"));
 
         // Cached: a vanished /proc entry does not change the answer for the same process.
         std::fs::remove_dir_all(root.path().join("42")).unwrap();
-        assert_eq!(cache.lookup(42, 7), &entry);
+        assert_eq!(cache.lookup(42, 7), Some("/usr/bin/dig"));
         // A reused pid (new start time) is a different process.
-        assert_eq!(cache.lookup(42, 8), &ProcessEntry::default());
+        assert_eq!(cache.lookup(42, 8), None);
         let stats = cache.stats();
         assert_eq!((stats.lookups, stats.proc_reads, stats.gone), (3, 2, 1));
     }
@@ -190,35 +170,31 @@ mod tests {
     #[test]
     fn record_exec_fills_in_for_gone_processes_and_cache_is_bounded() {
         let root = TempDir::new("proc");
-        fake_process(&root, 2, "/usr/bin/python3.11", b"python3\0");
+        fake_process(&root, 2, "/usr/bin/python3.11");
         let mut cache = ProcessCache::new(root.path(), 2);
         cache.record_exec(1, 1, "/bin/a");
         cache.record_exec(2, 2, "/usr/bin/python3");
         cache.record_exec(3, 3, "/bin/c");
         // Gone from /proc: the exec path.
-        assert_eq!(cache.lookup(3, 3).exe.as_deref(), Some("/bin/c"));
+        assert_eq!(cache.lookup(3, 3), Some("/bin/c"));
         assert_eq!(cache.stats().gone, 0);
         // Still running: /proc's canonical path wins.
-        assert_eq!(
-            cache.lookup(2, 2).exe.as_deref(),
-            Some("/usr/bin/python3.11")
-        );
+        assert_eq!(cache.lookup(2, 2), Some("/usr/bin/python3.11"));
         assert_eq!(cache.stats().proc_reads, 2);
         // Evicted before its lookup.
-        assert_eq!(cache.lookup(1, 1).exe, None);
+        assert_eq!(cache.lookup(1, 1), None);
         assert_eq!(cache.stats().evictions, 2);
     }
 
     #[test]
     fn a_gone_forked_child_takes_its_parents_exe_if_names_match() {
         let root = TempDir::new("proc");
-        fake_process(&root, 10, "/usr/sbin/dnsmasq", b"dnsmasq\0");
+        fake_process(&root, 10, "/usr/sbin/dnsmasq");
         std::fs::write(root.path().join("10/comm"), "dnsmasq\n").unwrap();
         let mut cache = ProcessCache::new(root.path(), 16);
         let exe = |c: &mut ProcessCache, pid, name: &str| {
             c.lookup_or_parent(pid, u64::from(pid), 10, name)
-                .exe
-                .clone()
+                .map(str::to_string)
         };
         assert_eq!(
             exe(&mut cache, 11, "dnsmasq").as_deref(),
@@ -226,20 +202,12 @@ mod tests {
         );
         assert_eq!(exe(&mut cache, 12, "sh"), None);
         // A running child's own exe wins.
-        fake_process(&root, 13, "/usr/bin/other", b"x\0");
+        fake_process(&root, 13, "/usr/bin/other");
         assert_eq!(
             exe(&mut cache, 13, "dnsmasq").as_deref(),
             Some("/usr/bin/other")
         );
         let stats = cache.stats();
         assert_eq!((stats.from_parent, stats.gone), (1, 1));
-    }
-
-    #[test]
-    fn cmdline_formatting() {
-        assert_eq!(format_cmdline(b""), None);
-        assert_eq!(format_cmdline(b"\0\0"), None);
-        assert_eq!(format_cmdline(b"a\0b c\0").as_deref(), Some("a b c"));
-        assert_eq!(format_cmdline(&[b'x'; 10_000]).unwrap().len(), MAX_CMDLINE);
     }
 }

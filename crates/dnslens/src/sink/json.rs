@@ -1,4 +1,5 @@
-//! JSON lines: one object per event, flushed per line so a pipe reader sees it at once.
+//! JSON lines: one object per event, flushed per line so a consumer (`jq`, a log shipper)
+//! gets each event when it happens, whole.
 
 use std::io::{self, Write};
 

@@ -23,7 +23,8 @@ pub trait Sink {
         Ok(())
     }
 
-    /// Writes out anything buffered.
+    /// Writes out anything buffered. The run loop calls it after each batch of records, so
+    /// `event` need not.
     fn flush(&mut self) -> io::Result<()>;
 
     /// The run is over at `wall_ns`: print what is left.

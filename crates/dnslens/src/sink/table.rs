@@ -1,10 +1,14 @@
 //! The live table: one aligned row per exchange (a response, paired or not, or a query left
-//! unanswered); queries themselves are not rows, their response or timeout is.
+//! unanswered); queries themselves are not rows, their response or timeout is. ROLE tells the
+//! two ends of an exchange apart when both run on this host: `client` is the process that asked,
+//! `server` the one that answered (dnsmasq, systemd-resolved, CoreDNS).
 
+use std::fmt::{Display, Write as _};
 use std::io::{self, Write};
 
 use dnslens_lens::clock::Civil;
-use dnslens_lens::{DnsEvent, Kind};
+use dnslens_lens::{DnsEvent, Kind, Role};
+use dnslens_wire::Rcode;
 
 use super::Sink;
 
@@ -13,42 +17,114 @@ use super::Sink;
 pub struct TableStyle {
     /// ANSI colours (only when stdout is a terminal, unless asked).
     pub color: bool,
-    /// Terminal width, to cut the answers column; `None` when not a terminal.
+    /// Terminal width: rows are fitted to it. `None` when not a terminal.
     pub width: Option<usize>,
     /// Seconds east of UTC at a wall-clock time, for the TIME column.
     pub utc_offset: fn(u64) -> i64,
 }
 
-const QNAME_MIN: usize = 28;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+    /// Left-aligned, cut at the start: the end of a name (its zone) is the telling part.
+    LeftKeepTail,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Column {
+    title: &'static str,
+    width: usize,
+    align: Align,
+}
+
+const fn column(title: &'static str, width: usize, align: Align) -> Column {
+    Column {
+        title,
+        width,
+        align,
+    }
+}
+
+/// HH:MM:SS.mmm
+const TIME: Column = column("TIME", 12, Align::Left);
+/// 7 digits: the largest pid_max is 4194304.
+const PID: Column = column("PID", 7, Align::Right);
+/// Kernel task names are at most 15 bytes.
+const PROCESS: Column = column("PROCESS", 15, Align::Left);
+const ROLE: Column = column("ROLE", 6, Align::Left);
+/// A container id is shown as its first 12 hex digits.
+const CGROUP: Column = column("CGROUP", 12, Align::Left);
+const QTYPE: Column = column("QTYPE", 6, Align::Left);
+/// NXDOMAIN, SERVFAIL, TIMEOUT.
+const RCODE: Column = column("RCODE", 8, Align::Left);
+/// Up to `999.9ms`.
+const LATENCY: Column = column("LATENCY", 7, Align::Right);
+
+/// The fixed columns around QNAME, whose width varies; ANSWERS takes the rest of the line.
+const BEFORE_QNAME: [Column; 6] = [TIME, PID, PROCESS, ROLE, CGROUP, QTYPE];
+const AFTER_QNAME: [Column; 2] = [RCODE, LATENCY];
+
+/// Characters that `columns` take, each with its separator.
+const fn span(columns: &[Column]) -> usize {
+    let mut sum = 0;
+    let mut i = 0;
+    while i < columns.len() {
+        sum += columns[i].width + 1;
+        i += 1;
+    }
+    sum
+}
+
+/// Characters of a row outside QNAME and ANSWERS: the fixed columns and every separator.
+const FIXED_WIDTH: usize = span(&BEFORE_QNAME) + 1 + span(&AFTER_QNAME);
+
+/// QNAME starts this wide and grows with the longest name seen, up to QNAME_MAX, or less when
+/// the terminal is narrow, but never below QNAME_MIN.
+const QNAME_START: usize = 28;
+const QNAME_MIN: usize = 16;
 const QNAME_MAX: usize = 60;
+/// Room for answers when not on a terminal, and the least kept for them on one (an IPv4
+/// address and a space).
 const ANSWERS_MAX: usize = 80;
+const ANSWERS_MIN: usize = 16;
 const ANSWERS_SHOWN: usize = 3;
 
-/// (title, width, right-aligned) of the fixed columns before QNAME, and after it.
-const LEFT: [(&str, usize, bool); 5] = [
-    ("TIME", 12, false),
-    ("PID", 7, true),
-    ("PROCESS", 15, false),
-    ("CGROUP", 20, false),
-    ("QTYPE", 6, false),
-];
-const RIGHT: [(&str, usize, bool); 2] = [("RCODE", 9, false), ("LATENCY", 8, true)];
+const BOLD: &str = "\x1b[1m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+const RESET: &str = "\x1b[0m";
 
 pub struct TableSink<W: Write> {
     out: W,
     style: TableStyle,
     header_done: bool,
-    /// Grows with the longest name seen, up to QNAME_MAX, so later rows line up better.
+    /// Grows with the longest name seen, up to `qname_max`, so later rows line up better.
     qname_width: usize,
+    /// QNAME_MAX, or less so that a row with ANSWERS_MIN of answers fits the terminal.
+    qname_max: usize,
+    /// The line being built, and the text of one cell: reused, so that a row allocates
+    /// nothing once they have grown.
+    line: String,
+    cell: String,
 }
 
 impl<W: Write> TableSink<W> {
     pub fn new(out: W, style: TableStyle) -> Self {
+        let qname_max = style.width.map_or(QNAME_MAX, |w| {
+            w.saturating_sub(FIXED_WIDTH + ANSWERS_MIN)
+                .clamp(QNAME_MIN, QNAME_MAX)
+        });
         TableSink {
             out,
             style,
             header_done: false,
-            qname_width: QNAME_MIN,
+            qname_width: QNAME_START.min(qname_max),
+            qname_max,
+            line: String::new(),
+            cell: String::new(),
         }
     }
 
@@ -57,95 +133,107 @@ impl<W: Write> TableSink<W> {
         self.out
     }
 
-    fn header(&self) -> String {
-        let mut cells: Vec<String> = LEFT.iter().map(|&(t, w, r)| pad(t, w, r)).collect();
-        cells.push(pad("QNAME", self.qname_width, false));
-        cells.extend(RIGHT.iter().map(|&(t, w, r)| pad(t, w, r)));
-        cells.push("ANSWERS".to_string());
-        let line = cells.join(" ");
+    fn qname_column(&self) -> Column {
+        column("QNAME", self.qname_width, Align::LeftKeepTail)
+    }
+
+    fn header(&mut self) {
+        let qname = self.qname_column();
+        let line = &mut self.line;
+        line.clear();
         if self.style.color {
-            format!("\x1b[1m{line}\x1b[0m")
-        } else {
-            line
+            line.push_str(BOLD);
+        }
+        for col in BEFORE_QNAME.iter().chain([&qname]).chain(&AFTER_QNAME) {
+            push_cell(line, col, col.title, None);
+        }
+        line.push_str("ANSWERS");
+        if self.style.color {
+            line.push_str(RESET);
         }
     }
 
-    /// The row of an exchange event.
-    fn row(&mut self, e: &DnsEvent) -> String {
-        let qname_len = e.qname.chars().count();
-        if qname_len > self.qname_width {
-            self.qname_width = qname_len.min(QNAME_MAX);
-        }
-        let civil = Civil::from_wall_ns(e.time_ns, (self.style.utc_offset)(e.time_ns));
-        let time = format!(
-            "{:02}:{:02}:{:02}.{:03}",
-            civil.hour,
-            civil.minute,
-            civil.second,
-            civil.nanos / 1_000_000
+    /// Builds the row of an exchange event in `self.line`.
+    fn row(&mut self, e: &DnsEvent) {
+        let colour = |c: &'static str| self.style.color.then_some(c);
+        let qname = self.qname_column();
+        let Self { line, cell, .. } = self;
+        line.clear();
+
+        let t = Civil::from_wall_ns(e.time_ns, (self.style.utc_offset)(e.time_ns));
+        let ms = t.nanos / 1_000_000;
+        let (h, m, s) = (t.hour, t.minute, t.second);
+        push_display(
+            line,
+            cell,
+            &TIME,
+            format_args!("{h:02}:{m:02}:{s:02}.{ms:03}"),
+            None,
         );
+        push_display(line, cell, &PID, e.process.pid, None);
         let name = if e.process.name.is_empty() {
             &e.process.comm
         } else {
             &e.process.name
         };
-        let qtype = e.qtype.to_string();
-        let left = [
-            time,
-            e.process.pid.to_string(),
-            name.to_string(),
-            short_cgroup(&e.cgroup),
-            qtype,
-        ];
-        let mut cells: Vec<String> = left
-            .iter()
-            .zip(LEFT)
-            .map(|(text, (_, w, r))| pad(&fit(text, w), w, r))
-            .collect();
-        cells.push(pad(
-            &fit_tail(&e.qname, self.qname_width),
-            self.qname_width,
-            false,
-        ));
-
-        let (rcode, colour) = match (e.kind, e.rcode) {
-            (Kind::Unanswered, _) => ("TIMEOUT".to_string(), RED),
-            (_, Some(r)) if r.0 == 0 => (r.to_string(), GREEN),
-            (_, Some(r)) if r.0 == 3 => (r.to_string(), YELLOW),
-            (_, Some(r)) => (r.to_string(), RED),
-            (_, None) => ("-".to_string(), ""),
+        push_cell(line, &PROCESS, name, None);
+        let role_colour = match e.role {
+            Role::Client => None,
+            Role::Server => colour(CYAN),
         };
-        let rcode_cell = pad(&rcode, RIGHT[0].1, false);
-        cells.push(if self.style.color && !colour.is_empty() {
-            format!("{colour}{rcode_cell}{RESET}")
-        } else {
-            rcode_cell
-        });
-        cells.push(pad(&latency(e.latency_us), RIGHT[1].1, true));
+        push_cell(line, &ROLE, e.role.as_str(), role_colour);
+        push_cell(line, &CGROUP, short_cgroup(&e.cgroup), None);
+        push_display(line, cell, &QTYPE, e.qtype, None);
+        push_cell(line, &qname, &e.qname, None);
 
-        let used: usize =
-            LEFT.iter().chain(&RIGHT).map(|c| c.1 + 1).sum::<usize>() + self.qname_width + 1;
-        let room = self
-            .style
-            .width
-            .map_or(ANSWERS_MAX, |w| w.saturating_sub(used).max(10));
-        cells.push(fit(&answers(e), room));
-        cells.join(" ").trim_end().to_string()
+        match (e.kind, e.rcode) {
+            (Kind::Unanswered, _) => push_cell(line, &RCODE, "TIMEOUT", colour(RED)),
+            (_, Some(rcode)) => {
+                let c = match rcode {
+                    Rcode::NOERROR => GREEN,
+                    Rcode::NXDOMAIN => YELLOW,
+                    _ => RED,
+                };
+                push_display(line, cell, &RCODE, rcode, colour(c));
+            }
+            (_, None) => push_cell(line, &RCODE, "-", None),
+        }
+        match e.latency_us {
+            Some(us) => push_display(line, cell, &LATENCY, Latency(us), None),
+            None => push_cell(line, &LATENCY, "-", None),
+        }
+
+        let room = self.style.width.map_or(ANSWERS_MAX, |w| {
+            w.saturating_sub(FIXED_WIDTH + qname.width).max(ANSWERS_MIN)
+        });
+        answers(e, cell);
+        push_cut(line, cell, room, false);
+        let end = line.trim_end().len();
+        line.truncate(end);
+    }
+
+    fn widen_qname(&mut self, qname: &str) {
+        // The length in bytes bounds the one in characters: most names are not counted.
+        if qname.len() > self.qname_width {
+            let chars = qname.chars().count();
+            self.qname_width = self.qname_width.max(chars.min(self.qname_max));
+        }
     }
 }
 
 impl<W: Write> Sink for TableSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
-        if event.kind == Kind::Query {
+        if !event.is_exchange() {
             return Ok(false);
         }
-        let row = self.row(event);
+        self.widen_qname(&event.qname);
         if !self.header_done {
             self.header_done = true;
-            writeln!(self.out, "{}", self.header())?;
+            self.header();
+            writeln!(self.out, "{}", self.line)?;
         }
-        writeln!(self.out, "{row}")?;
-        self.out.flush()?;
+        self.row(event);
+        writeln!(self.out, "{}", self.line)?;
         Ok(true)
     }
 
@@ -154,73 +242,102 @@ impl<W: Write> Sink for TableSink<W> {
     }
 }
 
-const RED: &str = "\x1b[31m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const RESET: &str = "\x1b[0m";
-
-fn pad(text: &str, width: usize, right: bool) -> String {
-    if right {
-        format!("{text:>width$}")
-    } else {
-        format!("{text:<width$}")
+/// Appends `text` fitted to `col` (cut and padded to its width), in `colour` if given, then
+/// the separator.
+fn push_cell(line: &mut String, col: &Column, text: &str, colour: Option<&str>) {
+    let shown = text.chars().count().min(col.width);
+    let pad = col.width - shown;
+    if let Some(c) = colour {
+        line.push_str(c);
     }
+    if col.align == Align::Right {
+        line.extend(std::iter::repeat_n(' ', pad));
+    }
+    push_cut(line, text, col.width, col.align == Align::LeftKeepTail);
+    if col.align != Align::Right {
+        line.extend(std::iter::repeat_n(' ', pad));
+    }
+    if colour.is_some() {
+        line.push_str(RESET);
+    }
+    line.push(' ');
 }
 
-/// Cut to `width` characters, marking the cut with `…`.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
-    s.push('…');
-    s
+/// [`push_cell`] for a value to format first, in `scratch`.
+fn push_display(
+    line: &mut String,
+    scratch: &mut String,
+    col: &Column,
+    value: impl Display,
+    colour: Option<&str>,
+) {
+    scratch.clear();
+    write!(scratch, "{value}").expect("writing to a String cannot fail");
+    push_cell(line, col, scratch, colour);
 }
 
-/// Cut to `width` characters keeping the end: for names, the zone is the informative part.
-fn fit_tail(text: &str, width: usize) -> String {
+/// Appends `text` cut to `width` characters, the cut marked with `…`: at the end, or at the
+/// start when `keep_tail`.
+fn push_cut(line: &mut String, text: &str, width: usize, keep_tail: bool) {
     let len = text.chars().count();
     if len <= width {
-        return text.to_string();
+        line.push_str(text);
+        return;
     }
-    let mut s = String::from("…");
-    s.extend(text.chars().skip(len - width.saturating_sub(1)));
-    s
+    let keep = width.saturating_sub(1);
+    let byte_at = |chars: usize| {
+        text.char_indices()
+            .nth(chars)
+            .map_or(text.len(), |(i, _)| i)
+    };
+    if keep_tail {
+        line.push('…');
+        line.push_str(&text[byte_at(len - keep)..]);
+    } else {
+        line.push_str(&text[..byte_at(keep)]);
+        line.push('…');
+    }
 }
 
-fn latency(us: Option<u64>) -> String {
-    match us {
-        None => "-".to_string(),
-        Some(us) if us < 1_000 => format!("{us}us"),
-        Some(us) if us < 10_000 => format!("{:.2}ms", us as f64 / 1e3),
-        Some(us) if us < 1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
-        Some(us) => format!("{:.2}s", us as f64 / 1e6),
+/// A latency in microseconds with three significant digits, at most 7 characters below 1000 s.
+struct Latency(u64);
+
+impl Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = self.0;
+        match us {
+            0..1_000 => write!(f, "{us}us"),
+            1_000..10_000 => write!(f, "{:.2}ms", us as f64 / 1e3),
+            10_000..1_000_000 => write!(f, "{:.1}ms", us as f64 / 1e3),
+            _ => write!(f, "{:.2}s", us as f64 / 1e6),
+        }
     }
 }
 
-fn answers(e: &DnsEvent) -> String {
+/// The first answers' data, and `+N` for the rest; `-` when there are none.
+fn answers(e: &DnsEvent, out: &mut String) {
+    out.clear();
     if e.answers.is_empty() {
-        return "-".to_string();
+        out.push('-');
+        return;
     }
-    let mut s: Vec<&str> = e
-        .answers
-        .iter()
-        .take(ANSWERS_SHOWN)
-        .map(|a| a.data.as_str())
-        .collect();
+    for (i, answer) in e.answers.iter().take(ANSWERS_SHOWN).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&answer.data);
+    }
     let more = e.answers.len().saturating_sub(ANSWERS_SHOWN);
-    let extra = format!("+{more}");
     if more > 0 {
-        s.push(&extra);
+        write!(out, " +{more}").expect("writing to a String cannot fail");
     }
-    s.join(" ")
 }
 
 /// The telling part of a cgroup path: a container id (12 hex digits of a long hex name, out of
 /// a runtime's scope), else the last component. "/" stays "/"; unresolved is "-".
-pub fn short_cgroup(path: &str) -> String {
+pub fn short_cgroup(path: &str) -> &str {
     if path.is_empty() {
-        return "-".to_string();
+        return "-";
     }
     let last = path.rsplit('/').find(|c| !c.is_empty()).unwrap_or("/");
     let mut name = last.strip_suffix(".scope").unwrap_or(last);
@@ -237,12 +354,9 @@ pub fn short_cgroup(path: &str) -> String {
         }
     }
     if name.len() >= 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return name[..12].to_string();
-    }
-    if name == last {
-        last.to_string()
+        &name[..12]
     } else {
-        name.to_string()
+        name
     }
 }
 
@@ -267,6 +381,22 @@ mod tests {
         String::from_utf8(sink.into_inner()).unwrap()
     }
 
+    /// dnsmasq's side of `query`: it received the query and sent `response`.
+    fn server_side(response: &DnsEvent) -> DnsEvent {
+        let mut e = response.clone();
+        e.role = Role::Server;
+        e.process.pid = 870;
+        e.process.name = "dnsmasq".to_string();
+        e.latency_us = Some(120);
+        e
+    }
+
+    fn cut(text: &str, width: usize, keep_tail: bool) -> String {
+        let mut line = String::new();
+        push_cut(&mut line, text, width, keep_tail);
+        line
+    }
+
     #[test]
     fn rows_for_exchanges_only_aligned_under_the_header() {
         let q = sample::query(1, "example.com", 1, 0);
@@ -275,27 +405,29 @@ mod tests {
         r.cgroup = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-\
                     0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope"
             .to_string();
+        let s = server_side(&r);
         let mut u = sample::query(2, "slow.example", 28, 1_000_000_000);
         u.kind = Kind::Unanswered;
         u.timeout_ms = Some(5000);
-        let text = render(&[q, r, u], style());
+        let text = render(&[q, r, s, u], style());
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines.len(), 4, "{text}");
         assert_eq!(
-            lines[0],
-            "TIME             PID PROCESS         CGROUP               QTYPE  QNAME                        RCODE      LATENCY ANSWERS"
+            lines,
+            [
+                "TIME             PID PROCESS         ROLE   CGROUP       QTYPE  QNAME                        RCODE    LATENCY ANSWERS",
+                "10:54:55.123     123 dig             client 0123456789ab A      example.com                  NOERROR   2.35ms 93.184.215.14",
+                "10:54:55.123     870 dnsmasq         server 0123456789ab A      example.com                  NOERROR    120us 93.184.215.14",
+                "10:54:56.000     123 dig             client -            AAAA   slow.example                 TIMEOUT        - -",
+            ]
         );
-        assert_eq!(
-            lines[1],
-            "10:54:55.123     123 dig             0123456789ab         A      example.com                  NOERROR     2.35ms 93.184.215.14"
-        );
-        assert_eq!(
-            lines[2],
-            "10:54:56.000     123 dig             -                    AAAA   slow.example                 TIMEOUT          - -"
-        );
-        let col = lines[0].find("RCODE").unwrap();
-        assert_eq!(lines[1].find("NOERROR"), Some(col));
-        assert_eq!(lines[2].find("TIMEOUT"), Some(col));
+        for title in ["ROLE", "RCODE", "ANSWERS"] {
+            let col = lines[0].find(title).unwrap();
+            for row in &lines[1..] {
+                assert_eq!(row.chars().nth(col - 1), Some(' '), "{title}: {row}");
+                assert_ne!(row.chars().nth(col), Some(' '), "{title}: {row}");
+            }
+        }
     }
 
     #[test]
@@ -322,41 +454,74 @@ mod tests {
         let narrow = render(
             &[r],
             TableStyle {
-                width: Some(160),
+                width: Some(157),
                 ..style()
             },
         );
         let row = narrow.lines().nth(1).unwrap();
-        assert!(row.ends_with(" 192.0.2.1 192.…"), "{row}");
-        assert_eq!(row.chars().count(), 160, "{row}");
+        assert!(row.ends_with(" 192.0.2.1 192.0…"), "{row}");
+        assert_eq!(row.chars().count(), 157, "{row}");
     }
 
     #[test]
-    fn colour_marks_rcodes_only_when_asked() {
+    fn fits_a_120_column_terminal() {
+        let q = sample::query(1, "kubernetes.default.svc.cluster.local", 28, 0);
+        let r = sample::response(&q, 0, &["2001:db8:aaaa:bbbb::1"], 1);
+        let s = server_side(&r);
+        let text = render(
+            &[r, s],
+            TableStyle {
+                width: Some(120),
+                ..style()
+            },
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let role = lines[0].find("ROLE").unwrap();
+        let qname = lines[0].find("QNAME").unwrap();
+        for (line, side) in lines[1..].iter().zip(["client", "server"]) {
+            assert!(line.chars().count() <= 120, "{} wide: {line}", line.len());
+            assert_eq!(&line[role..role + 7], format!("{side} "), "{line}");
+            assert!(
+                line[qname..].starts_with("…ult.svc.cluster.local "),
+                "{line}"
+            );
+            assert!(line.ends_with(" 2001:db8:aaaa:b…"), "{line}");
+        }
+    }
+
+    #[test]
+    fn colour_marks_rcodes_and_servers_only_when_asked() {
         let q = sample::query(1, "nx.example", 1, 0);
         let r = sample::response(&q, 3, &[], 1);
-        let plain = render(std::slice::from_ref(&r), style());
+        let events = [r.clone(), server_side(&r)];
+        let plain = render(&events, style());
         assert!(!plain.contains('\x1b'));
         let coloured = render(
-            &[r],
+            &events,
             TableStyle {
                 color: true,
                 ..style()
             },
         );
-        assert!(coloured.contains("\x1b[33mNXDOMAIN"), "{coloured}");
-        assert!(coloured.starts_with("\x1b[1mTIME"));
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(lines[0].starts_with("\x1b[1mTIME"), "{coloured}");
+        assert!(lines[1].contains(" client "), "{coloured}");
+        assert!(lines[1].contains(" \x1b[33mNXDOMAIN\x1b[0m "), "{coloured}");
+        assert!(lines[2].contains("\x1b[36mserver\x1b[0m "), "{coloured}");
     }
 
     #[test]
     fn formats() {
-        assert_eq!(latency(None), "-");
-        assert_eq!(latency(Some(850)), "850us");
-        assert_eq!(latency(Some(2_345)), "2.35ms");
-        assert_eq!(latency(Some(123_456)), "123.5ms");
-        assert_eq!(latency(Some(2_500_000)), "2.50s");
-        assert_eq!(fit("abcdef", 4), "abc…");
-        assert_eq!(fit_tail("abcdef", 4), "…def");
+        let latency = |us| Latency(us).to_string();
+        assert_eq!(latency(850), "850us");
+        assert_eq!(latency(2_345), "2.35ms");
+        assert_eq!(latency(123_456), "123.5ms");
+        assert_eq!(latency(999_949), "999.9ms");
+        assert_eq!(latency(2_500_000), "2.50s");
+        assert_eq!(cut("abcdef", 4, false), "abc…");
+        assert_eq!(cut("abcdef", 4, true), "…def");
+        assert_eq!(cut("abcd", 4, true), "abcd");
+        assert_eq!(cut("éèêëē", 3, false), "éè…");
         assert_eq!(short_cgroup(""), "-");
         assert_eq!(short_cgroup("/"), "/");
         assert_eq!(
