@@ -84,6 +84,22 @@ pub struct CaptureArgs {
     /// Size of the kernel-to-user ring buffer: a power of two, e.g. 16MiB.
     #[arg(long, value_name = "SIZE")]
     pub ring_buffer_size: Option<String>,
+
+    /// Kernel hooks that capture DNS (docs/design.md); auto takes the cheapest this kernel allows.
+    #[arg(long, value_enum, default_value_t = CaptureFlag::Auto)]
+    pub capture: CaptureFlag,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptureFlag {
+    /// sockets, else syscall-exit, else syscall-tracepoints.
+    Auto,
+    /// Socket-layer tracepoints (Linux 6.3+): pipes and files pay nothing.
+    Sockets,
+    /// The BTF raw tracepoint sys_exit: every syscall runs the hook.
+    SyscallExit,
+    /// The per-syscall sys_exit_* tracepoints, where BTF raw tracepoints are refused.
+    SyscallTracepoints,
 }
 
 /// Filters, each repeatable or comma-separated; every filter given must match.

@@ -10,7 +10,7 @@ use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::count::{self, Counter};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::{DnsEvent, Pipeline, PipelineConfig};
-use dnslens_probe::{HookStatus, Probe};
+use dnslens_probe::{CaptureMode, HookStatus, Probe};
 
 use crate::settings::{Output, Settings};
 use crate::sink::{CountFormat, CountSink, JsonSink, Sink, TableSink, TableStyle};
@@ -22,7 +22,7 @@ const REMEASURE: Duration = Duration::from_secs(60);
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
-    for line in announce(probe.hooks(), &settings.probe.ports) {
+    for line in announce(probe.hooks(), &settings.probe.ports, probe.mode()) {
         eprintln!("{line}");
     }
     signals::install().context("installing the SIGINT/SIGTERM handlers")?;
@@ -59,7 +59,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// The lines printed once the probe is attached: one per hook that failed (optional hooks are
 /// skipped, not fatal), then the one that says tracing has started.
-pub fn announce(hooks: &[HookStatus], ports: &[u16]) -> Vec<String> {
+pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<String> {
     let mut lines: Vec<String> = hooks
         .iter()
         .filter(|h| !h.attached)
@@ -74,7 +74,7 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16]) -> Vec<String> {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let attached = hooks.iter().filter(|h| h.attached).count();
     lines.push(format!(
-        "dnslens: tracing DNS on ports {} ({attached} hooks attached)",
+        "dnslens: tracing DNS on ports {} with {mode} ({attached} hooks attached)",
         ports.join(", ")
     ));
     lines
@@ -277,15 +277,15 @@ mod tests {
             error: error.map(str::to_string),
         };
         let hooks = [
-            hook("syscalls/sys_enter_sendto", None),
+            hook("syscalls/sys_exit_sendto", None),
             hook("syscalls/sys_exit_sendto", None),
             hook("sched/sched_process_exec", Some("tracepoint not found")),
         ];
         assert_eq!(
-            announce(&hooks, &[53, 5353]),
+            announce(&hooks, &[53, 5353], CaptureMode::SyscallTracepoints),
             vec![
                 "dnslens: hook sched/sched_process_exec not attached, skipped: tracepoint not found",
-                "dnslens: tracing DNS on ports 53, 5353 (2 hooks attached)",
+                "dnslens: tracing DNS on ports 53, 5353 with syscall tracepoints (2 hooks attached)",
             ]
         );
     }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use dnslens_lens::count::CountBy;
 use dnslens_lens::filter::{Filter, Glob};
-use dnslens_probe::{ProbeConfig, MAX_PORTS};
+use dnslens_probe::{CaptureMode, ProbeConfig, MAX_PORTS};
 
-use crate::flags::{CaptureArgs, Cli, ColorWhen, Command, CountKey, FilterArgs};
+use crate::flags::{CaptureArgs, CaptureFlag, Cli, ColorWhen, Command, CountKey, FilterArgs};
 
 #[derive(Debug, PartialEq)]
 pub struct Settings {
@@ -117,6 +117,12 @@ fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
         );
     }
     config.ports = ports;
+    config.capture = match capture.capture {
+        CaptureFlag::Auto => CaptureMode::Auto,
+        CaptureFlag::Sockets => CaptureMode::Sockets,
+        CaptureFlag::SyscallExit => CaptureMode::SyscallExit,
+        CaptureFlag::SyscallTracepoints => CaptureMode::SyscallTracepoints,
+    };
     if let Some(size) = &capture.ring_buffer_size {
         config.ring_buffer_bytes =
             parse_ring_size(size).with_context(|| format!("--ring-buffer-size {size:?}"))?;

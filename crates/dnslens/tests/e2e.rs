@@ -594,3 +594,41 @@ fn root_trace_stops_by_itself() {
         started.elapsed()
     );
 }
+
+/// The fallback capture modes (for kernels without the socket tracepoints, or where BTF raw
+/// tracepoints are refused) must see the same messages: glibc (connected, sendmmsg), kdig
+/// (unconnected sendmsg/recvfrom, and TCP) and dig (recvmsg on a worker thread).
+#[test]
+fn root_trace_fallback_capture_modes() {
+    if !have_root() {
+        return;
+    }
+    let (getent, kdig, dig) = (tool("getent"), tool("kdig"), tool("dig"));
+    let modes = [
+        ("syscall-exit", "with syscall-exit raw tracepoint ("),
+        ("syscall-tracepoints", "with syscall tracepoints ("),
+    ];
+    for (mode, announced) in modes {
+        let node = Node::start(1);
+        let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+        let (runs, stopped) = traced(&node, &["--capture", mode], || {
+            let at = format!("@{}", node.server.v4);
+            let runs = vec![
+                node.run("getent", 0, Some(&pod), &getent, &["ahosts", HOST]),
+                node.run("kdig-udp", 0, Some(&pod), &kdig, &[&at, HOST, "A"]),
+                node.run("kdig-tcp", 0, Some(&pod), &kdig, &[&at, "+tcp", TXT, "TXT"]),
+                node.run("dig-nx", 0, Some(&pod), &dig, &["+tries=1", NX, "A"]),
+            ];
+            runs.iter().for_each(|r| {
+                r.expect_ok().expect_queries();
+            });
+            runs
+        });
+        assert!(
+            stopped.stderr.contains(announced),
+            "dnslens did not say it traces with {mode}: {}",
+            stopped.stderr
+        );
+        assert_client_capture(&format!("--capture {mode}"), &node, &runs, &stopped);
+    }
+}
