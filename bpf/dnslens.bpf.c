@@ -119,6 +119,7 @@ struct {
  * sock_recv_length hook that fires next in the same syscall: the user's sockaddr is written only
  * after it. */
 struct datagram_peer {
+	__u64 pid_tgid;
 	__u64 time_ns;
 	__u8 remote_addr[16];
 	__u16 remote_port;
@@ -126,10 +127,13 @@ struct datagram_peer {
 	__u16 family;
 };
 
+/* Per CPU, not per task: the two hooks run back to back in one syscall, and a lookup here is far
+ * cheaper than in a hash map on every UDP receive of the host. A task that moved to another CPU
+ * in between finds no record (its pid_tgid is checked), and the receive's peer stays unknown. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct datagram_peer);
 } datagram_peers SEC(".maps");
 
@@ -588,13 +592,14 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	bool have_peer = false;
 	if (direction == DNSLENS_DIR_RECV && sk->sk_protocol == IPPROTO_UDP) {
 		/* Taken even when the receive failed, so it cannot be mistaken for a later one's;
-		 * the age check covers a record whose receive never reached this hook. */
-		struct datagram_peer *seen = bpf_map_lookup_elem(&datagram_peers, &id);
-		if (seen) {
+		 * the age and port checks cover a record whose receive never reached this hook. */
+		__u32 zero = 0;
+		struct datagram_peer *seen = bpf_map_lookup_elem(&datagram_peers, &zero);
+		if (seen && seen->pid_tgid == id) {
 			peer = *seen;
 			have_peer = bpf_ktime_get_ns() - peer.time_ns < 1000 * 1000 &&
 				    peer.local_port == local_port;
-			bpf_map_delete_elem(&datagram_peers, &id);
+			seen->pid_tgid = 0;
 		}
 		/* Unconnected UDP: only datagrams from or to a DNS port were recorded. */
 		if (!dns_port && !have_peer)
@@ -696,8 +701,9 @@ static __always_inline void record_datagram_peer(struct bpf_sock_addr *ctx, __u1
 		__builtin_memcpy(peer.remote_addr, ip6, 16);
 	}
 	peer.time_ns = bpf_ktime_get_ns();
-	__u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&datagram_peers, &id, &peer, BPF_ANY);
+	peer.pid_tgid = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	bpf_map_update_elem(&datagram_peers, &zero, &peer, BPF_ANY);
 }
 
 SEC("cgroup/recvmsg4")

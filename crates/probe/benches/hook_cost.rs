@@ -14,8 +14,8 @@ use std::{
 
 use dnslens_probe::{Probe, ProbeConfig};
 
-const ITERATIONS: u32 = 200_000;
-const ROUNDS: usize = 5;
+const ITERATIONS: u32 = 100_000;
+const ROUNDS: usize = 9;
 
 type Workload = Box<dyn FnMut()>;
 
@@ -92,6 +92,14 @@ fn main() {
     if unsafe { libc::geteuid() } != 0 {
         println!("hook_cost: skipped, loading BPF needs root");
         return;
+    }
+    // One CPU for the whole run: a migration in the middle of a timed loop is noise.
+    // SAFETY: the set is a plain bitmask initialised by CPU_ZERO/CPU_SET; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
     let mut workloads: Vec<(&str, Workload)> = vec![
         ("pipe", pipe()),
