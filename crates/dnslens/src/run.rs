@@ -182,13 +182,14 @@ fn report(probe: &Probe, pipeline: &Pipeline, shown: Option<u64>) {
     match probe.counters() {
         Ok(k) => eprintln!(
             "dnslens: kernel: {} events, {} lost (ring buffer full {}, read failed {}, \
-             past the sendmmsg/recvmmsg limit {}), {} cut at the payload limit, \
-             {} with iovecs past the limit",
+             past the sendmmsg/recvmmsg limit {}, not from a hooked syscall {}), \
+             {} cut at the payload limit, {} with iovecs past the limit",
             k.events,
             k.lost(),
             k.ringbuf_full,
             k.read_failed,
             k.mmsg_skipped,
+            k.other_path,
             k.truncated,
             k.iov_skipped
         ),

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslens_probe::{Probe, ProbeConfig};
+use dnslens_probe::{CaptureMode, Probe, ProbeConfig};
 
 const ITERATIONS: u32 = 100_000;
 const ROUNDS: usize = 9;
@@ -107,16 +107,27 @@ fn main() {
         ("udp loopback", udp()),
         ("tcp loopback", tcp()),
     ];
-    let mut without = vec![Vec::new(); workloads.len()];
-    let mut with = vec![Vec::new(); workloads.len()];
     for (_, work) in workloads.iter_mut() {
         time(work); // warm up
     }
+    // The socket hooks against the syscall hook that other tools use, in the same run.
+    for mode in [CaptureMode::Sockets, CaptureMode::SyscallExit] {
+        measure(mode, &mut workloads);
+    }
+}
+
+fn measure(mode: CaptureMode, workloads: &mut [(&str, Workload)]) {
+    let config = ProbeConfig {
+        capture: mode,
+        ..ProbeConfig::default()
+    };
+    let load = || Probe::load(&config).unwrap_or_else(|e| panic!("{mode}: {e}"));
+    let mut without = vec![Vec::new(); workloads.len()];
+    let mut with = vec![Vec::new(); workloads.len()];
     // Alternate which side of a round goes first, so drift (frequency, other load) falls on both.
     for round in 0..ROUNDS {
         for traced in [round % 2 == 1, round % 2 == 0] {
-            let probe = traced
-                .then(|| Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}")));
+            let probe = traced.then(load);
             let samples = if traced { &mut with } else { &mut without };
             for (i, (_, work)) in workloads.iter_mut().enumerate() {
                 samples[i].push(time(work));
@@ -129,8 +140,7 @@ fn main() {
     }
     // Kernel-measured hook time per write+read pair, every program summed, in a round of its
     // own: bpf_stats slows what it measures.
-    let probe = Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("{e}"));
-    let mode = probe.mode();
+    let probe = load();
     let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable bpf_stats");
     let hook_ns = |probe: &Probe| -> u128 {
         probe
@@ -148,9 +158,8 @@ fn main() {
     drop(stats_on);
     drop(probe);
     println!(
-        "hook cost on non-DNS I/O ({} capture): ns per write+read pair, median of {ROUNDS} rounds of \
-         {ITERATIONS}; hook time from bpf_stats in a separate round",
-        mode
+        "\nhook cost on non-DNS I/O, {mode} capture: ns per write+read pair, median of {ROUNDS} \
+         rounds of {ITERATIONS}; hook time from bpf_stats in a separate round"
     );
     println!(
         "{:<14} {:>10} {:>12} {:>8} {:>16}",
