@@ -1,22 +1,11 @@
 //! Builds bpf/dnslens.bpf.o with clang when clang is present, else takes the committed object.
-//! Both go through the same recipe (bpf/Makefile's flags) so CI can compare them.
+//! The flags are read from bpf/Makefile, their one definition, so CI can compare the two.
 
 use std::{
     env,
     path::{Path, PathBuf},
     process::Command,
 };
-
-const CFLAGS: &[&str] = &[
-    "-O2",
-    "-g",
-    "-target",
-    "bpf",
-    "-D__TARGET_ARCH_x86",
-    "-Wall",
-    "-Werror",
-    "-I.",
-];
 
 fn main() {
     let bpf_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bpf");
@@ -32,10 +21,17 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=CLANG");
 
+    let makefile = std::fs::read_to_string(bpf_dir.join("Makefile")).expect("read bpf/Makefile");
+    let cflags: Vec<&str> = makefile
+        .lines()
+        .find_map(|line| line.strip_prefix("CFLAGS := "))
+        .expect("bpf/Makefile defines CFLAGS := ...")
+        .split_whitespace()
+        .collect();
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let built = Command::new(&clang)
         .current_dir(&bpf_dir)
-        .args(CFLAGS)
+        .args(&cflags)
         .args(["-c", "dnslens.bpf.c", "-o"])
         .arg(&out)
         .status();

@@ -632,3 +632,29 @@ fn root_trace_fallback_capture_modes() {
         assert_client_capture(&format!("--capture {mode}"), &node, &runs, &stopped);
     }
 }
+
+/// Without privileges: one clear line, a failing exit status, nothing attached. Runs as root and
+/// drops to nobody with setpriv, so CI (root) exercises it.
+#[test]
+fn root_trace_without_privileges_says_so() {
+    if !have_root() || !have_tool("setpriv") {
+        return;
+    }
+    let output = std::process::Command::new(tool("setpriv"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_dnslens"))
+        .args(["trace", "--duration", "1s"])
+        .output()
+        .expect("run dnslens as nobody");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "dnslens succeeded without privileges: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim(),
+        "dnslens: loading BPF needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE): run \
+         dnslens with sudo"
+    );
+    assert!(output.stdout.is_empty());
+}
