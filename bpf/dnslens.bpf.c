@@ -776,7 +776,7 @@ int sched_process_exec(struct sched_process_exec_args *ctx)
 {
 	struct dnslens_exec_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
-		count(DNSLENS_CNT_RINGBUF_FULL);
+		count(DNSLENS_CNT_EXEC_LOST);
 		return 0;
 	}
 	struct task_struct *task = (void *)bpf_get_current_task();

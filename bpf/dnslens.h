@@ -58,6 +58,7 @@ enum dnslens_counter {
 	DNSLENS_CNT_IOV_SKIPPED,     /* iovecs past DNSLENS_MAX_IOV in one message, not captured */
 	DNSLENS_CNT_OTHER_PATH,      /* DNS socket I/O not from a hooked syscall (sendfile, io_uring,
 	                              * kernel callers): its buffer is unknown, not captured */
+	DNSLENS_CNT_EXEC_LOST,       /* exec records lost: ring buffer full */
 	DNSLENS_CNT_MAX,
 };
 

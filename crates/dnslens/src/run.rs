@@ -19,6 +19,8 @@ use crate::sink::{CountFormat, CountSink, JsonSink, Sink, TableSink, TableStyle}
 const POLL: Duration = Duration::from_millis(100);
 /// The wall-clock offset is measured again this often, in case the system time was stepped.
 const REMEASURE: Duration = Duration::from_secs(60);
+/// How often the kernel's loss counters are checked while running.
+const LOSS_CHECK: Duration = Duration::from_secs(5);
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
@@ -124,6 +126,8 @@ impl Run<'_> {
         let deadline = duration.map(|d| start + d);
         let mut next_interval = interval.map(|i| start + i);
         let mut next_remeasure = start + REMEASURE;
+        let mut next_loss_check = start + LOSS_CHECK;
+        let mut lost_reported = 0;
         while !signals::stopped() {
             let mut failed: Option<io::Error> = None;
             let Run {
@@ -168,6 +172,16 @@ impl Run<'_> {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
+            if now >= next_loss_check {
+                // Loss is said when it happens, not only in the final counters.
+                if let Ok(counters) = self.probe.counters() {
+                    if let Some(line) = loss_warning(counters.ringbuf_full - lost_reported) {
+                        eprintln!("{line}");
+                    }
+                    lost_reported = counters.ringbuf_full;
+                }
+                next_loss_check = now + LOSS_CHECK;
+            }
             if now >= next_remeasure {
                 pipeline.clock_mut().remeasure();
                 next_remeasure = now + REMEASURE;
@@ -177,13 +191,24 @@ impl Run<'_> {
     }
 }
 
+/// The warning for messages dropped because the ring buffer was full since the last check.
+fn loss_warning(newly_lost: u64) -> Option<String> {
+    (newly_lost > 0).then(|| {
+        format!(
+            "dnslens: {newly_lost} messages lost in the last {}s: the ring buffer was full \
+             (read too slowly); a larger --ring-buffer-size or narrower filters help",
+            LOSS_CHECK.as_secs()
+        )
+    })
+}
+
 /// The counters, on stderr, one line per stage.
 fn report(probe: &Probe, pipeline: &Pipeline, shown: Option<u64>) {
     match probe.counters() {
         Ok(k) => eprintln!(
             "dnslens: kernel: {} events, {} lost (ring buffer full {}, read failed {}, \
              past the sendmmsg/recvmmsg limit {}, not from a hooked syscall {}), \
-             {} cut at the payload limit, {} with iovecs past the limit",
+             {} cut at the payload limit, {} with iovecs past the limit, {} exec records lost",
             k.events,
             k.lost(),
             k.ringbuf_full,
@@ -191,7 +216,8 @@ fn report(probe: &Probe, pipeline: &Pipeline, shown: Option<u64>) {
             k.mmsg_skipped,
             k.other_path,
             k.truncated,
-            k.iov_skipped
+            k.iov_skipped,
+            k.exec_lost
         ),
         Err(e) => eprintln!("dnslens: kernel counters unavailable: {e}"),
     }
@@ -269,6 +295,16 @@ mod signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_is_warned_only_when_it_grew() {
+        assert_eq!(loss_warning(0), None);
+        let line = loss_warning(42).unwrap();
+        assert!(
+            line.starts_with("dnslens: 42 messages lost in the last 5s"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn announce_lists_failed_hooks_then_says_tracing() {

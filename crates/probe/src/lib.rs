@@ -132,7 +132,7 @@ pub struct ProgramStats {
 }
 
 /// `enum dnslens_counter`, in index order.
-pub const COUNTER_NAMES: [&str; 7] = [
+pub const COUNTER_NAMES: [&str; 8] = [
     "events",
     "ringbuf_full",
     "read_failed",
@@ -140,6 +140,7 @@ pub const COUNTER_NAMES: [&str; 7] = [
     "mmsg_skipped",
     "iov_skipped",
     "other_path",
+    "exec_lost",
 ];
 
 /// The kernel side's counters (`enum dnslens_counter`), summed over CPUs.
@@ -159,6 +160,8 @@ pub struct KernelCounters {
     pub iov_skipped: u64,
     /// DNS socket I/O not from a hooked syscall (sendfile, io_uring, kernel callers).
     pub other_path: u64,
+    /// Exec records lost because the ring buffer was full (those processes' exe may be null).
+    pub exec_lost: u64,
 }
 
 impl KernelCounters {
@@ -295,7 +298,7 @@ impl Probe {
                 .map_err(|e| ProbeError::Read(e.to_string()))?;
             *sum = per_cpu.iter().sum();
         }
-        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped, other_path] =
+        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped, other_path, exec_lost] =
             sums;
         Ok(KernelCounters {
             events,
@@ -305,6 +308,7 @@ impl Probe {
             mmsg_skipped,
             iov_skipped,
             other_path,
+            exec_lost,
         })
     }
 }

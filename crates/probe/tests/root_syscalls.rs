@@ -412,3 +412,39 @@ fn root_exec_records_carry_the_executable() {
     let exec = found.expect("an exec record for /bin/true");
     assert!(exec.tgid > 0 && exec.process_start_ns > 0);
 }
+
+#[test]
+fn root_ring_buffer_overflow_is_counted_and_recovers() {
+    if !is_root() {
+        return;
+    }
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    // One page holds about twenty small events.
+    let config = ProbeConfig {
+        ports: vec![port],
+        ring_buffer_bytes: 4096,
+        ..ProbeConfig::default()
+    };
+    let mut probe = Probe::load(&config).unwrap_or_else(|e| panic!("probe load: {e}"));
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(server.local_addr().unwrap()).unwrap();
+    for i in 0..200u8 {
+        client.send(&msg(i, 40)).unwrap();
+    }
+    let counters = probe.counters().unwrap();
+    assert!(counters.ringbuf_full >= 100, "{counters:?}");
+    assert_eq!(
+        counters.events + counters.ringbuf_full,
+        200,
+        "every send is counted once: {counters:?}"
+    );
+    collect(&mut probe, usize::MAX); // drain
+    let after = msg(250, 40);
+    client.send(&after).unwrap();
+    let seen = collect(&mut probe, 1);
+    assert!(
+        has(&seen, Syscall::Sendto, Direction::Send, &after),
+        "no recovery: {seen:?}"
+    );
+}
