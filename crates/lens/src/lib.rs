@@ -15,6 +15,7 @@ pub mod enrich;
 pub mod filter;
 pub mod model;
 pub mod pipeline;
+pub mod pods;
 pub mod process;
 pub mod stats;
 
