@@ -265,6 +265,33 @@ static __always_inline bool classify(struct task_struct *task, struct call *call
 	return true;
 }
 
+/* kernfs_node.parent was renamed __parent in Linux 6.15. */
+struct kernfs_node___pre615 {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
+}
+
+/* The cgroup's own directory name and its parent's (empty when the parent is the root): enough
+ * to tell the container and the pod even after the cgroup is gone, when no path can be read. */
+static __always_inline void fill_cgroup_names(struct dnslens_event *ev, struct kernfs_node *kn)
+{
+	ev->cgroup_name[0] = 0;
+	ev->cgroup_parent_name[0] = 0;
+	struct kernfs_node *parent = kn_parent(kn);
+	if (!parent)
+		return;
+	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), BPF_CORE_READ(kn, name));
+	if (kn_parent(parent))
+		bpf_probe_read_kernel_str(ev->cgroup_parent_name, sizeof(ev->cgroup_parent_name),
+					  BPF_CORE_READ(parent, name));
+}
+
 static __always_inline bool is_wildcard(const __u8 addr[16])
 {
 	const __u64 *words = (const __u64 *)addr;
@@ -284,15 +311,20 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 	ev->process_start_ns = BPF_CORE_READ(leader, start_time);
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	ev->cgroup_v1_id = 0;
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct kernfs_node *named = BPF_CORE_READ(cset, dfl_cgrp, kn);
 	if (memory_subsys_id < 64) {
-		struct css_set *cset = BPF_CORE_READ(task, cgroups);
 		struct cgroup_subsys_state *css = NULL;
 		bpf_probe_read_kernel(&css, sizeof(css),
 				      (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
 					      memory_subsys_id * sizeof(void *));
-		if (css)
-			ev->cgroup_v1_id = BPF_CORE_READ(css, cgroup, kn, id);
+		struct kernfs_node *v1 = BPF_CORE_READ(css, cgroup, kn);
+		ev->cgroup_v1_id = BPF_CORE_READ(v1, id);
+		/* Hybrid hosts may place containers only in v1: name the v1 cgroup then. */
+		if (v1 && !kn_parent(named))
+			named = v1;
 	}
+	fill_cgroup_names(ev, named);
 	ev->socket_ino = call->socket_ino;
 	ev->tgid = id >> 32;
 	ev->tid = (__u32)id;

@@ -15,6 +15,8 @@
  * two so the BPF verifier can bound copies with a mask. */
 #define DNSLENS_MAX_PAYLOAD 4096
 #define DNSLENS_COMM_LEN 16
+/* Bytes kept of a cgroup directory name: "cri-containerd-<64 hex>.scope" is 85. */
+#define DNSLENS_CGROUP_NAME_LEN 128
 /* Ports that count as DNS, set by userspace before load. */
 #define DNSLENS_MAX_PORTS 8
 /* Messages per sendmmsg/recvmmsg call and iovecs per message that are read. */
@@ -88,6 +90,10 @@ struct dnslens_event {
 	__u8 remote_addr[16];
 	char comm[DNSLENS_COMM_LEN];         /* thread name */
 	char leader_comm[DNSLENS_COMM_LEN];  /* process (group leader) name */
+	/* The task's cgroup directory name and its parent's ("" for the root), from v2, or from the
+	 * v1 memory hierarchy when v2 says root: names outlive a removed cgroup's path. */
+	char cgroup_name[DNSLENS_CGROUP_NAME_LEN];
+	char cgroup_parent_name[DNSLENS_CGROUP_NAME_LEN];
 	__u8 payload[DNSLENS_MAX_PAYLOAD];   /* only payload_len bytes are sent */
 };
 

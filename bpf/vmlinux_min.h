@@ -118,6 +118,8 @@ struct nsproxy {
 };
 
 struct kernfs_node {
+	struct kernfs_node *__parent;
+	const char *name;
 	__u64 id;
 };
 
@@ -131,6 +133,7 @@ struct cgroup_subsys_state {
 
 struct css_set {
 	struct cgroup_subsys_state *subsys[16];
+	struct cgroup *dfl_cgrp;
 };
 
 /* x86_64 register names; other architectures need their own (see PT_REGS_* in libbpf). */

@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// `DNSLENS_MAX_PAYLOAD`: bytes of one message copied per event.
 pub const MAX_PAYLOAD: usize = 4096;
 const COMM_LEN: usize = 16;
+/// `DNSLENS_CGROUP_NAME_LEN`.
+pub const CGROUP_NAME_LEN: usize = 128;
 /// `DNSLENS_PATH_LEN`.
 pub const PATH_LEN: usize = 256;
 const RECORD_DNS: u32 = 1;
@@ -15,7 +17,7 @@ const AF_INET6: u16 = 10;
 /// Fixed part of an event; the ring buffer record is this header followed by `payload_len`
 /// payload bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventHeader {
     pub kind: u32,
     pub tgid: u32,
@@ -42,6 +44,16 @@ pub struct EventHeader {
     pub remote_addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
     pub leader_comm: [u8; COMM_LEN],
+    pub cgroup_name: [u8; CGROUP_NAME_LEN],
+    pub cgroup_parent_name: [u8; CGROUP_NAME_LEN],
+}
+
+impl Default for EventHeader {
+    /// All zero, as the kernel side starts from (arrays past 32 elements have no derived Default).
+    fn default() -> Self {
+        // SAFETY: integers and byte arrays only: all-zero bytes are a valid value.
+        unsafe { std::mem::zeroed() }
+    }
 }
 
 /// Transport of the socket.
@@ -120,6 +132,8 @@ pub struct ExecEvent {
 }
 
 /// Any ring-buffer record.
+// Made per record and consumed at once: boxing the large variant would allocate per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Record<'a> {
     Dns(RawEvent<'a>),
@@ -265,6 +279,19 @@ impl<'a> RawEvent<'a> {
     /// Process (thread-group leader) name.
     pub fn leader_comm(&self) -> &str {
         c_str(&self.header.leader_comm)
+    }
+
+    /// The cgroup's path as far as the kernel named it: `/parent/leaf`, `/leaf` under the root,
+    /// `/` for the root. Outlives the cgroup, unlike a path looked up from the id.
+    pub fn cgroup_names(&self) -> String {
+        match (
+            c_str(&self.header.cgroup_parent_name),
+            c_str(&self.header.cgroup_name),
+        ) {
+            (_, "") => "/".to_string(),
+            ("", leaf) => format!("/{leaf}"),
+            (parent, leaf) => format!("/{parent}/{leaf}"),
+        }
     }
 }
 

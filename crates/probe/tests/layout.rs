@@ -14,6 +14,7 @@ macro_rules! fields {
 #[test]
 fn event_header_matches_the_c_header() {
     let rust_fields = fields!(
+        kind,
         timestamp_ns,
         process_start_ns,
         cgroup_id,
@@ -37,7 +38,9 @@ fn event_header_matches_the_c_header() {
         local_addr,
         remote_addr,
         comm,
-        leader_comm
+        leader_comm,
+        cgroup_name,
+        cgroup_parent_name
     );
     let mut program = String::from(
         "#include <stdio.h>\n#include <stddef.h>\n#include \"dnslens.h\"\nint main(void) {\n",
