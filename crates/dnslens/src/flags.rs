@@ -1,6 +1,8 @@
 //! The command line as typed: clap definitions only. Checking values and turning them into the
 //! settings that build the components is `settings.rs`.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -21,8 +23,11 @@ pub struct Cli {
 pub enum Command {
     /// Print DNS exchanges as they happen: a table, or JSON lines with --json.
     Trace(TraceArgs),
-    /// Count the queries sent by clients per interval, by thread name, process, pid or cgroup.
+    /// Count the queries sent by clients per interval, by process, pid, cgroup, pod, namespace,
+    /// workload or container.
     Count(CountArgs),
+    /// Show which cgroup, container, pod and workload a running process belongs to.
+    Whois(WhoisArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +53,9 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub filters: FilterArgs,
+
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +77,39 @@ pub struct CountArgs {
 
     #[command(flatten)]
     pub filters: FilterArgs,
+
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoisArgs {
+    /// The process id, as ps shows it on this host.
+    pub pid: u32,
+
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+/// Where pod names come from. Without a cluster (no in-cluster service account, no
+/// kubeconfig), events carry container ids and pod uids only.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Kubernetes")]
+pub struct KubernetesArgs {
+    /// This node's name in Kubernetes: only its pods are watched [default: the hostname].
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// The kubeconfig file to reach the API server with [default: the files in KUBECONFIG,
+    /// else the in-cluster service account, else ~/.kube/config].
+    // KUBECONFIG is read by the cluster layer, not bound here: it is a list, and its missing
+    // entries are skipped as kubectl does, where a file named by this flag must exist.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Do not ask the Kubernetes API: containers and pods by id only.
+    #[arg(long)]
+    pub no_kubernetes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +178,34 @@ pub struct FilterArgs {
     /// Only processes of this user id.
     #[arg(long, value_name = "UID", value_delimiter = ',')]
     pub uid: Vec<u32>,
+
+    /// Only pods in this namespace (exact, or a glob).
+    #[arg(long, value_name = "NAMESPACE", value_delimiter = ',')]
+    pub namespace: Vec<String>,
+
+    /// Leave out pods in this namespace, e.g. kube-system to hide CoreDNS's upstream queries.
+    #[arg(long, value_name = "NAMESPACE", value_delimiter = ',')]
+    pub exclude_namespace: Vec<String>,
+
+    /// Only this pod: its name (exact, or a glob) or its uid.
+    #[arg(long, value_name = "POD", value_delimiter = ',')]
+    pub pod: Vec<String>,
+
+    /// Only this container: its name (exact, or a glob) or the start of its id.
+    #[arg(long, value_name = "CONTAINER", value_delimiter = ',')]
+    pub container: Vec<String>,
+
+    /// Only pods of this workload: NAME or KIND/NAME (deploy/web, sts/db-*), globs allowed.
+    #[arg(long, value_name = "WORKLOAD", value_delimiter = ',')]
+    pub workload: Vec<String>,
+
+    /// Only processes outside containers and pods.
+    #[arg(long, conflicts_with = "no_host")]
+    pub host: bool,
+
+    /// Leave out processes outside containers and pods.
+    #[arg(long)]
+    pub no_host: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -155,4 +224,11 @@ pub enum CountKey {
     Process,
     Pid,
     Cgroup,
+    /// namespace/name of the pod.
+    Pod,
+    Namespace,
+    /// namespace/Kind/name of the pod's owner (Deployment, StatefulSet, DaemonSet, Job, CronJob).
+    Workload,
+    /// namespace/pod/container, or the container id's first 12 digits.
+    Container,
 }

@@ -1,12 +1,15 @@
 //! dnslens: which process, container and pod resolved which domain, captured with eBPF.
 //!
 //! This crate is only the command line and the glue: flags -> settings -> probe, pipeline
-//! (crates/lens) and a sink. Errors become one line on stderr and a non-zero exit.
+//! (crates/lens), the pod watch (crates/cluster) and a sink; `whois` reads one process.
+//! Errors become one line on stderr and a non-zero exit.
 
+mod cluster;
 mod flags;
 mod run;
 mod settings;
 mod sink;
+mod whois;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -14,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::flags::Cli;
-use crate::settings::{Settings, Terminal};
+use crate::settings::{Action, Terminal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,7 +25,11 @@ fn main() -> ExitCode {
         stdout_is_tty: std::io::stdout().is_terminal(),
         no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
     };
-    match Settings::from_cli(cli, terminal).and_then(run::run) {
+    let result = Action::from_cli(cli, terminal).and_then(|action| match action {
+        Action::Capture(settings) => run::run(*settings),
+        Action::Whois(whois) => whois::run(whois),
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dnslens: {e:#}");

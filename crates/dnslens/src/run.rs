@@ -12,6 +12,7 @@ use dnslens_lens::filter::Filter;
 use dnslens_lens::{DnsEvent, Pipeline, PipelineConfig};
 use dnslens_probe::{CaptureMode, HookStatus, Probe};
 
+use crate::cluster::Connection;
 use crate::settings::{Output, Settings};
 use crate::sink::{CountFormat, CountSink, JsonSink, Sink, TableSink, TableStyle};
 
@@ -24,6 +25,17 @@ const LOSS_CHECK: Duration = Duration::from_secs(5);
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
+    // Started before tracing is announced, so that the first list is under way; it runs on a
+    // thread of its own and enrichment only reads what it has.
+    let cluster = Connection::start(&settings.kubernetes)?;
+    let pods = cluster.directory();
+    if let Some(line) = kubernetes_line(
+        pods.is_some(),
+        cluster.node(),
+        settings.kubernetes.enabled && settings.filter.needs_pod_metadata(),
+    ) {
+        eprintln!("{line}");
+    }
     for line in announce(probe.hooks(), &settings.probe.ports, probe.mode()) {
         eprintln!("{line}");
     }
@@ -31,10 +43,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     let config = PipelineConfig {
         timeout_ns: settings.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
+        node: cluster.node().map(str::to_string),
         ..PipelineConfig::for_host()
     };
-    let mut pipeline = Pipeline::new(config, WallClock::measure());
-    let mut sink = build_sink(&settings.output, BufWriter::new(io::stdout().lock()));
+    let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
+    let mut sink = build_sink(
+        &settings.output,
+        pods.is_some(),
+        BufWriter::new(io::stdout().lock()),
+    );
     let (interval, max_events) = match settings.output {
         Output::Trace { max_events, .. } => (None, max_events),
         Output::Count { interval, .. } => (Some(interval), None),
@@ -53,9 +70,34 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let finished = sink.finish(clock::realtime_now_ns());
 
     report(&probe, &pipeline, interval.is_none().then_some(shown));
+    if let Some(line) = cluster.report() {
+        eprintln!("dnslens: {line}");
+    }
     match result.and(finished.map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
+    }
+}
+
+/// What is said about the cluster before tracing starts: which node's pods name events, or, when
+/// filters need pod names and no cluster was found, that they will see none.
+fn kubernetes_line(
+    connected: bool,
+    node: Option<&str>,
+    filters_need_names: bool,
+) -> Option<String> {
+    match (connected, node) {
+        (true, Some(node)) => Some(format!(
+            "dnslens: kubernetes: naming the pods of node {node} from the API server"
+        )),
+        (true, None) => Some("dnslens: kubernetes: naming pods from the API server".to_string()),
+        (false, _) if filters_need_names => Some(
+            "dnslens: kubernetes: no in-cluster configuration and no kubeconfig found, so \
+             pods have no names: --namespace and --workload match no event, \
+             --exclude-namespace leaves none out"
+                .to_string(),
+        ),
+        (false, _) => None,
     }
 }
 
@@ -82,7 +124,8 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<S
     lines
 }
 
-fn build_sink<'a, W: Write + 'a>(output: &Output, out: W) -> Box<dyn Sink + 'a> {
+/// `pods`: a pod directory names pods, so the table shows POD and CONTAINER.
+fn build_sink<'a, W: Write + 'a>(output: &Output, pods: bool, out: W) -> Box<dyn Sink + 'a> {
     match *output {
         Output::Trace { json: true, .. } => Box::new(JsonSink::new(out)),
         Output::Trace { color, .. } => Box::new(TableSink::new(
@@ -91,6 +134,7 @@ fn build_sink<'a, W: Write + 'a>(output: &Output, out: W) -> Box<dyn Sink + 'a> 
                 color,
                 width: terminal_width(),
                 utc_offset: local_utc_offset,
+                pods,
             },
         )),
         Output::Count { by, interval, json } => {
@@ -324,6 +368,20 @@ mod tests {
                 "dnslens: hook sched/sched_process_exec not attached, skipped: tracepoint not found",
                 "dnslens: tracing DNS on ports 53, 5353 with syscall tracepoints (2 hooks attached)",
             ]
+        );
+    }
+
+    #[test]
+    fn kubernetes_line_names_the_node_or_warns_about_filters() {
+        assert_eq!(
+            kubernetes_line(true, Some("node-1"), false).as_deref(),
+            Some("dnslens: kubernetes: naming the pods of node node-1 from the API server")
+        );
+        assert_eq!(kubernetes_line(false, Some("node-1"), false), None);
+        let warning = kubernetes_line(false, None, true).unwrap();
+        assert!(
+            warning.contains("--namespace and --workload match no event"),
+            "{warning}"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Validated settings: the raw flags checked and turned into what builds the components (probe
 //! configuration, filter, output). Every error names the flag, the value and what would work.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,7 +10,34 @@ use dnslens_lens::count::CountBy;
 use dnslens_lens::filter::{Filter, Glob};
 use dnslens_probe::{CaptureMode, ProbeConfig, MAX_PORTS};
 
-use crate::flags::{CaptureArgs, CaptureFlag, Cli, ColorWhen, Command, CountKey, FilterArgs};
+use crate::flags::{
+    CaptureArgs, CaptureFlag, Cli, ColorWhen, Command, CountKey, FilterArgs, KubernetesArgs,
+};
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// `trace` or `count`: capture.
+    Capture(Box<Settings>),
+    /// `whois PID`.
+    Whois(Whois),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Whois {
+    pub pid: u32,
+    pub kubernetes: Kubernetes,
+}
+
+/// Where pod names come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Kubernetes {
+    /// Ask the API server (not with `--no-kubernetes`).
+    pub enabled: bool,
+    /// `--node-name` or `NODE_NAME`; the hostname stands in when the cluster needs one.
+    pub node_name: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+}
 
 #[derive(Debug, PartialEq)]
 pub struct Settings {
@@ -20,6 +48,7 @@ pub struct Settings {
     /// Pairing timeout: queries without a response after it are reported unanswered.
     pub timeout: Duration,
     pub output: Output,
+    pub kubernetes: Kubernetes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,9 +76,23 @@ pub struct Terminal {
     pub no_color: bool,
 }
 
+impl Action {
+    pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Action> {
+        match &cli.command {
+            Command::Whois(args) => Ok(Action::Whois(Whois {
+                pid: args.pid,
+                kubernetes: kubernetes(&args.kubernetes),
+            })),
+            Command::Trace(_) | Command::Count(_) => {
+                Settings::from_cli(cli, terminal).map(|s| Action::Capture(Box::new(s)))
+            }
+        }
+    }
+}
+
 impl Settings {
     pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
-        let (capture, filters, timeout, output) = match &cli.command {
+        let (capture, filters, timeout, output, kube) = match &cli.command {
             Command::Trace(args) => {
                 let color = match args.color {
                     ColorWhen::Always => true,
@@ -62,7 +105,13 @@ impl Settings {
                     max_events: args.count,
                 };
                 let timeout = positive_duration("--timeout", &args.timeout)?;
-                (&args.capture, &args.filters, timeout, output)
+                (
+                    &args.capture,
+                    &args.filters,
+                    timeout,
+                    output,
+                    &args.kubernetes,
+                )
             }
             Command::Count(args) => {
                 if !args.filters.rcode.is_empty() {
@@ -73,6 +122,10 @@ impl Settings {
                     CountKey::Process => CountBy::Process,
                     CountKey::Pid => CountBy::Pid,
                     CountKey::Cgroup => CountBy::Cgroup,
+                    CountKey::Pod => CountBy::Pod,
+                    CountKey::Namespace => CountBy::Namespace,
+                    CountKey::Workload => CountBy::Workload,
+                    CountKey::Container => CountBy::Container,
                 };
                 let output = Output::Count {
                     by,
@@ -82,12 +135,27 @@ impl Settings {
                 // Unanswered queries are not counted, so the timeout only bounds the pending
                 // table.
                 let timeout = Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS);
-                (&args.capture, &args.filters, timeout, output)
+                (
+                    &args.capture,
+                    &args.filters,
+                    timeout,
+                    output,
+                    &args.kubernetes,
+                )
             }
+            Command::Whois(_) => bail!("whois captures nothing: it has no capture settings"),
         };
+        let kubernetes = kubernetes(kube);
+        let filter = filter(filters)?;
+        if !kubernetes.enabled && filter.needs_pod_metadata() {
+            bail!(
+                "--namespace, --exclude-namespace and --workload need pod names from the \
+                 Kubernetes API, which --no-kubernetes turns off"
+            );
+        }
         Ok(Settings {
             probe: probe_config(capture)?,
-            filter: filter(filters)?,
+            filter,
             duration: capture
                 .duration
                 .as_deref()
@@ -95,7 +163,24 @@ impl Settings {
                 .transpose()?,
             timeout,
             output,
+            kubernetes,
         })
+    }
+}
+
+fn kubernetes(args: &KubernetesArgs) -> Kubernetes {
+    let given = |s: &str| !s.trim().is_empty();
+    Kubernetes {
+        enabled: !args.no_kubernetes,
+        node_name: args
+            .node_name
+            .as_deref()
+            .filter(|n| given(n))
+            .map(|n| n.trim().to_string()),
+        kubeconfig: args
+            .kubeconfig
+            .clone()
+            .filter(|p| given(&p.to_string_lossy())),
     }
 }
 
@@ -139,6 +224,27 @@ fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
 }
 
 fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
+    let in_containers = [
+        ("--namespace", args.namespace.is_empty()),
+        ("--pod", args.pod.is_empty()),
+        ("--container", args.container.is_empty()),
+        ("--workload", args.workload.is_empty()),
+    ];
+    if let Some((flag, _)) = in_containers.iter().find(|(_, empty)| args.host && !empty) {
+        bail!(
+            "--host keeps only processes outside containers and {flag} selects processes in \
+             them: give one or the other"
+        );
+    }
+    let globs = |values: &[String]| -> anyhow::Result<Vec<Glob>> {
+        values
+            .iter()
+            .map(|v| match v.trim() {
+                "" => bail!("an empty name is not a filter: give a name, or a glob such as web-*"),
+                v => Ok(Glob::new(v)),
+            })
+            .collect()
+    };
     Ok(Filter {
         pids: args.pid.clone(),
         uids: args.uid.clone(),
@@ -148,6 +254,16 @@ fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
         exclude_domains: parse_each("--exclude-domain", &args.exclude_domain)?,
         qtypes: parse_each("--qtype", &args.qtype)?,
         rcodes: parse_each("--rcode", &args.rcode)?,
+        namespaces: globs(&args.namespace).context("--namespace")?,
+        exclude_namespaces: globs(&args.exclude_namespace).context("--exclude-namespace")?,
+        pods: globs(&args.pod).context("--pod")?,
+        containers: parse_each("--container", &args.container)?,
+        workloads: parse_each("--workload", &args.workload)?,
+        host: match (args.host, args.no_host) {
+            (true, _) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        },
     })
 }
 
@@ -369,6 +485,80 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_filters_and_flags() {
+        let s = settings(&[
+            "trace",
+            "--namespace",
+            "shop,kube-*",
+            "--exclude-namespace",
+            "kube-system",
+            "--pod",
+            "web-*",
+            "--container",
+            "app,0123abcd",
+            "--workload",
+            "deploy/web",
+            "--no-host",
+            "--node-name",
+            "node-1",
+            "--kubeconfig",
+            "/etc/kube.conf",
+        ])
+        .unwrap();
+        let f = &s.filter;
+        assert_eq!(f.namespaces, vec![Glob::new("shop"), Glob::new("kube-*")]);
+        assert_eq!(f.exclude_namespaces, vec![Glob::new("kube-system")]);
+        assert_eq!(f.pods, vec![Glob::new("web-*")]);
+        assert_eq!(f.containers.len(), 2);
+        assert_eq!(f.workloads, vec!["deploy/web".parse().unwrap()]);
+        assert_eq!(f.host, Some(false));
+        assert_eq!(
+            s.kubernetes,
+            Kubernetes {
+                enabled: true,
+                node_name: Some("node-1".to_string()),
+                kubeconfig: Some("/etc/kube.conf".into()),
+            }
+        );
+        assert_eq!(
+            settings(&["trace", "--host"]).unwrap().filter.host,
+            Some(true)
+        );
+        let off = settings(&["count", "--no-kubernetes", "--by", "pod", "--pod", "6f1a*"]);
+        let off = off.unwrap();
+        assert!(!off.kubernetes.enabled);
+        assert!(matches!(
+            off.output,
+            Output::Count {
+                by: CountBy::Pod,
+                ..
+            }
+        ));
+        for (by, want) in [
+            ("namespace", CountBy::Namespace),
+            ("workload", CountBy::Workload),
+            ("container", CountBy::Container),
+        ] {
+            let s = settings(&["count", "--by", by]).unwrap();
+            assert!(matches!(s.output, Output::Count { by, .. } if by == want));
+        }
+    }
+
+    #[test]
+    fn whois_takes_a_pid_and_the_cluster_flags() {
+        let cli = Cli::try_parse_from(["dnslens", "whois", "4242", "--node-name", "n1"]).unwrap();
+        match Action::from_cli(cli, Terminal::default()).unwrap() {
+            Action::Whois(w) => {
+                assert_eq!(w.pid, 4242);
+                assert_eq!(w.kubernetes.node_name.as_deref(), Some("n1"));
+                assert!(w.kubernetes.enabled);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["dnslens", "whois", "me"]).is_err());
+    }
+
+    #[test]
     fn clear_errors() {
         let e = error(&["trace", "--qtype", "AAA"]);
         assert!(e.contains("--qtype \"AAA\"") && e.contains("TYPEN"), "{e}");
@@ -395,5 +585,28 @@ mod tests {
         assert!(e.contains("count counts queries"), "{e}");
         let e = error(&["count", "--by", "host"]);
         assert!(e.contains("host"), "{e}");
+        let e = error(&["trace", "--host", "--pod", "web"]);
+        assert!(
+            e.contains("--host keeps only") && e.contains("--pod"),
+            "{e}"
+        );
+        let e = error(&["trace", "--host", "--no-host"]);
+        assert!(e.contains("--no-host"), "{e}");
+        let e = error(&[
+            "trace",
+            "--no-kubernetes",
+            "--exclude-namespace",
+            "kube-system",
+        ]);
+        assert!(e.contains("--no-kubernetes turns off"), "{e}");
+        let e = error(&["trace", "--workload", "a/b/c"]);
+        assert!(
+            e.contains("--workload \"a/b/c\"") && e.contains("deployment/web"),
+            "{e}"
+        );
+        let e = error(&["trace", "--namespace", " "]);
+        assert!(e.contains("--namespace") && e.contains("empty name"), "{e}");
+        let e = error(&["trace", "--container", ""]);
+        assert!(e.contains("--container"), "{e}");
     }
 }

@@ -658,3 +658,93 @@ fn root_trace_without_privileges_says_so() {
     );
     assert!(output.stdout.is_empty());
 }
+
+/// Every cgroup layout (kubelet systemd and cgroupfs drivers, each QoS form, CRI-O, containerd,
+/// a kind node's nesting, Docker and Podman outside Kubernetes, a pod known only to cgroup v1):
+/// the events of a resolver that exits at once carry the right container id, runtime and pod
+/// uid, from the cgroup the kernel reported (no Kubernetes API here).
+#[test]
+fn root_trace_container_and_pod_from_every_cgroup_layout() {
+    if !have_root() {
+        return;
+    }
+    let getent = tool("getent");
+    let mut layouts: Vec<(Driver, Hierarchies)> = [
+        Driver::Systemd,
+        Driver::Cgroupfs,
+        Driver::SystemdCrio,
+        Driver::SystemdGuaranteed,
+        Driver::CgroupfsGuaranteed,
+        Driver::KindNested,
+        Driver::Docker,
+        Driver::Podman,
+    ]
+    .into_iter()
+    .map(|driver| (driver, Hierarchies::Both))
+    .collect();
+    if PodCgroup::have_v1_memory() {
+        layouts.push((Driver::Systemd, Hierarchies::V1Only));
+    }
+    let node = Node::start(1);
+    let pods: Vec<PodCgroup> = layouts.iter().map(|&(d, h)| PodCgroup::new(d, h)).collect();
+    let (runs, stopped) = traced(&node, &["--no-kubernetes"], || {
+        pods.iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                let run = node.run(
+                    &format!("getent-{i}"),
+                    0,
+                    Some(pod),
+                    &getent,
+                    &["ahosts", HOST],
+                );
+                run.expect_ok().expect_queries();
+                run
+            })
+            .collect()
+    });
+    assert_client_capture("every cgroup layout", &node, &runs, &stopped);
+    let mut problems = Vec::new();
+    for (run, pod) in runs.iter().zip(&pods) {
+        let events: Vec<&Value> = stopped
+            .events
+            .iter()
+            .filter(|e| e["process"]["pid"] == run.pid)
+            .collect();
+        assert!(!events.is_empty(), "[{}] no events", run.label);
+        for e in events {
+            let want_pod = pod.driver.in_pod().then_some(pod.pod_uid.as_str());
+            let got = (
+                e["container"]["id"].as_str(),
+                e["container"]["runtime"].as_str(),
+                e["pod"]["uid"].as_str(),
+                e["host"].as_bool(),
+            );
+            let want = (
+                Some(pod.container_id.as_str()),
+                Some(pod.driver.runtime()),
+                want_pod,
+                Some(false),
+            );
+            if got != want {
+                problems.push(format!(
+                    "[{} in {}] got (container, runtime, pod uid, host) {got:?}, want {want:?}",
+                    run.label, pod.path
+                ));
+            }
+        }
+    }
+    // dnsmasq runs in the test's own (host) cgroup.
+    let server: Vec<&Value> = stopped
+        .events
+        .iter()
+        .filter(|e| e["role"] == "server" && e["process"]["name"] == "dnsmasq")
+        .collect();
+    assert!(!server.is_empty(), "no server-side events");
+    for e in server {
+        if e["host"] != true || !e["container"].is_null() || !e["pod"].is_null() {
+            problems.push(format!("dnsmasq is a host process: {e}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1,17 +1,25 @@
-//! Counting: queries sent by clients per interval, keyed by thread name, process name, pid or
-//! cgroup. The key table is bounded; keys past the bound are folded into one `(other)` row.
+//! Counting: queries sent by clients per interval, keyed by thread name, process name, pid,
+//! cgroup, pod, namespace, workload or container. The key table is bounded; keys past the bound
+//! are folded into one `(other)` row.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::model::{DnsEvent, Kind, Role};
+use crate::model::{Container, DnsEvent, Kind, Role};
 
 /// Distinct keys counted per interval before new keys fold into [`OTHER`].
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// The row that collects keys past the capacity.
 pub const OTHER: &str = "(other)";
+/// Pod, namespace, workload and container keys of processes outside containers and pods.
+pub const HOST: &str = "(host)";
+/// ... of events whose cgroup was not resolved, or whose pod the directory does not know.
+pub const UNKNOWN: &str = "(unknown)";
+/// ... of containers outside pods (pod, namespace, workload), or of processes in a pod's own
+/// cgroup (container).
+pub const NONE: &str = "(none)";
 
 /// What the queries are counted by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,6 +30,14 @@ pub enum CountBy {
     Process,
     Pid,
     Cgroup,
+    /// `namespace/name`, or the uid while the pod directory does not know the pod.
+    Pod,
+    Namespace,
+    /// `namespace/Kind/name`; a pod without an owner is its own workload (`namespace/Pod/name`).
+    Workload,
+    /// `namespace/pod/container`, or the first 12 hex digits of the id when the name is not
+    /// known.
+    Container,
 }
 
 impl CountBy {
@@ -31,7 +47,46 @@ impl CountBy {
             CountBy::Process => "process",
             CountBy::Pid => "pid",
             CountBy::Cgroup => "cgroup",
+            CountBy::Pod => "pod",
+            CountBy::Namespace => "namespace",
+            CountBy::Workload => "workload",
+            CountBy::Container => "container",
         }
+    }
+}
+
+/// Writes the pod, namespace, workload or container key of `e` into `out` (cleared first).
+fn placement_key(by: CountBy, e: &DnsEvent, out: &mut String) {
+    out.clear();
+    let pod = e.pod.as_ref();
+    let info = pod.and_then(|p| p.info.as_deref());
+    let key = match (e.host, by) {
+        (None, _) => Err(UNKNOWN),
+        (Some(true), _) => Err(HOST),
+        (Some(false), CountBy::Container) => match (e.container.as_ref(), info) {
+            (None, _) => Err(NONE),
+            (Some(Container { name: Some(c), .. }), Some(p)) => {
+                Ok(write!(out, "{}/{}/{c}", p.namespace, p.name))
+            }
+            (Some(c), _) => Ok(out.write_str(c.short_id())),
+        },
+        (Some(false), by) => match (pod, info) {
+            (None, _) => Err(NONE),
+            (Some(pod), None) if by == CountBy::Pod => Ok(out.write_str(&pod.uid)),
+            (Some(_), None) => Err(UNKNOWN),
+            (_, Some(p)) => Ok(match (by, &p.workload) {
+                (CountBy::Namespace, _) => out.write_str(&p.namespace),
+                (CountBy::Workload, Some(w)) => {
+                    write!(out, "{}/{}/{}", p.namespace, w.kind, w.name)
+                }
+                (CountBy::Workload, None) => write!(out, "{}/Pod/{}", p.namespace, p.name),
+                _ => write!(out, "{}/{}", p.namespace, p.name),
+            }),
+        },
+    };
+    match key {
+        Ok(written) => written.expect("writing to a String cannot fail"),
+        Err(sentinel) => out.push_str(sentinel),
     }
 }
 
@@ -53,8 +108,9 @@ pub struct Counter {
     /// Key -> (queries, process name for pid keys).
     counts: HashMap<String, (u64, Option<String>)>,
     folded: u64,
-    /// Reused for the text of pid keys, so that counting a known key allocates nothing.
-    pid_key: String,
+    /// Reused for the text of composed keys (pid, pod, ...), so that counting a known key
+    /// allocates nothing.
+    key: String,
 }
 
 impl Counter {
@@ -64,7 +120,7 @@ impl Counter {
             capacity: capacity.max(1),
             counts: HashMap::new(),
             folded: 0,
-            pid_key: String::new(),
+            key: String::new(),
         }
     }
 
@@ -82,11 +138,15 @@ impl Counter {
             CountBy::Comm => (p.comm.as_str(), None),
             CountBy::Process => (p.name.as_str(), None),
             CountBy::Pid => {
-                self.pid_key.clear();
-                write!(self.pid_key, "{}", p.pid).expect("writing to a String cannot fail");
-                (self.pid_key.as_str(), Some(p.name.as_str()))
+                self.key.clear();
+                write!(self.key, "{}", p.pid).expect("writing to a String cannot fail");
+                (self.key.as_str(), Some(p.name.as_str()))
             }
             CountBy::Cgroup => (event.cgroup.as_str(), None),
+            by => {
+                placement_key(by, event, &mut self.key);
+                (self.key.as_str(), None)
+            }
         };
         let key = if self.counts.contains_key(key) || self.counts.len() < self.capacity {
             key
@@ -189,6 +249,113 @@ mod tests {
         c.event(&query(42, "worker", "app2"));
         let row = c.take().remove(0);
         assert_eq!((row.queries, row.name.as_deref()), (2, Some("app2")));
+    }
+
+    #[test]
+    fn keys_by_pod_namespace_workload_and_container() {
+        use crate::container::Runtime;
+        use crate::model::Pod;
+        use crate::pods::{PodInfo, Workload};
+        use std::sync::Arc;
+
+        let id = "0123456789abcdef".repeat(4);
+        let uid = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let info = |workload: Option<(&str, &str)>| {
+            Arc::new(PodInfo {
+                uid: uid.to_string(),
+                name: "web-7d4b9f-xk2p1".to_string(),
+                namespace: "shop".to_string(),
+                node: None,
+                pod_ip: None,
+                service_account: None,
+                labels: Default::default(),
+                workload: workload.map(|(kind, name)| Workload {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                }),
+                containers: Default::default(),
+            })
+        };
+        let event = |host, container: Option<Option<&str>>, pod: Option<Option<Arc<PodInfo>>>| {
+            let mut e = query(1, "t", "p");
+            e.host = host;
+            e.container = container.map(|name| Container {
+                id: Arc::from(id.as_str()),
+                runtime: Runtime::Containerd,
+                name: name.map(str::to_string),
+            });
+            e.pod = pod.map(|info| Pod {
+                uid: Arc::from(uid),
+                info,
+            });
+            e
+        };
+        let deployment = Some(info(Some(("Deployment", "web"))));
+        let events = [
+            event(Some(false), Some(Some("app")), Some(deployment.clone())),
+            event(Some(false), Some(None), Some(Some(info(None)))),
+            event(Some(false), Some(None), Some(None)),
+            event(Some(false), Some(None), None),
+            event(Some(false), None, Some(None)),
+            event(Some(true), None, None),
+            event(None, None, None),
+        ];
+        let keys = |by| {
+            events
+                .iter()
+                .map(|e| {
+                    let mut key = String::new();
+                    placement_key(by, e, &mut key);
+                    key
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(CountBy::Pod),
+            [
+                "shop/web-7d4b9f-xk2p1",
+                "shop/web-7d4b9f-xk2p1",
+                uid,
+                NONE,
+                uid,
+                HOST,
+                UNKNOWN
+            ]
+        );
+        assert_eq!(
+            keys(CountBy::Namespace),
+            ["shop", "shop", UNKNOWN, NONE, UNKNOWN, HOST, UNKNOWN]
+        );
+        assert_eq!(
+            keys(CountBy::Workload),
+            [
+                "shop/Deployment/web",
+                "shop/Pod/web-7d4b9f-xk2p1",
+                UNKNOWN,
+                NONE,
+                UNKNOWN,
+                HOST,
+                UNKNOWN
+            ]
+        );
+        assert_eq!(
+            keys(CountBy::Container),
+            [
+                "shop/web-7d4b9f-xk2p1/app",
+                "0123456789ab",
+                "0123456789ab",
+                "0123456789ab",
+                NONE,
+                HOST,
+                UNKNOWN
+            ]
+        );
+        let mut c = Counter::new(CountBy::Workload, 10);
+        for e in &events {
+            assert!(c.event(e));
+        }
+        let rows = c.take();
+        assert_eq!((rows[0].key.as_str(), rows[0].queries), (UNKNOWN, 3));
     }
 
     #[test]

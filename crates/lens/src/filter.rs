@@ -1,12 +1,15 @@
 //! Filters: which events reach the sinks. Any value of one filter may match; every filter
 //! given must match. Filters look at the query side: a response or unanswered event matches by
-//! its question and by the process that handled it.
+//! its question and by the process that handled it. Filters on pod metadata (namespace, pod
+//! name, workload) match only events whose pod the directory knows; `--exclude-namespace` keeps
+//! the events whose namespace is not known.
 
 use std::str::FromStr;
 
 use dnslens_wire::{Rcode, RecordType};
 
-use crate::model::DnsEvent;
+use crate::model::{Container, DnsEvent, Pod};
+use crate::pods::Workload;
 
 /// Why a filter value is unusable.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -14,6 +17,12 @@ pub enum FilterError {
     /// A domain filter with nothing in it.
     #[error("empty domain filter: give a name such as example.com, or \".\" for every name")]
     EmptyDomain,
+    /// A name filter with nothing in it.
+    #[error("empty filter: give a name, or a glob such as web-*")]
+    EmptyName,
+    /// A workload filter that is neither NAME nor KIND/NAME.
+    #[error("not a workload: give its name (web, web-*) or its kind and name (deployment/web)")]
+    BadWorkload,
 }
 
 /// A shell-style pattern: `*` matches any run of bytes, `?` one byte, everything else itself.
@@ -118,6 +127,102 @@ impl FromStr for DomainPattern {
     }
 }
 
+/// A container filter: the container's name (exact or glob), or the start of its id (4 hex
+/// digits or more).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPattern {
+    name: Glob,
+    id_prefix: Option<String>,
+}
+
+/// Fewer hex digits than this are taken as a name only: a short name made of hex letters
+/// (`cafe`) would otherwise match many ids.
+const MIN_ID_PREFIX: usize = 4;
+
+impl ContainerPattern {
+    pub fn new(pattern: &str) -> Result<ContainerPattern, FilterError> {
+        let pattern = pattern.trim();
+        if pattern.is_empty() {
+            return Err(FilterError::EmptyName);
+        }
+        let id = pattern.to_ascii_lowercase();
+        let is_id = id.len() >= MIN_ID_PREFIX && id.bytes().all(|b| b.is_ascii_hexdigit());
+        Ok(ContainerPattern {
+            name: Glob::new(pattern),
+            id_prefix: is_id.then_some(id),
+        })
+    }
+
+    pub fn matches(&self, c: &Container) -> bool {
+        self.id_prefix
+            .as_ref()
+            .is_some_and(|p| c.id.starts_with(p.as_str()))
+            || c.name.as_deref().is_some_and(|n| self.name.is_match(n))
+    }
+}
+
+impl FromStr for ContainerPattern {
+    type Err = FilterError;
+
+    fn from_str(pattern: &str) -> Result<Self, Self::Err> {
+        ContainerPattern::new(pattern)
+    }
+}
+
+/// A workload filter: `NAME` or `KIND/NAME`, each exact or a glob. The kind is compared without
+/// case and may be kubectl's short name (`deploy`, `sts`, `ds`, `cj`, `rs`) or plural.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadPattern {
+    kind: Option<Glob>,
+    name: Glob,
+}
+
+impl WorkloadPattern {
+    pub fn new(pattern: &str) -> Result<WorkloadPattern, FilterError> {
+        let pattern = pattern.trim();
+        let (kind, name) = match pattern.split_once('/') {
+            Some((kind, name)) => (Some(kind.trim()), name.trim()),
+            None => (None, pattern),
+        };
+        if name.is_empty() || name.contains('/') || kind.is_some_and(str::is_empty) {
+            return Err(if pattern.is_empty() {
+                FilterError::EmptyName
+            } else {
+                FilterError::BadWorkload
+            });
+        }
+        Ok(WorkloadPattern {
+            kind: kind.map(|k| Glob::new_ignore_case(kind_alias(k))),
+            name: Glob::new(name),
+        })
+    }
+
+    pub fn matches(&self, w: &Workload) -> bool {
+        self.kind.as_ref().is_none_or(|k| k.is_match(&w.kind)) && self.name.is_match(&w.name)
+    }
+}
+
+impl FromStr for WorkloadPattern {
+    type Err = FilterError;
+
+    fn from_str(pattern: &str) -> Result<Self, Self::Err> {
+        WorkloadPattern::new(pattern)
+    }
+}
+
+/// The kind kubectl means by a short or plural name; other text as given.
+fn kind_alias(kind: &str) -> &str {
+    match kind.to_ascii_lowercase().as_str() {
+        "deploy" | "deployment" | "deployments" => "Deployment",
+        "sts" | "statefulset" | "statefulsets" => "StatefulSet",
+        "ds" | "daemonset" | "daemonsets" => "DaemonSet",
+        "job" | "jobs" => "Job",
+        "cj" | "cronjob" | "cronjobs" => "CronJob",
+        "rs" | "replicaset" | "replicasets" => "ReplicaSet",
+        _ => kind,
+    }
+}
+
 /// The filters of one run. Empty lists do not filter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -133,6 +238,17 @@ pub struct Filter {
     pub qtypes: Vec<RecordType>,
     /// Only responses carry an rcode: with this set, queries and unanswered events never match.
     pub rcodes: Vec<Rcode>,
+    /// Pod namespaces: events whose pod's namespace is not known never match.
+    pub namespaces: Vec<Glob>,
+    /// Pod namespaces to leave out: events whose namespace is not known are kept.
+    pub exclude_namespaces: Vec<Glob>,
+    /// Matched against the pod's name and its uid.
+    pub pods: Vec<Glob>,
+    pub containers: Vec<ContainerPattern>,
+    pub workloads: Vec<WorkloadPattern>,
+    /// `Some(true)`: only processes outside containers and pods; `Some(false)`: leave them out
+    /// (events whose cgroup was not resolved are kept).
+    pub host: Option<bool>,
 }
 
 impl Filter {
@@ -140,7 +256,19 @@ impl Filter {
         *self == Filter::default()
     }
 
+    /// Whether a filter needs the pod metadata only the pod directory has (namespace,
+    /// workload): without a cluster it matches nothing (or, to exclude, excludes nothing).
+    pub fn needs_pod_metadata(&self) -> bool {
+        !(self.namespaces.is_empty()
+            && self.exclude_namespaces.is_empty()
+            && self.workloads.is_empty())
+    }
+
     pub fn matches(&self, e: &DnsEvent) -> bool {
+        self.matches_message(e) && self.matches_placement(e)
+    }
+
+    fn matches_message(&self, e: &DnsEvent) -> bool {
         let p = &e.process;
         (self.pids.is_empty() || self.pids.contains(&p.pid))
             && (self.uids.is_empty() || self.uids.contains(&p.uid))
@@ -154,6 +282,33 @@ impl Filter {
             && !self.exclude_domains.iter().any(|d| d.matches(&e.qname))
             && (self.qtypes.is_empty() || self.qtypes.contains(&e.qtype))
             && (self.rcodes.is_empty() || e.rcode.is_some_and(|r| self.rcodes.contains(&r)))
+    }
+
+    /// Host, container, pod, namespace and workload filters.
+    fn matches_placement(&self, e: &DnsEvent) -> bool {
+        let pod = e.pod.as_ref();
+        let namespace = pod.and_then(Pod::namespace);
+        let any = |globs: &[Glob], text: Option<&str>| {
+            text.is_some_and(|t| globs.iter().any(|g| g.is_match(t)))
+        };
+        (self.namespaces.is_empty() || any(&self.namespaces, namespace))
+            && !any(&self.exclude_namespaces, namespace)
+            && (self.pods.is_empty()
+                || any(&self.pods, pod.and_then(Pod::name))
+                || any(&self.pods, pod.map(|p| &*p.uid)))
+            && (self.containers.is_empty()
+                || e.container
+                    .as_ref()
+                    .is_some_and(|c: &Container| self.containers.iter().any(|m| m.matches(c))))
+            && (self.workloads.is_empty()
+                || pod
+                    .and_then(Pod::workload)
+                    .is_some_and(|w| self.workloads.iter().any(|m| m.matches(w))))
+            && match self.host {
+                None => true,
+                Some(true) => e.host == Some(true),
+                Some(false) => e.host != Some(true),
+            }
     }
 }
 
@@ -248,5 +403,146 @@ mod tests {
             }),
             (false, false)
         );
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const UID: &str = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+
+    /// Events from a host process, from a container of a known pod, from a container of a pod
+    /// the directory does not know, from a container outside pods, and with an unresolved
+    /// cgroup.
+    fn placed_events() -> [DnsEvent; 5] {
+        use crate::container::Runtime;
+        use crate::pods::PodInfo;
+        use std::sync::Arc;
+        let q = sample::query(1, "example.com", 1, 0);
+        let mut host = q.clone();
+        host.host = Some(true);
+        let container = |name: Option<&str>| Container {
+            id: Arc::from(ID),
+            runtime: Runtime::Containerd,
+            name: name.map(str::to_string),
+        };
+        let info = PodInfo {
+            uid: UID.to_string(),
+            name: "coredns-5d78c9869d-4xk2p".to_string(),
+            namespace: "kube-system".to_string(),
+            node: None,
+            pod_ip: None,
+            service_account: None,
+            labels: Default::default(),
+            workload: Some(Workload {
+                kind: "Deployment".to_string(),
+                name: "coredns".to_string(),
+            }),
+            containers: Default::default(),
+        };
+        let mut known = q.clone();
+        known.host = Some(false);
+        known.container = Some(container(Some("coredns")));
+        known.pod = Some(Pod {
+            uid: Arc::from(UID),
+            info: Some(Arc::new(info)),
+        });
+        let mut unknown = known.clone();
+        unknown.container = Some(container(None));
+        unknown.pod.as_mut().unwrap().info = None;
+        let mut docker = unknown.clone();
+        docker.pod = None;
+        let unresolved = q;
+        [host, known, unknown, docker, unresolved]
+    }
+
+    #[test]
+    fn pod_container_workload_and_host_filters() {
+        let events = placed_events();
+        let f = |build: &dyn Fn(&mut Filter)| {
+            let mut f = Filter::default();
+            build(&mut f);
+            events.iter().map(|e| f.matches(e)).collect::<Vec<bool>>()
+        };
+        // [host, known pod, unknown pod, container outside pods, unresolved]
+        let globs = |v: &[&str]| v.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+        assert_eq!(
+            f(&|f| f.namespaces = globs(&["kube-*"])),
+            [false, true, false, false, false]
+        );
+        assert_eq!(
+            f(&|f| f.exclude_namespaces = globs(&["kube-system"])),
+            [true, false, true, true, true]
+        );
+        assert_eq!(
+            f(&|f| f.pods = globs(&["coredns-*"])),
+            [false, true, false, false, false]
+        );
+        assert_eq!(
+            f(&|f| f.pods = globs(&[UID])),
+            [false, true, true, false, false]
+        );
+        let containers = |v: &[&str]| v.iter().map(|c| c.parse().unwrap()).collect::<Vec<_>>();
+        assert_eq!(
+            f(&|f| f.containers = containers(&["coredns"])),
+            [false, true, false, false, false]
+        );
+        assert_eq!(
+            f(&|f| f.containers = containers(&["0123"])),
+            [false, true, true, true, false]
+        );
+        assert_eq!(
+            f(&|f| f.containers = containers(&["012"])),
+            [false, false, false, false, false],
+            "3 hex digits are a name"
+        );
+        let workloads = |v: &[&str]| v.iter().map(|c| c.parse().unwrap()).collect::<Vec<_>>();
+        for w in ["coredns", "deploy/coredns", "Deployment/core*", "*/coredns"] {
+            assert_eq!(
+                f(&|f| f.workloads = workloads(&[w])),
+                [false, true, false, false, false],
+                "{w}"
+            );
+        }
+        assert_eq!(
+            f(&|f| f.workloads = workloads(&["sts/coredns"])),
+            [false; 5]
+        );
+        assert_eq!(
+            f(&|f| f.host = Some(true)),
+            [true, false, false, false, false]
+        );
+        assert_eq!(
+            f(&|f| f.host = Some(false)),
+            [false, true, true, true, true]
+        );
+        assert_eq!(
+            f(&|f| {
+                f.host = Some(false);
+                f.exclude_namespaces = globs(&["kube-system"]);
+            }),
+            [false, false, true, true, true]
+        );
+        assert!(!Filter::default().needs_pod_metadata());
+        let needs = Filter {
+            exclude_namespaces: globs(&["kube-system"]),
+            ..Filter::default()
+        };
+        assert!(needs.needs_pod_metadata());
+    }
+
+    #[test]
+    fn pattern_errors() {
+        assert_eq!(ContainerPattern::new(" "), Err(FilterError::EmptyName));
+        assert_eq!(WorkloadPattern::new(""), Err(FilterError::EmptyName));
+        for bad in ["deploy/", "/web", "a/b/c"] {
+            assert_eq!(
+                WorkloadPattern::new(bad),
+                Err(FilterError::BadWorkload),
+                "{bad}"
+            );
+        }
+        let w = WorkloadPattern::new("StatefulSets/db-*").unwrap();
+        assert!(w.matches(&Workload {
+            kind: "StatefulSet".to_string(),
+            name: "db-0".to_string()
+        }));
     }
 }

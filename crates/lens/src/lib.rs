@@ -1,6 +1,6 @@
 //! The pure logic of dnslens: decode raw events, pair queries with responses, attribute them to
-//! processes and cgroups, filter and count them. No BPF, no root: every stage is tested with
-//! plain values and an injected clock.
+//! processes, cgroups, containers and pods, filter and count them. No BPF, no root: every stage
+//! is tested with plain values and an injected clock.
 //!
 //! Data flows one way: [`decode`] -> [`correlate`] -> [`enrich`], wired by [`pipeline`]; the
 //! caller then applies [`filter`] and hands events to its sinks or to [`count`].
@@ -8,6 +8,7 @@
 pub mod bounded;
 pub mod cgroup;
 pub mod clock;
+pub mod container;
 pub mod correlate;
 pub mod count;
 pub mod decode;

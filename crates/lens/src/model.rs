@@ -4,12 +4,16 @@
 
 use std::fmt::Display;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use dnslens_probe::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
 use dnslens_wire::{Message, Rcode, RecordType};
+use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::clock;
+use crate::container::Runtime;
+use crate::pods::PodInfo;
 
 /// What the event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -147,6 +151,17 @@ pub struct DnsEvent {
     pub netns: u32,
     /// Cgroup path relative to the cgroup mount ("/" is the root); "" when unresolved.
     pub cgroup: String,
+    /// The container the process runs in, from the cgroup path (and its name from the pod
+    /// directory); `None` outside containers.
+    pub container: Option<Container>,
+    /// The pod the process runs in; `None` outside pods.
+    pub pod: Option<Pod>,
+    /// The Kubernetes node name, when known.
+    #[serde(serialize_with = "str_opt")]
+    pub node: Option<Arc<str>>,
+    /// Whether the process runs outside any container and pod; `None` when the cgroup is not
+    /// resolved.
+    pub host: Option<bool>,
     /// Socket inode, as in /proc/PID/fd "socket:[INODE]".
     pub socket: u64,
     /// Length of the DNS message in bytes (for TCP without the 2-byte length prefix).
@@ -156,6 +171,80 @@ pub struct DnsEvent {
     /// Kernel ids kept for enrichment, not part of the output.
     #[serde(skip)]
     pub ids: KernelIds,
+}
+
+/// A container, as the cgroup path and the pod directory describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    /// 64 hex digits, as in the cgroup path.
+    pub id: Arc<str>,
+    pub runtime: Runtime,
+    /// The name in the pod spec, when the pod directory knows the container.
+    pub name: Option<String>,
+}
+
+impl Container {
+    /// The first 12 hex digits of the id, as `docker ps` shows it.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+impl Serialize for Container {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Container", 3)?;
+        st.serialize_field("id", &*self.id)?;
+        st.serialize_field("runtime", self.runtime.as_str())?;
+        st.serialize_field("name", &self.name)?;
+        st.end()
+    }
+}
+
+/// A pod: its uid from the cgroup path, and what the pod directory knows of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    /// Dashed, as `metadata.uid` (a static pod's cgroup carries its 32-hex config hash).
+    pub uid: Arc<str>,
+    /// `None` while the directory does not know the pod (no cluster, not yet listed).
+    pub info: Option<Arc<PodInfo>>,
+}
+
+impl Pod {
+    pub fn name(&self) -> Option<&str> {
+        self.info.as_deref().map(|p| p.name.as_str())
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.info.as_deref().map(|p| p.namespace.as_str())
+    }
+
+    pub fn workload(&self) -> Option<&crate::pods::Workload> {
+        self.info.as_deref().and_then(|p| p.workload.as_ref())
+    }
+}
+
+impl Serialize for Pod {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct WorkloadJson<'a> {
+            kind: &'a str,
+            name: &'a str,
+        }
+        static NO_LABELS: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        let mut st = s.serialize_struct("Pod", 5)?;
+        st.serialize_field("uid", &*self.uid)?;
+        st.serialize_field("name", &self.name())?;
+        st.serialize_field("namespace", &self.namespace())?;
+        let workload = self.workload().map(|w| WorkloadJson {
+            kind: &w.kind,
+            name: &w.name,
+        });
+        st.serialize_field("workload", &workload)?;
+        let labels = self.info.as_deref().map_or(&NO_LABELS, |p| &p.labels);
+        st.serialize_field("labels", labels)?;
+        st.end()
+    }
 }
 
 /// Identifiers the enrichment stage resolves into names.
@@ -270,7 +359,13 @@ impl DnsEvent {
                 ppid: h.ppid,
             },
             netns: h.netns_ino,
-            cgroup: String::new(),
+            // What the kernel named; enrichment replaces it with the full path when the cgroup
+            // still exists to be looked up.
+            cgroup: h.cgroup_names(),
+            container: None,
+            pod: None,
+            node: None,
+            host: None,
             socket: h.socket_ino,
             size: decoded.size,
             truncated: decoded.truncated,
@@ -325,6 +420,13 @@ fn display<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error
 fn display_opt<T: Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+fn str_opt<S: Serializer>(value: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_str(v),
         None => s.serialize_none(),
     }
 }
@@ -385,6 +487,10 @@ pub mod sample {
             },
             netns: 4_026_531_840,
             cgroup: String::new(),
+            container: None,
+            pod: None,
+            node: None,
+            host: None,
             socket: 12_345,
             size: 45,
             truncated: false,
@@ -442,11 +548,72 @@ mod tests {
         let mut e = sample::response(&q, 0, &["93.184.215.14"], 123_456_789);
         e.latency_us = Some(123);
         e.process.exe = Some("/usr/bin/dig".to_string());
-        e.cgroup = "/kubepods.slice/pod1".to_string();
+        e.cgroup = "/user.slice/user-1000.slice/session-3.scope".to_string();
+        e.host = Some(true);
+        e.node = Some(Arc::from("node-1"));
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(
             json,
-            r#"{"time":"2026-11-26T10:54:55.123456789Z","kind":"response","role":"client","id":4660,"qname":"example.com","qtype":"A","qclass":"IN","rcode":"NOERROR","flags":{"qr":true,"opcode":0,"aa":false,"tc":false,"rd":true,"ra":true,"ad":false,"cd":false},"answers":[{"name":"example.com","type":"A","ttl":300,"data":"93.184.215.14"}],"latency_us":123,"transport":"udp","src":"10.1.1.1:53","dst":"10.1.1.2:45678","syscall":"recvmsg","direction":"recv","process":{"pid":123,"tid":124,"comm":"isc-net-0000","name":"dig","exe":"/usr/bin/dig","uid":0,"ppid":1},"netns":4026531840,"cgroup":"/kubepods.slice/pod1","socket":12345,"size":61,"truncated":false}"#
+            r#"{"time":"2026-11-26T10:54:55.123456789Z","kind":"response","role":"client","id":4660,"qname":"example.com","qtype":"A","qclass":"IN","rcode":"NOERROR","flags":{"qr":true,"opcode":0,"aa":false,"tc":false,"rd":true,"ra":true,"ad":false,"cd":false},"answers":[{"name":"example.com","type":"A","ttl":300,"data":"93.184.215.14"}],"latency_us":123,"transport":"udp","src":"10.1.1.1:53","dst":"10.1.1.2:45678","syscall":"recvmsg","direction":"recv","process":{"pid":123,"tid":124,"comm":"isc-net-0000","name":"dig","exe":"/usr/bin/dig","uid":0,"ppid":1},"netns":4026531840,"cgroup":"/user.slice/user-1000.slice/session-3.scope","container":null,"pod":null,"node":"node-1","host":true,"socket":12345,"size":61,"truncated":false}"#
+        );
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const UID: &str = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+
+    /// The fields after `netns` of a query from a container of a pod.
+    fn attribution_json(container_name: Option<&str>, info: Option<PodInfo>) -> String {
+        let mut q = sample::query(1, "payments.production.svc.cluster.local", 1, 0);
+        q.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}");
+        q.container = Some(Container {
+            id: Arc::from(ID),
+            runtime: Runtime::Unknown,
+            name: container_name.map(str::to_string),
+        });
+        q.pod = Some(Pod {
+            uid: Arc::from(UID),
+            info: info.map(Arc::new),
+        });
+        q.host = Some(false);
+        let json = serde_json::to_string(&q).unwrap();
+        let from = json.find(r#""cgroup""#).unwrap();
+        json[from..].to_string()
+    }
+
+    #[test]
+    fn json_schema_of_a_container_in_a_known_pod() {
+        let info = PodInfo {
+            uid: UID.to_string(),
+            name: "payment-svc-7d4b9f-xk2p1".to_string(),
+            namespace: "production".to_string(),
+            node: Some("node-1".to_string()),
+            pod_ip: Some("10.244.1.17".to_string()),
+            service_account: None,
+            labels: [("app", "payment-svc"), ("pod-template-hash", "7d4b9f")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            workload: Some(crate::pods::Workload {
+                kind: "Deployment".to_string(),
+                name: "payment-svc".to_string(),
+            }),
+            containers: Default::default(),
+        };
+        assert_eq!(
+            attribution_json(Some("app"), Some(info)),
+            format!(
+                r#""cgroup":"/kubepods/burstable/pod{UID}/{ID}","container":{{"id":"{ID}","runtime":"unknown","name":"app"}},"pod":{{"uid":"{UID}","name":"payment-svc-7d4b9f-xk2p1","namespace":"production","workload":{{"kind":"Deployment","name":"payment-svc"}},"labels":{{"app":"payment-svc","pod-template-hash":"7d4b9f"}}}},"node":null,"host":false,"socket":12345,"size":45,"truncated":false}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn json_schema_of_a_pod_without_metadata() {
+        assert_eq!(
+            attribution_json(None, None),
+            format!(
+                r#""cgroup":"/kubepods/burstable/pod{UID}/{ID}","container":{{"id":"{ID}","runtime":"unknown","name":null}},"pod":{{"uid":"{UID}","name":null,"namespace":null,"workload":null,"labels":{{}}}},"node":null,"host":false,"socket":12345,"size":45,"truncated":false}}"#
+            )
         );
     }
 
@@ -460,6 +627,9 @@ mod tests {
         assert_eq!(v["rcode"], serde_json::Value::Null);
         assert_eq!(v["latency_us"], serde_json::Value::Null);
         assert_eq!(v["process"]["exe"], serde_json::Value::Null);
+        for unknown in ["container", "pod", "node", "host"] {
+            assert_eq!(v[unknown], serde_json::Value::Null, "{unknown}");
+        }
         assert_eq!(v["qtype"], "AAAA");
         assert_eq!(v["qclass"], "CH");
         assert_eq!(v["src"], "[fd00::2]:40000");
@@ -493,6 +663,10 @@ mod tests {
             "process",
             "netns",
             "cgroup",
+            "container",
+            "pod",
+            "node",
+            "host",
             "socket",
             "size",
             "truncated",

@@ -3,17 +3,19 @@
 //! sinks) is the caller's.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::cgroup::{self, CgroupMounts, CgroupResolver};
 use crate::clock::WallClock;
 use crate::correlate::{self, Correlator};
 use crate::decode::{self, Decoder};
-use crate::enrich::Enricher;
+use crate::enrich::{self, Enricher};
 use crate::model::DnsEvent;
+use crate::pods::PodDirectory;
 use crate::process::{self, ProcessCache};
 use crate::stats::Stats;
 
-/// Sizes, timeout and where to read /proc and cgroups.
+/// Sizes, timeout, where to read /proc and cgroups, and the node name events carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineConfig {
     pub tcp_streams: usize,
@@ -21,8 +23,12 @@ pub struct PipelineConfig {
     pub timeout_ns: u64,
     pub processes: usize,
     pub cgroups: usize,
+    /// Cgroup paths whose container and pod are remembered.
+    pub placements: usize,
     pub proc_root: PathBuf,
     pub cgroup_mounts: CgroupMounts,
+    /// The Kubernetes node name, when known.
+    pub node: Option<String>,
 }
 
 impl Default for PipelineConfig {
@@ -34,8 +40,10 @@ impl Default for PipelineConfig {
             timeout_ns: correlate::DEFAULT_TIMEOUT_NS,
             processes: process::DEFAULT_CAPACITY,
             cgroups: cgroup::DEFAULT_CAPACITY,
+            placements: enrich::DEFAULT_PLACEMENTS,
             proc_root: PathBuf::from("/proc"),
             cgroup_mounts: CgroupMounts::default(),
+            node: None,
         }
     }
 }
@@ -59,15 +67,27 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig, clock: WallClock) -> Self {
+        let mut enricher = Enricher::new(
+            ProcessCache::new(config.proc_root, config.processes),
+            CgroupResolver::new(config.cgroup_mounts, config.cgroups),
+            config.placements,
+        );
+        enricher.set_node(config.node.as_deref());
         Pipeline {
             decoder: Decoder::new(config.tcp_streams),
             correlator: Correlator::new(config.timeout_ns, config.pending_queries),
-            enricher: Enricher::new(
-                ProcessCache::new(config.proc_root, config.processes),
-                CgroupResolver::new(config.cgroup_mounts, config.cgroups),
-            ),
+            enricher,
             clock,
         }
+    }
+
+    /// Names pods and containers from `pods` (the cluster layer's watch); without it events
+    /// carry container ids and pod uids only.
+    pub fn with_pod_directory(mut self, pods: Option<Arc<dyn PodDirectory>>) -> Self {
+        if let Some(pods) = pods {
+            self.enricher.set_pod_directory(pods);
+        }
+        self
     }
 
     /// Feeds one ring-buffer record; `out` gets every event it produces.
@@ -115,6 +135,7 @@ impl Pipeline {
             correlate: self.correlator.stats(),
             process: self.enricher.process_stats(),
             cgroup: self.enricher.cgroup_stats(),
+            containers: self.enricher.container_stats(),
         }
     }
 }
@@ -134,7 +155,9 @@ mod tests {
         std::fs::create_dir(proc_root.path().join("123")).unwrap();
         std::os::unix::fs::symlink("/usr/bin/dig", proc_root.path().join("123/exe")).unwrap();
         let cg = TempDir::new("cg");
-        let pod = cg.path().join("kubepods/pod1");
+        let uid = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let id = "ab".repeat(32);
+        let pod = cg.path().join(format!("kubepods/pod{uid}/{id}"));
         std::fs::create_dir_all(&pod).unwrap();
 
         let mut p = Pipeline::new(
@@ -168,7 +191,10 @@ mod tests {
         assert_eq!(response.latency_us, Some(2_345));
         assert_eq!(response.answers[0].data, "93.184.215.14");
         assert_eq!(response.process.exe.as_deref(), Some("/usr/bin/dig"));
-        assert_eq!(response.cgroup, "/kubepods/pod1");
+        assert_eq!(response.cgroup, format!("/kubepods/pod{uid}/{id}"));
+        assert_eq!(response.container.as_ref().map(|c| &*c.id), Some(&*id));
+        assert_eq!(response.pod.as_ref().map(|p| &*p.uid), Some(uid));
+        assert_eq!(response.host, Some(false));
         assert_eq!(
             crate::clock::format_rfc3339(response.time_ns),
             "2026-11-26T10:54:55.012345000Z"
@@ -176,6 +202,38 @@ mod tests {
         let stats = p.stats();
         assert_eq!(stats.correlate.paired, 1);
         assert_eq!(stats.process.proc_reads, 1);
+    }
+
+    #[test]
+    fn a_removed_cgroup_is_named_from_the_kernel_event() {
+        let empty = TempDir::new("proc");
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                proc_root: empty.path().to_path_buf(),
+                ..PipelineConfig::default()
+            },
+            WallClock::with_offset(0),
+        );
+        let id = "a".repeat(64);
+        let (parent, leaf) = (
+            "kubepods-besteffort-pod1f2e3d4c_0000_4000_8000_000000000001.slice".to_string(),
+            format!("cri-containerd-{id}.scope"),
+        );
+        let q = dns_message(7, false, 0, "gone.example", 1, &[]);
+        let mut h = header(true, 0, q.len());
+        // Ids no hierarchy on this host has: only the names can place the event.
+        h.cgroup_id = u64::MAX - 1;
+        h.cgroup_parent_name[..parent.len()].copy_from_slice(parent.as_bytes());
+        h.cgroup_name[..leaf.len()].copy_from_slice(leaf.as_bytes());
+        let mut out = Vec::new();
+        p.record(&record(&h, &q), &mut |e| out.push(e));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].cgroup, format!("/{parent}/{leaf}"));
+        let container = out[0].container.as_ref().expect("container from the names");
+        assert_eq!(&*container.id, id.as_str());
+        let pod = out[0].pod.as_ref().expect("pod from the names");
+        assert_eq!(&*pod.uid, "1f2e3d4c-0000-4000-8000-000000000001");
+        assert_eq!(out[0].host, Some(false));
     }
 
     #[test]
@@ -199,7 +257,10 @@ mod tests {
         assert_eq!(out[0].kind, Kind::Unanswered);
         assert_eq!(out[0].timeout_ms, Some(1_000));
         assert_eq!(out[0].process.exe, None, "process gone from /proc");
-        assert_eq!(out[0].cgroup, "");
+        assert_eq!(
+            out[0].cgroup, "/",
+            "not resolvable here: the kernel's names (the root)"
+        );
 
         // An exec record fills in the exe of a process already gone from /proc.
         p.record(&exec_record(123, 99, "/usr/bin/getent"), &mut |_| {});

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::cgroup::CgroupStats;
 use crate::correlate::CorrelateStats;
 use crate::decode::DecodeStats;
+use crate::enrich::ContainerStats;
 use crate::process::ProcessStats;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -13,6 +14,7 @@ pub struct Stats {
     pub correlate: CorrelateStats,
     pub process: ProcessStats,
     pub cgroup: CgroupStats,
+    pub containers: ContainerStats,
 }
 
 /// One line per stage, for stderr.
@@ -57,7 +59,7 @@ impl fmt::Display for Stats {
             c.pending
         )?;
         let (p, g) = (&self.process, &self.cgroup);
-        write!(
+        writeln!(
             f,
             "attribution: {} processes read from /proc ({} gone without an exe, {} given their \
              parent's), {} evicted; cgroups: {} walks, {} misses ({} rate-limited), {} evicted",
@@ -69,6 +71,13 @@ impl fmt::Display for Stats {
             g.misses,
             g.rate_limited,
             g.evictions
+        )?;
+        let k = &self.containers;
+        write!(
+            f,
+            "containers: {} cgroup paths parsed, {} evicted; pods: {} lookups, {} found by \
+             container id, {} by pod uid, {} not known to the directory",
+            k.paths_parsed, k.evictions, k.pod_lookups, k.by_container, k.by_pod_uid, k.unknown
         )
     }
 }
@@ -83,7 +92,7 @@ mod tests {
         s.decode.errors.insert("truncated", 2);
         s.correlate.unmatched_responses = 3;
         let text = s.to_string();
-        assert_eq!(text.lines().count(), 4);
+        assert_eq!(text.lines().count(), 5);
         assert!(text.contains("2 decode errors (truncated 2)"), "{text}");
         assert!(text.contains("3 unmatched responses"), "{text}");
     }

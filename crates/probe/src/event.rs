@@ -48,6 +48,18 @@ pub struct EventHeader {
     pub cgroup_parent_name: [u8; CGROUP_NAME_LEN],
 }
 
+impl EventHeader {
+    /// The cgroup's path as far as the kernel named it: `/parent/leaf`, `/leaf` under the root,
+    /// `/` for the root. Outlives the cgroup, unlike a path looked up from the id.
+    pub fn cgroup_names(&self) -> String {
+        match (c_str(&self.cgroup_parent_name), c_str(&self.cgroup_name)) {
+            (_, "") => "/".to_string(),
+            ("", leaf) => format!("/{leaf}"),
+            (parent, leaf) => format!("/{parent}/{leaf}"),
+        }
+    }
+}
+
 impl Default for EventHeader {
     /// All zero, as the kernel side starts from (arrays past 32 elements have no derived Default).
     fn default() -> Self {
@@ -279,19 +291,6 @@ impl<'a> RawEvent<'a> {
     /// Process (thread-group leader) name.
     pub fn leader_comm(&self) -> &str {
         c_str(&self.header.leader_comm)
-    }
-
-    /// The cgroup's path as far as the kernel named it: `/parent/leaf`, `/leaf` under the root,
-    /// `/` for the root. Outlives the cgroup, unlike a path looked up from the id.
-    pub fn cgroup_names(&self) -> String {
-        match (
-            c_str(&self.header.cgroup_parent_name),
-            c_str(&self.header.cgroup_name),
-        ) {
-            (_, "") => "/".to_string(),
-            ("", leaf) => format!("/{leaf}"),
-            (parent, leaf) => format!("/{parent}/{leaf}"),
-        }
     }
 }
 

@@ -505,7 +505,7 @@ fn root_cgroup_names_outlive_the_cgroup() {
         probe
             .poll(Duration::from_millis(50), |record| {
                 if let Ok(Record::Dns(event)) = Record::parse(record) {
-                    names.insert(event.header.tgid, event.cgroup_names());
+                    names.insert(event.header.tgid, event.header.cgroup_names());
                 }
             })
             .unwrap();

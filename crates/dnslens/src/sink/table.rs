@@ -2,6 +2,10 @@
 //! unanswered); queries themselves are not rows, their response or timeout is. ROLE tells the
 //! two ends of an exchange apart when both run on this host: `client` is the process that asked,
 //! `server` the one that answered (dnsmasq, systemd-resolved, CoreDNS).
+//!
+//! With a cluster, POD (`namespace/name`) and CONTAINER (its name) take CGROUP's place; on a
+//! terminal too narrow for every column they narrow and PID, then ROLE, are left out, in the
+//! order of [`FIT_STEPS`], so that rows stay within the width (120 columns and more).
 
 use std::fmt::{Display, Write as _};
 use std::io::{self, Write};
@@ -21,6 +25,8 @@ pub struct TableStyle {
     pub width: Option<usize>,
     /// Seconds east of UTC at a wall-clock time, for the TIME column.
     pub utc_offset: fn(u64) -> i64,
+    /// Show POD and CONTAINER (a pod directory names them) instead of CGROUP.
+    pub pods: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,29 +61,107 @@ const PROCESS: Column = column("PROCESS", 15, Align::Left);
 const ROLE: Column = column("ROLE", 6, Align::Left);
 /// A container id is shown as its first 12 hex digits.
 const CGROUP: Column = column("CGROUP", 12, Align::Left);
+/// `namespace/name`: each may be 63 characters, together they are rarely more than 36
+/// (`kube-system/coredns-5d78c9869d-4xk2p`).
+const POD: Column = column("POD", 36, Align::Left);
+/// The container's name, or its id's first 12 hex digits.
+const CONTAINER: Column = column("CONTAINER", 14, Align::Left);
 const QTYPE: Column = column("QTYPE", 6, Align::Left);
 /// NXDOMAIN, SERVFAIL, TIMEOUT.
 const RCODE: Column = column("RCODE", 8, Align::Left);
 /// Up to `999.9ms`.
 const LATENCY: Column = column("LATENCY", 7, Align::Right);
 
-/// The fixed columns around QNAME, whose width varies; ANSWERS takes the rest of the line.
-const BEFORE_QNAME: [Column; 6] = [TIME, PID, PROCESS, ROLE, CGROUP, QTYPE];
+/// What a column before QNAME shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    Time,
+    Pid,
+    Process,
+    Role,
+    Cgroup,
+    Pod,
+    Container,
+    Qtype,
+}
+
+/// The fixed columns before QNAME, whose width varies, without a cluster and with one; RCODE and
+/// LATENCY follow QNAME, and ANSWERS takes the rest of the line.
+const HOST_COLUMNS: [(Cell, Column); 6] = [
+    (Cell::Time, TIME),
+    (Cell::Pid, PID),
+    (Cell::Process, PROCESS),
+    (Cell::Role, ROLE),
+    (Cell::Cgroup, CGROUP),
+    (Cell::Qtype, QTYPE),
+];
+const POD_COLUMNS: [(Cell, Column); 7] = [
+    (Cell::Time, TIME),
+    (Cell::Pid, PID),
+    (Cell::Process, PROCESS),
+    (Cell::Role, ROLE),
+    (Cell::Pod, POD),
+    (Cell::Container, CONTAINER),
+    (Cell::Qtype, QTYPE),
+];
 const AFTER_QNAME: [Column; 2] = [RCODE, LATENCY];
 
-/// Characters that `columns` take, each with its separator.
-const fn span(columns: &[Column]) -> usize {
-    let mut sum = 0;
-    let mut i = 0;
-    while i < columns.len() {
-        sum += columns[i].width + 1;
-        i += 1;
+/// How the POD layout is fitted to a narrow terminal, step by step until a row with QNAME_MIN
+/// and ANSWERS_MIN fits: narrow a column (only as much as needed, not below the width given) or
+/// leave one out.
+#[derive(Clone, Copy, Debug)]
+enum Fit {
+    Narrow(Cell, usize),
+    Drop(Cell),
+}
+
+const FIT_STEPS: [Fit; 11] = [
+    Fit::Narrow(Cell::Process, 12),
+    Fit::Narrow(Cell::Pod, 24),
+    Fit::Narrow(Cell::Container, 12),
+    Fit::Narrow(Cell::Pod, 20),
+    Fit::Narrow(Cell::Qtype, 5),
+    Fit::Drop(Cell::Pid),
+    Fit::Narrow(Cell::Pod, 16),
+    Fit::Drop(Cell::Role),
+    Fit::Narrow(Cell::Container, 10),
+    Fit::Narrow(Cell::Process, 10),
+    Fit::Narrow(Cell::Pod, 12),
+];
+
+/// The columns before QNAME for `style`: the POD layout is fitted to the terminal's width.
+fn layout(style: &TableStyle) -> Vec<(Cell, Column)> {
+    if !style.pods {
+        return HOST_COLUMNS.to_vec();
     }
-    sum
+    let mut columns = POD_COLUMNS.to_vec();
+    let Some(width) = style.width else {
+        return columns;
+    };
+    for step in FIT_STEPS {
+        let excess = (fixed_width(&columns) + QNAME_MIN + ANSWERS_MIN).saturating_sub(width);
+        if excess == 0 {
+            break;
+        }
+        match step {
+            Fit::Narrow(cell, min) => {
+                if let Some((_, col)) = columns.iter_mut().find(|(c, _)| *c == cell) {
+                    col.width -= excess.min(col.width.saturating_sub(min));
+                }
+            }
+            Fit::Drop(cell) => columns.retain(|(c, _)| *c != cell),
+        }
+    }
+    columns
 }
 
 /// Characters of a row outside QNAME and ANSWERS: the fixed columns and every separator.
-const FIXED_WIDTH: usize = span(&BEFORE_QNAME) + 1 + span(&AFTER_QNAME);
+fn fixed_width(before: &[(Cell, Column)]) -> usize {
+    let span = |widths: &mut dyn Iterator<Item = usize>| widths.map(|w| w + 1).sum::<usize>();
+    span(&mut before.iter().map(|(_, c)| c.width))
+        + 1
+        + span(&mut AFTER_QNAME.iter().map(|c| c.width))
+}
 
 /// QNAME starts this wide and grows with the longest name seen, up to QNAME_MAX, or less when
 /// the terminal is narrow, but never below QNAME_MIN.
@@ -100,6 +184,12 @@ const RESET: &str = "\x1b[0m";
 pub struct TableSink<W: Write> {
     out: W,
     style: TableStyle,
+    /// The columns before QNAME.
+    before: Vec<(Cell, Column)>,
+    /// Characters of a row outside QNAME and ANSWERS.
+    fixed: usize,
+    /// Whether ROLE is among them (it is left out on narrow terminals with a cluster).
+    has_role: bool,
     header_done: bool,
     /// Grows with the longest name seen, up to `qname_max`, so later rows line up better.
     qname_width: usize,
@@ -113,13 +203,18 @@ pub struct TableSink<W: Write> {
 
 impl<W: Write> TableSink<W> {
     pub fn new(out: W, style: TableStyle) -> Self {
+        let before = layout(&style);
+        let fixed = fixed_width(&before);
         let qname_max = style.width.map_or(QNAME_MAX, |w| {
-            w.saturating_sub(FIXED_WIDTH + ANSWERS_MIN)
+            w.saturating_sub(fixed + ANSWERS_MIN)
                 .clamp(QNAME_MIN, QNAME_MAX)
         });
         TableSink {
             out,
             style,
+            has_role: before.iter().any(|(c, _)| *c == Cell::Role),
+            before,
+            fixed,
             header_done: false,
             qname_width: QNAME_START.min(qname_max),
             qname_max,
@@ -144,7 +239,8 @@ impl<W: Write> TableSink<W> {
         if self.style.color {
             line.push_str(BOLD);
         }
-        for col in BEFORE_QNAME.iter().chain([&qname]).chain(&AFTER_QNAME) {
+        let before = self.before.iter().map(|(_, col)| col);
+        for col in before.chain([&qname]).chain(&AFTER_QNAME) {
             push_cell(line, col, col.title, None);
         }
         line.push_str("ANSWERS");
@@ -157,33 +253,84 @@ impl<W: Write> TableSink<W> {
     fn row(&mut self, e: &DnsEvent) {
         let colour = |c: &'static str| self.style.color.then_some(c);
         let qname = self.qname_column();
-        let Self { line, cell, .. } = self;
-        line.clear();
-
-        let t = Civil::from_wall_ns(e.time_ns, (self.style.utc_offset)(e.time_ns));
-        let ms = t.nanos / 1_000_000;
-        let (h, m, s) = (t.hour, t.minute, t.second);
-        push_display(
+        let Self {
             line,
             cell,
-            &TIME,
-            format_args!("{h:02}:{m:02}:{s:02}.{ms:03}"),
-            None,
-        );
-        push_display(line, cell, &PID, e.process.pid, None);
-        let name = if e.process.name.is_empty() {
-            &e.process.comm
+            before,
+            has_role,
+            ..
+        } = self;
+        line.clear();
+
+        for (kind, col) in before.iter() {
+            match kind {
+                Cell::Time => {
+                    let t = Civil::from_wall_ns(e.time_ns, (self.style.utc_offset)(e.time_ns));
+                    let ms = t.nanos / 1_000_000;
+                    let (h, m, s) = (t.hour, t.minute, t.second);
+                    let time = format_args!("{h:02}:{m:02}:{s:02}.{ms:03}");
+                    push_display(line, cell, col, time, None);
+                }
+                Cell::Pid => push_display(line, cell, col, e.process.pid, None),
+                Cell::Process => {
+                    let name = if e.process.name.is_empty() {
+                        &e.process.comm
+                    } else {
+                        &e.process.name
+                    };
+                    // Where ROLE was left out to fit, servers are told by colour alone.
+                    let server = !*has_role && e.role == Role::Server;
+                    push_cell(line, col, name, colour(CYAN).filter(|_| server));
+                }
+                Cell::Role => {
+                    let role_colour = match e.role {
+                        Role::Client => None,
+                        Role::Server => colour(CYAN),
+                    };
+                    push_cell(line, col, e.role.as_str(), role_colour);
+                }
+                Cell::Cgroup => push_cell(line, col, short_cgroup(&e.cgroup), None),
+                Cell::Pod => {
+                    cell.clear();
+                    match &e.pod {
+                        Some(pod) => match (pod.namespace(), pod.name()) {
+                            (Some(ns), Some(name)) => write!(cell, "{ns}/{name}")
+                                .expect("writing to a String cannot fail"),
+                            _ => cell.push_str(&pod.uid),
+                        },
+                        None => cell.push('-'),
+                    }
+                    push_cell(line, col, cell, None);
+                }
+                Cell::Container => {
+                    let text = match &e.container {
+                        Some(c) => match &c.name {
+                            Some(name) => name.as_str(),
+                            // An id prefix needs no mark where it is cut.
+                            None => {
+                                let id = c.short_id();
+                                &id[..id.len().min(col.width)]
+                            }
+                        },
+                        None if e.pod.is_some() => "-",
+                        None => short_cgroup(&e.cgroup),
+                    };
+                    push_cell(line, col, text, None);
+                }
+                Cell::Qtype => push_display(line, cell, col, e.qtype, None),
+            }
+        }
+        // In a cluster, service names and the resolver's search-list expansions
+        // (`api.example.com.shop.svc.cluster.local`) all end in the cluster domain: their head
+        // is the telling part.
+        let qname = if self.style.pods && e.qname.contains(".svc.") {
+            Column {
+                align: Align::Left,
+                ..qname
+            }
         } else {
-            &e.process.name
+            qname
         };
-        push_cell(line, &PROCESS, name, None);
-        let role_colour = match e.role {
-            Role::Client => None,
-            Role::Server => colour(CYAN),
-        };
-        push_cell(line, &ROLE, e.role.as_str(), role_colour);
-        push_cell(line, &CGROUP, short_cgroup(&e.cgroup), None);
-        push_display(line, cell, &QTYPE, e.qtype, None);
         push_cell(line, &qname, &e.qname, None);
 
         match (e.kind, e.rcode) {
@@ -204,7 +351,7 @@ impl<W: Write> TableSink<W> {
         }
 
         let room = self.style.width.map_or(ANSWERS_MAX, |w| {
-            w.saturating_sub(FIXED_WIDTH + qname.width).max(ANSWERS_MIN)
+            w.saturating_sub(self.fixed + qname.width).max(ANSWERS_MIN)
         });
         answers(e, cell);
         push_cut(line, cell, room, false);
@@ -370,6 +517,7 @@ mod tests {
             color: false,
             width: None,
             utc_offset: |_| 0,
+            pods: false,
         }
     }
 
@@ -487,6 +635,152 @@ mod tests {
             );
             assert!(line.ends_with(" 2001:db8:aaaa:b…"), "{line}");
         }
+    }
+
+    /// A client in a known pod, one in a pod the directory does not know, a host process and
+    /// a server (CoreDNS) in kube-system.
+    fn pod_events() -> Vec<DnsEvent> {
+        use dnslens_lens::container::Runtime;
+        use dnslens_lens::model::{Container, Pod};
+        use dnslens_lens::pods::{PodInfo, Workload};
+        use std::sync::Arc;
+
+        let info = |ns: &str, name: &str| {
+            Arc::new(PodInfo {
+                uid: "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".to_string(),
+                name: name.to_string(),
+                namespace: ns.to_string(),
+                node: None,
+                pod_ip: None,
+                service_account: None,
+                labels: Default::default(),
+                workload: Some(Workload {
+                    kind: "Deployment".to_string(),
+                    name: "x".to_string(),
+                }),
+                containers: Default::default(),
+            })
+        };
+        let place = |e: &mut DnsEvent, container: Option<&str>, pod: Option<Arc<PodInfo>>| {
+            e.host = Some(false);
+            e.container = Some(Container {
+                id: Arc::from("0123456789abcdef".repeat(4).as_str()),
+                runtime: Runtime::Containerd,
+                name: container.map(str::to_string),
+            });
+            e.pod = Some(Pod {
+                uid: Arc::from("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"),
+                info: pod,
+            });
+        };
+        let q = sample::query(1, "payments.production.svc.cluster.local", 1, 0);
+        let mut known = sample::response(&q, 0, &["10.96.14.2"], 123_456_789);
+        known.latency_us = Some(850);
+        place(
+            &mut known,
+            Some("app"),
+            Some(info("production", "payment-svc-7d4b9f-xk2p1")),
+        );
+        let mut unknown = known.clone();
+        place(&mut unknown, None, None);
+        let mut host = known.clone();
+        host.host = Some(true);
+        host.container = None;
+        host.pod = None;
+        host.cgroup = "/system.slice/kubelet.service".to_string();
+        let mut server = server_side(&known);
+        server.process.name = "coredns".to_string();
+        place(
+            &mut server,
+            Some("coredns"),
+            Some(info("kube-system", "coredns-5d78c9869d-4xk2p")),
+        );
+        vec![known, unknown, host, server]
+    }
+
+    #[test]
+    fn pod_and_container_columns_with_a_cluster() {
+        let text = render(
+            &pod_events(),
+            TableStyle {
+                pods: true,
+                ..style()
+            },
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "TIME             PID PROCESS         ROLE   POD                                  CONTAINER      QTYPE  QNAME                                 RCODE    LATENCY ANSWERS",
+                "10:54:55.123     123 dig             client production/payment-svc-7d4b9f-xk2p1  app            A      payments.production.svc.cluster.local NOERROR    850us 10.96.14.2",
+                "10:54:55.123     123 dig             client 6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b 0123456789ab   A      payments.production.svc.cluster.local NOERROR    850us 10.96.14.2",
+                "10:54:55.123     123 dig             client -                                    kubelet.servi… A      payments.production.svc.cluster.local NOERROR    850us 10.96.14.2",
+                "10:54:55.123     870 coredns         server kube-system/coredns-5d78c9869d-4xk2p coredns        A      payments.production.svc.cluster.local NOERROR    120us 10.96.14.2",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_pod_layout_fits_the_terminal() {
+        for width in [100, 114, 120, 132, 150, 200] {
+            let text = render(
+                &pod_events(),
+                TableStyle {
+                    pods: true,
+                    width: Some(width),
+                    ..style()
+                },
+            );
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines {
+                assert!(
+                    line.chars().count() <= width,
+                    "{width}: {} wide: {line}",
+                    line.chars().count()
+                );
+            }
+            let header = lines[0];
+            assert!(
+                header.contains(" POD ") && header.contains(" CONTAINER "),
+                "{header}"
+            );
+            for (title, from) in [("PID", 131), ("ROLE", 119)] {
+                assert_eq!(header.contains(title), width >= from, "{width}: {header}");
+            }
+            for title in ["POD", "CONTAINER", "QNAME", "RCODE", "ANSWERS"] {
+                let col = header.find(title).unwrap();
+                for row in &lines[1..] {
+                    assert_eq!(row.chars().nth(col - 1), Some(' '), "{title}: {row}");
+                }
+            }
+        }
+        let at = |width| {
+            let text = render(
+                &pod_events(),
+                TableStyle {
+                    pods: true,
+                    width: Some(width),
+                    ..style()
+                },
+            );
+            text.lines().nth(1).unwrap().to_string()
+        };
+        let narrow = render(
+            &pod_events(),
+            TableStyle {
+                pods: true,
+                width: Some(110),
+                color: true,
+                ..style()
+            },
+        );
+        let lines: Vec<&str> = narrow.lines().collect();
+        assert!(lines[4].contains("\x1b[36mcoredns "), "{narrow}");
+        assert!(!lines[1].contains("\x1b[36m"), "{narrow}");
+        assert_eq!(
+            at(120),
+            "10:54:55.123 dig          client production/payme… app          A     payments.produc… NOERROR    850us 10.96.14.2"
+        );
     }
 
     #[test]

@@ -17,11 +17,70 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{host_lock, unique_tag, wait_until, STATE_DIR};
 
-/// The kubelet's cgroup driver, which decides the naming.
+/// How the cgroup is named: the kubelet's driver and the container runtime, or a container
+/// outside Kubernetes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Driver {
+    /// systemd driver, Burstable pod, containerd.
     Systemd,
+    /// cgroupfs driver, BestEffort pod: the runtime cannot be told from the path.
     Cgroupfs,
+    /// systemd driver, BestEffort pod, CRI-O.
+    SystemdCrio,
+    /// systemd driver, Guaranteed pod (no QoS level in the path), containerd.
+    SystemdGuaranteed,
+    /// cgroupfs driver, Guaranteed pod (`kubepods/pod<uid>/<id>`).
+    CgroupfsGuaranteed,
+    /// A kind node: the node's kubelet nests the pods under its own slice.
+    KindNested,
+    /// Docker outside Kubernetes: no pod.
+    Docker,
+    /// Podman outside Kubernetes: no pod.
+    Podman,
+}
+
+impl Driver {
+    /// The cgroup path for this pod uid and container id.
+    fn path(self, uid: &str, container: &str) -> String {
+        let uid_ = uid.replace('-', "_");
+        match self {
+            Driver::Systemd => format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/\
+                 cri-containerd-{container}.scope"
+            ),
+            Driver::Cgroupfs => format!("/kubepods/besteffort/pod{uid}/{container}"),
+            Driver::SystemdCrio => format!(
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/\
+                 crio-{container}.scope"
+            ),
+            Driver::SystemdGuaranteed => {
+                format!("/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{container}.scope")
+            }
+            Driver::CgroupfsGuaranteed => format!("/kubepods/pod{uid}/{container}"),
+            Driver::KindNested => format!(
+                "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/\
+                 kubelet-kubepods-besteffort-pod{uid_}.slice/cri-containerd-{container}.scope"
+            ),
+            Driver::Docker => format!("/system.slice/docker-{container}.scope"),
+            Driver::Podman => format!("/machine.slice/libpod-{container}.scope"),
+        }
+    }
+
+    /// The runtime dnslens should report.
+    pub fn runtime(self) -> &'static str {
+        match self {
+            Driver::Systemd | Driver::SystemdGuaranteed | Driver::KindNested => "containerd",
+            Driver::SystemdCrio => "cri-o",
+            Driver::Cgroupfs | Driver::CgroupfsGuaranteed => "unknown",
+            Driver::Docker => "docker",
+            Driver::Podman => "podman",
+        }
+    }
+
+    /// Whether the cgroup belongs to a Kubernetes pod.
+    pub fn in_pod(self) -> bool {
+        !matches!(self, Driver::Docker | Driver::Podman)
+    }
 }
 
 /// Which hierarchies the pod cgroup is created (and joined) in.
@@ -69,6 +128,11 @@ impl Mounts {
 pub struct PodCgroup {
     /// Path relative to the hierarchy's mount, with a leading `/`: what dnslens should report.
     pub path: String,
+    pub driver: Driver,
+    /// The pod uid (dashed), also for layouts without a pod (then unused).
+    pub pod_uid: String,
+    /// The container id (64 hex).
+    pub container_id: String,
     /// (hierarchy mount, leaf directory) for each hierarchy it exists in.
     leaves: Vec<(PathBuf, PathBuf)>,
     /// Every directory on the paths, parents first.
@@ -117,14 +181,7 @@ impl PodCgroup {
     pub fn new(driver: Driver, hierarchies: Hierarchies) -> PodCgroup {
         let mounts = Mounts::detect();
         let (uid, container) = ids();
-        let path = match driver {
-            Driver::Systemd => format!(
-                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/\
-                 cri-containerd-{container}.scope",
-                uid.replace('-', "_")
-            ),
-            Driver::Cgroupfs => format!("/kubepods/besteffort/pod{uid}/{container}"),
-        };
+        let path = driver.path(&uid, &container);
         let mut roots = Vec::new();
         if hierarchies == Hierarchies::Both {
             roots.push(
@@ -141,6 +198,9 @@ impl PodCgroup {
         }
         let mut cg = PodCgroup {
             path,
+            driver,
+            pod_uid: uid,
+            container_id: container,
             leaves: Vec::new(),
             dirs: Vec::new(),
         };
