@@ -92,7 +92,7 @@ pub(crate) fn find(
             return Ok(Some(Source::InCluster));
         }
         note(format!(
-            "kubernetes: KUBERNETES_SERVICE_HOST is set but {} is missing \
+            "KUBERNETES_SERVICE_HOST is set but {} is missing \
              (automountServiceAccountToken: false?): running without pod names",
             env.token_file.display()
         ));

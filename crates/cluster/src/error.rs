@@ -16,8 +16,13 @@ pub enum ClusterError {
     InCluster { reason: String },
     /// The configuration was read but no HTTP client could be built from it (TLS settings,
     /// client certificates, auth plugins).
-    #[error("Kubernetes client for {server}: {reason}")]
-    Client { server: String, reason: String },
+    #[error("Kubernetes client for {server} (from {origin}): {reason}")]
+    Client {
+        server: String,
+        /// Where the configuration came from: `kubeconfig /path` or the in-cluster account.
+        origin: String,
+        reason: String,
+    },
     /// A cluster is configured but this node's name is unknown, and watching every pod of the
     /// cluster instead would not scale.
     #[error("a Kubernetes cluster is configured but the node name is empty: pass --node-name or set NODE_NAME (the DaemonSet sets it from spec.nodeName)")]

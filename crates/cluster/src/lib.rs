@@ -96,7 +96,8 @@ pub struct Cluster {
 /// `Ok(None)` when there is no in-cluster configuration and no kubeconfig: not an error, pod
 /// names are simply not available. `Err` when a configuration exists but cannot be used (the
 /// message names the file and why). API-server trouble after that is never an error: `warn`
-/// gets a one-line message, the directory keeps what it knows, and the watch reconnects.
+/// gets a one-line message (without a prefix: the caller adds its own, e.g. `kubernetes: `),
+/// the directory keeps what it knows, and the watch reconnects.
 pub fn start(
     config: ClusterConfig,
     warn: Box<dyn Fn(String) + Send + Sync>,
@@ -152,6 +153,7 @@ pub fn start(
                     Err(e) => {
                         let _ = ready_tx.send(Err(ClusterError::Client {
                             server,
+                            origin: thread_source.describe(),
                             reason: error::one_line(&e),
                         }));
                         return;

@@ -175,7 +175,7 @@ impl Owners {
                     .insert(hop, Instant::now() + FORBIDDEN_RETRY);
                 if self.warned.insert(hop) {
                     warn(format!(
-                        "kubernetes: RBAC forbids get on {} ({}): {}; grant get on {} to dnslens's ClusterRole",
+                        "RBAC forbids get on {} ({}): {}; grant get on {} to dnslens's ClusterRole",
                         hop.resource(),
                         e.message,
                         hop.what_is_lost(),

@@ -103,6 +103,8 @@ pub(crate) struct Watch {
     failures: Option<u32>,
     /// Watches in a row that ended at once without an event.
     quick_closes: u32,
+    /// Re-lists in a row whose watch expired before any event.
+    quick_relists: u32,
     last_warning: Option<(String, Instant)>,
 }
 
@@ -132,6 +134,7 @@ impl Watch {
             backoff: Backoff::new(),
             failures: None,
             quick_closes: 0,
+            quick_relists: 0,
             last_warning: None,
         }
     }
@@ -202,9 +205,14 @@ impl Watch {
                     match item {
                         Ok(WatchEvent::Error(e)) | Err(kube::Error::Api(e)) if e.code == 410 => {
                             self.restarted(&e.message);
-                            if events == 0 {
-                                // A fresh list's version expiring at once, over and over, is a
-                                // server problem: do not hammer it.
+                            // Once is expected (a version from before an outage); a fresh
+                            // list's version expiring at once, again, is a server problem.
+                            self.quick_relists = if events == 0 {
+                                self.quick_relists + 1
+                            } else {
+                                1
+                            };
+                            if self.quick_relists > 1 {
                                 tokio::time::sleep(self.backoff.next_delay()).await;
                             }
                             relist = true;
@@ -225,6 +233,7 @@ impl Watch {
                             }
                             events += 1;
                             self.quick_closes = 0;
+                            self.quick_relists = 0;
                             self.backoff.reset();
                             match event {
                                 WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
@@ -295,7 +304,7 @@ impl Watch {
             let counts = self.shared.directory.read().counts();
             let pods = counts.pods - counts.deleted;
             (self.warn)(format!(
-                "kubernetes: connected to {} again after {failures} failed attempt{}; {pods} pods on node {}",
+                "connected to {} again after {failures} failed attempt{}; {pods} pods on node {}",
                 self.server,
                 if failures == 1 { "" } else { "s" },
                 self.node
@@ -307,7 +316,7 @@ impl Watch {
     fn restarted(&mut self, message: &str) {
         self.shared.health().relists += 1;
         let reason = format!(
-            "kubernetes: pod watch restarted: resource version expired (410 Gone: {message}); listing the pods of node {} again",
+            "pod watch restarted: resource version expired (410 Gone: {message}); listing the pods of node {} again",
             self.node
         );
         self.say(reason.clone(), reason);
@@ -347,10 +356,7 @@ impl Watch {
         }
         *self.failures.get_or_insert(0) += 1;
         let delay = self.backoff.next_delay();
-        let line = format!(
-            "kubernetes: {reason}; reconnecting in {:.1}s",
-            delay.as_secs_f64()
-        );
+        let line = format!("{reason}; reconnecting in {:.1}s", delay.as_secs_f64());
         self.say(reason, line);
         tokio::time::sleep(delay).await;
     }

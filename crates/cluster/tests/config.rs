@@ -215,3 +215,20 @@ fn a_cluster_without_a_node_name_is_an_error() {
         "{message}"
     );
 }
+
+#[test]
+fn unusable_credentials_name_the_kubeconfig() {
+    let home = TempDir::new("bad-cert");
+    let path = home.path().join("kubeconfig");
+    // "not a certificate" / "not a key", base64.
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\nusers:\n- name: u\n  user:\n    client-certificate-data: bm90IGEgY2VydGlmaWNhdGU=\n    client-key-data: bm90IGEga2V5\n",
+    )
+    .unwrap();
+    let message = with_env(home.path(), None, || {
+        error_of(start(config(Some(path.clone()))))
+    });
+    eprintln!("{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+}
