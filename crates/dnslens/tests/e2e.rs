@@ -8,6 +8,9 @@
 //! root). Each builds its own node with unique names, so they run in parallel.
 
 mod node;
+// The fake Kubernetes API server of the cluster crate's tests, shared rather than copied.
+#[path = "../../cluster/tests/fake_apiserver/mod.rs"]
+mod fake_apiserver;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -747,4 +750,190 @@ fn root_trace_container_and_pod_from_every_cgroup_layout() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Runs getent in `pod` until an event of it satisfies `ok` (the watch delivers pods on its own
+/// schedule and enrichment never waits for it), at most 15 s. Returns that event.
+fn lookup_until(
+    node: &Node,
+    pod: &PodCgroup,
+    trace: &Trace,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let getent = tool("getent");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let run = node.run("getent", 0, Some(pod), &getent, &["ahosts", HOST]);
+        run.expect_ok();
+        let settle = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < settle {
+            if let Some(e) = trace
+                .events()
+                .into_iter()
+                .rev()
+                .find(|e| e["process"]["pid"] == run.pid && e["kind"] == "response")
+            {
+                if ok(&e) {
+                    return e;
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no matching event within 15 s; last events:\n{}\nstderr:\n{}",
+            trace
+                .events()
+                .iter()
+                .rev()
+                .take(3)
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            trace.stderr()
+        );
+    }
+}
+
+/// Names come from a Kubernetes API endpoint started here on loopback, reached through a
+/// kubeconfig: a pod appears and is named with its workload (Deployment via its ReplicaSet) and
+/// container; its labels change; it is deleted and keeps its name (grace period); the endpoint
+/// dies (events keep flowing, a warning says why) and comes back with a second pod.
+#[test]
+fn root_trace_names_pods_from_the_kubernetes_api() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let server = fake_apiserver::FakeApiServer::start();
+    let dir = fake_apiserver::TempDir::new("e2e");
+    let kubeconfig = fake_apiserver::write_kubeconfig(dir.path(), &server.url());
+    let mut web = fake_apiserver::pod("shop", "web-7d4b9f-xk2p1", "test-node")
+        .label("app", "web")
+        .owner("apps/v1", "ReplicaSet", "web-7d4b9f")
+        .container("app", &pod.container_id);
+    web.uid = pod.pod_uid.clone();
+    server.with_state(|s| {
+        s.add_replicaset("shop", "web-7d4b9f", Some(("apps/v1", "Deployment", "web")))
+    });
+    server.add_pod(&web);
+    let kubeconfig = kubeconfig.to_str().unwrap().to_string();
+    let trace = Trace::start(&["--kubeconfig", &kubeconfig, "--node-name", "test-node"]);
+
+    let e = lookup_until(&node, &pod, &trace, "named pod", |e| {
+        e["pod"]["name"].is_string()
+    });
+    assert_eq!(e["pod"]["name"], "web-7d4b9f-xk2p1", "{e}");
+    assert_eq!(e["pod"]["namespace"], "shop", "{e}");
+    assert_eq!(e["pod"]["uid"], pod.pod_uid.as_str(), "{e}");
+    assert_eq!(e["pod"]["workload"]["kind"], "Deployment", "{e}");
+    assert_eq!(e["pod"]["workload"]["name"], "web", "{e}");
+    assert_eq!(e["pod"]["labels"]["app"], "web", "{e}");
+    assert_eq!(e["container"]["name"], "app", "{e}");
+    assert_eq!(e["container"]["id"], pod.container_id.as_str(), "{e}");
+    assert_eq!(e["node"], "test-node", "{e}");
+
+    server.update_pod(&web.uid, |p| {
+        p["metadata"]["labels"]["version"] = "v2".into()
+    });
+    lookup_until(&node, &pod, &trace, "changed labels", |e| {
+        e["pod"]["labels"]["version"] == "v2"
+    });
+
+    server.delete_pod(&web.uid);
+    let e = lookup_until(&node, &pod, &trace, "deleted pod", |e| e["pod"].is_object());
+    assert_eq!(
+        e["pod"]["name"], "web-7d4b9f-xk2p1",
+        "a deleted pod keeps its name: {e}"
+    );
+
+    // The endpoint dies: events still flow, with the names already known.
+    let port = server.port();
+    let mut state = server.stop();
+    let e = lookup_until(&node, &pod, &trace, "API down", |e| e["pod"].is_object());
+    assert_eq!(e["pod"]["name"], "web-7d4b9f-xk2p1", "{e}");
+    let warned = Instant::now() + Duration::from_secs(10);
+    while !trace.stderr().contains("dnslens: kubernetes:") && Instant::now() < warned {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        trace.stderr().contains("dnslens: kubernetes:"),
+        "no warning: {}",
+        trace.stderr()
+    );
+
+    // It comes back with a second pod, which gets named.
+    let other = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
+    let mut api = fake_apiserver::pod("billing", "ledger-0", "test-node")
+        .owner("apps/v1", "StatefulSet", "ledger")
+        .container("ledger", &other.container_id);
+    api.uid = other.pod_uid.clone();
+    state.add_pod(api.json());
+    let _server = fake_apiserver::FakeApiServer::start_with(port, state);
+    let e = lookup_until(&node, &other, &trace, "API back", |e| {
+        e["pod"]["name"].is_string()
+    });
+    assert_eq!(e["pod"]["name"], "ledger-0", "{e}");
+    assert_eq!(e["pod"]["workload"]["kind"], "StatefulSet", "{e}");
+    let stopped = trace.stop();
+    assert!(
+        stopped.status.is_some_and(|s| s.success()),
+        "{}",
+        stopped.stderr
+    );
+}
+
+/// The endpoint is absent when dnslens starts: events flow with container and pod ids, and the
+/// names appear once the endpoint does.
+#[test]
+fn root_trace_kubernetes_api_absent_at_start() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::SystemdCrio, Hierarchies::Both);
+    // Reserve a free port, then leave it empty.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = fake_apiserver::TempDir::new("e2e-absent");
+    let kubeconfig =
+        fake_apiserver::write_kubeconfig(dir.path(), &format!("http://127.0.0.1:{port}"));
+    let kubeconfig = kubeconfig.to_str().unwrap().to_string();
+    let trace = Trace::start(&["--kubeconfig", &kubeconfig, "--node-name", "test-node"]);
+    let e = lookup_until(&node, &pod, &trace, "ids without API", |e| {
+        e["pod"]["uid"].is_string()
+    });
+    assert_eq!(e["pod"]["uid"], pod.pod_uid.as_str(), "{e}");
+    assert_eq!(e["container"]["runtime"], "cri-o", "{e}");
+    assert!(e["pod"]["name"].is_null(), "{e}");
+
+    let mut dns = fake_apiserver::pod("kube-system", "coredns-5d78c9869d-abcde", "test-node")
+        .owner("apps/v1", "ReplicaSet", "coredns-5d78c9869d")
+        .container("coredns", &pod.container_id);
+    dns.uid = pod.pod_uid.clone();
+    let mut state = fake_apiserver::State::default();
+    state.add_replicaset(
+        "kube-system",
+        "coredns-5d78c9869d",
+        Some(("apps/v1", "Deployment", "coredns")),
+    );
+    state.add_pod(dns.json());
+    let _server = fake_apiserver::FakeApiServer::start_with(port, state);
+    let e = lookup_until(&node, &pod, &trace, "API appeared", |e| {
+        e["pod"]["name"].is_string()
+    });
+    assert_eq!(e["pod"]["name"], "coredns-5d78c9869d-abcde", "{e}");
+    assert_eq!(e["pod"]["workload"]["name"], "coredns", "{e}");
+    let stopped = trace.stop();
+    assert!(
+        stopped.status.is_some_and(|s| s.success()),
+        "{}",
+        stopped.stderr
+    );
 }
