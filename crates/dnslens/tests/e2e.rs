@@ -937,3 +937,70 @@ fn root_trace_kubernetes_api_absent_at_start() {
         stopped.stderr
     );
 }
+
+/// `dnslens whois <pid>` for a live process in a pod's container: the chain down to the
+/// workload, with names from the Kubernetes API endpoint on loopback.
+#[test]
+fn root_whois_shows_the_chain_for_a_live_process() {
+    if !have_root() {
+        return;
+    }
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let join: String = pod
+        .procs_files()
+        .iter()
+        .map(|f| format!("echo $$ > {}; ", f.display()))
+        .collect();
+    let mut sleeper = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{join}exec sleep 30"))
+        .spawn()
+        .expect("start sleep");
+    let pid = sleeper.id().to_string();
+    // Until the process has joined its cgroup.
+    let joined = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .contains(&pod.container_id)
+        && Instant::now() < joined
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = fake_apiserver::FakeApiServer::start();
+    let dir = fake_apiserver::TempDir::new("e2e-whois");
+    let kubeconfig = fake_apiserver::write_kubeconfig(dir.path(), &server.url());
+    let mut web = fake_apiserver::pod("shop", "web-7d4b9f-xk2p1", "test-node")
+        .owner("apps/v1", "ReplicaSet", "web-7d4b9f")
+        .container("app", &pod.container_id);
+    web.uid = pod.pod_uid.clone();
+    server.with_state(|s| {
+        s.add_replicaset("shop", "web-7d4b9f", Some(("apps/v1", "Deployment", "web")))
+    });
+    server.add_pod(&web);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dnslens"))
+        .args(["whois", &pid, "--node-name", "test-node", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .expect("run dnslens whois");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for want in [
+        pod.path.as_str(),
+        pod.container_id.as_str(),
+        "containerd",
+        "shop/web-7d4b9f-xk2p1",
+        "Deployment",
+        "sleep",
+    ] {
+        assert!(
+            stdout.contains(want),
+            "whois output lacks {want:?}:\n{stdout}"
+        );
+    }
+}
