@@ -457,6 +457,58 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 	submit(ev, len);
 }
 
+/* Emits what one syscall moved. `ret` is its return value: bytes, or for the mmsg calls the
+ * number of messages when `only` is -1 (syscall exit: every message is walked) and the bytes of
+ * message `only` otherwise (socket hooks: one message per run). The peer is read from the
+ * user's sockaddr when `peer_from_user`. */
+static __always_inline void emit_call(struct dnslens_event *ev, const struct call *call, long ret,
+				      bool peer_from_user, int only)
+{
+	switch (call->kind) {
+	case ARG_BUF:
+		if (peer_from_user &&
+		    !apply_user_peer(ev, (const void *)call->addr, call->need_dns_peer))
+			return;
+		copy_flat(ev, (const void *)call->data, ret);
+		submit(ev, ret);
+		break;
+	case ARG_IOV:
+		copy_iov(ev, (const struct iovec *)call->data, call->count, ret);
+		submit(ev, ret);
+		break;
+	case ARG_MSGHDR:
+		emit_msghdr(ev, (const struct user_msghdr *)call->data, ret, 0, peer_from_user,
+			    call->need_dns_peer);
+		break;
+	case ARG_MMSGHDR: {
+		const struct mmsghdr *msgs = (const struct mmsghdr *)call->data;
+		if (only >= 0) {
+			if (only >= DNSLENS_MAX_MMSG) {
+				count(DNSLENS_CNT_MMSG_SKIPPED);
+				return;
+			}
+			emit_msghdr(ev, &msgs[only].msg_hdr, ret, only, peer_from_user, false);
+			return;
+		}
+		if (ret > DNSLENS_MAX_MMSG) {
+			count(DNSLENS_CNT_MMSG_SKIPPED);
+			ret = DNSLENS_MAX_MMSG;
+		}
+#pragma unroll
+		for (int i = 0; i < DNSLENS_MAX_MMSG; i++) {
+			if (i >= ret)
+				break;
+			unsigned int msg_len = 0;
+			if (bpf_probe_read_user(&msg_len, sizeof(msg_len), &msgs[i].msg_len))
+				break;
+			emit_msghdr(ev, &msgs[i].msg_hdr, msg_len, i, peer_from_user,
+				    call->need_dns_peer);
+		}
+		break;
+	}
+	}
+}
+
 static __always_inline void set_call(struct call *call, __u8 syscall, __u8 kind, __u8 direction)
 {
 	call->syscall = syscall;
@@ -526,39 +578,7 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 	struct dnslens_event *ev = &s->event;
 	fill_header(ev, task, &call);
 
-	switch (call.kind) {
-	case ARG_BUF:
-		if (!apply_user_peer(ev, (const void *)call.addr, call.need_dns_peer))
-			return 0;
-		copy_flat(ev, (const void *)call.data, ret);
-		submit(ev, ret);
-		break;
-	case ARG_IOV:
-		copy_iov(ev, (const struct iovec *)call.data, call.count, ret);
-		submit(ev, ret);
-		break;
-	case ARG_MSGHDR:
-		emit_msghdr(ev, (const struct user_msghdr *)call.data, ret, 0, true, call.need_dns_peer);
-		break;
-	case ARG_MMSGHDR: {
-		/* ret is the number of messages; each mmsghdr.msg_len says its bytes. */
-		const struct mmsghdr *msgs = (const struct mmsghdr *)call.data;
-		if (ret > DNSLENS_MAX_MMSG) {
-			count(DNSLENS_CNT_MMSG_SKIPPED);
-			ret = DNSLENS_MAX_MMSG;
-		}
-#pragma unroll
-		for (int i = 0; i < DNSLENS_MAX_MMSG; i++) {
-			if (i >= ret)
-				break;
-			unsigned int msg_len = 0;
-			if (bpf_probe_read_user(&msg_len, sizeof(msg_len), &msgs[i].msg_len))
-				break;
-			emit_msghdr(ev, &msgs[i].msg_hdr, msg_len, i, true, call.need_dns_peer);
-		}
-		break;
-	}
-	}
+	emit_call(ev, &call, ret, true, -1);
 	return 0;
 }
 
@@ -668,32 +688,9 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	if (have_peer)
 		apply_datagram_peer(ev, &peer);
 	bool send = direction == DNSLENS_DIR_SEND;
-
-	switch (call.kind) {
-	case ARG_BUF:
-		if (send && !apply_user_peer(ev, (const void *)call.addr, false))
-			return 0;
-		copy_flat(ev, (const void *)call.data, ret);
-		submit(ev, ret);
-		break;
-	case ARG_IOV:
-		copy_iov(ev, (const struct iovec *)call.data, call.count, ret);
-		submit(ev, ret);
-		break;
-	case ARG_MSGHDR:
-		emit_msghdr(ev, (const struct user_msghdr *)call.data, ret, 0, send, false);
-		break;
-	case ARG_MMSGHDR: {
-		__u32 index = mmsg_index(call.data, call.count);
-		if (index >= DNSLENS_MAX_MMSG) {
-			count(DNSLENS_CNT_MMSG_SKIPPED);
-			return 0;
-		}
-		const struct mmsghdr *msgs = (const struct mmsghdr *)call.data;
-		emit_msghdr(ev, &msgs[index].msg_hdr, ret, index, send, false);
-		break;
-	}
-	}
+	/* A receive's sockaddr is written to the user only after this hook: its peer came above. */
+	int index = call.kind == ARG_MMSGHDR ? mmsg_index(call.data, call.count) : 0;
+	emit_call(ev, &call, ret, send, index);
 	return 0;
 }
 
