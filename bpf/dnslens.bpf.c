@@ -91,14 +91,22 @@ struct call {
 	__u8 syscall;
 	__u8 direction;
 	__u8 need_dns_peer; /* unconnected UDP socket: each datagram's peer port is checked */
+	__u8 to_server;     /* unconnected UDP send to a DNS port: remember the server */
 };
 
-/* Unconnected UDP sockets that sent to a DNS port: their receives are DNS candidates. */
+/* Unconnected UDP sockets that sent to a DNS port, with the server they last sent to: their
+ * receives are DNS candidates, and a receive that does not ask for the sender (plain recv, as
+ * dnsperf does) is taken to come from that server. */
+struct dns_server {
+	__u8 addr[16];
+	__u16 port;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* struct sock * */
-	__type(value, __u8);
+	__type(value, struct dns_server);
 } dns_sockets SEC(".maps");
 
 /* The source address the kernel chose for the last DNS datagram of a wildcard-bound UDP socket:
@@ -257,8 +265,7 @@ static __always_inline bool classify(struct task_struct *task, struct call *call
 	if (!dns_port && call->direction == DNSLENS_DIR_SEND) {
 		if (protocol != IPPROTO_UDP)
 			return false;
-		__u8 one = 1;
-		bpf_map_update_elem(&dns_sockets, &key, &one, BPF_ANY);
+		call->to_server = 1;
 	}
 	call->sk = key;
 	call->socket_ino = BPF_CORE_READ(file, f_inode, i_ino);
@@ -363,7 +370,7 @@ static __always_inline bool apply_user_peer(struct dnslens_event *ev, const void
 {
 	struct sockaddr_inet sa = {};
 	if (!addr || bpf_probe_read_user(&sa, sizeof(sa), addr))
-		return !need_dns_peer;
+		return !need_dns_peer || is_dns_port(ev->remote_port);
 	__u16 port = bpf_ntohs(sa.port);
 	if (need_dns_peer && !is_dns_port(port))
 		return false;
@@ -455,6 +462,14 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 		return;
 	copy_iov(ev, hdr.msg_iov, hdr.msg_iovlen, len);
 	submit(ev, len);
+}
+
+/* After an unconnected send to a DNS port: the server it went to (now in the event). */
+static __always_inline void remember_server(const struct dnslens_event *ev, __u64 sk)
+{
+	struct dns_server server = {.port = ev->remote_port};
+	__builtin_memcpy(server.addr, ev->remote_addr, sizeof(server.addr));
+	bpf_map_update_elem(&dns_sockets, &sk, &server, BPF_ANY);
 }
 
 /* Emits what one syscall moved. `ret` is its return value: bytes, or for the mmsg calls the
@@ -578,7 +593,18 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 	struct dnslens_event *ev = &s->event;
 	fill_header(ev, task, &call);
 
+	if (call.need_dns_peer) {
+		/* The sender's address is in the user's sockaddr, when the receive asked for it;
+		 * otherwise the server this socket queried stands for it. */
+		struct dns_server *server = bpf_map_lookup_elem(&dns_sockets, &call.sk);
+		if (server) {
+			__builtin_memcpy(ev->remote_addr, server->addr, sizeof(ev->remote_addr));
+			ev->remote_port = server->port;
+		}
+	}
 	emit_call(ev, &call, ret, true, -1);
+	if (call.to_server)
+		remember_server(ev, call.sk);
 	return 0;
 }
 
@@ -653,9 +679,17 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 				    peer.local_port == local_port;
 			seen->pid_tgid = 0;
 		}
-		/* Unconnected UDP: only datagrams from or to a DNS port were recorded. */
-		if (!dns_port && !have_peer)
-			return 0;
+		/* Unconnected UDP: only datagrams from or to a DNS port were recorded; a receive
+		 * that did not ask for its sender counts when the socket queried a DNS server. */
+		if (!dns_port && !have_peer) {
+			__u64 key = (__u64)sk;
+			struct dns_server *server = bpf_map_lookup_elem(&dns_sockets, &key);
+			if (!server)
+				return 0;
+			__builtin_memcpy(peer.remote_addr, server->addr, sizeof(peer.remote_addr));
+			peer.remote_port = server->port;
+			have_peer = true;
+		}
 	}
 	if (ret <= 0 || (direction == DNSLENS_DIR_RECV && (flags & MSG_PEEK)))
 		return 0;
@@ -691,6 +725,8 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	/* A receive's sockaddr is written to the user only after this hook: its peer came above. */
 	int index = call.kind == ARG_MMSGHDR ? mmsg_index(call.data, call.count) : 0;
 	emit_call(ev, &call, ret, send, index);
+	if (send && !dns_port)
+		remember_server(ev, call.sk);
 	return 0;
 }
 

@@ -110,6 +110,11 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.map.is_empty()
     }
 
+    /// Every value, in no particular order, leaving the order alone.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().map(|(v, _)| v)
+    }
+
     /// Entries dropped by `insert` because the map was full.
     pub fn evictions(&self) -> u64 {
         self.evictions

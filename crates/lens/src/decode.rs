@@ -36,6 +36,12 @@ pub struct DecodeStats {
     pub tcp_skipped_bytes: u64,
     /// TCP streams forgotten because the stream map was full.
     pub tcp_streams_evicted: u64,
+    /// TCP streams followed now that stopped inside a message: a peer that promised more than
+    /// it sent (and maybe closed), or one still sending. Counted when the stats are taken.
+    pub tcp_streams_mid_message: u64,
+    /// Bytes those streams hold (length prefixes included), never decoded unless the rest
+    /// arrives.
+    pub tcp_bytes_held: u64,
 }
 
 impl DecodeStats {
@@ -122,8 +128,16 @@ impl Decoder {
     }
 
     pub fn stats(&self) -> DecodeStats {
+        let held: Vec<usize> = self
+            .streams
+            .values()
+            .map(TcpFramer::held)
+            .filter(|&held| held > 0)
+            .collect();
         DecodeStats {
             tcp_streams_evicted: self.streams.evictions(),
+            tcp_streams_mid_message: held.len() as u64,
+            tcp_bytes_held: held.iter().map(|&n| n as u64).sum(),
             ..self.stats.clone()
         }
     }
@@ -294,5 +308,21 @@ mod tests {
         run(&mut d, &tcp(false, &q[..5], 5));
         assert!(run(&mut d, &tcp(true, &q[5..], q.len() - 5)).len() <= 1);
         assert_eq!(d.stats().tcp_streams_evicted, 2);
+    }
+
+    /// Regression: a TCP peer that sent a length prefix promising more than it then sent (and
+    /// closed) left no trace in the counters; its bytes sat in the stream map unreported.
+    #[test]
+    fn lying_tcp_length_is_reported_as_a_stream_stopped_mid_message() {
+        let mut d = Decoder::new(4);
+        let lie = [&5000u16.to_be_bytes()[..], &[7; 20]].concat();
+        assert!(run(&mut d, &tcp(true, &lie, lie.len())).is_empty());
+        let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
+        assert_eq!(run(&mut d, &tcp(false, &q, q.len())).len(), 1);
+        let stats = d.stats();
+        assert_eq!(
+            (stats.tcp_streams_mid_message, stats.tcp_bytes_held),
+            (1, 22)
+        );
     }
 }

@@ -41,8 +41,13 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "tcp: {} desyncs ({} bytes skipped), {} streams evicted",
-            d.tcp_desyncs, d.tcp_skipped_bytes, d.tcp_streams_evicted
+            "tcp: {} desyncs ({} bytes skipped), {} streams evicted, {} streams stopped inside \
+             a message ({} bytes held)",
+            d.tcp_desyncs,
+            d.tcp_skipped_bytes,
+            d.tcp_streams_evicted,
+            d.tcp_streams_mid_message,
+            d.tcp_bytes_held
         )?;
         let c = &self.correlate;
         writeln!(

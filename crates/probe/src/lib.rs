@@ -193,7 +193,12 @@ impl Probe {
             )));
         }
         preflight::check_btf()?;
-        preflight::ensure_tracefs()?;
+        // Only the per-syscall tracepoints and the exec hook need tracefs: its absence is fatal
+        // only when nothing else can capture.
+        let tracefs = preflight::ensure_tracefs();
+        if let Err(ProbeError::NotPrivileged) = tracefs {
+            return Err(ProbeError::NotPrivileged);
+        }
         let memory_subsys = preflight::memory_subsys_id();
 
         let mut ebpf = EbpfLoader::new()
@@ -207,16 +212,17 @@ impl Probe {
         let btf = Btf::from_sys_fs().map_err(|e| ProbeError::Load {
             detail: error_chain(&e),
         })?;
-        let (mode, mut hooks) = attach_capture(&mut ebpf, &btf, config.capture)?;
+        let (mode, mut hooks) = match attach_capture(&mut ebpf, &btf, config.capture) {
+            Ok(attached) => attached,
+            Err(e) => return Err(tracefs.err().unwrap_or(e)),
+        };
         // Optional: without it, wildcard-bound UDP sockets show the wildcard as their address.
         hooks.push(attach_btf(&mut ebpf, &btf, SOURCE_PROGRAM, SOURCE_PROGRAM));
         // Optional: without it, exe paths come from /proc alone.
-        hooks.push(attach_tracepoint(
-            &mut ebpf,
-            EXEC_PROGRAM,
-            "sched",
-            EXEC_PROGRAM,
-        ));
+        hooks.push(match &tracefs {
+            Ok(()) => attach_tracepoint(&mut ebpf, EXEC_PROGRAM, "sched", EXEC_PROGRAM),
+            Err(e) => hook_status(format!("sched/{EXEC_PROGRAM}"), Err(e.to_string())),
+        });
 
         let ring = take_map(&mut ebpf, "events").and_then(|m| {
             RingBuf::try_from(m).map_err(|e| ProbeError::Load {
@@ -266,24 +272,32 @@ impl Probe {
     }
 
     /// Waits up to `timeout` for records and calls `on_record` with each; returns how many.
+    /// Reading stops after about `timeout` too, even while records keep coming, so that under
+    /// sustained load the caller still gets to its stop flag, timeouts and loss checks.
     pub fn poll(
         &mut self,
         timeout: Duration,
         mut on_record: impl FnMut(&[u8]),
     ) -> Result<usize, ProbeError> {
-        let mut seen = self.drain(&mut on_record);
+        let mut seen = self.drain(&mut on_record, timeout);
         if seen == 0 {
             self.epoll.wait(timeout)?;
-            seen = self.drain(&mut on_record);
+            seen = self.drain(&mut on_record, timeout);
         }
         Ok(seen)
     }
 
-    fn drain(&mut self, on_record: &mut impl FnMut(&[u8])) -> usize {
+    fn drain(&mut self, on_record: &mut impl FnMut(&[u8]), budget: Duration) -> usize {
+        // The clock is read once per this many records.
+        const CHECK_EVERY: usize = 1024;
+        let start = std::time::Instant::now();
         let mut seen = 0;
         while let Some(record) = self.ring.next() {
             on_record(&record);
             seen += 1;
+            if seen % CHECK_EVERY == 0 && start.elapsed() >= budget {
+                break;
+            }
         }
         seen
     }

@@ -150,6 +150,18 @@ fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: CaptureMode) {
         client.local_addr().unwrap().port()
     );
     assert!(seen.iter().all(|s| s.transport == Transport::Udp));
+
+    // A receive that does not ask for the sender (plain recv, as dnsperf does): the server the
+    // socket queried stands for it.
+    let again = msg(3, 90);
+    server.send_to(&again, from).unwrap();
+    assert_eq!(client.recv(&mut buf).unwrap(), again.len());
+    let seen = collect(&mut probe, 1);
+    let plain = seen
+        .iter()
+        .find(|s| s.direction == Direction::Recv && s.payload == again)
+        .unwrap_or_else(|| panic!("plain recv on an unconnected socket missing: {seen:?}"));
+    assert_eq!(plain.remote, server.local_addr().unwrap());
 }
 
 #[test]

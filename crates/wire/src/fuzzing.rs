@@ -48,6 +48,12 @@ pub fn fuzz_tcp_framer(data: &[u8]) {
         });
         let (held, owed) = framer.in_flight();
         assert!(held <= 65_535 + 2, "holds {held} bytes");
+        // Memory follows the bytes that arrived, not what a length prefix promised.
+        let capacity = framer.buffer_capacity();
+        assert!(
+            capacity <= (2 * held).max(crate::tcp::KEEP_CAPACITY),
+            "reserves {capacity} bytes for {held} held"
+        );
         assert_eq!(
             fed + owed,
             reported + held,

@@ -20,7 +20,7 @@ pub enum Frame<'a> {
 const MIN_MESSAGE: usize = 12;
 /// A buffer grown past this by a large message is released once that message is out, so
 /// thousands of idle sockets do not each hold 64 KiB.
-const KEEP_CAPACITY: usize = 4096;
+pub(crate) const KEEP_CAPACITY: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -83,11 +83,8 @@ impl TcpFramer {
                     self.state = START;
                 }
                 State::Body { len } => {
-                    if self.buf.is_empty() {
-                        // One allocation of the message's size, never a doubled one.
-                        self.buf.reserve_exact(len);
-                    }
                     let take = (len - self.buf.len()).min(data.len());
+                    self.grow_for(take, len);
                     self.buf.extend_from_slice(&data[..take]);
                     data = &data[take..];
                     if self.buf.len() == len {
@@ -160,6 +157,30 @@ impl TcpFramer {
                 START
             }
         };
+    }
+
+    /// Makes room for `take` more bytes of a message of `len`. The buffer grows with what has
+    /// arrived (doubling, so byte-by-byte chunks stay linear), never past `len`: a length
+    /// prefix alone, which a hostile or broken peer may send and then go quiet, reserves
+    /// nothing, so thousands of such streams do not each hold 64 KiB.
+    fn grow_for(&mut self, take: usize, len: usize) {
+        let need = self.buf.len() + take;
+        if need > self.buf.capacity() {
+            let target = need.max((self.buf.capacity() * 2).min(len));
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+    }
+
+    /// Bytes held for a message not yet complete (its length prefix included), or 0 at a
+    /// message boundary. A stream whose peer promised more than it sent (and closed) stays in
+    /// this state: the count says how many bytes such streams hold.
+    pub fn held(&self) -> usize {
+        self.in_flight().0
+    }
+
+    /// Bytes the buffer has reserved, for the memory check in [`crate::fuzzing`].
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn reset_buf(&mut self) {
@@ -318,6 +339,34 @@ mod tests {
         // A prefix split over two chunks counts both bytes.
         assert_eq!(push(&mut f, &[0], 0), []);
         assert_eq!(push(&mut f, &[3, 9, 9], 0), [Owned::Desync(4)]);
+    }
+
+    /// Regression: a prefix promising 65535 bytes reserved them all at once, so a peer that
+    /// sends prefixes and a few bytes on thousands of connections (then closes them) made
+    /// dnslens hold 64 KiB per stream for bytes that never came.
+    #[test]
+    fn lying_length_prefix_reserves_only_what_arrived() {
+        let mut f = TcpFramer::new();
+        assert_eq!(push(&mut f, &[0xff, 0xff], 0), []);
+        assert_eq!(f.buf.capacity(), 0);
+        assert_eq!(push(&mut f, &body(20, 1), 0), []);
+        assert!(f.buf.capacity() < 64, "{}", f.buf.capacity());
+        assert_eq!(f.held(), 22);
+        // Byte by byte, the buffer doubles: linear work, at most twice what arrived.
+        let mut f = TcpFramer::new();
+        push(&mut f, &[0x13, 0x88], 0);
+        for i in 0..3000u32 {
+            push(&mut f, &[i as u8], 0);
+            assert!(
+                f.buf.capacity() <= 2 * f.buf.len().max(8),
+                "{}",
+                f.buf.capacity()
+            );
+        }
+        assert_eq!(f.held(), 3002);
+        let rest = body(2000, 3);
+        assert_eq!(push(&mut f, &rest, 0).len(), 1);
+        assert_eq!(f.held(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! JSON lines: one object per event, flushed per line so a consumer (`jq`, a log shipper)
-//! gets each event when it happens, whole.
+//! JSON lines: one object per event, written out after each batch of ring-buffer records (the
+//! run loop's `flush`) rather than per line, which cost a write syscall per message under load
+//! (docs/performance.md). A consumer (`jq`, a log shipper) gets every line whole.
 
 use std::io::{self, Write};
 
@@ -26,7 +27,6 @@ impl<W: Write> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         serde_json::to_writer(&mut self.out, event)?;
         self.out.write_all(b"\n")?;
-        self.out.flush()?;
         Ok(true)
     }
 

@@ -7,6 +7,10 @@
 //! Everything a test creates carries a name unique to the run (`dlt<pid>x<n>`), is owned by a
 //! guard and is removed when the guard drops, also when the test panics.
 
+// Shared by two test binaries (e2e.rs, faults.rs), each of which uses a part of it.
+#![allow(dead_code)]
+
+pub mod bpf;
 pub mod cgroup;
 pub mod check;
 pub mod dnsmasq;

@@ -84,6 +84,21 @@ impl Trace {
         parse_lines(complete).0
     }
 
+    /// The dnslens process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Sends `signal` to dnslens (e.g. SIGKILL, then `wait_exit` to reap it).
+    pub fn signal(&mut self, signal: libc::c_int) {
+        self.child.signal(signal);
+    }
+
+    /// Everything printed on stdout so far, unparsed (cheap to search while it grows).
+    pub fn stdout_text(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
     /// Sends SIGINT and waits for dnslens to print what it has and exit.
     pub fn stop(mut self) -> Stopped {
         self.child.signal(libc::SIGINT);
