@@ -752,6 +752,32 @@ fn root_trace_container_and_pod_from_every_cgroup_layout() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The API server's view of the pod whose container runs in `cgroup` on `test-node`, owned by
+/// `owner` (kind, name) and with one container named `container`.
+fn api_pod(
+    cgroup: &PodCgroup,
+    namespace: &str,
+    name: &str,
+    owner: (&str, &str),
+    container: &str,
+) -> fake_apiserver::PodFixture {
+    let mut pod = fake_apiserver::pod(namespace, name, "test-node")
+        .owner("apps/v1", owner.0, owner.1)
+        .container(container, &cgroup.container_id);
+    pod.uid = cgroup.pod_uid.clone();
+    pod
+}
+
+/// Stops dnslens and checks it exited cleanly.
+fn stop_cleanly(trace: Trace) {
+    let stopped = trace.stop();
+    assert!(
+        stopped.status.is_some_and(|s| s.success()),
+        "{}",
+        stopped.stderr
+    );
+}
+
 /// Runs getent in `pod` until an event of it satisfies `ok` (the watch delivers pods on its own
 /// schedule and enrichment never waits for it), at most 15 s. Returns that event.
 fn lookup_until(
@@ -811,11 +837,14 @@ fn root_trace_names_pods_from_the_kubernetes_api() {
     let server = fake_apiserver::FakeApiServer::start();
     let dir = fake_apiserver::TempDir::new("e2e");
     let kubeconfig = fake_apiserver::write_kubeconfig(dir.path(), &server.url());
-    let mut web = fake_apiserver::pod("shop", "web-7d4b9f-xk2p1", "test-node")
-        .label("app", "web")
-        .owner("apps/v1", "ReplicaSet", "web-7d4b9f")
-        .container("app", &pod.container_id);
-    web.uid = pod.pod_uid.clone();
+    let web = api_pod(
+        &pod,
+        "shop",
+        "web-7d4b9f-xk2p1",
+        ("ReplicaSet", "web-7d4b9f"),
+        "app",
+    )
+    .label("app", "web");
     server.with_state(|s| {
         s.add_replicaset("shop", "web-7d4b9f", Some(("apps/v1", "Deployment", "web")))
     });
@@ -867,10 +896,13 @@ fn root_trace_names_pods_from_the_kubernetes_api() {
 
     // It comes back with a second pod, which gets named.
     let other = PodCgroup::new(Driver::Cgroupfs, Hierarchies::Both);
-    let mut api = fake_apiserver::pod("billing", "ledger-0", "test-node")
-        .owner("apps/v1", "StatefulSet", "ledger")
-        .container("ledger", &other.container_id);
-    api.uid = other.pod_uid.clone();
+    let api = api_pod(
+        &other,
+        "billing",
+        "ledger-0",
+        ("StatefulSet", "ledger"),
+        "ledger",
+    );
     state.add_pod(api.json());
     let _server = fake_apiserver::FakeApiServer::start_with(port, state);
     let e = lookup_until(&node, &other, &trace, "API back", |e| {
@@ -878,12 +910,7 @@ fn root_trace_names_pods_from_the_kubernetes_api() {
     });
     assert_eq!(e["pod"]["name"], "ledger-0", "{e}");
     assert_eq!(e["pod"]["workload"]["kind"], "StatefulSet", "{e}");
-    let stopped = trace.stop();
-    assert!(
-        stopped.status.is_some_and(|s| s.success()),
-        "{}",
-        stopped.stderr
-    );
+    stop_cleanly(trace);
 }
 
 /// The endpoint is absent when dnslens starts: events flow with container and pod ids, and the
@@ -913,10 +940,13 @@ fn root_trace_kubernetes_api_absent_at_start() {
     assert_eq!(e["container"]["runtime"], "cri-o", "{e}");
     assert!(e["pod"]["name"].is_null(), "{e}");
 
-    let mut dns = fake_apiserver::pod("kube-system", "coredns-5d78c9869d-abcde", "test-node")
-        .owner("apps/v1", "ReplicaSet", "coredns-5d78c9869d")
-        .container("coredns", &pod.container_id);
-    dns.uid = pod.pod_uid.clone();
+    let dns = api_pod(
+        &pod,
+        "kube-system",
+        "coredns-5d78c9869d-abcde",
+        ("ReplicaSet", "coredns-5d78c9869d"),
+        "coredns",
+    );
     let mut state = fake_apiserver::State::default();
     state.add_replicaset(
         "kube-system",
@@ -930,12 +960,7 @@ fn root_trace_kubernetes_api_absent_at_start() {
     });
     assert_eq!(e["pod"]["name"], "coredns-5d78c9869d-abcde", "{e}");
     assert_eq!(e["pod"]["workload"]["name"], "coredns", "{e}");
-    let stopped = trace.stop();
-    assert!(
-        stopped.status.is_some_and(|s| s.success()),
-        "{}",
-        stopped.stderr
-    );
+    stop_cleanly(trace);
 }
 
 /// `dnslens whois <pid>` for a live process in a pod's container: the chain down to the
@@ -969,10 +994,13 @@ fn root_whois_shows_the_chain_for_a_live_process() {
     let server = fake_apiserver::FakeApiServer::start();
     let dir = fake_apiserver::TempDir::new("e2e-whois");
     let kubeconfig = fake_apiserver::write_kubeconfig(dir.path(), &server.url());
-    let mut web = fake_apiserver::pod("shop", "web-7d4b9f-xk2p1", "test-node")
-        .owner("apps/v1", "ReplicaSet", "web-7d4b9f")
-        .container("app", &pod.container_id);
-    web.uid = pod.pod_uid.clone();
+    let web = api_pod(
+        &pod,
+        "shop",
+        "web-7d4b9f-xk2p1",
+        ("ReplicaSet", "web-7d4b9f"),
+        "app",
+    );
     server.with_state(|s| {
         s.add_replicaset("shop", "web-7d4b9f", Some(("apps/v1", "Deployment", "web")))
     });
