@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use dnslens_lens::count::CountBy;
+use dnslens_probe::CaptureMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,8 +63,8 @@ pub struct TraceArgs {
 #[derive(Debug, Args)]
 pub struct CountArgs {
     /// What to count queries by.
-    #[arg(long, value_enum, value_name = "KEY", default_value_t = CountKey::Process)]
-    pub by: CountKey,
+    #[arg(long, value_enum, value_name = "KEY", default_value_t = CountBy::Process)]
+    pub by: CountBy,
 
     /// Length of one counting interval.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
@@ -127,20 +129,8 @@ pub struct CaptureArgs {
     pub ring_buffer_size: Option<String>,
 
     /// Kernel hooks that capture DNS (docs/design.md); auto takes the cheapest this kernel allows.
-    #[arg(long, value_enum, default_value_t = CaptureFlag::Auto)]
-    pub capture: CaptureFlag,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum CaptureFlag {
-    /// sockets, else syscall-exit, else syscall-tracepoints.
-    Auto,
-    /// Socket-layer tracepoints (Linux 6.3+): pipes and files pay nothing.
-    Sockets,
-    /// The BTF raw tracepoint sys_exit: every syscall runs the hook.
-    SyscallExit,
-    /// The per-syscall sys_exit_* tracepoints, where BTF raw tracepoints are refused.
-    SyscallTracepoints,
+    #[arg(long, value_enum, default_value_t = CaptureMode::Auto)]
+    pub capture: CaptureMode,
 }
 
 /// Filters, each repeatable or comma-separated; every filter given must match.
@@ -214,21 +204,4 @@ pub enum ColorWhen {
     Auto,
     Always,
     Never,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CountKey {
-    /// Thread name.
-    Comm,
-    /// Process name.
-    Process,
-    Pid,
-    Cgroup,
-    /// namespace/name of the pod.
-    Pod,
-    Namespace,
-    /// namespace/Kind/name of the pod's owner (Deployment, StatefulSet, DaemonSet, Job, CronJob).
-    Workload,
-    /// namespace/pod/container, or the container id's first 12 digits.
-    Container,
 }

@@ -8,11 +8,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use dnslens_lens::count::CountBy;
 use dnslens_lens::filter::{Filter, Glob};
-use dnslens_probe::{CaptureMode, ProbeConfig, MAX_PORTS};
+use dnslens_probe::{ProbeConfig, MAX_PORTS};
 
-use crate::flags::{
-    CaptureArgs, CaptureFlag, Cli, ColorWhen, Command, CountKey, FilterArgs, KubernetesArgs,
-};
+use crate::flags::{CaptureArgs, Cli, ColorWhen, Command, FilterArgs, KubernetesArgs};
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -117,16 +115,7 @@ impl Settings {
                 if !args.filters.rcode.is_empty() {
                     bail!("--rcode filters responses, and count counts queries: leave it out");
                 }
-                let by = match args.by {
-                    CountKey::Comm => CountBy::Comm,
-                    CountKey::Process => CountBy::Process,
-                    CountKey::Pid => CountBy::Pid,
-                    CountKey::Cgroup => CountBy::Cgroup,
-                    CountKey::Pod => CountBy::Pod,
-                    CountKey::Namespace => CountBy::Namespace,
-                    CountKey::Workload => CountBy::Workload,
-                    CountKey::Container => CountBy::Container,
-                };
+                let by = args.by;
                 let output = Output::Count {
                     by,
                     interval: positive_duration("--interval", &args.interval)?,
@@ -202,12 +191,7 @@ fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
         );
     }
     config.ports = ports;
-    config.capture = match capture.capture {
-        CaptureFlag::Auto => CaptureMode::Auto,
-        CaptureFlag::Sockets => CaptureMode::Sockets,
-        CaptureFlag::SyscallExit => CaptureMode::SyscallExit,
-        CaptureFlag::SyscallTracepoints => CaptureMode::SyscallTracepoints,
-    };
+    config.capture = capture.capture;
     if let Some(size) = &capture.ring_buffer_size {
         config.ring_buffer_bytes =
             parse_ring_size(size).with_context(|| format!("--ring-buffer-size {size:?}"))?;

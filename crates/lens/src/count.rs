@@ -23,6 +23,7 @@ pub const NONE: &str = "(none)";
 
 /// What the queries are counted by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum CountBy {
     /// Thread name.
     Comm,

@@ -47,6 +47,7 @@ pub struct ProbeConfig {
 /// Which kernel hooks capture the messages. All see the same messages; they differ in what the
 /// rest of the host pays and in what kernel they need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum CaptureMode {
     /// The first of the modes below, in order, that this kernel allows.
     #[default]
