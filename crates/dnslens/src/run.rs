@@ -190,12 +190,12 @@ impl Run<'_> {
                 shown,
                 max_events,
             } = self;
-            let mut emit = |event: DnsEvent| {
+            let mut emit = |event: &DnsEvent| {
                 let full = max_events.is_some_and(|max| *shown >= max);
-                if failed.is_some() || full || !filter.matches(&event) {
+                if failed.is_some() || full || !filter.matches(event) {
                     return;
                 }
-                match sink.event(&event) {
+                match sink.event(event) {
                     Ok(true) => *shown += 1,
                     Ok(false) => {}
                     Err(e) => failed = Some(e),

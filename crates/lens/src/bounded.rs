@@ -1,105 +1,98 @@
 //! A bounded least-recently-used map: every cache and table in the lens has a size, evicts the
 //! entry used longest ago when full, and counts what it evicted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Borrow;
 use std::hash::Hash;
 
+use hashlink::LinkedHashMap;
+
+/// A fast, non-cryptographic hasher: keys come from the kernel and this host, and every bound
+/// below caps what a flood of colliding keys could cost.
+type FastHash = foldhash::fast::RandomState;
+
 /// Map of at most `capacity` entries. `get` and `insert` mark an entry as used; `peek` and
-/// `remove` do not. All operations are O(log n).
+/// `remove` do not. All operations are O(1): a hash table threaded by a use-ordered list.
 #[derive(Debug)]
 pub struct Lru<K, V> {
     capacity: usize,
-    tick: u64,
-    map: HashMap<K, (V, u64)>,
-    order: BTreeMap<u64, K>,
+    map: LinkedHashMap<K, V, FastHash>,
     evictions: u64,
 }
 
-impl<K: Hash + Eq + Clone, V> Lru<K, V> {
+impl<K: Hash + Eq, V> Lru<K, V> {
     /// A capacity of 0 is taken as 1.
     pub fn new(capacity: usize) -> Self {
         Lru {
             capacity: capacity.max(1),
-            tick: 0,
-            map: HashMap::new(),
-            order: BTreeMap::new(),
+            map: LinkedHashMap::with_hasher(FastHash::default()),
             evictions: 0,
         }
     }
 
-    fn next_tick(&mut self) -> u64 {
-        self.tick += 1;
-        self.tick
-    }
-
     /// The value for `key`, marked as most recently used.
-    pub fn get(&mut self, key: &K) -> Option<&mut V> {
-        let tick = self.next_tick();
-        let entry = self.map.get_mut(key)?;
-        let old = std::mem::replace(&mut entry.1, tick);
-        if let Some(k) = self.order.remove(&old) {
-            self.order.insert(tick, k);
-        }
-        Some(&mut entry.0)
+    pub fn get<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.to_back(key)
     }
 
     /// The value for `key`, leaving the order alone.
-    pub fn peek(&self, key: &K) -> Option<&V> {
-        self.map.get(key).map(|(v, _)| v)
+    pub fn peek<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key)
     }
 
-    pub fn contains(&self, key: &K) -> bool {
+    pub fn contains<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.map.contains_key(key)
     }
 
     /// Inserts or replaces `key` as the most recently used entry. Returns the entry evicted to
     /// make room, if any.
     pub fn insert(&mut self, key: K, value: V) -> Option<(K, V)> {
-        let tick = self.next_tick();
-        if let Some(entry) = self.map.get_mut(&key) {
-            let old = std::mem::replace(entry, (value, tick));
-            self.order.remove(&old.1);
-            self.order.insert(tick, key);
-            return None;
-        }
-        let evicted = if self.map.len() >= self.capacity {
-            let evicted = self.pop_oldest();
+        let evicted = if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
             self.evictions += 1;
-            evicted
+            self.map.pop_front()
         } else {
             None
         };
-        self.order.insert(tick, key.clone());
-        self.map.insert(key, (value, tick));
+        self.map.insert(key, value);
         evicted
     }
 
     /// The value for `key`, inserting `make()` first if it is absent; marked as most recently
     /// used either way.
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        if !self.map.contains_key(&key) {
-            self.insert(key.clone(), make());
+        if self.map.contains_key(&key) {
+            return self.map.to_back(&key).expect("present");
         }
-        self.get(&key).expect("entry was just inserted")
+        if self.map.len() >= self.capacity {
+            self.evictions += 1;
+            self.map.pop_front();
+        }
+        self.map.entry(key).or_insert_with(make)
     }
 
-    pub fn remove(&mut self, key: &K) -> Option<V> {
-        let (value, tick) = self.map.remove(key)?;
-        self.order.remove(&tick);
-        Some(value)
+    pub fn remove<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.remove(key)
     }
 
     /// The least recently used entry, without removing it.
     pub fn peek_oldest(&self) -> Option<(&K, &V)> {
-        let (_, key) = self.order.first_key_value()?;
-        self.map.get(key).map(|(v, _)| (key, v))
+        self.map.front()
     }
 
     /// Removes and returns the least recently used entry (not counted as an eviction).
     pub fn pop_oldest(&mut self) -> Option<(K, V)> {
-        let (_, key) = self.order.pop_first()?;
-        let (value, _) = self.map.remove(&key)?;
-        Some((key, value))
+        self.map.pop_front()
     }
 
     pub fn len(&self) -> usize {
@@ -110,9 +103,9 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         self.map.is_empty()
     }
 
-    /// Every value, in no particular order, leaving the order alone.
+    /// Every value, from least to most recently used, leaving the order alone.
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.map.values().map(|(v, _)| v)
+        self.map.values()
     }
 
     /// Entries dropped by `insert` because the map was full.

@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::bounded::Lru;
 
@@ -104,13 +105,13 @@ pub struct CgroupStats {
 #[derive(Debug)]
 struct Hierarchy {
     mount: PathBuf,
-    cache: Lru<u64, String>,
+    cache: Lru<u64, Arc<str>>,
     last_walk_ns: Option<u64>,
 }
 
 impl Hierarchy {
     /// The path of cgroup `id`; id 0 (the kernel found no cgroup in this hierarchy) has none.
-    fn resolve(&mut self, id: u64, now_ns: u64, stats: &mut CgroupStats) -> Option<String> {
+    fn resolve(&mut self, id: u64, now_ns: u64, stats: &mut CgroupStats) -> Option<Arc<str>> {
         if id == 0 {
             return None;
         }
@@ -132,12 +133,13 @@ impl Hierarchy {
             if ino == id {
                 found = Some(path);
             } else {
-                self.cache.insert(ino, path);
+                self.cache.insert(ino, Arc::from(path));
             }
         }
         // Inserted last so a tree larger than the cache cannot evict what was asked for.
         match found {
             Some(path) => {
+                let path: Arc<str> = Arc::from(path);
                 self.cache.insert(id, path.clone());
                 Some(path)
             }
@@ -202,8 +204,9 @@ impl CgroupResolver {
 
     /// The path of the cgroup of an event: the v2 path, unless that is the root or unknown and
     /// the v1 memory id resolves to a non-root path (hybrid hosts put containers only in v1).
-    /// `""` when neither id resolves. `now_ns` is any monotonic clock, used to rate-limit walks.
-    pub fn resolve(&mut self, v2_id: u64, v1_id: u64, now_ns: u64) -> String {
+    /// `None` when neither id resolves. `now_ns` is any monotonic clock, used to rate-limit
+    /// walks.
+    pub fn resolve(&mut self, v2_id: u64, v1_id: u64, now_ns: u64) -> Option<Arc<str>> {
         self.stats.lookups += 1;
         let stats = &mut self.stats;
         let v2 = match self
@@ -211,7 +214,7 @@ impl CgroupResolver {
             .as_mut()
             .and_then(|h| h.resolve(v2_id, now_ns, stats))
         {
-            Some(path) if path != "/" => return path,
+            Some(path) if &*path != "/" => return Some(path),
             v2 => v2,
         };
         match self
@@ -219,8 +222,8 @@ impl CgroupResolver {
             .as_mut()
             .and_then(|h| h.resolve(v1_id, now_ns, stats))
         {
-            Some(path) if path != "/" => path,
-            v1 => v2.or(v1).unwrap_or_default(),
+            Some(path) if &*path != "/" => Some(path),
+            v1 => v2.or(v1),
         }
     }
 
@@ -292,14 +295,14 @@ mod tests {
             },
             64,
         );
-        assert_eq!(r.resolve(ino(&pod), 0, 0), "/kubepods.slice/pod1.slice");
-        assert_eq!(r.resolve(ino(root.path()), 0, 0), "/");
+        assert_eq!(r.resolve(ino(&pod), 0, 0).as_deref(), Some("/kubepods.slice/pod1.slice"));
+        assert_eq!(r.resolve(ino(root.path()), 0, 0).as_deref(), Some("/"));
 
         // A cgroup created after the walk: unknown until a second has passed.
         let late = root.path().join("late.scope");
         std::fs::create_dir(&late).unwrap();
-        assert_eq!(r.resolve(ino(&late), 0, SEC / 2), "");
-        assert_eq!(r.resolve(ino(&late), 0, SEC + 1), "/late.scope");
+        assert_eq!(r.resolve(ino(&late), 0, SEC / 2), None);
+        assert_eq!(r.resolve(ino(&late), 0, SEC + 1).as_deref(), Some("/late.scope"));
         let stats = r.stats();
         assert_eq!(stats.walks, 2);
         assert_eq!(stats.rate_limited, 1);
@@ -308,9 +311,9 @@ mod tests {
 
         // Served from the cache even after removal.
         std::fs::remove_dir(&late).unwrap();
-        assert_eq!(r.resolve(ino(root.path()), 0, SEC + 2), "/");
+        assert_eq!(r.resolve(ino(root.path()), 0, SEC + 2).as_deref(), Some("/"));
         assert_eq!(r.stats().walks, 2);
-        assert_eq!(r.resolve(0, 0, 0), "");
+        assert_eq!(r.resolve(0, 0, 0), None);
     }
 
     #[test]
@@ -330,20 +333,20 @@ mod tests {
         );
         // v2 at the root, v1 in a container: the container wins.
         assert_eq!(
-            r.resolve(ino(v2.path()), ino(&container), 0),
-            "/kubepods/burstable/pod9/abc"
+            r.resolve(ino(v2.path()), ino(&container), 0).as_deref(),
+            Some("/kubepods/burstable/pod9/abc")
         );
         // v2 unknown: v1 is used.
         assert_eq!(
-            r.resolve(1, ino(&container), 0),
-            "/kubepods/burstable/pod9/abc"
+            r.resolve(1, ino(&container), 0).as_deref(),
+            Some("/kubepods/burstable/pod9/abc")
         );
         // v2 not at the root: v2 wins, v1 is not even looked at.
-        assert_eq!(r.resolve(ino(&system), ino(&container), 0), "/system.slice");
+        assert_eq!(r.resolve(ino(&system), ino(&container), 0).as_deref(), Some("/system.slice"));
         // Both at the root.
-        assert_eq!(r.resolve(ino(v2.path()), ino(v1.path()), 0), "/");
+        assert_eq!(r.resolve(ino(v2.path()), ino(v1.path()), 0).as_deref(), Some("/"));
         // v2 unknown and v1 at the root.
-        assert_eq!(r.resolve(1, ino(v1.path()), 0), "/");
+        assert_eq!(r.resolve(1, ino(v1.path()), 0).as_deref(), Some("/"));
     }
 
     #[test]
@@ -360,8 +363,8 @@ mod tests {
             3,
         );
         let wanted = root.path().join("c4");
-        assert_eq!(r.resolve(ino(&wanted), 0, 0), "/c4");
-        assert_eq!(r.resolve(ino(&wanted), 0, 0), "/c4");
+        assert_eq!(r.resolve(ino(&wanted), 0, 0).as_deref(), Some("/c4"));
+        assert_eq!(r.resolve(ino(&wanted), 0, 0).as_deref(), Some("/c4"));
         assert!(r.stats().evictions >= 8);
         assert_eq!(r.stats().walks, 1);
     }

@@ -105,19 +105,37 @@ impl Civil {
 }
 
 /// Wall-clock ns since the epoch shown as RFC 3339 in UTC with nanoseconds,
-/// `2026-11-26T10:54:55.123456789Z`. A `Display` rather than a `String` so that a serializer
-/// writes it straight to its output, once per event, without allocating.
+/// `2026-11-26T10:54:55.123456789Z`: 30 bytes for years 0 to 9999.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rfc3339(pub u64);
 
+impl Rfc3339 {
+    /// The text as bytes, formatted without `fmt`: the JSON writer puts one in every event.
+    pub fn bytes(self) -> [u8; 30] {
+        let c = Civil::from_wall_ns(self.0, 0);
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |end: usize, digits: usize, mut value: u64| {
+            for i in (end - digits..end).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        // Years past 9999 would need a u64 of ns beyond the year 2554: never reached.
+        put(4, 4, c.year.clamp(0, 9999) as u64);
+        put(7, 2, c.month.into());
+        put(10, 2, c.day.into());
+        put(13, 2, c.hour.into());
+        put(16, 2, c.minute.into());
+        put(19, 2, c.second.into());
+        put(29, 9, c.nanos.into());
+        out
+    }
+}
+
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = Civil::from_wall_ns(self.0, 0);
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos
-        )
+        let bytes = self.bytes();
+        f.write_str(std::str::from_utf8(&bytes).expect("ASCII digits"))
     }
 }
 

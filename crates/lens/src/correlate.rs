@@ -12,15 +12,17 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 
 /// What identifies an exchange. The socket and namespace keep apart processes and hosts that
 /// reuse ids; the role keeps apart the two ends when both are on this host and share a socket
-/// inode view.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// inode view. The name enters as a hash of its lowercase form (0x20 randomization changes
+/// case): the key stays small and needs no allocation; the pending query's own name is
+/// compared on a match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     netns: u32,
     socket: u64,
     role: Role,
     id: u16,
-    qname: String,
     qtype: u16,
+    qname_hash: u64,
 }
 
 impl Key {
@@ -30,10 +32,23 @@ impl Key {
             socket: event.socket,
             role: event.role,
             id: event.id,
-            qname: event.qname.to_ascii_lowercase(),
             qtype: event.qtype.0,
+            qname_hash: lowercase_hash(&event.qname),
         }
     }
+}
+
+fn lowercase_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+    let mut chunk = [0u8; 64];
+    for part in name.as_bytes().chunks(chunk.len()) {
+        let lower = &mut chunk[..part.len()];
+        lower.copy_from_slice(part);
+        lower.make_ascii_lowercase();
+        hasher.write(lower);
+    }
+    hasher.finish()
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,8 +73,8 @@ pub struct CorrelateStats {
 /// Pairs queries and responses.
 pub struct Correlator {
     timeout_ns: u64,
-    /// The queries waiting for their response, kept whole: an expired one is reported with
-    /// all of its fields.
+    /// The queries waiting for their response, kept whole as they were emitted: an expired one
+    /// is reported with all of its fields.
     pending: Lru<Key, DnsEvent>,
     stats: CorrelateStats,
 }
@@ -75,37 +90,48 @@ impl Correlator {
 
     /// Takes a query or response event and passes on what should be emitted: a new query as
     /// is, a response with `latency_us` set when its query is known. Retransmissions are
-    /// swallowed.
-    pub fn event(&mut self, mut event: DnsEvent, out: &mut impl FnMut(DnsEvent)) {
+    /// swallowed. `out` may complete the event (enrichment); a query is kept pending as `out`
+    /// left it, so it is moved, never copied.
+    pub fn event(&mut self, mut event: DnsEvent, out: &mut impl FnMut(&mut DnsEvent)) {
         match event.kind {
             Kind::Query => {
                 self.stats.queries += 1;
                 let key = Key::of(&event);
-                if self.pending.contains(&key) {
+                if self
+                    .pending
+                    .peek(&key)
+                    .is_some_and(|q| same_name(q, &event))
+                {
                     self.stats.retransmits += 1;
                     return;
                 }
-                self.pending.insert(key, event.clone());
-                out(event);
+                out(&mut event);
+                self.pending.insert(key, event);
             }
             Kind::Response => {
                 self.stats.responses += 1;
-                match self.pending.remove(&Key::of(&event)) {
-                    Some(query) => {
+                let key = Key::of(&event);
+                match self.pending.remove(&key) {
+                    Some(query) if same_name(&query, &event) => {
                         self.stats.paired += 1;
                         event.latency_us = Some(event.mono_ns.saturating_sub(query.mono_ns) / 1000);
                     }
+                    Some(other) => {
+                        // Two names with one hash: not this response's query.
+                        self.pending.insert(key, other);
+                        self.stats.unmatched_responses += 1;
+                    }
                     None => self.stats.unmatched_responses += 1,
                 }
-                out(event);
+                out(&mut event);
             }
-            Kind::Unanswered => out(event),
+            Kind::Unanswered => out(&mut event),
         }
     }
 
     /// Reports the queries whose timeout has passed at `now_mono_ns` (CLOCK_MONOTONIC, the
     /// clock of event stamps) as unanswered events carrying the query's fields and time.
-    pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(DnsEvent)) {
+    pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(&mut DnsEvent)) {
         while let Some((_, oldest)) = self.pending.peek_oldest() {
             if oldest.mono_ns.saturating_add(self.timeout_ns) > now_mono_ns {
                 break;
@@ -114,7 +140,7 @@ impl Correlator {
             self.stats.unanswered += 1;
             query.kind = Kind::Unanswered;
             query.timeout_ms = Some(self.timeout_ns / 1_000_000);
-            out(query);
+            out(&mut query);
         }
     }
 
@@ -127,6 +153,10 @@ impl Correlator {
     }
 }
 
+fn same_name(query: &DnsEvent, response: &DnsEvent) -> bool {
+    query.qname.eq_ignore_ascii_case(&response.qname)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,13 +166,13 @@ mod tests {
 
     fn run(c: &mut Correlator, e: DnsEvent) -> Vec<DnsEvent> {
         let mut out = Vec::new();
-        c.event(e, &mut |e| out.push(e));
+        c.event(e, &mut |e| out.push(e.clone()));
         out
     }
 
     fn expire(c: &mut Correlator, now: u64) -> Vec<DnsEvent> {
         let mut out = Vec::new();
-        c.expire(now, &mut |e| out.push(e));
+        c.expire(now, &mut |e| out.push(e.clone()));
         out
     }
 

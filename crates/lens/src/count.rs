@@ -143,7 +143,7 @@ impl Counter {
                 write!(self.key, "{}", p.pid).expect("writing to a String cannot fail");
                 (self.key.as_str(), Some(p.name.as_str()))
             }
-            CountBy::Cgroup => (event.cgroup.as_str(), None),
+            CountBy::Cgroup => (&*event.cgroup, None),
             by => {
                 placement_key(by, event, &mut self.key);
                 (self.key.as_str(), None)
@@ -193,7 +193,7 @@ mod tests {
         q.process.pid = pid;
         q.process.comm = comm.to_string();
         q.process.name = name.to_string();
-        q.cgroup = format!("/cg{pid}");
+        q.cgroup = format!("/cg{pid}").into();
         q
     }
 

@@ -67,7 +67,7 @@ impl Cached {
 pub struct Enricher {
     processes: ProcessCache,
     cgroups: CgroupResolver,
-    placements: Lru<String, Cached>,
+    placements: Lru<Arc<str>, Cached>,
     pods: Option<Arc<dyn PodDirectory>>,
     node: Option<Arc<str>>,
     stats: ContainerStats,
@@ -97,24 +97,24 @@ impl Enricher {
     }
 
     /// Sets `process.exe`, `cgroup`, `container`, `pod`, `node` and `host`. The event's own
-    /// stamp is the clock for rate limits.
-    pub fn enrich(&mut self, event: &mut DnsEvent) {
+    /// stamp is the clock for rate limits. `kernel_cgroup` gives what the kernel named (the
+    /// cgroup's and its parent's directory names), used when the ids no longer resolve: the
+    /// cgroup was removed before dnslens looked.
+    pub fn enrich(&mut self, event: &mut DnsEvent, kernel_cgroup: impl FnOnce() -> String) {
         let ids = event.ids;
-        event.process.exe = self
-            .processes
-            .lookup_or_parent(
-                event.process.pid,
-                ids.process_start_ns,
-                event.process.ppid,
-                &event.process.name,
-            )
-            .map(str::to_owned);
-        let path = self
+        event.process.exe = self.processes.lookup_or_parent(
+            event.process.pid,
+            ids.process_start_ns,
+            event.process.ppid,
+            &event.process.name,
+        );
+        event.cgroup = match self
             .cgroups
-            .resolve(ids.cgroup_id, ids.cgroup_v1_id, event.mono_ns);
-        if !path.is_empty() {
-            event.cgroup = path;
-        }
+            .resolve(ids.cgroup_id, ids.cgroup_v1_id, event.mono_ns)
+        {
+            Some(path) => path,
+            None => Arc::from(kernel_cgroup()),
+        };
         self.place(event);
     }
 
@@ -128,7 +128,7 @@ impl Enricher {
             event.host = None;
             return;
         }
-        let cached = match self.placements.get(&event.cgroup) {
+        let cached = match self.placements.get(&*event.cgroup) {
             Some(cached) => cached.clone(),
             None => {
                 self.stats.paths_parsed += 1;
@@ -271,7 +271,7 @@ mod tests {
 
     fn event_in(cgroup: &str) -> DnsEvent {
         let mut e = sample::query(1, "example.com", 1, 0);
-        e.cgroup = cgroup.to_string();
+        e.cgroup = Arc::from(cgroup);
         e
     }
 

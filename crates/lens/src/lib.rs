@@ -14,6 +14,7 @@ pub mod count;
 pub mod decode;
 pub mod enrich;
 pub mod filter;
+pub mod json;
 pub mod model;
 pub mod pipeline;
 pub mod pods;

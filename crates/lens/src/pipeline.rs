@@ -91,7 +91,7 @@ impl Pipeline {
     }
 
     /// Feeds one ring-buffer record; `out` gets every event it produces.
-    pub fn record(&mut self, record: &[u8], out: &mut impl FnMut(DnsEvent)) {
+    pub fn record(&mut self, record: &[u8], out: &mut impl FnMut(&DnsEvent)) {
         let Pipeline {
             decoder,
             correlator,
@@ -101,8 +101,8 @@ impl Pipeline {
         let exec = decoder.record(record, &mut |capture, decoded| {
             let time_ns = clock.wall_ns(capture.header.timestamp_ns);
             let event = DnsEvent::new(capture, decoded, time_ns);
-            correlator.event(event, &mut |mut event| {
-                enricher.enrich(&mut event);
+            correlator.event(event, &mut |event| {
+                enricher.enrich(event, || capture.header.cgroup_names());
                 out(event);
             });
         });
@@ -111,17 +111,10 @@ impl Pipeline {
         }
     }
 
-    /// Reports queries unanswered at `now_mono_ns` (CLOCK_MONOTONIC).
-    pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(DnsEvent)) {
-        let Pipeline {
-            correlator,
-            enricher,
-            ..
-        } = self;
-        correlator.expire(now_mono_ns, &mut |mut event| {
-            enricher.enrich(&mut event);
-            out(event);
-        });
+    /// Reports queries unanswered at `now_mono_ns` (CLOCK_MONOTONIC). They were enriched when
+    /// sent, while their process and cgroup still existed.
+    pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(&DnsEvent)) {
+        self.correlator.expire(now_mono_ns, &mut |event| out(event));
     }
 
     /// The wall clock, to re-measure after the system time was stepped.
@@ -175,11 +168,11 @@ mod tests {
         let q = dns_message(0x1234, false, 0, "example.com", 1, &[]);
         let mut h = header(true, 10 * MS, q.len());
         h.cgroup_id = std::fs::metadata(&pod).unwrap().ino();
-        p.record(&record(&h, &q), &mut |e| out.push(e));
+        p.record(&record(&h, &q), &mut |e| out.push(e.clone()));
         let r = dns_message(0x1234, true, 0, "example.com", 1, &[[93, 184, 215, 14]]);
         let mut h = header(false, 12 * MS + 345_000, r.len());
         h.cgroup_id = std::fs::metadata(&pod).unwrap().ino();
-        p.record(&record(&h, &r), &mut |e| out.push(e));
+        p.record(&record(&h, &r), &mut |e| out.push(e.clone()));
 
         assert_eq!(out.len(), 2);
         let (query, response) = (&out[0], &out[1]);
@@ -191,7 +184,7 @@ mod tests {
         assert_eq!(response.latency_us, Some(2_345));
         assert_eq!(response.answers[0].data, "93.184.215.14");
         assert_eq!(response.process.exe.as_deref(), Some("/usr/bin/dig"));
-        assert_eq!(response.cgroup, format!("/kubepods/pod{uid}/{id}"));
+        assert_eq!(&*response.cgroup, format!("/kubepods/pod{uid}/{id}"));
         assert_eq!(response.container.as_ref().map(|c| &*c.id), Some(&*id));
         assert_eq!(response.pod.as_ref().map(|p| &*p.uid), Some(uid));
         assert_eq!(response.host, Some(false));
@@ -226,9 +219,9 @@ mod tests {
         h.cgroup_parent_name[..parent.len()].copy_from_slice(parent.as_bytes());
         h.cgroup_name[..leaf.len()].copy_from_slice(leaf.as_bytes());
         let mut out = Vec::new();
-        p.record(&record(&h, &q), &mut |e| out.push(e));
+        p.record(&record(&h, &q), &mut |e| out.push(e.clone()));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].cgroup, format!("/{parent}/{leaf}"));
+        assert_eq!(&*out[0].cgroup, format!("/{parent}/{leaf}"));
         let container = out[0].container.as_ref().expect("container from the names");
         assert_eq!(&*container.id, id.as_str());
         let pod = out[0].pod.as_ref().expect("pod from the names");
@@ -250,15 +243,15 @@ mod tests {
         let q = dns_message(1, false, 0, "lost.example", 28, &[]);
         p.record(&record(&header(true, 0, q.len()), &q), &mut |_| {});
         let mut out = Vec::new();
-        p.expire(999 * MS, &mut |e| out.push(e));
+        p.expire(999 * MS, &mut |e| out.push(e.clone()));
         assert!(out.is_empty());
-        p.expire(1_000 * MS, &mut |e| out.push(e));
+        p.expire(1_000 * MS, &mut |e| out.push(e.clone()));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, Kind::Unanswered);
         assert_eq!(out[0].timeout_ms, Some(1_000));
         assert_eq!(out[0].process.exe, None, "process gone from /proc");
         assert_eq!(
-            out[0].cgroup, "/",
+            &*out[0].cgroup, "/",
             "not resolvable here: the kernel's names (the root)"
         );
 
@@ -268,7 +261,7 @@ mod tests {
         let mut h = header(true, 2_000 * MS, q.len());
         h.process_start_ns = 99;
         let mut out = Vec::new();
-        p.record(&record(&h, &q), &mut |e| out.push(e));
+        p.record(&record(&h, &q), &mut |e| out.push(e.clone()));
         assert_eq!(out[0].process.exe.as_deref(), Some("/usr/bin/getent"));
         assert_eq!(p.stats().decode.exec_records, 1);
         assert_eq!(p.stats().correlate.unanswered, 1);

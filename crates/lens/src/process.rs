@@ -2,6 +2,7 @@
 //! lifetime (tgid and start time, so a reused pid is a new entry) and cached.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::bounded::Lru;
 
@@ -34,7 +35,7 @@ pub struct ProcessCache {
 struct Cached {
     /// `None` when the process was gone before dnslens looked (short-lived processes are
     /// common: the kernel fields of the event still identify it).
-    exe: Option<String>,
+    exe: Option<Arc<str>>,
     /// Whether /proc was read; an entry made by `record_exec` alone was not.
     read: bool,
 }
@@ -50,7 +51,7 @@ impl ProcessCache {
     }
 
     /// The executable of the process, from the cache or read from /proc once.
-    pub fn lookup(&mut self, tgid: u32, start_ns: u64) -> Option<&str> {
+    pub fn lookup(&mut self, tgid: u32, start_ns: u64) -> Option<Arc<str>> {
         self.lookup_inner(tgid, start_ns, None)
     }
 
@@ -63,7 +64,7 @@ impl ProcessCache {
         start_ns: u64,
         ppid: u32,
         name: &str,
-    ) -> Option<&str> {
+    ) -> Option<Arc<str>> {
         self.lookup_inner(tgid, start_ns, Some((ppid, name)))
     }
 
@@ -72,7 +73,7 @@ impl ProcessCache {
         tgid: u32,
         start_ns: u64,
         parent: Option<(u32, &str)>,
-    ) -> Option<&str> {
+    ) -> Option<Arc<str>> {
         self.stats.lookups += 1;
         let key = (tgid, start_ns);
         let read = self.cache.peek(&key).is_some_and(|c| c.read);
@@ -97,14 +98,14 @@ impl ProcessCache {
             .get(&key)
             .expect("entry was just inserted")
             .exe
-            .as_deref()
+            .clone()
     }
 
     /// Records the executable of a process at exec time, so that a process gone from /proc
     /// before its first lookup still has an exe.
     pub fn record_exec(&mut self, tgid: u32, start_ns: u64, path: impl Into<String>) {
         let cached = Cached {
-            exe: Some(path.into()),
+            exe: Some(Arc::from(path.into())),
             read: false,
         };
         self.cache.insert((tgid, start_ns), cached);
@@ -117,7 +118,7 @@ impl ProcessCache {
         }
     }
 
-    fn parent_exe(&self, ppid: u32, name: &str) -> Option<String> {
+    fn parent_exe(&self, ppid: u32, name: &str) -> Option<Arc<str>> {
         if ppid == 0 || name.is_empty() {
             return None;
         }
@@ -134,10 +135,10 @@ fn proc_dir(proc_root: &Path, pid: u32) -> PathBuf {
 }
 
 /// The target of `/proc/PID/exe`.
-fn read_exe(proc_root: &Path, pid: u32) -> Option<String> {
+fn read_exe(proc_root: &Path, pid: u32) -> Option<Arc<str>> {
     std::fs::read_link(proc_dir(proc_root, pid).join("exe"))
         .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+        .map(|p| Arc::from(p.to_string_lossy()))
 }
 
 #[cfg(test)]
@@ -156,13 +157,13 @@ mod tests {
         let root = TempDir::new("proc");
         fake_process(&root, 42, "/usr/bin/dig");
         let mut cache = ProcessCache::new(root.path(), 16);
-        assert_eq!(cache.lookup(42, 7), Some("/usr/bin/dig"));
+        assert_eq!(cache.lookup(42, 7).as_deref(), Some("/usr/bin/dig"));
 
         // Cached: a vanished /proc entry does not change the answer for the same process.
         std::fs::remove_dir_all(root.path().join("42")).unwrap();
-        assert_eq!(cache.lookup(42, 7), Some("/usr/bin/dig"));
+        assert_eq!(cache.lookup(42, 7).as_deref(), Some("/usr/bin/dig"));
         // A reused pid (new start time) is a different process.
-        assert_eq!(cache.lookup(42, 8), None);
+        assert_eq!(cache.lookup(42, 8).as_deref(), None);
         let stats = cache.stats();
         assert_eq!((stats.lookups, stats.proc_reads, stats.gone), (3, 2, 1));
     }
@@ -176,13 +177,13 @@ mod tests {
         cache.record_exec(2, 2, "/usr/bin/python3");
         cache.record_exec(3, 3, "/bin/c");
         // Gone from /proc: the exec path.
-        assert_eq!(cache.lookup(3, 3), Some("/bin/c"));
+        assert_eq!(cache.lookup(3, 3).as_deref(), Some("/bin/c"));
         assert_eq!(cache.stats().gone, 0);
         // Still running: /proc's canonical path wins.
-        assert_eq!(cache.lookup(2, 2), Some("/usr/bin/python3.11"));
+        assert_eq!(cache.lookup(2, 2).as_deref(), Some("/usr/bin/python3.11"));
         assert_eq!(cache.stats().proc_reads, 2);
         // Evicted before its lookup.
-        assert_eq!(cache.lookup(1, 1), None);
+        assert_eq!(cache.lookup(1, 1).as_deref(), None);
         assert_eq!(cache.stats().evictions, 2);
     }
 
@@ -194,7 +195,7 @@ mod tests {
         let mut cache = ProcessCache::new(root.path(), 16);
         let exe = |c: &mut ProcessCache, pid, name: &str| {
             c.lookup_or_parent(pid, u64::from(pid), 10, name)
-                .map(str::to_string)
+                .map(|exe| exe.to_string())
         };
         assert_eq!(
             exe(&mut cache, 11, "dnsmasq").as_deref(),

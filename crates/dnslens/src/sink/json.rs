@@ -4,17 +4,22 @@
 
 use std::io::{self, Write};
 
-use dnslens_lens::DnsEvent;
+use dnslens_lens::{json, DnsEvent};
 
 use super::Sink;
 
 pub struct JsonSink<W: Write> {
     out: W,
+    /// The line being written, kept to reuse its allocation.
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonSink<W> {
     pub fn new(out: W) -> Self {
-        JsonSink { out }
+        JsonSink {
+            out,
+            line: Vec::with_capacity(4096),
+        }
     }
 
     #[cfg(test)]
@@ -25,8 +30,9 @@ impl<W: Write> JsonSink<W> {
 
 impl<W: Write> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
-        serde_json::to_writer(&mut self.out, event)?;
-        self.out.write_all(b"\n")?;
+        self.line.clear();
+        json::write_event_line(&mut self.line, event);
+        self.out.write_all(&self.line)?;
         Ok(true)
     }
 

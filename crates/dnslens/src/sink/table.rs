@@ -552,7 +552,7 @@ mod tests {
         r.latency_us = Some(2_345);
         r.cgroup = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-\
                     0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope"
-            .to_string();
+            .into();
         let s = server_side(&r);
         let mut u = sample::query(2, "slow.example", 28, 1_000_000_000);
         u.kind = Kind::Unanswered;
@@ -687,7 +687,7 @@ mod tests {
         host.host = Some(true);
         host.container = None;
         host.pod = None;
-        host.cgroup = "/system.slice/kubelet.service".to_string();
+        host.cgroup = "/system.slice/kubelet.service".into();
         let mut server = server_side(&known);
         server.process.name = "coredns".to_string();
         place(
