@@ -10,33 +10,45 @@ use super::Sink;
 
 pub struct JsonSink<W: Write> {
     out: W,
-    /// The line being written, kept to reuse its allocation.
-    line: Vec<u8>,
+    /// Lines not yet written. Written whole once past [`JsonSink::WRITE_AT`], so that a
+    /// buffered `out` passes them straight through rather than copying them again.
+    lines: Vec<u8>,
 }
 
 impl<W: Write> JsonSink<W> {
+    const WRITE_AT: usize = 64 << 10;
+
     pub fn new(out: W) -> Self {
         JsonSink {
             out,
-            line: Vec::with_capacity(4096),
+            lines: Vec::with_capacity(Self::WRITE_AT + 4096),
         }
     }
 
+    fn write_lines(&mut self) -> io::Result<()> {
+        let written = self.out.write_all(&self.lines);
+        self.lines.clear();
+        written
+    }
+
     #[cfg(test)]
-    pub fn into_inner(self) -> W {
+    pub fn into_inner(mut self) -> W {
+        self.write_lines().unwrap();
         self.out
     }
 }
 
 impl<W: Write> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
-        self.line.clear();
-        json::write_event_line(&mut self.line, event);
-        self.out.write_all(&self.line)?;
+        json::write_event_line(&mut self.lines, event);
+        if self.lines.len() >= Self::WRITE_AT {
+            self.write_lines()?;
+        }
         Ok(true)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_lines()?;
         self.out.flush()
     }
 }
