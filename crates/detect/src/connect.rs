@@ -1,0 +1,129 @@
+//! Outgoing connections, the input of the connect-side detectors (new domain then connect,
+//! connect to an address no answer produced, DNS over TLS), and the per-network-namespace
+//! cache of addresses that DNS answers produced.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use dnslens_lens::model::{Container, KernelIds, Pod, ProcessInfo};
+pub use dnslens_probe::Transport;
+
+use crate::bounded::Bounded;
+
+/// One `connect` (or first UDP send to a new peer) by a process, attributed as events are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connect {
+    /// CLOCK_MONOTONIC ns, the detectors' clock.
+    pub mono_ns: u64,
+    /// Wall-clock ns since the epoch.
+    pub time_ns: u64,
+    /// pid (thread-group id) and tid live here, as in events.
+    pub process: ProcessInfo,
+    pub netns: u32,
+    pub dst: SocketAddr,
+    pub transport: Transport,
+    pub cgroup: String,
+    pub container: Option<Container>,
+    pub pod: Option<Pod>,
+    pub node: Option<Arc<str>>,
+    pub host: Option<bool>,
+    pub ids: KernelIds,
+}
+
+/// What one answer said about an address.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub qname: Arc<str>,
+    pub domain: Arc<str>,
+    pub resolved_mono: u64,
+    pub expires_mono: u64,
+    /// The process that received the answer: (pid, start).
+    pub process: (u32, u64),
+    /// The domain was new to the workload, whose new-domain detection was armed.
+    pub new_domain: bool,
+}
+
+/// Addresses from answers, per network namespace, until their (clamped) TTL runs out. The
+/// latest answer for an address wins.
+#[derive(Debug)]
+pub struct AnswerCache {
+    map: Bounded<(u32, IpAddr), Resolved>,
+}
+
+impl AnswerCache {
+    pub fn new(capacity: usize) -> Self {
+        AnswerCache {
+            map: Bounded::new(capacity),
+        }
+    }
+
+    pub fn insert(&mut self, netns: u32, addr: IpAddr, r: Resolved) {
+        self.map.insert((netns, canonical(addr)), r);
+    }
+
+    /// The live answer for `addr` in `netns`; an expired one is removed.
+    pub fn lookup(&mut self, netns: u32, addr: IpAddr, now: u64) -> Option<&Resolved> {
+        let key = (netns, canonical(addr));
+        if self.map.get(&key)?.expires_mono <= now {
+            self.map.remove(&key);
+            return None;
+        }
+        self.map.get(&key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.map.evictions()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, as sockets of dual-stack programs report them.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(expires: u64) -> Resolved {
+        Resolved {
+            qname: Arc::from("a.example.com"),
+            domain: Arc::from("example.com"),
+            resolved_mono: 0,
+            expires_mono: expires,
+            process: (1, 0),
+            new_domain: false,
+        }
+    }
+
+    #[test]
+    fn answers_expire_and_are_per_netns() {
+        let mut c = AnswerCache::new(2);
+        let a: IpAddr = "93.184.215.14".parse().unwrap();
+        c.insert(1, a, resolved(100));
+        assert!(c.lookup(1, a, 99).is_some());
+        assert!(c.lookup(2, a, 99).is_none(), "another netns");
+        let mapped: IpAddr = "::ffff:93.184.215.14".parse().unwrap();
+        assert!(
+            c.lookup(1, mapped, 99).is_some(),
+            "v4-mapped is the same address"
+        );
+        assert!(c.lookup(1, a, 100).is_none());
+        assert!(c.is_empty(), "expired entries are dropped");
+        for i in 0..3u8 {
+            c.insert(1, IpAddr::from([1, 1, 1, i]), resolved(100));
+        }
+        assert_eq!((c.len(), c.evictions()), (2, 1));
+    }
+}

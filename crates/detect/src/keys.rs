@@ -1,0 +1,184 @@
+//! Who state and alerts belong to: a process is (pid, start time), so a reused pid is a new
+//! process; a workload is the pod's owner when the cluster named it, else the pod, the
+//! container, or on the host the executable.
+
+use dnslens_lens::model::{Container, Pod, ProcessInfo};
+
+use crate::alert::Attribution;
+
+/// A process: its pid and the kernel's start time of its thread-group leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcKey {
+    pub pid: u32,
+    pub start_ns: u64,
+}
+
+impl ProcKey {
+    pub fn new(pid: u32, start_ns: u64) -> Self {
+        ProcKey { pid, start_ns }
+    }
+
+    /// Same process; a start time of 0 (unknown) matches any.
+    pub fn same(&self, other: &ProcKey) -> bool {
+        self.pid == other.pid
+            && (self.start_ns == other.start_ns || self.start_ns == 0 || other.start_ns == 0)
+    }
+}
+
+const DELETED: &str = " (deleted)";
+
+/// An executable path without the ` (deleted)` that /proc appends to removed files.
+pub fn exe_path(exe: &str) -> &str {
+    exe.strip_suffix(DELETED).unwrap_or(exe)
+}
+
+pub fn exe_deleted(exe: &str) -> bool {
+    exe.ends_with(DELETED)
+}
+
+/// The workload key (docs/detectors.md, "Keys"):
+/// `namespace/Kind/name` for a pod whose owner is known (`namespace/Pod/name` without one),
+/// `pod:<uid>` while the pod is not named, `container:<id>` outside pods, `exe:<path>` for host
+/// processes (`comm:<name>` when the executable is unknown).
+pub fn workload_key(pod: Option<&Pod>, container: Option<&Container>, p: &ProcessInfo) -> String {
+    if let Some(pod) = pod {
+        if let Some(info) = pod.info.as_deref() {
+            return match &info.workload {
+                Some(w) => format!("{}/{}/{}", info.namespace, w.kind, w.name),
+                None => format!("{}/Pod/{}", info.namespace, info.name),
+            };
+        }
+        return format!("pod:{}", pod.uid);
+    }
+    if let Some(c) = container {
+        return format!("container:{}", c.id);
+    }
+    match p.exe.as_deref() {
+        Some(exe) => format!("exe:{}", exe_path(exe)),
+        None => format!("comm:{}", process_name(p)),
+    }
+}
+
+pub fn namespace(pod: Option<&Pod>) -> Option<&str> {
+    pod.and_then(|p| p.namespace())
+}
+
+/// The process name, or the thread name when the leader's is unknown.
+pub fn process_name(p: &ProcessInfo) -> &str {
+    if p.name.is_empty() {
+        &p.comm
+    } else {
+        &p.name
+    }
+}
+
+/// "curl (pid 123) in pod shop/web-7d4b9f-xk2p1": who, for a summary sentence.
+pub fn subject(who: &Attribution) -> String {
+    let p = &who.process;
+    let mut s = format!("{} (pid {})", process_name(p), p.pid);
+    if let Some(pod) = &who.pod {
+        match (pod.namespace(), pod.name()) {
+            (Some(ns), Some(name)) => s.push_str(&format!(" in pod {ns}/{name}")),
+            _ => s.push_str(&format!(" in pod {}", pod.uid)),
+        }
+    } else if let Some(c) = &who.container {
+        s.push_str(&format!(" in container {}", c.short_id()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dnslens_lens::container::Runtime;
+    use dnslens_lens::pods::{PodInfo, Workload};
+
+    use super::*;
+
+    fn info(workload: Option<Workload>) -> Arc<PodInfo> {
+        Arc::new(PodInfo {
+            uid: "u-1".into(),
+            name: "web-7d4b9f-xk2p1".into(),
+            namespace: "shop".into(),
+            node: None,
+            pod_ip: None,
+            service_account: None,
+            labels: Default::default(),
+            workload,
+            containers: Default::default(),
+        })
+    }
+
+    #[test]
+    fn workload_keys_prefer_the_owner() {
+        let mut p = ProcessInfo {
+            pid: 7,
+            name: "curl".into(),
+            ..ProcessInfo::default()
+        };
+        let deployment = Pod {
+            uid: Arc::from("u-1"),
+            info: Some(info(Some(Workload {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            }))),
+        };
+        let bare = Pod {
+            uid: Arc::from("u-1"),
+            info: Some(info(None)),
+        };
+        let unnamed = Pod {
+            uid: Arc::from("u-1"),
+            info: None,
+        };
+        let c = Container {
+            id: Arc::from("ab".repeat(32).as_str()),
+            runtime: Runtime::Containerd,
+            name: None,
+        };
+        assert_eq!(
+            workload_key(Some(&deployment), Some(&c), &p),
+            "shop/Deployment/web"
+        );
+        assert_eq!(
+            workload_key(Some(&bare), None, &p),
+            "shop/Pod/web-7d4b9f-xk2p1"
+        );
+        assert_eq!(workload_key(Some(&unnamed), None, &p), "pod:u-1");
+        assert_eq!(
+            workload_key(None, Some(&c), &p),
+            format!("container:{}", "ab".repeat(32))
+        );
+        assert_eq!(workload_key(None, None, &p), "comm:curl");
+        p.exe = Some("/tmp/x (deleted)".into());
+        assert_eq!(workload_key(None, None, &p), "exe:/tmp/x");
+        assert!(exe_deleted("/tmp/x (deleted)"));
+        assert!(!exe_deleted("/usr/bin/curl"));
+        assert!(ProcKey::new(1, 5).same(&ProcKey::new(1, 0)));
+        assert!(!ProcKey::new(1, 5).same(&ProcKey::new(1, 6)));
+        assert!(!ProcKey::new(1, 5).same(&ProcKey::new(2, 5)));
+    }
+
+    #[test]
+    fn subjects_name_process_and_pod() {
+        let who = Attribution {
+            time_ns: 0,
+            process: ProcessInfo {
+                pid: 7,
+                comm: "worker".into(),
+                ..ProcessInfo::default()
+            },
+            netns: 1,
+            cgroup: String::new(),
+            container: None,
+            pod: Some(Pod {
+                uid: Arc::from("u-1"),
+                info: Some(info(None)),
+            }),
+            node: None,
+            host: Some(false),
+        };
+        assert_eq!(subject(&who), "worker (pid 7) in pod shop/web-7d4b9f-xk2p1");
+    }
+}

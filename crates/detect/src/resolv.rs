@@ -1,0 +1,241 @@
+//! What the detectors ask the host about a live process: the resolver configuration it sees
+//! (its mount namespace's /etc/resolv.conf) and whether a file exists in its root. [`ProcFs`]
+//! reads /proc; [`FakeProcesses`] answers from a table (tests, replays of saved traces).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bounded::Bounded;
+use crate::connect::canonical;
+
+/// The parts of resolv.conf(5) the detectors use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    /// Up to three, as glibc uses; 127.0.0.1 and ::1 when the file names none.
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub ndots: u8,
+}
+
+impl ResolvConf {
+    /// Parses as glibc does: `nameserver` lines (first three), the last of `search`/`domain`,
+    /// `options ndots:N` (default 1, at most 15); comments start with `#` or `;`.
+    pub fn parse(text: &str) -> ResolvConf {
+        let mut rc = ResolvConf {
+            ndots: 1,
+            ..ResolvConf::default()
+        };
+        for line in text.lines() {
+            let line = line.split(['#', ';']).next().unwrap_or("");
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") if rc.nameservers.len() < 3 => {
+                    // A scoped IPv6 server (`fe80::1%eth0`) keeps its address.
+                    if let Some(ip) = words
+                        .next()
+                        .and_then(|w| w.split('%').next())
+                        .and_then(|w| w.parse::<IpAddr>().ok())
+                    {
+                        rc.nameservers.push(canonical(ip));
+                    }
+                }
+                Some("search") | Some("domain") => {
+                    rc.search = words
+                        .map(|w| w.trim_end_matches('.').to_ascii_lowercase())
+                        .collect();
+                }
+                Some("options") => {
+                    for opt in words {
+                        if let Some(n) = opt.strip_prefix("ndots:").and_then(|n| n.parse().ok()) {
+                            rc.ndots = u8::min(n, 15);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if rc.nameservers.is_empty() {
+            rc.nameservers = vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().unwrap()];
+        }
+        rc
+    }
+
+    pub fn names(&self, ip: IpAddr) -> bool {
+        self.nameservers.contains(&canonical(ip))
+    }
+}
+
+/// The host as the detectors may ask about it. `None` means "cannot tell" (the process is
+/// gone): detectors then stay quiet.
+pub trait ProcessView {
+    /// The resolver configuration process `pid` sees.
+    fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>>;
+    /// Whether a file exists at `path` as process `pid` sees its file system.
+    fn file_exists(&mut self, pid: u32, path: &str) -> Option<bool>;
+}
+
+/// Reads /proc: `/proc/PID/root/etc/resolv.conf`, cached per mount namespace (the inode of
+/// `/proc/PID/ns/mnt`) for `refresh`, at most `capacity` namespaces.
+#[derive(Debug)]
+pub struct ProcFs {
+    root: PathBuf,
+    refresh: Duration,
+    cache: Bounded<u64, (Arc<ResolvConf>, Instant)>,
+}
+
+impl ProcFs {
+    pub fn new(capacity: usize) -> Self {
+        ProcFs::at("/proc", capacity)
+    }
+
+    /// A /proc mounted elsewhere (tests, a host's /proc seen from a container).
+    pub fn at(root: impl Into<PathBuf>, capacity: usize) -> Self {
+        ProcFs {
+            root: root.into(),
+            refresh: Duration::from_secs(60),
+            cache: Bounded::new(capacity),
+        }
+    }
+
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+impl ProcessView for ProcFs {
+    fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>> {
+        let proc = self.root.join(pid.to_string());
+        let mnt = std::fs::metadata(proc.join("ns/mnt")).ok()?.ino();
+        if let Some((rc, at)) = self.cache.get(&mnt) {
+            if at.elapsed() < self.refresh {
+                return Some(rc.clone());
+            }
+        }
+        let text = std::fs::read_to_string(proc.join("root/etc/resolv.conf")).ok()?;
+        let rc = Arc::new(ResolvConf::parse(&text));
+        self.cache.insert(mnt, (rc.clone(), Instant::now()));
+        Some(rc)
+    }
+
+    fn file_exists(&mut self, pid: u32, path: &str) -> Option<bool> {
+        let proc = self.root.join(pid.to_string());
+        // The process must still be there for its root to mean anything.
+        std::fs::symlink_metadata(proc.join("root")).ok()?;
+        let inside = proc.join("root").join(path.trim_start_matches('/'));
+        Some(std::fs::symlink_metadata(inside).is_ok())
+    }
+}
+
+/// A table of processes and files; anything not in it is unknown.
+#[derive(Clone, Debug, Default)]
+pub struct FakeProcesses {
+    pub resolv: HashMap<u32, Arc<ResolvConf>>,
+    /// (pid, path) of files that exist; pids in `known` have no other files.
+    pub files: HashSet<(u32, String)>,
+    pub known: HashSet<u32>,
+}
+
+impl FakeProcesses {
+    pub fn with_resolv(mut self, pid: u32, text: &str) -> Self {
+        self.resolv.insert(pid, Arc::new(ResolvConf::parse(text)));
+        self.known.insert(pid);
+        self
+    }
+}
+
+impl ProcessView for FakeProcesses {
+    fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>> {
+        self.resolv.get(&pid).cloned()
+    }
+
+    fn file_exists(&mut self, pid: u32, path: &str) -> Option<bool> {
+        self.known
+            .contains(&pid)
+            .then(|| self.files.contains(&(pid, path.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_glibc() {
+        let rc = ResolvConf::parse(
+            "# kubelet\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\n\
+             nameserver 10.96.0.10 ; cluster DNS\nnameserver fe80::1%eth0\n\
+             nameserver 1.1.1.1\nnameserver 9.9.9.9\noptions ndots:5 timeout:2\n",
+        );
+        assert_eq!(
+            rc.nameservers,
+            ["10.96.0.10", "fe80::1", "1.1.1.1"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
+        assert_eq!(
+            rc.search,
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
+        assert_eq!(rc.ndots, 5);
+        assert!(rc.names("::ffff:10.96.0.10".parse().unwrap()));
+        let rc = ResolvConf::parse("search a.example\ndomain b.example.\noptions ndots:99\n");
+        assert_eq!(
+            rc.search,
+            ["b.example"],
+            "the last of search and domain wins"
+        );
+        assert_eq!(rc.ndots, 15);
+        assert!(
+            rc.names("127.0.0.1".parse().unwrap()),
+            "no nameserver: localhost"
+        );
+    }
+
+    #[test]
+    fn proc_fs_reads_and_caches_by_mount_namespace() {
+        let dir = std::env::temp_dir().join(format!("dnslens-detect-proc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for pid in [10, 11] {
+            let p = dir.join(format!("{pid}"));
+            std::fs::create_dir_all(p.join("root/etc")).unwrap();
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+        }
+        // Both processes share one mount namespace: the same file stands for it.
+        std::fs::write(dir.join("10/ns/mnt"), "").unwrap();
+        std::fs::hard_link(dir.join("10/ns/mnt"), dir.join("11/ns/mnt")).unwrap();
+        std::fs::write(
+            dir.join("10/root/etc/resolv.conf"),
+            "nameserver 10.96.0.10\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("10/root/tool"), "").unwrap();
+        let mut fs = ProcFs::at(&dir, 4);
+        let a = fs.resolv_conf(10).unwrap();
+        assert_eq!(a.nameservers, ["10.96.0.10".parse::<IpAddr>().unwrap()]);
+        let b = fs.resolv_conf(11).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "cached by mount namespace");
+        assert_eq!(fs.cached(), 1);
+        assert_eq!(fs.resolv_conf(12), None, "a process that is gone");
+        assert_eq!(fs.file_exists(10, "/tool"), Some(true));
+        assert_eq!(fs.file_exists(10, "/tmp/x"), Some(false));
+        assert_eq!(fs.file_exists(12, "/tool"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fake_knows_only_its_table() {
+        let mut f = FakeProcesses::default().with_resolv(5, "nameserver 10.0.0.2\n");
+        f.files.insert((5, "/usr/bin/app".to_string()));
+        assert!(f.resolv_conf(5).is_some());
+        assert_eq!(f.resolv_conf(6), None);
+        assert_eq!(f.file_exists(5, "/usr/bin/app"), Some(true));
+        assert_eq!(f.file_exists(5, "/tmp/x"), Some(false));
+        assert_eq!(f.file_exists(6, "/usr/bin/app"), None);
+    }
+}
