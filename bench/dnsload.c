@@ -8,6 +8,9 @@
  *                                          query in flight per socket (Go's and c-ares' way).
  *   dnsload gen N                          N lines "<random>.wt.bench.test A" for dnsperf -d:
  *                                          the water-torture flood, every name distinct.
+ *   dnsload blast SERVER N RATE            N queries for distinct random names sent with
+ *                                          sendto at RATE per second to SERVER, where nothing
+ *                                          answers: water torture against a dead upstream.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -103,6 +106,42 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
+static int blast(const char *to, unsigned long n, double rate)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)};
+	if (fd < 0 || inet_pton(AF_INET, to, &sa.sin_addr) != 1 || rate <= 0) {
+		perror("blast");
+		return 2;
+	}
+	uint64_t x = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull | 1;
+	unsigned char q[128];
+	double start = now();
+	for (unsigned long i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		char label[40];
+		int l = snprintf(label, sizeof label, "%012llx%07lx", (unsigned long long)(x >> 16), i);
+		memset(q, 0, 12);
+		q[0] = i >> 8, q[1] = i, q[2] = 0x01, q[5] = 1;
+		q[12] = l;
+		memcpy(q + 13, label, l);
+		memcpy(q + 13 + l, "\x02" "wt\x05" "bench\x04" "test\0\0\x01\0\x01", 19);
+		if (sendto(fd, q, 13 + l + 19, 0, (struct sockaddr *)&sa, sizeof sa) > 0)
+			sent++;
+		else
+			failed++;
+		/* paced per 1,000 so that the rate holds without a syscall per query */
+		if (i % 1000 == 999) {
+			double ahead = start + (i + 1) / rate - now();
+			if (ahead > 0)
+				usleep(ahead * 1e6);
+		}
+	}
+	printf("sent %lu\nfailed %lu\nseconds %.3f\n", (unsigned long)sent, (unsigned long)failed,
+	       now() - start);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "gen")) {
@@ -115,10 +154,13 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (argc == 5 && !strcmp(argv[1], "blast"))
+		return blast(argv[2], strtoul(argv[3], NULL, 10), atof(argv[4]));
 	int gai = argc == 4 && !strcmp(argv[1], "gai");
 	int conn = argc == 5 && !strcmp(argv[1], "conn");
 	if (!gai && !conn) {
-		fprintf(stderr, "usage: dnsload gai THREADS SECONDS | conn SERVER THREADS SECONDS | gen N\n");
+		fprintf(stderr, "usage: dnsload gai THREADS SECONDS | conn SERVER THREADS SECONDS | gen N"
+				" | blast SERVER N RATE\n");
 		return 2;
 	}
 	if (conn)

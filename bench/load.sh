@@ -5,7 +5,8 @@
 # dnsperf drives it from another over a veth pair at stepped rates, once per observer: none,
 # dnslens (trace --json > file), the bpftrace sendto recipe, tcpdump on the client veth. Then
 # glibc getaddrinfo and connected-socket load (bench/dnsload.c), and a flood of distinct random
-# names with dnslens's RSS sampled over time. Numbers: docs/performance.md.
+# names with dnslens's RSS sampled over time (answered: flood; unanswered: torture).
+# Numbers: docs/performance.md.
 #
 # Traffic stays inside the two namespaces this script creates (no default route, nothing on the
 # host's resolver). Everything created is named dlb<pid>-* and removed on exit, also on failure.
@@ -13,6 +14,7 @@
 # Knobs (environment): PARTS="steps resolvers flood" SERVERS="dnsmasq unbound"
 #   RATES="10000 50000 100000 max" OBSERVERS="none dnslens bpftrace tcpdump"
 #   SHORT=15 (seconds per step) LONG=60 (the 50k step with dnslens) FLOOD=10000000 (names)
+#   TORTURE_RATE=50000 (queries/s of the unanswered flood; PARTS=torture runs it)
 #   RESOLVER_SECONDS=15 KEEP=1 (keep the captures) DNSLENS=target/release/dnslens OUT=dir
 set -uo pipefail
 
@@ -25,6 +27,7 @@ OBSERVERS=${OBSERVERS:-"none dnslens bpftrace tcpdump"}
 SHORT=${SHORT:-15}
 LONG=${LONG:-60}
 FLOOD=${FLOOD:-10000000}
+TORTURE_RATE=${TORTURE_RATE:-50000}
 RESOLVER_SECONDS=${RESOLVER_SECONDS:-15}
 KEEP=${KEEP:-0}
 
@@ -324,41 +327,59 @@ run_resolvers() {
     stop_server
 }
 
-# FLOOD distinct random names at dnsperf's maximum rate; dnslens's RSS sampled every 5 s.
-run_flood() {
-    "$OUT/dnsload" gen "$FLOOD" >"$OUT/flood.txt"
-    start_server dnsmasq
-    local tag="$OUT/flood"
-    # JSON to /dev/null: the same formatting work, without tens of GB on disk.
-    "$DNSLENS" trace --json --no-kubernetes >/dev/null 2>"$tag.err" &
+# The RSS row of process $1 at $2 seconds.
+rss_row() {
+    echo "| $2 | $(awk -v k="$(status_kb "$1" VmRSS)" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$(status_kb "$1" VmHWM)" 'BEGIN{printf "%.1f", k/1024}') |"
+}
+
+# Runs the load command "$@" in the client namespace under a dnslens writing JSON to /dev/null
+# (the same formatting work, without tens of GB on disk), sampling dnslens's RSS every 5 s into
+# $OUT/$tag-rss.md. $tag names the part.
+flood_under_dnslens() {
+    local tag=$1
+    shift
+    "$DNSLENS" trace --json --no-kubernetes >/dev/null 2>"$OUT/$tag.err" &
     local lens=$!
     PIDS+=("$lens")
-    wait_for "$tag.err" "tracing DNS"
+    wait_for "$OUT/$tag.err" "tracing DNS"
     local before after
     before=$(cpu_ticks "$lens")
-    ip netns exec "$NS_C" dnsperf -s "$SRV" -d "$OUT/flood.txt" -n 1 -c 8 -T 1 -q 2000 -t 2 \
-        >"$tag.perf" 2>&1 &
-    local perf=$!
-    PIDS+=("$perf")
+    ip netns exec "$NS_C" "$@" >"$OUT/$tag.out" 2>&1 &
+    local load=$!
+    PIDS+=("$load")
     local t=0
-    echo "| seconds | VmRSS MB | VmHWM MB |" >"$OUT/flood-rss.md"
-    echo "|---|---|---|" >>"$OUT/flood-rss.md"
-    while kill -0 "$perf" 2>/dev/null; do
-        echo "| $t | $(awk -v k="$(status_kb "$lens" VmRSS)" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$(status_kb "$lens" VmHWM)" 'BEGIN{printf "%.1f", k/1024}') |" >>"$OUT/flood-rss.md"
+    echo "| seconds | VmRSS MB | VmHWM MB |" >"$OUT/$tag-rss.md"
+    echo "|---|---|---|" >>"$OUT/$tag-rss.md"
+    while kill -0 "$load" 2>/dev/null; do
+        rss_row "$lens" "$t" >>"$OUT/$tag-rss.md"
         sleep 5
         t=$((t + 5))
     done
-    wait "$perf"
+    wait "$load"
     sleep 2
-    echo "| $t (end) | $(awk -v k="$(status_kb "$lens" VmRSS)" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$(status_kb "$lens" VmHWM)" 'BEGIN{printf "%.1f", k/1024}') |" >>"$OUT/flood-rss.md"
+    rss_row "$lens" "$t (end)" >>"$OUT/$tag-rss.md"
     after=$(cpu_ticks "$lens")
     kill -INT "$lens"
     wait "$lens"
-    cat "$OUT/flood-rss.md"
-    echo "dnsperf: $(grep -E 'Queries (sent|completed|lost)|Queries per second|Run time' "$tag.perf" | tr -s ' ' | tr '\n' ';')"
+    cat "$OUT/$tag-rss.md"
     echo "dnslens cpu ticks (utime stime) before: $before after: $after (CLK_TCK $TICK)"
-    grep '^dnslens:' "$tag.err"
+    grep '^dnslens:' "$OUT/$tag.err"
+}
+
+# FLOOD distinct random names at dnsperf's maximum rate, answered by dnsmasq.
+run_flood() {
+    "$OUT/dnsload" gen "$FLOOD" >"$OUT/flood.txt"
+    start_server dnsmasq
+    flood_under_dnslens flood dnsperf -s "$SRV" -d "$OUT/flood.txt" -n 1 -c 8 -T 1 -q 2000 -t 2
+    echo "dnsperf: $(grep -E 'Queries (sent|completed|lost)|Queries per second|Run time' "$OUT/flood.out" | tr -s ' ' | tr '\n' ';')"
     stop_server
+}
+
+# FLOOD distinct random names at TORTURE_RATE per second to a server address where nothing
+# listens: every query stays pending until it is evicted (water torture, dead upstream).
+run_torture() {
+    flood_under_dnslens torture "$OUT/dnsload" blast "$SRV" "$FLOOD" "$TORTURE_RATE"
+    echo "dnsload: $(tr '\n' ';' <"$OUT/torture.out")"
 }
 
 setup_net
