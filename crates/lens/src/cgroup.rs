@@ -295,14 +295,20 @@ mod tests {
             },
             64,
         );
-        assert_eq!(r.resolve(ino(&pod), 0, 0).as_deref(), Some("/kubepods.slice/pod1.slice"));
+        assert_eq!(
+            r.resolve(ino(&pod), 0, 0).as_deref(),
+            Some("/kubepods.slice/pod1.slice")
+        );
         assert_eq!(r.resolve(ino(root.path()), 0, 0).as_deref(), Some("/"));
 
         // A cgroup created after the walk: unknown until a second has passed.
         let late = root.path().join("late.scope");
         std::fs::create_dir(&late).unwrap();
         assert_eq!(r.resolve(ino(&late), 0, SEC / 2), None);
-        assert_eq!(r.resolve(ino(&late), 0, SEC + 1).as_deref(), Some("/late.scope"));
+        assert_eq!(
+            r.resolve(ino(&late), 0, SEC + 1).as_deref(),
+            Some("/late.scope")
+        );
         let stats = r.stats();
         assert_eq!(stats.walks, 2);
         assert_eq!(stats.rate_limited, 1);
@@ -311,7 +317,10 @@ mod tests {
 
         // Served from the cache even after removal.
         std::fs::remove_dir(&late).unwrap();
-        assert_eq!(r.resolve(ino(root.path()), 0, SEC + 2).as_deref(), Some("/"));
+        assert_eq!(
+            r.resolve(ino(root.path()), 0, SEC + 2).as_deref(),
+            Some("/")
+        );
         assert_eq!(r.stats().walks, 2);
         assert_eq!(r.resolve(0, 0, 0), None);
     }
@@ -342,9 +351,15 @@ mod tests {
             Some("/kubepods/burstable/pod9/abc")
         );
         // v2 not at the root: v2 wins, v1 is not even looked at.
-        assert_eq!(r.resolve(ino(&system), ino(&container), 0).as_deref(), Some("/system.slice"));
+        assert_eq!(
+            r.resolve(ino(&system), ino(&container), 0).as_deref(),
+            Some("/system.slice")
+        );
         // Both at the root.
-        assert_eq!(r.resolve(ino(v2.path()), ino(v1.path()), 0).as_deref(), Some("/"));
+        assert_eq!(
+            r.resolve(ino(v2.path()), ino(v1.path()), 0).as_deref(),
+            Some("/")
+        );
         // v2 unknown and v1 at the root.
         assert_eq!(r.resolve(1, ino(v1.path()), 0).as_deref(), Some("/"));
     }

@@ -62,9 +62,10 @@ pub struct CorrelateStats {
     pub unmatched_responses: u64,
     /// Queries identical to one still pending (same key), counted once and not emitted.
     pub retransmits: u64,
-    /// Queries reported unanswered after the timeout.
+    /// Queries reported unanswered: after the timeout, or evicted.
     pub unanswered: u64,
-    /// Pending queries dropped because the pending map was full (not reported unanswered).
+    /// Of those, queries reported before their timeout because the pending map was full and
+    /// they were the oldest.
     pub evicted: u64,
     /// Queries waiting for a response now.
     pub pending: u64,
@@ -76,6 +77,9 @@ pub struct Correlator {
     /// The queries waiting for their response, kept whole as they were emitted: an expired one
     /// is reported with all of its fields.
     pending: Lru<Key, DnsEvent>,
+    /// Queries pushed out of a full `pending`, reported unanswered by the next `expire`. At
+    /// most one poll turn's worth: `expire` empties it.
+    evicted: Vec<DnsEvent>,
     stats: CorrelateStats,
 }
 
@@ -84,6 +88,7 @@ impl Correlator {
         Correlator {
             timeout_ns,
             pending: Lru::new(capacity),
+            evicted: Vec::new(),
             stats: CorrelateStats::default(),
         }
     }
@@ -106,7 +111,9 @@ impl Correlator {
                     return;
                 }
                 out(&mut event);
-                self.pending.insert(key, event);
+                if let Some((_, oldest)) = self.pending.insert(key, event) {
+                    self.evicted.push(oldest);
+                }
             }
             Kind::Response => {
                 self.stats.responses += 1;
@@ -130,8 +137,17 @@ impl Correlator {
     }
 
     /// Reports the queries whose timeout has passed at `now_mono_ns` (CLOCK_MONOTONIC, the
-    /// clock of event stamps) as unanswered events carrying the query's fields and time.
+    /// clock of event stamps) as unanswered events carrying the query's fields and time, and
+    /// before them those evicted since the last call, with the time they waited (a flood of
+    /// unanswered names, water torture, still shows every query's end).
     pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(&mut DnsEvent)) {
+        for mut query in std::mem::take(&mut self.evicted) {
+            self.stats.unanswered += 1;
+            self.stats.evicted += 1;
+            query.kind = Kind::Unanswered;
+            query.timeout_ms = Some(now_mono_ns.saturating_sub(query.mono_ns) / 1_000_000);
+            out(&mut query);
+        }
         while let Some((_, oldest)) = self.pending.peek_oldest() {
             if oldest.mono_ns.saturating_add(self.timeout_ns) > now_mono_ns {
                 break;
@@ -146,7 +162,6 @@ impl Correlator {
 
     pub fn stats(&self) -> CorrelateStats {
         CorrelateStats {
-            evicted: self.pending.evictions(),
             pending: self.pending.len() as u64,
             ..self.stats
         }
@@ -254,13 +269,18 @@ mod tests {
         for id in 0..3 {
             run(&mut c, sample::query(id, "x.example", 1, u64::from(id)));
         }
-        assert_eq!(c.stats().evicted, 1);
         assert_eq!(c.stats().pending, 2);
-        // The oldest was evicted: its response is unmatched, not an unanswered report.
+        // The oldest was evicted: its response is unmatched, and the next expiry reports it
+        // unanswered with the time it waited, before its timeout.
         let r = sample::response(&sample::query(0, "x.example", 1, 0), 0, &[], 10);
         assert_eq!(run(&mut c, r)[0].latency_us, None);
+        let early = expire(&mut c, 7 * MS);
+        assert_eq!(early.len(), 1);
+        assert_eq!((early[0].id, early[0].kind), (0, Kind::Unanswered));
+        assert_eq!(early[0].timeout_ms, Some(7));
+        assert_eq!((c.stats().evicted, c.stats().unanswered), (1, 1));
         assert_eq!(expire(&mut c, u64::MAX).len(), 2);
-        assert_eq!(c.stats().unanswered, 2);
+        assert_eq!((c.stats().evicted, c.stats().unanswered), (1, 3));
     }
 
     #[test]

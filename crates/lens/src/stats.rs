@@ -53,7 +53,7 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "pairing: {} queries, {} responses, {} paired, {} unmatched responses, {} retransmits, \
-             {} unanswered, {} evicted, {} pending",
+             {} unanswered ({} evicted from the full table before their timeout), {} pending",
             c.queries,
             c.responses,
             c.paired,
