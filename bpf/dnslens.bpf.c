@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * dnslens kernel side: copies DNS messages that processes send or receive into a ring buffer.
+ * dnslens kernel side: copies DNS messages that processes send or receive into a ring buffer,
+ * and reports the TCP connects they make (inet_sock_set_state, at the end of this file).
  *
  * One hook at syscall exit serves every send/receive syscall: the return value says how much was
  * moved and the arguments are still in the task's saved registers, so there is no enter hook and
@@ -25,6 +26,8 @@
 #define S_IFSOCK 0140000
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -305,15 +308,16 @@ static __always_inline bool is_wildcard(const __u8 addr[16])
 	return words[0] == 0 && words[1] == 0;
 }
 
-/* Fills the parts of the event that are the same for every message of one call. */
+/* Fills the parts of the event that are the same for every message of one call: the socket and
+ * the attribution of the current task. Connect records are made by the same code. */
 static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
-					const struct call *call)
+					const struct call *call, __u32 kind)
 {
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	struct sock *sk = (struct sock *)call->sk;
 	__u64 id = bpf_get_current_pid_tgid();
 
-	ev->kind = DNSLENS_RECORD_DNS;
+	ev->kind = kind;
 	ev->timestamp_ns = bpf_ktime_get_ns();
 	ev->process_start_ns = BPF_CORE_READ(leader, start_time);
 	ev->cgroup_id = bpf_get_current_cgroup_id();
@@ -591,7 +595,7 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, task, &call);
+	fill_header(ev, task, &call, DNSLENS_RECORD_DNS);
 
 	if (call.need_dns_peer) {
 		/* The sender's address is in the user's sockaddr, when the receive asked for it;
@@ -718,7 +722,7 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, task, &call);
+	fill_header(ev, task, &call, DNSLENS_RECORD_DNS);
 	if (have_peer)
 		apply_datagram_peer(ev, &peer);
 	bool send = direction == DNSLENS_DIR_SEND;
@@ -851,5 +855,75 @@ int sched_process_exec(struct sched_process_exec_args *ctx)
 	bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),
 				  (void *)ctx + (ctx->filename_loc & 0xffff));
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+static __always_inline bool is_loopback_v4(__be32 addr)
+{
+	return (bpf_ntohl(addr) >> 24) == 127;
+}
+
+/* 127.0.0.0/8, ::1, and ::ffff:127.0.0.0/104 (an IPv6 socket connecting to IPv4 loopback). */
+static __always_inline bool is_loopback_v6(const struct in6_addr *addr)
+{
+	const __u32 *w = addr->in6_u.u6_addr32;
+	if (w[0] != 0 || w[1] != 0)
+		return false;
+	if (w[2] == 0)
+		return w[3] == bpf_htonl(1);
+	return w[2] == bpf_htonl(0xffff) && is_loopback_v4(w[3]);
+}
+
+static __always_inline bool is_v4_mapped(const __u8 addr[16])
+{
+	const __u32 *w = (const __u32 *)addr;
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+/* Outgoing TCP connections, for the connect detectors. tcp_v4_connect/tcp_v6_connect move the
+ * socket from CLOSE to SYN_SENT inside connect(), in the connecting task, after the destination
+ * and the source address are set but before an unbound socket's source port is chosen (so that
+ * port reads 0). inet_sock_set_state exists since Linux 4.16; as tp_btf it needs BTF (5.5+).
+ * Every port is reported; loopback destinations are not (local traffic, and the most frequent).
+ * Optional: without it there are no connect records. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (oldstate != TCP_CLOSE || newstate != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family == AF_INET) {
+		if (is_loopback_v4(sk->__sk_common.skc_daddr))
+			return 0;
+	} else if (family == AF_INET6) {
+		struct in6_addr daddr = sk->__sk_common.skc_v6_daddr;
+		if (is_loopback_v6(&daddr))
+			return 0;
+	} else {
+		return 0;
+	}
+	struct call call = {
+		.sk = (__u64)sk,
+		.socket_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino),
+		.syscall = DNSLENS_SYS_CONNECT,
+		.direction = DNSLENS_DIR_SEND,
+	};
+	/* The DNS hooks' scratch: this never runs nested in them, both run only in task context. */
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	struct dnslens_event *ev = &s->event;
+	fill_header(ev, bpf_get_current_task_btf(), &call, DNSLENS_RECORD_CONNECT);
+	if (family == AF_INET6 && is_wildcard(ev->local_addr) && is_v4_mapped(ev->remote_addr)) {
+		/* An IPv6 socket connecting to IPv4: tcp_v4_connect has set the IPv4 source, the
+		 * v4-mapped copy is made only after it returns. */
+		ev->local_addr[10] = 0xff;
+		ev->local_addr[11] = 0xff;
+		__be32 saddr = sk->__sk_common.skc_rcv_saddr;
+		__builtin_memcpy(&ev->local_addr[12], &saddr, 4);
+	}
+	ev->payload_len = 0;
+	submit(ev, 0);
 	return 0;
 }

@@ -30,6 +30,7 @@
 enum dnslens_record_kind {
 	DNSLENS_RECORD_DNS = 1,   /* struct dnslens_event */
 	DNSLENS_RECORD_EXEC = 2,  /* struct dnslens_exec_event */
+	DNSLENS_RECORD_CONNECT = 3, /* struct dnslens_event header only: a TCP connect */
 };
 
 enum dnslens_direction {
@@ -48,12 +49,13 @@ enum dnslens_syscall {
 	DNSLENS_SYS_RECVMMSG = 8,
 	DNSLENS_SYS_READ = 9,
 	DNSLENS_SYS_READV = 10,
+	DNSLENS_SYS_CONNECT = 11,
 };
 
 /* Indexes into the per-CPU `counters` array. */
 enum dnslens_counter {
-	DNSLENS_CNT_EVENTS = 0,      /* events written to the ring buffer */
-	DNSLENS_CNT_RINGBUF_FULL,    /* events lost: ring buffer full */
+	DNSLENS_CNT_EVENTS = 0,      /* events (DNS and connect) written to the ring buffer */
+	DNSLENS_CNT_RINGBUF_FULL,    /* events (DNS and connect) lost: ring buffer full */
 	DNSLENS_CNT_READ_FAILED,     /* events lost: user memory could not be read */
 	DNSLENS_CNT_TRUNCATED,       /* events whose payload was cut at DNSLENS_MAX_PAYLOAD */
 	DNSLENS_CNT_MMSG_SKIPPED,    /* messages past DNSLENS_MAX_MMSG in one call, not captured */
@@ -64,10 +66,12 @@ enum dnslens_counter {
 	DNSLENS_CNT_MAX,
 };
 
+/* A DNS message (DNSLENS_RECORD_DNS), or a TCP connect (DNSLENS_RECORD_CONNECT: the header up to
+ * `payload`, payload_len and msg_len 0, direction send, syscall connect, remote = destination). */
 struct dnslens_event {
-	__u32 kind;               /* DNSLENS_RECORD_DNS */
+	__u32 kind;               /* DNSLENS_RECORD_DNS or DNSLENS_RECORD_CONNECT */
 	__u32 tgid;
-	__u64 timestamp_ns;       /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at syscall exit */
+	__u64 timestamp_ns;       /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at syscall exit, or connect */
 	__u64 process_start_ns;   /* group leader start time: tells a reused pid apart */
 	__u64 cgroup_id;          /* cgroup v2 id (inode of the cgroup directory) */
 	__u64 cgroup_v1_id;       /* id in the v1 memory hierarchy; 0 where there is none */

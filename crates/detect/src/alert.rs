@@ -8,11 +8,9 @@ use std::sync::Arc;
 
 use dnslens_lens::clock::Rfc3339;
 use dnslens_lens::model::{Container, Pod, ProcessInfo};
-use dnslens_lens::DnsEvent;
+use dnslens_lens::{ConnectEvent, DnsEvent};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
-
-use crate::connect::Connect;
 
 /// Example names an alert carries at most.
 pub const MAX_EXAMPLES: usize = 10;
@@ -177,12 +175,12 @@ impl Attribution {
         }
     }
 
-    pub fn of_connect(c: &Connect) -> Self {
+    pub fn of_connect(c: &ConnectEvent) -> Self {
         Attribution {
             time_ns: c.time_ns,
             process: c.process.clone(),
             netns: c.netns,
-            cgroup: c.cgroup.clone(),
+            cgroup: (*c.cgroup).to_string(),
             container: c.container.clone(),
             pod: c.pod.clone(),
             node: c.node.clone(),

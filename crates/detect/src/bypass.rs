@@ -4,11 +4,11 @@
 //! LLMNR) and `allowed_servers`. When the process's resolv.conf cannot be read (it exited),
 //! nothing is judged.
 
-use dnslens_lens::DnsEvent;
+use dnslens_lens::{ConnectEvent, DnsEvent};
 
 use crate::alert::{Attribution, Detector, Evidence, Severity};
 use crate::c2::transport_str;
-use crate::connect::{canonical, Connect};
+use crate::connect::canonical;
 use crate::keys::{subject, workload_key, ProcKey};
 use crate::stage::{Detectors, Settings};
 
@@ -78,7 +78,7 @@ impl Detectors {
     }
 
     /// A connection to a DNS-over-TLS port (the caller checked exemptions).
-    pub(crate) fn dot_connect(&mut self, c: &Connect, set: &Settings) {
+    pub(crate) fn dot_connect(&mut self, c: &ConnectEvent, set: &Settings) {
         let who = Attribution::of_connect(c);
         let wkey = workload_key(c.pod.as_ref(), c.container.as_ref(), &c.process);
         let summary = format!(

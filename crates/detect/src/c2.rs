@@ -15,12 +15,12 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dnslens_lens::DnsEvent;
+use dnslens_lens::{ConnectEvent, DnsEvent};
 use dnslens_probe::Transport;
 use dnslens_wire::{Rcode, RecordType};
 
 use crate::alert::{Attribution, Detector, Evidence, Severity};
-use crate::connect::{canonical, Connect, Resolved};
+use crate::connect::{canonical, Resolved};
 use crate::keys::{namespace, subject, workload_key, ProcKey};
 use crate::names::{is_reverse, registered_domain};
 use crate::sketch::hash64;
@@ -121,7 +121,7 @@ impl Detectors {
         }
     }
 
-    pub(crate) fn on_connect(&mut self, c: &Connect, set: &Settings) {
+    pub(crate) fn on_connect(&mut self, c: &ConnectEvent, set: &Settings) {
         let pk = ProcKey::new(c.process.pid, c.ids.process_start_ns);
         let resolver = self.procs.get(&pk).is_some_and(|p| p.resolver);
         let ip = canonical(c.dst.ip());

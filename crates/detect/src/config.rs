@@ -13,7 +13,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::alert::Severity;
 use crate::connect::canonical;
-use crate::names::{glob_match, DomainPattern};
+use dnslens_lens::filter::{DomainPattern, Glob};
+
+use crate::names::domain_pattern;
 
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -426,7 +428,7 @@ impl Config {
     /// The first value out of range, as (key, reason).
     fn check(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, reason: &str| Err((key.to_string(), reason.to_string()));
-        if DomainPattern::new(&self.cluster_domain).is_none() {
+        if domain_pattern(&self.cluster_domain).is_none() {
             return bad(
                 "cluster_domain",
                 "must name a domain, such as cluster.local",
@@ -462,7 +464,7 @@ impl Config {
             }
         }
         for (i, a) in self.allow.iter().enumerate() {
-            if a.domains.iter().any(|d| DomainPattern::new(d).is_none()) {
+            if a.domains.iter().any(|d| domain_pattern(d).is_none()) {
                 return bad(&format!("allow[{i}].domains"), "empty pattern");
             }
         }
@@ -505,7 +507,7 @@ fn check_sections(s: &Sections, prefix: &str) -> Result<(), (String, String)> {
     if s.tunneling
         .ignore_domains
         .iter()
-        .any(|d| DomainPattern::new(d).is_none())
+        .any(|d| domain_pattern(d).is_none())
     {
         return err("tunneling.ignore_domains", "empty pattern");
     }
@@ -609,10 +611,10 @@ pub struct Allowlists {
 
 #[derive(Clone, Debug)]
 struct CompiledAllow {
-    namespace: Option<String>,
-    workload: Option<String>,
+    namespace: Option<Glob>,
+    workload: Option<Glob>,
     domains: Vec<DomainPattern>,
-    executables: Vec<String>,
+    executables: Vec<Glob>,
 }
 
 impl Allowlists {
@@ -621,14 +623,10 @@ impl Allowlists {
             entries: allow
                 .iter()
                 .map(|a| CompiledAllow {
-                    namespace: a.namespace.clone(),
-                    workload: a.workload.clone(),
-                    domains: a
-                        .domains
-                        .iter()
-                        .filter_map(|d| DomainPattern::new(d))
-                        .collect(),
-                    executables: a.executables.clone(),
+                    namespace: a.namespace.as_deref().map(Glob::new),
+                    workload: a.workload.as_deref().map(Glob::new),
+                    domains: a.domains.iter().filter_map(|d| domain_pattern(d)).collect(),
+                    executables: a.executables.iter().map(|e| Glob::new(e)).collect(),
                 })
                 .collect(),
         }
@@ -641,11 +639,9 @@ impl Allowlists {
     ) -> impl Iterator<Item = &'a CompiledAllow> + 'a {
         self.entries.iter().filter(move |a| {
             a.namespace
-                .as_deref()
-                .is_none_or(|g| namespace.is_some_and(|ns| glob_match(g.as_bytes(), ns.as_bytes())))
-                && a.workload
-                    .as_deref()
-                    .is_none_or(|g| glob_match(g.as_bytes(), workload.as_bytes()))
+                .as_ref()
+                .is_none_or(|g| namespace.is_some_and(|ns| g.is_match(ns)))
+                && a.workload.as_ref().is_none_or(|g| g.is_match(workload))
         })
     }
 
@@ -668,11 +664,8 @@ impl Allowlists {
     }
 
     pub fn allows_exe(&self, namespace: Option<&str>, workload: &str, exe: &str) -> bool {
-        self.applying(namespace, workload).any(|a| {
-            a.executables
-                .iter()
-                .any(|g| glob_match(g.as_bytes(), exe.as_bytes()))
-        })
+        self.applying(namespace, workload)
+            .any(|a| a.executables.iter().any(|g| g.is_match(exe)))
     }
 }
 

@@ -1,34 +1,14 @@
-//! Outgoing connections, the input of the connect-side detectors (new domain then connect,
-//! connect to an address no answer produced, DNS over TLS), and the per-network-namespace
-//! cache of addresses that DNS answers produced.
+//! The per-network-namespace cache of addresses that DNS answers produced, which the
+//! connect-side detectors (new domain then connect, connect to an address no answer produced,
+//! DNS over TLS) look outgoing connections up in. The connections themselves are the lens's
+//! [`dnslens_lens::ConnectEvent`]s.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use dnslens_lens::model::{Container, KernelIds, Pod, ProcessInfo};
 pub use dnslens_probe::Transport;
 
 use crate::bounded::Bounded;
-
-/// One `connect` (or first UDP send to a new peer) by a process, attributed as events are.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Connect {
-    /// CLOCK_MONOTONIC ns, the detectors' clock.
-    pub mono_ns: u64,
-    /// Wall-clock ns since the epoch.
-    pub time_ns: u64,
-    /// pid (thread-group id) and tid live here, as in events.
-    pub process: ProcessInfo,
-    pub netns: u32,
-    pub dst: SocketAddr,
-    pub transport: Transport,
-    pub cgroup: String,
-    pub container: Option<Container>,
-    pub pod: Option<Pod>,
-    pub node: Option<Arc<str>>,
-    pub host: Option<bool>,
-    pub ids: KernelIds,
-}
 
 /// What one answer said about an address.
 #[derive(Clone, Debug)]

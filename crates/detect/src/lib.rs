@@ -33,6 +33,6 @@ mod tests;
 pub use alert::{Alert, Attribution, Detector, Evidence, Severity};
 pub use baseline::{Baseline, BaselineError, WorkloadBaseline, BASELINE_VERSION};
 pub use config::{Config, ConfigError};
-pub use connect::{Connect, Transport};
+pub use connect::Transport;
 pub use resolv::{FakeProcesses, ProcFs, ProcessView, ResolvConf};
 pub use stage::{DetectStats, Detectors, TableCounts};

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dnslens_lens::{DnsEvent, Kind, Role};
+use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 
 use crate::aggregate::Aggregator;
 use crate::alert::{Alert, Attribution, Detector, Evidence, Severity};
@@ -16,10 +16,12 @@ use crate::baseline::{Baseline, BaselineLimits};
 use crate::bounded::Bounded;
 use crate::c2::WorkloadState;
 use crate::config::{Allowlists, Config, Sections};
-use crate::connect::{AnswerCache, Connect};
+use crate::connect::AnswerCache;
 use crate::keys::{namespace, workload_key, ProcKey};
 use crate::lookups::{DgaWindow, Lookup, NxWindow};
-use crate::names::{normalize, DomainPattern, SearchSuffixes};
+use dnslens_lens::filter::DomainPattern;
+
+use crate::names::{domain_pattern, normalize, SearchSuffixes};
 use crate::resolv::{ProcFs, ProcessView, ResolvConf};
 use crate::tunneling::TunnelWindow;
 
@@ -43,7 +45,7 @@ impl Settings {
                 .tunneling
                 .ignore_domains
                 .iter()
-                .filter_map(|d| DomainPattern::new(d))
+                .filter_map(|d| domain_pattern(d))
                 .collect(),
             s,
         }
@@ -236,7 +238,7 @@ impl Detectors {
     }
 
     /// One outgoing connection.
-    pub fn connect(&mut self, c: &Connect, out: &mut impl FnMut(Alert)) {
+    pub fn connect(&mut self, c: &ConnectEvent, out: &mut impl FnMut(Alert)) {
         self.advance(c.mono_ns, c.time_ns);
         let set = self.settings(namespace(c.pod.as_ref()));
         self.on_connect(c, &set);

@@ -9,12 +9,10 @@ use std::sync::Arc;
 use dnslens_lens::container::Runtime;
 use dnslens_lens::model::{sample, Answer, Container, KernelIds, Pod};
 use dnslens_lens::pods::{PodInfo, Workload};
-use dnslens_lens::{DnsEvent, Kind, Role};
+use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 use dnslens_wire::RecordType;
 
-use crate::{
-    Alert, Baseline, Config, Connect, Detector, Detectors, FakeProcesses, Severity, Transport,
-};
+use crate::{Alert, Baseline, Config, Detector, Detectors, FakeProcesses, Severity, Transport};
 
 const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
@@ -147,16 +145,18 @@ impl P {
         e
     }
 
-    fn connect(&self, dst: &str, t: u64) -> Connect {
+    fn connect(&self, dst: &str, t: u64) -> ConnectEvent {
         let e = self.base("", 1, t);
-        Connect {
+        ConnectEvent {
             mono_ns: t,
             time_ns: e.time_ns,
             process: e.process,
             netns: self.netns,
+            src: e.src,
             dst: dst.parse().unwrap(),
             transport: Transport::Tcp,
-            cgroup: String::new(),
+            socket: e.socket,
+            cgroup: e.cgroup,
             container: e.container,
             pod: e.pod,
             node: e.node,
@@ -188,7 +188,7 @@ impl Sim {
         self.d.event(e, &mut |a| alerts.push(a));
     }
 
-    fn connect(&mut self, c: &Connect) {
+    fn connect(&mut self, c: &ConnectEvent) {
         let alerts = &mut self.alerts;
         self.d.connect(c, &mut |a| alerts.push(a));
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::count::{self, Counter};
 use dnslens_lens::filter::Filter;
-use dnslens_lens::{DnsEvent, Pipeline, PipelineConfig};
+use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
 use dnslens_probe::{CaptureMode, HookStatus, Probe};
 
 use crate::cluster::Connection;
@@ -208,7 +208,13 @@ impl Run<'_> {
                 // before the read, not after, so a stop still reads what came meanwhile.
                 std::thread::sleep(GATHER);
             }
-            last_seen = probe.poll(POLL, |record| pipeline.record(record, &mut emit))?;
+            last_seen = probe.poll(POLL, |record| {
+                pipeline.record(record, &mut |observed| {
+                    if let Observed::Dns(event) = observed {
+                        emit(event);
+                    }
+                })
+            })?;
             pipeline.expire(clock::monotonic_now_ns(), &mut emit);
             if let Some(e) = failed {
                 return Err(e).context("writing to stdout");

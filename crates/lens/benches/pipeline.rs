@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dnslens_lens::cgroup::CgroupMounts;
 use dnslens_lens::clock::WallClock;
-use dnslens_lens::{json, Pipeline, PipelineConfig};
+use dnslens_lens::{json, Observed, Pipeline, PipelineConfig};
 use testutil::{dns_message, header, record};
 
 /// Lookups per measured batch: 4,000 messages.
@@ -108,8 +108,9 @@ fn pipeline_to_json(c: &mut Criterion) {
                 out.clear();
                 let before = thread_cpu_time();
                 for r in &records {
-                    pipeline.record(black_box(r), &mut |event| {
-                        json::write_event_line(&mut out, event);
+                    pipeline.record(black_box(r), &mut |observed| match observed {
+                        Observed::Dns(event) => json::write_event_line(&mut out, event),
+                        Observed::Connect(connect) => json::write_connect_line(&mut out, connect),
                     });
                 }
                 black_box(out.len());

@@ -1,6 +1,7 @@
 //! Decode stage: ring-buffer records to DNS messages. A UDP payload is one message; TCP bytes
 //! go through one framer per (socket, direction), kept in a bounded map. Failures are counted
-//! by kind, never printed one by one, never fatal.
+//! by kind, never printed one by one, never fatal. Connect and exec records are checked and
+//! passed on as they are.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,8 @@ pub struct DecodeStats {
     pub bad_records: u64,
     /// Exec records (process executable paths), passed on to the process cache.
     pub exec_records: u64,
+    /// Connect records (outgoing TCP connections), passed on to enrichment.
+    pub connect_records: u64,
     /// Messages decoded.
     pub messages: u64,
     /// Messages that failed to decode, by `DecodeError::kind()`.
@@ -50,6 +53,17 @@ impl DecodeStats {
     }
 }
 
+/// What a record yields.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// A DNS message, with the capture-side facts of its record.
+    Message(&'a Capture<'a>, Decoded),
+    /// A connect record's facts.
+    Connect(&'a Capture<'a>),
+    /// An exec record, for the process cache.
+    Exec(ExecEvent),
+}
+
 /// Turns raw records into decoded messages.
 pub struct Decoder {
     streams: Lru<(u64, Direction), TcpFramer>,
@@ -66,41 +80,38 @@ impl Decoder {
         }
     }
 
-    /// Parses one ring-buffer record and calls `out` with each message it completes. An exec
-    /// record is handed back for the process cache.
-    pub fn record(
-        &mut self,
-        record: &[u8],
-        out: &mut impl FnMut(&Capture<'_>, Decoded),
-    ) -> Option<ExecEvent> {
+    /// Parses one ring-buffer record and calls `out` with each message it completes, or with
+    /// the connect or exec it is.
+    pub fn record(&mut self, record: &[u8], out: &mut impl FnMut(Output<'_>)) {
         self.stats.records += 1;
         match Record::parse(record) {
             Ok(Record::Dns(raw)) => match Capture::from_raw(&raw) {
                 Ok(capture) => self.decode(&capture, raw.payload, out),
                 Err(_) => self.stats.bad_records += 1,
             },
+            Ok(Record::Connect(connect)) => match Capture::from_header(&connect.header) {
+                Ok(capture) => {
+                    self.stats.connect_records += 1;
+                    out(Output::Connect(&capture));
+                }
+                Err(_) => self.stats.bad_records += 1,
+            },
             Ok(Record::Exec(exec)) => {
                 self.stats.exec_records += 1;
-                return Some(exec);
+                out(Output::Exec(exec));
             }
             Err(_) => self.stats.bad_records += 1,
         }
-        None
     }
 
-    fn decode(
-        &mut self,
-        capture: &Capture<'_>,
-        payload: &[u8],
-        out: &mut impl FnMut(&Capture<'_>, Decoded),
-    ) {
+    fn decode(&mut self, capture: &Capture<'_>, payload: &[u8], out: &mut impl FnMut(Output<'_>)) {
         let msg_len = capture.header.msg_len;
         let missing = (msg_len as usize).saturating_sub(payload.len());
         match capture.transport {
             Transport::Udp => {
                 let size = msg_len.max(payload.len() as u32);
                 if let Some(decoded) = decode_one(&mut self.stats, payload, size, missing > 0) {
-                    out(capture, decoded);
+                    out(Output::Message(capture, decoded));
                 }
             }
             Transport::Tcp => {
@@ -110,12 +121,12 @@ impl Decoder {
                 framer.push(payload, missing, &mut |frame| match frame {
                     Frame::Message(bytes) => {
                         if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
-                            out(capture, d);
+                            out(Output::Message(capture, d));
                         }
                     }
                     Frame::Partial { prefix, total_len } => {
                         if let Some(d) = decode_one(stats, prefix, total_len as u32, true) {
-                            out(capture, d);
+                            out(Output::Message(capture, d));
                         }
                     }
                     Frame::Desync { skipped } => {
@@ -201,12 +212,15 @@ fn salvage(bytes: &[u8], error: &DecodeError) -> Option<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{dns_message, header, record};
+    use crate::testutil::{connect_header, dns_message, exec_record, header, record};
 
     /// The (thread name, message) pairs that one record yields.
     fn run(d: &mut Decoder, rec: &[u8]) -> Vec<(String, Decoded)> {
         let mut out = Vec::new();
-        d.record(rec, &mut |c, m| out.push((c.comm.to_string(), m)));
+        d.record(rec, &mut |o| match o {
+            Output::Message(c, m) => out.push((c.comm.to_string(), m)),
+            other => panic!("not a message: {other:?}"),
+        });
         out
     }
 
@@ -323,6 +337,34 @@ mod tests {
         assert_eq!(
             (stats.tcp_streams_mid_message, stats.tcp_bytes_held),
             (1, 22)
+        );
+    }
+
+    #[test]
+    fn connect_and_exec_records_pass_through_counted() {
+        let mut d = Decoder::new(4);
+        let mut seen = Vec::new();
+        let mut h = connect_header(5);
+        d.record(&record(&h, &[]), &mut |o| match o {
+            Output::Connect(c) => seen.push(format!("{} {}->{}", c.comm, c.local, c.remote)),
+            other => panic!("{other:?}"),
+        });
+        d.record(&exec_record(123, 99, "/usr/bin/curl"), &mut |o| match o {
+            Output::Exec(e) => seen.push(e.filename),
+            other => panic!("{other:?}"),
+        });
+        h.syscall = 99;
+        d.record(&record(&h, &[]), &mut |o| panic!("{o:?}"));
+        assert_eq!(seen, ["dig 10.0.0.2:0->10.0.0.1:443", "/usr/bin/curl"]);
+        let stats = d.stats();
+        assert_eq!(
+            (
+                stats.records,
+                stats.connect_records,
+                stats.exec_records,
+                stats.bad_records
+            ),
+            (3, 1, 1, 1)
         );
     }
 }

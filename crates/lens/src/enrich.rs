@@ -2,7 +2,8 @@
 //! path come from caches over /proc and the cgroup mounts; the container and pod from the
 //! cgroup path ([`crate::container`], parsed once per path); pod and container names from the
 //! pod directory, when there is one, asked on every event so that a pod is named as soon as the
-//! directory has it. Nothing here waits: a directory lookup reads what it holds.
+//! directory has it. Nothing here waits: a directory lookup reads what it holds. DNS events and
+//! connects are enriched by the same code, through the [`Attributed`] view of their fields.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use dnslens_probe::ExecEvent;
 use crate::bounded::Lru;
 use crate::cgroup::{CgroupResolver, CgroupStats};
 use crate::container::{Placement, Runtime};
-use crate::model::{Container, DnsEvent, Pod};
+use crate::model::{ConnectEvent, Container, DnsEvent, KernelIds, Pod, ProcessInfo};
 use crate::pods::{PodDirectory, PodInfo};
 use crate::process::{ProcessCache, ProcessStats};
 
@@ -64,6 +65,46 @@ impl Cached {
     }
 }
 
+/// The fields of an event that enrichment reads and fills, borrowed from it.
+pub struct Attribution<'a> {
+    /// The event's stamp, the clock for rate limits.
+    pub mono_ns: u64,
+    pub ids: KernelIds,
+    pub process: &'a mut ProcessInfo,
+    pub cgroup: &'a mut Arc<str>,
+    pub container: &'a mut Option<Container>,
+    pub pod: &'a mut Option<Pod>,
+    pub node: &'a mut Option<Arc<str>>,
+    pub host: &'a mut Option<bool>,
+}
+
+/// An event that carries the attribution fields.
+pub trait Attributed {
+    fn attribution(&mut self) -> Attribution<'_>;
+}
+
+/// Both event types name the attribution fields alike.
+macro_rules! attributed {
+    ($($event:ty),*) => {$(
+        impl Attributed for $event {
+            fn attribution(&mut self) -> Attribution<'_> {
+                Attribution {
+                    mono_ns: self.mono_ns,
+                    ids: self.ids,
+                    process: &mut self.process,
+                    cgroup: &mut self.cgroup,
+                    container: &mut self.container,
+                    pod: &mut self.pod,
+                    node: &mut self.node,
+                    host: &mut self.host,
+                }
+            }
+        }
+    )*};
+}
+
+attributed!(DnsEvent, ConnectEvent);
+
 pub struct Enricher {
     processes: ProcessCache,
     cgroups: CgroupResolver,
@@ -100,7 +141,8 @@ impl Enricher {
     /// stamp is the clock for rate limits. `kernel_cgroup` gives what the kernel named (the
     /// cgroup's and its parent's directory names), used when the ids no longer resolve: the
     /// cgroup was removed before dnslens looked.
-    pub fn enrich(&mut self, event: &mut DnsEvent, kernel_cgroup: impl FnOnce() -> String) {
+    pub fn enrich(&mut self, event: &mut impl Attributed, kernel_cgroup: impl FnOnce() -> String) {
+        let mut event = event.attribution();
         let ids = event.ids;
         event.process.exe = self.processes.lookup_or_parent(
             event.process.pid,
@@ -108,36 +150,36 @@ impl Enricher {
             event.process.ppid,
             &event.process.name,
         );
-        event.cgroup = match self
+        *event.cgroup = match self
             .cgroups
             .resolve(ids.cgroup_id, ids.cgroup_v1_id, event.mono_ns)
         {
             Some(path) => path,
             None => Arc::from(kernel_cgroup()),
         };
-        self.place(event);
+        self.place(&mut event);
     }
 
     /// Container, pod, node and host from the event's cgroup path and the pod directory.
-    fn place(&mut self, event: &mut DnsEvent) {
-        event.node = self.node.clone();
-        event.container = None;
-        event.pod = None;
+    fn place(&mut self, event: &mut Attribution<'_>) {
+        *event.node = self.node.clone();
+        *event.container = None;
+        *event.pod = None;
         if event.cgroup.is_empty() {
             // Not resolved: neither host nor container can be told.
-            event.host = None;
+            *event.host = None;
             return;
         }
-        let cached = match self.placements.get(&*event.cgroup) {
+        let cached = match self.placements.get(&**event.cgroup) {
             Some(cached) => cached.clone(),
             None => {
                 self.stats.paths_parsed += 1;
-                let cached = Cached::parse(&event.cgroup);
+                let cached = Cached::parse(event.cgroup);
                 self.placements.insert(event.cgroup.clone(), cached.clone());
                 cached
             }
         };
-        event.host = Some(cached.host);
+        *event.host = Some(cached.host);
         let mut container = cached.container.map(|(id, runtime)| Container {
             id,
             runtime,
@@ -171,8 +213,8 @@ impl Enricher {
                 }
             }
         }
-        event.container = container;
-        event.pod = pod;
+        *event.container = container;
+        *event.pod = pod;
     }
 
     /// Remembers the executable of a process at exec: see [`ProcessCache::record_exec`].
@@ -280,7 +322,7 @@ mod tests {
         let (mut en, _dir) = enricher(16);
         en.set_node(Some("node-1"));
         let mut host = event_in("/system.slice/sshd.service");
-        en.place(&mut host);
+        en.place(&mut host.attribution());
         assert_eq!(
             (host.host, &host.container, &host.pod),
             (Some(true), &None, &None)
@@ -293,7 +335,7 @@ mod tests {
             UID.replace('-', "_")
         );
         let mut c = event_in(&path);
-        en.place(&mut c);
+        en.place(&mut c.attribution());
         assert_eq!(c.host, Some(false));
         let container = c.container.as_ref().unwrap();
         assert_eq!(
@@ -304,13 +346,13 @@ mod tests {
         assert_eq!(c.pod.as_ref().unwrap().info, None);
 
         let mut pod_level = event_in(&format!("/kubepods/pod{UID}"));
-        en.place(&mut pod_level);
+        en.place(&mut pod_level.attribution());
         assert_eq!(pod_level.host, Some(false));
         assert_eq!(pod_level.container, None);
         assert_eq!(pod_level.pod.as_ref().map(|p| &*p.uid), Some(UID));
 
         let mut unresolved = event_in("");
-        en.place(&mut unresolved);
+        en.place(&mut unresolved.attribution());
         assert_eq!((unresolved.host, &unresolved.container), (None, &None));
         let stats = en.container_stats();
         assert_eq!((stats.paths_parsed, stats.pod_lookups), (3, 0));
@@ -325,13 +367,13 @@ mod tests {
 
         // Not listed yet: ids only, and the miss is not remembered.
         let mut early = event_in(&path);
-        en.place(&mut early);
+        en.place(&mut early.attribution());
         assert_eq!(early.container.as_ref().unwrap().name, None);
         assert_eq!(early.pod.as_ref().unwrap().info, None);
 
         pods.0.lock().unwrap().push(Arc::new(payment_pod()));
         let mut later = event_in(&path);
-        en.place(&mut later);
+        en.place(&mut later.attribution());
         let container = later.container.as_ref().unwrap();
         assert_eq!(container.name.as_deref(), Some("app"));
         assert_eq!(container.runtime, Runtime::Unknown);
@@ -343,7 +385,7 @@ mod tests {
         // A container the pod's statuses do not list (the sandbox): found by pod uid.
         let sandbox = "f".repeat(64);
         let mut pause = event_in(&format!("/kubepods/burstable/pod{UID}/{sandbox}"));
-        en.place(&mut pause);
+        en.place(&mut pause.attribution());
         assert_eq!(pause.container.as_ref().unwrap().name, None);
         assert_eq!(
             pause.pod.as_ref().unwrap().name(),
@@ -353,7 +395,7 @@ mod tests {
         // A container the directory knows although its cgroup names no pod (a static pod's
         // hash, a nested layout): the pod and its uid come from the directory.
         let mut docker = event_in(&format!("/docker/{ID}"));
-        en.place(&mut docker);
+        en.place(&mut docker.attribution());
         assert_eq!(docker.pod.as_ref().map(|p| &*p.uid), Some(UID));
 
         let stats = en.container_stats();
@@ -373,9 +415,9 @@ mod tests {
     fn parsed_paths_are_bounded_and_evictions_counted() {
         let (mut en, _dir) = enricher(2);
         for i in 0..5 {
-            en.place(&mut event_in(&format!("/system.slice/s{i}.service")));
+            en.place(&mut event_in(&format!("/system.slice/s{i}.service")).attribution());
         }
-        en.place(&mut event_in("/system.slice/s4.service"));
+        en.place(&mut event_in("/system.slice/s4.service").attribution());
         let stats = en.container_stats();
         assert_eq!((stats.paths_parsed, stats.evictions), (5, 3));
     }

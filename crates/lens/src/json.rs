@@ -1,4 +1,4 @@
-//! The JSON form of events (docs/schema.md), written by hand into a byte buffer. Writing one
+//! The JSON form of events and connects (docs/schema.md), written by hand into a byte buffer. Writing one
 //! line per message was most of what `dnslens trace --json` spent: serde_json escaped every
 //! key and formatted times and addresses through `fmt`, about 2 µs an event
 //! (docs/performance.md). Here text dnslens made (keys, times, addresses, mnemonics) is copied
@@ -9,7 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use dnslens_probe::{Direction, Transport};
 
 use crate::clock::Rfc3339;
-use crate::model::{Answer, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo};
+use crate::model::{
+    Answer, ConnectEvent, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo,
+};
 
 /// One event as a JSON object and a newline.
 pub fn write_event_line(out: &mut Vec<u8>, e: &DnsEvent) {
@@ -53,45 +55,109 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
         out.extend_from_slice(b",\"timeout_ms\":");
         write_int(out, timeout_ms);
     }
-    out.extend_from_slice(match e.transport {
-        Transport::Udp => b",\"transport\":\"udp\",\"src\":\"",
-        Transport::Tcp => b",\"transport\":\"tcp\",\"src\":\"",
-    });
-    write_socket_addr(out, e.src);
-    out.extend_from_slice(b"\",\"dst\":\"");
-    write_socket_addr(out, e.dst);
-    out.extend_from_slice(b"\",\"syscall\":\"");
+    write_endpoints(out, e.transport, e.src, e.dst);
+    out.extend_from_slice(b",\"syscall\":\"");
     out.extend_from_slice(e.syscall.as_str().as_bytes());
     out.extend_from_slice(match e.direction {
-        Direction::Send => b"\",\"direction\":\"send\",\"process\":",
-        Direction::Recv => b"\",\"direction\":\"recv\",\"process\":",
+        Direction::Send => b"\",\"direction\":\"send\"",
+        Direction::Recv => b"\",\"direction\":\"recv\"",
     });
-    write_process(out, &e.process);
-    out.extend_from_slice(b",\"netns\":");
-    write_int(out, e.netns);
-    out.extend_from_slice(b",\"cgroup\":");
-    write_str(out, &e.cgroup);
-    out.extend_from_slice(b",\"container\":");
-    match &e.container {
-        Some(container) => write_container(out, container),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"pod\":");
-    match &e.pod {
-        Some(pod) => write_pod(out, pod),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"node\":");
-    write_opt_str(out, e.node.as_deref());
-    out.extend_from_slice(b",\"host\":");
-    write_opt_bool(out, e.host);
-    out.extend_from_slice(b",\"socket\":");
-    write_int(out, e.socket);
+    write_attribution(
+        out,
+        &Attribution {
+            process: &e.process,
+            netns: e.netns,
+            cgroup: &e.cgroup,
+            container: e.container.as_ref(),
+            pod: e.pod.as_ref(),
+            node: e.node.as_deref(),
+            host: e.host,
+            socket: e.socket,
+        },
+    );
     out.extend_from_slice(b",\"size\":");
     write_int(out, e.size);
     out.extend_from_slice(b",\"truncated\":");
     write_bool(out, e.truncated);
     out.push(b'}');
+}
+
+/// One connect as a JSON object and a newline.
+pub fn write_connect_line(out: &mut Vec<u8>, c: &ConnectEvent) {
+    write_connect(out, c);
+    out.push(b'\n');
+}
+
+/// One connect as a JSON object, its fields in the schema's order.
+pub fn write_connect(out: &mut Vec<u8>, c: &ConnectEvent) {
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(&Rfc3339(c.time_ns).bytes());
+    out.extend_from_slice(b"\",\"kind\":\"connect\"");
+    write_endpoints(out, c.transport, c.src, c.dst);
+    write_attribution(
+        out,
+        &Attribution {
+            process: &c.process,
+            netns: c.netns,
+            cgroup: &c.cgroup,
+            container: c.container.as_ref(),
+            pod: c.pod.as_ref(),
+            node: c.node.as_deref(),
+            host: c.host,
+            socket: c.socket,
+        },
+    );
+    out.push(b'}');
+}
+
+/// `,"transport":…,"src":…,"dst":…`
+fn write_endpoints(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, dst: SocketAddr) {
+    out.extend_from_slice(match transport {
+        Transport::Udp => b",\"transport\":\"udp\",\"src\":\"",
+        Transport::Tcp => b",\"transport\":\"tcp\",\"src\":\"",
+    });
+    write_socket_addr(out, src);
+    out.extend_from_slice(b"\",\"dst\":\"");
+    write_socket_addr(out, dst);
+    out.push(b'"');
+}
+
+/// The fields from `process` to `socket`, the same in DNS events and connects.
+struct Attribution<'a> {
+    process: &'a ProcessInfo,
+    netns: u32,
+    cgroup: &'a str,
+    container: Option<&'a Container>,
+    pod: Option<&'a Pod>,
+    node: Option<&'a str>,
+    host: Option<bool>,
+    socket: u64,
+}
+
+/// `,"process":…` through `"socket":…`
+fn write_attribution(out: &mut Vec<u8>, a: &Attribution<'_>) {
+    out.extend_from_slice(b",\"process\":");
+    write_process(out, a.process);
+    out.extend_from_slice(b",\"netns\":");
+    write_int(out, a.netns);
+    out.extend_from_slice(b",\"cgroup\":");
+    write_str(out, a.cgroup);
+    out.extend_from_slice(b",\"container\":");
+    match a.container {
+        Some(container) => write_container(out, container),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"pod\":");
+    match a.pod {
+        Some(pod) => write_pod(out, pod),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"node\":");
+    write_opt_str(out, a.node);
+    out.extend_from_slice(b",\"host\":");
+    write_opt_bool(out, a.host);
+    out.extend_from_slice(b",\"socket\":");
+    write_int(out, a.socket);
 }
 
 /// `process`: who moved the message.
@@ -314,6 +380,13 @@ pub fn event_to_string(e: &DnsEvent) -> String {
     String::from_utf8(out).expect("the writer produces UTF-8")
 }
 
+/// The JSON of a connect as text.
+pub fn connect_to_string(c: &ConnectEvent) -> String {
+    let mut out = Vec::new();
+    write_connect(&mut out, c);
+    String::from_utf8(out).expect("the writer produces UTF-8")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +415,38 @@ mod tests {
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const UID: &str = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+
+    #[test]
+    fn schema_of_a_connect() {
+        let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
+        c.process.exe = Some("/usr/bin/curl".into());
+        c.process.name = "curl".into();
+        c.process.comm = "curl".into();
+        c.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
+        c.container = Some(Container {
+            id: Arc::from(ID),
+            runtime: Runtime::Unknown,
+            name: Some("app".to_string()),
+        });
+        c.pod = Some(Pod {
+            uid: Arc::from(UID),
+            info: None,
+        });
+        c.node = Some(Arc::from("node-1"));
+        c.host = Some(false);
+        let mut line = Vec::new();
+        write_connect_line(&mut line, &c);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            format!(
+                r#"{{"time":"2026-11-26T10:54:55.005000000Z","kind":"connect","transport":"tcp","src":"10.1.1.2:0","dst":"[2606:2800:220:1::1]:443","process":{{"pid":123,"tid":124,"comm":"curl","name":"curl","exe":"/usr/bin/curl","uid":0,"ppid":1}},"netns":4026531840,"cgroup":"/kubepods/burstable/pod{UID}/{ID}","container":{{"id":"{ID}","runtime":"unknown","name":"app"}},"pod":{{"uid":"{UID}","name":null,"namespace":null,"workload":null,"labels":{{}}}},"node":"node-1","host":false,"socket":23456}}
+"#
+            )
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&connect_to_string(&c)).expect("valid JSON");
+        assert_eq!(v["process"]["exe"], "/usr/bin/curl");
+    }
 
     /// The fields from `cgroup` on of a query from a container of a pod.
     fn attribution_json(container_name: Option<&str>, info: Option<PodInfo>) -> String {

@@ -24,6 +24,6 @@ pub mod stats;
 #[cfg(test)]
 mod testutil;
 
-pub use model::{DnsEvent, Kind, Role};
-pub use pipeline::{Pipeline, PipelineConfig};
+pub use model::{ConnectEvent, DnsEvent, Kind, Role};
+pub use pipeline::{Observed, Pipeline, PipelineConfig};
 pub use stats::Stats;

@@ -1,5 +1,5 @@
-//! The enriched DNS event that leaves the lens. Its JSON form is [`crate::json`]'s, documented
-//! field by field in docs/schema.md.
+//! The enriched events that leave the lens: DNS messages and TCP connects. Their JSON form is
+//! [`crate::json`]'s, documented field by field in docs/schema.md.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,6 +151,57 @@ pub struct DnsEvent {
     pub ids: KernelIds,
 }
 
+/// A TCP connect by a process (loopback destinations are not reported), attributed as DNS
+/// events are: the input of the connect-side detectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectEvent {
+    /// Wall-clock ns since the epoch; serialized as RFC 3339 UTC with ns.
+    pub time_ns: u64,
+    /// The kernel's CLOCK_MONOTONIC stamp, the detectors' clock.
+    pub mono_ns: u64,
+    pub process: ProcessInfo,
+    /// Inode of the network namespace of the connecting process.
+    pub netns: u32,
+    /// The socket's source address; its port is 0 when the kernel had not chosen it yet (an
+    /// unbound socket, the usual case).
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub transport: Transport,
+    /// Socket inode, as in /proc/PID/fd "socket:[INODE]".
+    pub socket: u64,
+    /// This and the fields below until `ids`: as in [`DnsEvent`].
+    pub cgroup: Arc<str>,
+    pub container: Option<Container>,
+    pub pod: Option<Pod>,
+    pub node: Option<Arc<str>>,
+    pub host: Option<bool>,
+    /// Kernel ids kept for enrichment, not part of the output.
+    pub ids: KernelIds,
+}
+
+impl ConnectEvent {
+    /// A connect, not yet enriched (`exe` None, `cgroup` "").
+    pub fn new(capture: &Capture<'_>, time_ns: u64) -> ConnectEvent {
+        let h = capture.header;
+        ConnectEvent {
+            time_ns,
+            mono_ns: h.timestamp_ns,
+            process: capture.process(),
+            netns: h.netns_ino,
+            src: capture.local,
+            dst: capture.remote,
+            transport: capture.transport,
+            socket: h.socket_ino,
+            cgroup: no_cgroup(),
+            container: None,
+            pod: None,
+            node: None,
+            host: None,
+            ids: capture.ids(),
+        }
+    }
+}
+
 /// A container, as the cgroup path and the pod directory describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Container {
@@ -199,9 +250,9 @@ pub struct KernelIds {
     pub cgroup_v1_id: u64,
 }
 
-/// The capture-side facts of one ring-buffer record, checked once, shared by every message
-/// the record holds. The names borrow from the record: they are copied only into the events
-/// made from it.
+/// The capture-side facts of one ring-buffer record (a DNS message or a connect), checked
+/// once, shared by every message the record holds. The names borrow from the record: they are
+/// copied only into the events made from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capture<'a> {
     pub header: &'a EventHeader,
@@ -216,16 +267,42 @@ pub struct Capture<'a> {
 
 impl<'a> Capture<'a> {
     pub fn from_raw(raw: &'a RawEvent<'_>) -> Result<Capture<'a>, EventError> {
+        Capture::from_header(&raw.header)
+    }
+
+    pub fn from_header(header: &'a EventHeader) -> Result<Capture<'a>, EventError> {
         Ok(Capture {
-            header: &raw.header,
-            transport: raw.transport()?,
-            direction: raw.direction()?,
-            syscall: raw.syscall()?,
-            local: raw.local(),
-            remote: raw.remote(),
-            comm: raw.comm(),
-            name: raw.leader_comm(),
+            header,
+            transport: header.transport()?,
+            direction: header.direction()?,
+            syscall: header.syscall()?,
+            local: header.local(),
+            remote: header.remote(),
+            comm: header.comm(),
+            name: header.leader_comm(),
         })
+    }
+
+    /// The process as the kernel described it (`exe` is enrichment's).
+    fn process(&self) -> ProcessInfo {
+        let h = self.header;
+        ProcessInfo {
+            pid: h.tgid,
+            tid: h.tid,
+            comm: self.comm.to_owned(),
+            name: self.name.to_owned(),
+            exe: None,
+            uid: h.uid,
+            ppid: h.ppid,
+        }
+    }
+
+    fn ids(&self) -> KernelIds {
+        KernelIds {
+            process_start_ns: self.header.process_start_ns,
+            cgroup_id: self.header.cgroup_id,
+            cgroup_v1_id: self.header.cgroup_v1_id,
+        }
     }
 }
 
@@ -293,15 +370,7 @@ impl DnsEvent {
             dst,
             syscall: capture.syscall,
             direction: capture.direction,
-            process: ProcessInfo {
-                pid: h.tgid,
-                tid: h.tid,
-                comm: capture.comm.to_owned(),
-                name: capture.name.to_owned(),
-                exe: None,
-                uid: h.uid,
-                ppid: h.ppid,
-            },
+            process: capture.process(),
             netns: h.netns_ino,
             cgroup: no_cgroup(),
             container: None,
@@ -311,11 +380,7 @@ impl DnsEvent {
             socket: h.socket_ino,
             size: decoded.size,
             truncated: decoded.truncated,
-            ids: KernelIds {
-                process_start_ns: h.process_start_ns,
-                cgroup_id: h.cgroup_id,
-                cgroup_v1_id: h.cgroup_v1_id,
-            },
+            ids: capture.ids(),
         }
     }
 
@@ -379,6 +444,27 @@ pub mod sample {
             size: 45,
             truncated: false,
             ids: KernelIds::default(),
+        }
+    }
+
+    /// A connect by the process of [`query`] from 10.1.1.2 (port not yet chosen) to `dst`.
+    pub fn connect(dst: &str, mono_ns: u64) -> ConnectEvent {
+        let q = query(1, "", 1, mono_ns);
+        ConnectEvent {
+            time_ns: q.time_ns,
+            mono_ns,
+            process: q.process,
+            netns: q.netns,
+            src: "10.1.1.2:0".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            transport: Transport::Tcp,
+            socket: 23_456,
+            cgroup: q.cgroup,
+            container: q.container,
+            pod: q.pod,
+            node: q.node,
+            host: q.host,
+            ids: q.ids,
         }
     }
 

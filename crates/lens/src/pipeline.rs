@@ -1,6 +1,7 @@
 //! The stages in their one order, decode -> correlate -> enrich, behind two calls: `record` for
-//! each ring-buffer record and `expire` once per poll turn. What to do with the events (filter,
-//! sinks) is the caller's.
+//! each ring-buffer record and `expire` once per poll turn. Connects skip pairing and are
+//! enriched as DNS events are. What to do with the events (filter, sinks, detectors) is the
+//! caller's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use std::sync::Arc;
 use crate::cgroup::{self, CgroupMounts, CgroupResolver};
 use crate::clock::WallClock;
 use crate::correlate::{self, Correlator};
-use crate::decode::{self, Decoder};
+use crate::decode::{self, Decoder, Output};
 use crate::enrich::{self, Enricher};
-use crate::model::DnsEvent;
+use crate::model::{ConnectEvent, DnsEvent};
 use crate::pods::PodDirectory;
 use crate::process::{self, ProcessCache};
 use crate::stats::Stats;
@@ -58,6 +59,13 @@ impl PipelineConfig {
     }
 }
 
+/// An event that leaves the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub enum Observed<'a> {
+    Dns(&'a DnsEvent),
+    Connect(&'a ConnectEvent),
+}
+
 pub struct Pipeline {
     decoder: Decoder,
     correlator: Correlator,
@@ -91,24 +99,30 @@ impl Pipeline {
     }
 
     /// Feeds one ring-buffer record; `out` gets every event it produces.
-    pub fn record(&mut self, record: &[u8], out: &mut impl FnMut(&DnsEvent)) {
+    pub fn record(&mut self, record: &[u8], out: &mut impl FnMut(Observed<'_>)) {
         let Pipeline {
             decoder,
             correlator,
             enricher,
             clock,
         } = self;
-        let exec = decoder.record(record, &mut |capture, decoded| {
-            let time_ns = clock.wall_ns(capture.header.timestamp_ns);
-            let event = DnsEvent::new(capture, decoded, time_ns);
-            correlator.event(event, &mut |event| {
-                enricher.enrich(event, || capture.header.cgroup_names());
-                out(event);
-            });
+        decoder.record(record, &mut |output| match output {
+            Output::Message(capture, decoded) => {
+                let time_ns = clock.wall_ns(capture.header.timestamp_ns);
+                let event = DnsEvent::new(capture, decoded, time_ns);
+                correlator.event(event, &mut |event| {
+                    enricher.enrich(event, || capture.header.cgroup_names());
+                    out(Observed::Dns(event));
+                });
+            }
+            Output::Connect(capture) => {
+                let time_ns = clock.wall_ns(capture.header.timestamp_ns);
+                let mut event = ConnectEvent::new(capture, time_ns);
+                enricher.enrich(&mut event, || capture.header.cgroup_names());
+                out(Observed::Connect(&event));
+            }
+            Output::Exec(exec) => enricher.record_exec(exec),
         });
-        if let Some(exec) = exec {
-            enricher.record_exec(exec);
-        }
     }
 
     /// Reports queries unanswered at `now_mono_ns` (CLOCK_MONOTONIC). They were enriched when
@@ -137,10 +151,20 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::model::Kind;
-    use crate::testutil::{dns_message, exec_record, header, record, TempDir};
+    use crate::testutil::{connect_header, dns_message, exec_record, header, record, TempDir};
     use std::os::unix::fs::MetadataExt;
 
     const MS: u64 = 1_000_000;
+
+    /// The DNS events one record yields; a connect fails the test.
+    fn dns_events(p: &mut Pipeline, record: &[u8]) -> Vec<DnsEvent> {
+        let mut out = Vec::new();
+        p.record(record, &mut |o| match o {
+            Observed::Dns(e) => out.push(e.clone()),
+            Observed::Connect(c) => panic!("unexpected connect {c:?}"),
+        });
+        out
+    }
 
     #[test]
     fn query_and_response_records_become_enriched_paired_events() {
@@ -168,11 +192,11 @@ mod tests {
         let q = dns_message(0x1234, false, 0, "example.com", 1, &[]);
         let mut h = header(true, 10 * MS, q.len());
         h.cgroup_id = std::fs::metadata(&pod).unwrap().ino();
-        p.record(&record(&h, &q), &mut |e| out.push(e.clone()));
+        out.extend(dns_events(&mut p, &record(&h, &q)));
         let r = dns_message(0x1234, true, 0, "example.com", 1, &[[93, 184, 215, 14]]);
         let mut h = header(false, 12 * MS + 345_000, r.len());
         h.cgroup_id = std::fs::metadata(&pod).unwrap().ino();
-        p.record(&record(&h, &r), &mut |e| out.push(e.clone()));
+        out.extend(dns_events(&mut p, &record(&h, &r)));
 
         assert_eq!(out.len(), 2);
         let (query, response) = (&out[0], &out[1]);
@@ -192,9 +216,38 @@ mod tests {
             crate::clock::format_rfc3339(response.time_ns),
             "2026-11-26T10:54:55.012345000Z"
         );
+
+        // A connect of the same process: passed on at once, enriched by the same caches.
+        let mut h = connect_header(13 * MS);
+        h.cgroup_id = std::fs::metadata(&pod).unwrap().ino();
+        let mut connects = Vec::new();
+        p.record(&record(&h, &[]), &mut |o| match o {
+            Observed::Connect(c) => connects.push(c.clone()),
+            Observed::Dns(e) => panic!("unexpected DNS event {e:?}"),
+        });
+        assert_eq!(connects.len(), 1);
+        let c = &connects[0];
+        assert_eq!(
+            (c.src.to_string(), c.dst.to_string()),
+            ("10.0.0.2:0".into(), "10.0.0.1:443".into())
+        );
+        assert_eq!(c.transport, dnslens_probe::Transport::Tcp);
+        assert_eq!((c.process.pid, c.process.tid, c.socket), (123, 124, 777));
+        assert_eq!(c.process.exe.as_deref(), Some("/usr/bin/dig"));
+        assert_eq!(c.cgroup, response.cgroup);
+        assert_eq!(c.container, response.container);
+        assert_eq!(c.pod, response.pod);
+        assert_eq!(c.host, Some(false));
+        assert_eq!(c.mono_ns, 13 * MS);
+        assert_eq!(
+            crate::clock::format_rfc3339(c.time_ns),
+            "2026-11-26T10:54:55.013000000Z"
+        );
+
         let stats = p.stats();
         assert_eq!(stats.correlate.paired, 1);
-        assert_eq!(stats.process.proc_reads, 1);
+        assert_eq!(stats.decode.connect_records, 1);
+        assert_eq!(stats.process.proc_reads, 1, "one /proc read for both kinds");
     }
 
     #[test]
@@ -218,8 +271,7 @@ mod tests {
         h.cgroup_id = u64::MAX - 1;
         h.cgroup_parent_name[..parent.len()].copy_from_slice(parent.as_bytes());
         h.cgroup_name[..leaf.len()].copy_from_slice(leaf.as_bytes());
-        let mut out = Vec::new();
-        p.record(&record(&h, &q), &mut |e| out.push(e.clone()));
+        let out = dns_events(&mut p, &record(&h, &q));
         assert_eq!(out.len(), 1);
         assert_eq!(&*out[0].cgroup, format!("/{parent}/{leaf}"));
         let container = out[0].container.as_ref().expect("container from the names");
@@ -241,7 +293,7 @@ mod tests {
             WallClock::with_offset(0),
         );
         let q = dns_message(1, false, 0, "lost.example", 28, &[]);
-        p.record(&record(&header(true, 0, q.len()), &q), &mut |_| {});
+        dns_events(&mut p, &record(&header(true, 0, q.len()), &q));
         let mut out = Vec::new();
         p.expire(999 * MS, &mut |e| out.push(e.clone()));
         assert!(out.is_empty());
@@ -256,12 +308,12 @@ mod tests {
         );
 
         // An exec record fills in the exe of a process already gone from /proc.
-        p.record(&exec_record(123, 99, "/usr/bin/getent"), &mut |_| {});
+        assert!(dns_events(&mut p, &exec_record(123, 99, "/usr/bin/getent")).is_empty());
         let q = dns_message(2, false, 0, "later.example", 1, &[]);
         let mut h = header(true, 2_000 * MS, q.len());
         h.process_start_ns = 99;
         let mut out = Vec::new();
-        p.record(&record(&h, &q), &mut |e| out.push(e.clone()));
+        out.extend(dns_events(&mut p, &record(&h, &q)));
         assert_eq!(out[0].process.exe.as_deref(), Some("/usr/bin/getent"));
         assert_eq!(p.stats().decode.exec_records, 1);
         assert_eq!(p.stats().correlate.unanswered, 1);

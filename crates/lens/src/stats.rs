@@ -23,9 +23,11 @@ impl fmt::Display for Stats {
         let d = &self.decode;
         write!(
             f,
-            "decode: {} records ({} exec), {} messages, {} bad records, {} decode errors",
+            "decode: {} records ({} exec, {} connect), {} messages, {} bad records, {} decode \
+             errors",
             d.records,
             d.exec_records,
+            d.connect_records,
             d.messages,
             d.bad_records,
             d.decode_errors()

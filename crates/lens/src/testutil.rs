@@ -89,6 +89,17 @@ pub fn header(send: bool, mono_ns: u64, payload_len: usize) -> dnslens_probe::Ev
     h
 }
 
+/// Header of a connect record of pid 123 from 10.0.0.2 (no port yet) to 10.0.0.1:443.
+pub fn connect_header(mono_ns: u64) -> dnslens_probe::EventHeader {
+    let mut h = header(true, mono_ns, 0);
+    h.kind = dnslens_probe::RECORD_CONNECT;
+    h.protocol = 6;
+    h.syscall = 11;
+    h.local_port = 0;
+    h.remote_port = 443;
+    h
+}
+
 /// The bytes of a repr(C) plain-old-data value, as the kernel side writes it.
 pub fn pod_bytes<T: Copy>(value: &T) -> Vec<u8> {
     // SAFETY: callers pass the probe's repr(C) headers, made of integers and byte arrays with

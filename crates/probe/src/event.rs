@@ -1,5 +1,6 @@
-//! The Rust view of `struct dnslens_event` from `bpf/dnslens.h`. The layout is checked against
-//! the C header by `tests/layout.rs`; change both together.
+//! The Rust view of the records in `bpf/dnslens.h`: `struct dnslens_event` (DNS messages, and
+//! connects, which are its header alone) and `struct dnslens_exec_event`. The layout is checked
+//! against the C header by `tests/layout.rs`; change both together.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -10,12 +11,14 @@ const COMM_LEN: usize = 16;
 pub const CGROUP_NAME_LEN: usize = 128;
 /// `DNSLENS_PATH_LEN`.
 pub const PATH_LEN: usize = 256;
-const RECORD_DNS: u32 = 1;
-const RECORD_EXEC: u32 = 2;
+/// `enum dnslens_record_kind`: the first field of every record.
+pub const RECORD_DNS: u32 = 1;
+pub const RECORD_EXEC: u32 = 2;
+pub const RECORD_CONNECT: u32 = 3;
 const AF_INET6: u16 = 10;
 
 /// Fixed part of an event; the ring buffer record is this header followed by `payload_len`
-/// payload bytes.
+/// payload bytes (none for a connect).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventHeader {
@@ -58,6 +61,78 @@ impl EventHeader {
             (parent, leaf) => format!("/{parent}/{leaf}"),
         }
     }
+
+    pub fn transport(&self) -> Result<Transport, EventError> {
+        match self.protocol {
+            libc_proto::UDP => Ok(Transport::Udp),
+            libc_proto::TCP => Ok(Transport::Tcp),
+            v => Err(EventError::Unknown {
+                field: "protocol",
+                value: v.into(),
+            }),
+        }
+    }
+
+    pub fn direction(&self) -> Result<Direction, EventError> {
+        match self.direction {
+            1 => Ok(Direction::Send),
+            2 => Ok(Direction::Recv),
+            v => Err(EventError::Unknown {
+                field: "direction",
+                value: v.into(),
+            }),
+        }
+    }
+
+    pub fn syscall(&self) -> Result<Syscall, EventError> {
+        Ok(match self.syscall {
+            1 => Syscall::Sendto,
+            2 => Syscall::Sendmsg,
+            3 => Syscall::Sendmmsg,
+            4 => Syscall::Write,
+            5 => Syscall::Writev,
+            6 => Syscall::Recvfrom,
+            7 => Syscall::Recvmsg,
+            8 => Syscall::Recvmmsg,
+            9 => Syscall::Read,
+            10 => Syscall::Readv,
+            11 => Syscall::Connect,
+            v => {
+                return Err(EventError::Unknown {
+                    field: "syscall",
+                    value: v.into(),
+                })
+            }
+        })
+    }
+
+    /// The socket's own address (a connect's source).
+    pub fn local(&self) -> SocketAddr {
+        socket_addr(self.family, &self.local_addr, self.local_port)
+    }
+
+    /// The peer (a connect's destination).
+    pub fn remote(&self) -> SocketAddr {
+        socket_addr(self.family, &self.remote_addr, self.remote_port)
+    }
+
+    /// Thread name.
+    pub fn comm(&self) -> &str {
+        c_str(&self.comm)
+    }
+
+    /// Process (thread-group leader) name.
+    pub fn leader_comm(&self) -> &str {
+        c_str(&self.leader_comm)
+    }
+
+    /// Checks the fields a record's readers interpret.
+    fn validate(&self) -> Result<(), EventError> {
+        self.transport()?;
+        self.direction()?;
+        self.syscall()?;
+        Ok(())
+    }
 }
 
 impl Default for EventHeader {
@@ -95,6 +170,8 @@ pub enum Syscall {
     Recvmmsg,
     Read,
     Readv,
+    /// A TCP connect (connect records only).
+    Connect,
 }
 
 impl Syscall {
@@ -110,6 +187,7 @@ impl Syscall {
             Syscall::Recvmmsg => "recvmmsg",
             Syscall::Read => "read",
             Syscall::Readv => "readv",
+            Syscall::Connect => "connect",
         }
     }
 }
@@ -143,13 +221,37 @@ pub struct ExecEvent {
     pub filename: String,
 }
 
+/// A TCP connect by a process: the event header alone (`payload_len` 0), attributed as DNS
+/// events are. `local()` is the source, `remote()` the destination; the source port is 0 when
+/// the kernel had not chosen it yet (an unbound socket, the usual case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectRecord {
+    pub header: EventHeader,
+}
+
+impl ConnectRecord {
+    /// Reads a connect record. Never panics on short or odd input.
+    pub fn parse(record: &[u8]) -> Result<Self, EventError> {
+        let header: EventHeader = read_pod(record)?;
+        if header.kind != RECORD_CONNECT {
+            return Err(EventError::Unknown {
+                field: "kind",
+                value: header.kind,
+            });
+        }
+        header.validate()?;
+        Ok(ConnectRecord { header })
+    }
+}
+
 /// Any ring-buffer record.
-// Made per record and consumed at once: boxing the large variant would allocate per event.
+// Made per record and consumed at once: boxing the large variants would allocate per event.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Record<'a> {
     Dns(RawEvent<'a>),
     Exec(ExecEvent),
+    Connect(ConnectRecord),
 }
 
 impl<'a> Record<'a> {
@@ -161,6 +263,7 @@ impl<'a> Record<'a> {
             .ok_or(EventError::Short(record.len()))?;
         match kind {
             RECORD_DNS => RawEvent::parse(record).map(Record::Dns),
+            RECORD_CONNECT => ConnectRecord::parse(record).map(Record::Connect),
             RECORD_EXEC => {
                 let header: ExecHeader = read_pod(record)?;
                 Ok(Record::Exec(ExecEvent {
@@ -209,57 +312,23 @@ impl<'a> RawEvent<'a> {
         if header.payload_len as usize > MAX_PAYLOAD || record.len() < end {
             return Err(EventError::Short(record.len()));
         }
-        let event = RawEvent {
+        header.validate()?;
+        Ok(RawEvent {
             header,
             payload: &record[header_len..end],
-        };
-        event.transport()?;
-        event.direction()?;
-        event.syscall()?;
-        Ok(event)
+        })
     }
 
     pub fn transport(&self) -> Result<Transport, EventError> {
-        match self.header.protocol {
-            libc_proto::UDP => Ok(Transport::Udp),
-            libc_proto::TCP => Ok(Transport::Tcp),
-            v => Err(EventError::Unknown {
-                field: "protocol",
-                value: v.into(),
-            }),
-        }
+        self.header.transport()
     }
 
     pub fn direction(&self) -> Result<Direction, EventError> {
-        match self.header.direction {
-            1 => Ok(Direction::Send),
-            2 => Ok(Direction::Recv),
-            v => Err(EventError::Unknown {
-                field: "direction",
-                value: v.into(),
-            }),
-        }
+        self.header.direction()
     }
 
     pub fn syscall(&self) -> Result<Syscall, EventError> {
-        Ok(match self.header.syscall {
-            1 => Syscall::Sendto,
-            2 => Syscall::Sendmsg,
-            3 => Syscall::Sendmmsg,
-            4 => Syscall::Write,
-            5 => Syscall::Writev,
-            6 => Syscall::Recvfrom,
-            7 => Syscall::Recvmsg,
-            8 => Syscall::Recvmmsg,
-            9 => Syscall::Read,
-            10 => Syscall::Readv,
-            v => {
-                return Err(EventError::Unknown {
-                    field: "syscall",
-                    value: v.into(),
-                })
-            }
-        })
+        self.header.syscall()
     }
 
     /// Whether the message was longer than what was captured.
@@ -268,29 +337,21 @@ impl<'a> RawEvent<'a> {
     }
 
     pub fn local(&self) -> SocketAddr {
-        socket_addr(
-            self.header.family,
-            &self.header.local_addr,
-            self.header.local_port,
-        )
+        self.header.local()
     }
 
     pub fn remote(&self) -> SocketAddr {
-        socket_addr(
-            self.header.family,
-            &self.header.remote_addr,
-            self.header.remote_port,
-        )
+        self.header.remote()
     }
 
     /// Thread name.
     pub fn comm(&self) -> &str {
-        c_str(&self.header.comm)
+        self.header.comm()
     }
 
     /// Process (thread-group leader) name.
     pub fn leader_comm(&self) -> &str {
-        c_str(&self.header.leader_comm)
+        self.header.leader_comm()
     }
 }
 
@@ -323,5 +384,75 @@ fn c_str(bytes: &[u8]) -> &str {
     match std::str::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(header: &EventHeader) -> Vec<u8> {
+        // SAFETY: a repr(C) struct of integers and byte arrays with explicit padding.
+        unsafe {
+            std::slice::from_raw_parts(
+                (header as *const EventHeader).cast::<u8>(),
+                std::mem::size_of::<EventHeader>(),
+            )
+        }
+        .to_vec()
+    }
+
+    fn connect_header() -> EventHeader {
+        let mut h = EventHeader {
+            kind: RECORD_CONNECT,
+            tgid: 7,
+            family: AF_INET6,
+            remote_port: 443,
+            protocol: libc_proto::TCP,
+            direction: 1,
+            syscall: 11,
+            ..EventHeader::default()
+        };
+        h.remote_addr = "::ffff:198.18.77.1".parse::<Ipv6Addr>().unwrap().octets();
+        h.comm[..4].copy_from_slice(b"curl");
+        h
+    }
+
+    #[test]
+    fn connect_records_parse_into_the_shared_header() {
+        let record = bytes(&connect_header());
+        let Ok(Record::Connect(c)) = Record::parse(&record) else {
+            panic!("not a connect record");
+        };
+        assert_eq!(c.header.tgid, 7);
+        assert_eq!(c.header.syscall(), Ok(Syscall::Connect));
+        assert_eq!(c.header.transport(), Ok(Transport::Tcp));
+        assert_eq!(c.header.remote().to_string(), "198.18.77.1:443");
+        assert_eq!(c.header.local().to_string(), "[::]:0");
+        assert_eq!(c.header.comm(), "curl");
+        assert_eq!(Syscall::Connect.as_str(), "connect");
+    }
+
+    #[test]
+    fn odd_connect_records_are_errors() {
+        let record = bytes(&connect_header());
+        assert_eq!(
+            Record::parse(&record[..100]).unwrap_err(),
+            EventError::Short(100)
+        );
+        let mut bad = connect_header();
+        bad.protocol = 1;
+        assert_eq!(
+            Record::parse(&bytes(&bad)).unwrap_err(),
+            EventError::Unknown {
+                field: "protocol",
+                value: 1
+            }
+        );
+        assert!(ConnectRecord::parse(&bytes(&EventHeader {
+            kind: RECORD_DNS,
+            ..connect_header()
+        }))
+        .is_err());
     }
 }

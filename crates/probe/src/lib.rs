@@ -32,6 +32,7 @@ const EXIT_BTF_PROGRAM: &str = "sys_exit_btf";
 const EXIT_TRACEPOINT_PROGRAM: &str = "sys_exit_tracepoint";
 const EXEC_PROGRAM: &str = "sched_process_exec";
 const SOURCE_PROGRAM: &str = "net_dev_queue";
+const CONNECT_PROGRAM: &str = "inet_sock_set_state";
 
 /// What to capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,9 +148,9 @@ pub const COUNTER_NAMES: [&str; 8] = [
 /// The kernel side's counters (`enum dnslens_counter`), summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
-    /// Events written to the ring buffer.
+    /// Events (DNS messages and connects) written to the ring buffer.
     pub events: u64,
-    /// Events lost because the ring buffer was full.
+    /// Events (DNS messages and connects) lost because the ring buffer was full.
     pub ringbuf_full: u64,
     /// Events lost because user memory could not be read.
     pub read_failed: u64,
@@ -219,6 +220,13 @@ impl Probe {
         };
         // Optional: without it, wildcard-bound UDP sockets show the wildcard as their address.
         hooks.push(attach_btf(&mut ebpf, &btf, SOURCE_PROGRAM, SOURCE_PROGRAM));
+        // Optional: without it, no connect records (the connect detectors see nothing).
+        hooks.push(attach_btf(
+            &mut ebpf,
+            &btf,
+            CONNECT_PROGRAM,
+            CONNECT_PROGRAM,
+        ));
         // Optional: without it, exe paths come from /proc alone.
         hooks.push(match &tracefs {
             Ok(()) => attach_tracepoint(&mut ebpf, EXEC_PROGRAM, "sched", EXEC_PROGRAM),

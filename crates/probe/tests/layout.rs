@@ -1,9 +1,10 @@
 //! The Rust event header must match `struct dnslens_event` in bpf/dnslens.h byte for byte:
-//! compile the header with the host C compiler and compare every offset and size.
+//! compile the header with the host C compiler and compare every offset and size, and the enum
+//! values the records carry.
 
 use std::{mem::offset_of, path::Path, process::Command};
 
-use dnslens_probe::{EventHeader, ExecHeader, MAX_PAYLOAD, MAX_PORTS};
+use dnslens_probe::{EventHeader, ExecHeader, Syscall, MAX_PAYLOAD, MAX_PORTS};
 
 macro_rules! fields {
     ($($field:ident),* $(,)?) => {
@@ -59,6 +60,13 @@ fn event_header_matches_the_c_header() {
     program += "printf(\"MAX_PAYLOAD %d\\n\", DNSLENS_MAX_PAYLOAD);\n";
     program += "printf(\"MAX_PORTS %d\\n\", DNSLENS_MAX_PORTS);\n";
     program += "printf(\"CNT_MAX %d\\n\", DNSLENS_CNT_MAX);\n";
+    for kind in ["DNS", "EXEC", "CONNECT"] {
+        program += &format!("printf(\"RECORD_{kind} %d\\n\", DNSLENS_RECORD_{kind});\n");
+    }
+    for syscall in SYSCALLS {
+        let upper = syscall.as_str().to_uppercase();
+        program += &format!("printf(\"SYS_{upper} %d\\n\", DNSLENS_SYS_{upper});\n");
+    }
     program += "printf(\"size %zu\\n\", sizeof(struct dnslens_event));\nreturn 0;\n}\n";
 
     let dir = std::env::temp_dir().join(format!("dnslens-layout-{}", std::process::id()));
@@ -109,4 +117,30 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["exec.size"], std::mem::size_of::<ExecHeader>());
     assert_eq!(c["PATH_LEN"], dnslens_probe::PATH_LEN);
     assert_eq!(c["CNT_MAX"], dnslens_probe::COUNTER_NAMES.len());
+    assert_eq!(c["RECORD_DNS"], dnslens_probe::RECORD_DNS as usize);
+    assert_eq!(c["RECORD_EXEC"], dnslens_probe::RECORD_EXEC as usize);
+    assert_eq!(c["RECORD_CONNECT"], dnslens_probe::RECORD_CONNECT as usize);
+    // Every `enum dnslens_syscall` value reads back as its syscall.
+    for syscall in SYSCALLS {
+        let value = c[format!("SYS_{}", syscall.as_str().to_uppercase()).as_str()];
+        let header = EventHeader {
+            syscall: value as u8,
+            ..EventHeader::default()
+        };
+        assert_eq!(header.syscall(), Ok(syscall), "DNSLENS_SYS_* value {value}");
+    }
 }
+
+const SYSCALLS: [Syscall; 11] = [
+    Syscall::Sendto,
+    Syscall::Sendmsg,
+    Syscall::Sendmmsg,
+    Syscall::Write,
+    Syscall::Writev,
+    Syscall::Recvfrom,
+    Syscall::Recvmsg,
+    Syscall::Recvmmsg,
+    Syscall::Read,
+    Syscall::Readv,
+    Syscall::Connect,
+];
