@@ -79,12 +79,21 @@ pub trait ProcessView {
 }
 
 /// Reads /proc: `/proc/PID/root/etc/resolv.conf`, cached per mount namespace (the inode of
-/// `/proc/PID/ns/mnt`) for `refresh`, at most `capacity` namespaces.
+/// `/proc/PID/ns/mnt`) for `refresh`, at most `capacity` namespaces. The kernel gives a new
+/// namespace the lowest free inode, so a dead namespace's number comes back at once: an entry
+/// holds only while the file it was read from (device, inode, size, mtime) is the one there.
 #[derive(Debug)]
 pub struct ProcFs {
     root: PathBuf,
     refresh: Duration,
-    cache: Bounded<u64, (Arc<ResolvConf>, Instant)>,
+    cache: Bounded<u64, (Arc<ResolvConf>, Instant, FileId)>,
+}
+
+/// Which file, in which version.
+type FileId = (u64, u64, u64, i64, i64);
+
+fn file_id(m: &std::fs::Metadata) -> FileId {
+    (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
 impl ProcFs {
@@ -110,14 +119,16 @@ impl ProcessView for ProcFs {
     fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>> {
         let proc = self.root.join(pid.to_string());
         let mnt = std::fs::metadata(proc.join("ns/mnt")).ok()?.ino();
-        if let Some((rc, at)) = self.cache.get(&mnt) {
-            if at.elapsed() < self.refresh {
+        let path = proc.join("root/etc/resolv.conf");
+        let id = file_id(&std::fs::metadata(&path).ok()?);
+        if let Some((rc, at, was)) = self.cache.get(&mnt) {
+            if *was == id && at.elapsed() < self.refresh {
                 return Some(rc.clone());
             }
         }
-        let text = std::fs::read_to_string(proc.join("root/etc/resolv.conf")).ok()?;
+        let text = std::fs::read_to_string(&path).ok()?;
         let rc = Arc::new(ResolvConf::parse(&text));
-        self.cache.insert(mnt, (rc.clone(), Instant::now()));
+        self.cache.insert(mnt, (rc.clone(), Instant::now(), id));
         Some(rc)
     }
 
@@ -201,12 +212,12 @@ mod tests {
     fn proc_fs_reads_and_caches_by_mount_namespace() {
         let dir = std::env::temp_dir().join(format!("dnslens-detect-proc-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        for pid in [10, 11] {
+        for pid in [10, 11, 13] {
             let p = dir.join(format!("{pid}"));
             std::fs::create_dir_all(p.join("root/etc")).unwrap();
             std::fs::create_dir_all(p.join("ns")).unwrap();
         }
-        // Both processes share one mount namespace: the same file stands for it.
+        // Both processes share one mount namespace, and so its resolv.conf: the same files.
         std::fs::write(dir.join("10/ns/mnt"), "").unwrap();
         std::fs::hard_link(dir.join("10/ns/mnt"), dir.join("11/ns/mnt")).unwrap();
         std::fs::write(
@@ -214,6 +225,14 @@ mod tests {
             "nameserver 10.96.0.10\n",
         )
         .unwrap();
+        std::fs::hard_link(
+            dir.join("10/root/etc/resolv.conf"),
+            dir.join("11/root/etc/resolv.conf"),
+        )
+        .unwrap();
+        // A later namespace with the number of a dead one, and a resolv.conf of its own.
+        std::fs::hard_link(dir.join("10/ns/mnt"), dir.join("13/ns/mnt")).unwrap();
+        std::fs::write(dir.join("13/root/etc/resolv.conf"), "nameserver 10.0.0.2\n").unwrap();
         std::fs::write(dir.join("10/root/tool"), "").unwrap();
         let mut fs = ProcFs::at(&dir, 4);
         let a = fs.resolv_conf(10).unwrap();
@@ -221,6 +240,9 @@ mod tests {
         let b = fs.resolv_conf(11).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "cached by mount namespace");
         assert_eq!(fs.cached(), 1);
+        let c = fs.resolv_conf(13).unwrap();
+        assert_eq!(c.nameservers, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(fs.cached(), 1, "the reused number's entry replaced");
         assert_eq!(fs.resolv_conf(12), None, "a process that is gone");
         assert_eq!(fs.file_exists(10, "/tool"), Some(true));
         assert_eq!(fs.file_exists(10, "/tmp/x"), Some(false));

@@ -30,6 +30,8 @@ pub enum Command {
     Count(CountArgs),
     /// Show which cgroup, container, pod and workload a running process belongs to.
     Whois(WhoisArgs),
+    /// Run the detectors over a trace saved with `dnslens trace --json` (no kernel, no root).
+    Detect(DetectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -38,7 +40,7 @@ pub struct TraceArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Stop after printing N events.
+    /// Stop after printing N events (N alerts with --alerts).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
 
@@ -50,8 +52,28 @@ pub struct TraceArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
 
+    /// With --json, also a line per TCP connect (not filtered), for `dnslens detect` to replay.
+    #[arg(long, requires = "json")]
+    pub connects: bool,
+
     #[command(flatten)]
     pub capture: CaptureArgs,
+
+    /// Show only alerts (the detectors still see every event).
+    #[arg(long, conflicts_with = "no_detect", help_heading = "Detectors")]
+    pub alerts: bool,
+
+    /// Run no detectors: events only.
+    #[arg(long, help_heading = "Detectors")]
+    pub no_detect: bool,
+
+    /// Learn each workload's domains and executables into --baseline for this long, e.g. 10m,
+    /// then save it and judge against it.
+    #[arg(long, value_name = "DURATION", help_heading = "Detectors")]
+    pub learn: Option<String>,
+
+    #[command(flatten)]
+    pub detectors: DetectorArgs,
 
     #[command(flatten)]
     pub filters: FilterArgs,
@@ -82,6 +104,42 @@ pub struct CountArgs {
 
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// The JSON lines of `dnslens trace --json` (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// One JSON object per alert (docs/detectors.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Colour the alerts.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
+    /// Learn the whole input into --baseline (saved at the end) instead of judging against it.
+    #[arg(long, help_heading = "Detectors")]
+    pub learn: bool,
+
+    #[command(flatten)]
+    pub detectors: DetectorArgs,
+}
+
+/// The detectors' configuration and baseline, for `trace` and `detect`.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Detectors")]
+pub struct DetectorArgs {
+    /// Thresholds, allowlists and per-namespace overrides (TOML; docs/detectors.md).
+    #[arg(long, value_name = "FILE")]
+    pub detect_config: Option<PathBuf>,
+
+    /// What each workload normally resolves and runs (JSON), learned with --learn; with
+    /// --learn a missing file is created.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

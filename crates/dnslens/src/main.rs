@@ -1,11 +1,14 @@
 //! dnslens: which process, container and pod resolved which domain, captured with eBPF.
 //!
 //! This crate is only the command line and the glue: flags -> settings -> probe, pipeline
-//! (crates/lens), the pod watch (crates/cluster) and a sink; `whois` reads one process.
+//! (crates/lens), the pod watch (crates/cluster), the detectors (crates/detect) and a sink;
+//! `whois` reads one process; `detect` replays a saved trace through the detectors.
 //! Errors become one line on stderr and a non-zero exit.
 
 mod cluster;
+mod detect;
 mod flags;
+mod input;
 mod run;
 mod settings;
 mod sink;
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let result = Action::from_cli(cli, terminal).and_then(|action| match action {
         Action::Capture(settings) => run::run(*settings),
         Action::Whois(whois) => whois::run(whois),
+        Action::Replay(replay) => detect::replay(*replay),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,19 +1,23 @@
 //! The run, in libbpf-bootstrap's order: load and attach, announce, poll -> pipeline -> filter
-//! -> sink until stopped, then the counters on stderr.
+//! -> sink until stopped, then the counters on stderr. The detectors see every event the
+//! pipeline makes, before the filter (which chooses the events shown, never the alerts).
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use dnslens_detect::Alert;
 use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::count::{self, Counter};
 use dnslens_lens::filter::Filter;
+use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
 use dnslens_probe::{CaptureMode, HookStatus, Probe};
 
 use crate::cluster::Connection;
-use crate::settings::{Output, Settings};
+use crate::detect::Detection;
+use crate::settings::{Detect, Learn, Output, Settings};
 use crate::sink::{CountFormat, CountSink, JsonSink, Sink, TableSink, TableStyle};
 
 /// How long one poll waits for records: also how late a stop, a timeout or an interval can be.
@@ -30,7 +34,7 @@ const OUTPUT_BUFFER: usize = 64 << 10;
 /// How often the kernel's loss counters are checked while running.
 const LOSS_CHECK: Duration = Duration::from_secs(5);
 
-pub fn run(settings: Settings) -> anyhow::Result<()> {
+pub fn run(mut settings: Settings) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
     // Started before tracing is announced, so that the first list is under way; it runs on a
     // thread of its own and enrichment only reads what it has.
@@ -46,6 +50,21 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     for line in announce(probe.hooks(), &settings.probe.ports, probe.mode()) {
         eprintln!("{line}");
     }
+    if let Some(Detect {
+        learn: Learn::For(d),
+        baseline_path: Some(path),
+        ..
+    }) = &settings.detect
+    {
+        eprintln!(
+            "dnslens: learning what each workload resolves and runs for {d:?}, into {}",
+            path.display()
+        );
+    }
+    let mut detection = settings
+        .detect
+        .take()
+        .map(|d| Detection::live(d, Instant::now()));
     signals::install().context("installing the SIGINT/SIGTERM handlers")?;
 
     let config = PipelineConfig {
@@ -59,9 +78,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         pods.is_some(),
         BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock()),
     );
-    let (interval, max_events) = match settings.output {
-        Output::Trace { max_events, .. } => (None, max_events),
-        Output::Count { interval, .. } => (Some(interval), None),
+    let (interval, max_events, alerts_only) = match settings.output {
+        Output::Trace {
+            max_events,
+            alerts_only,
+            ..
+        } => (None, max_events, alerts_only),
+        Output::Count { interval, .. } => (Some(interval), None, false),
     };
 
     let mut ran = Run {
@@ -71,16 +94,34 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         sink: sink.as_mut(),
         shown: 0,
         max_events,
+        detection: detection.as_mut(),
+        alerts_only,
     };
     let result = ran.poll_until_stopped(settings.duration, interval);
-    let shown = ran.shown;
+    let mut shown = ran.shown;
+    // The detectors' summaries and a baseline still being learned, before the sink's end.
+    let detected = match detection.as_mut() {
+        Some(d) => {
+            let mut printed = Printed::new(sink.as_mut(), &mut shown, max_events, alerts_only);
+            let finished = d.finish(&mut |a| printed.alert(&a));
+            let failed = printed.failed.take();
+            finished.and(failed.map_or(Ok(()), Err).context("writing to stdout"))
+        }
+        None => Ok(()),
+    };
     let finished = sink.finish(clock::realtime_now_ns());
 
-    report(&probe, &pipeline, interval.is_none().then_some(shown));
+    let what = if alerts_only { "alerts" } else { "events" };
+    report(
+        &probe,
+        &pipeline,
+        detection.as_ref(),
+        interval.is_none().then_some((shown, what)),
+    );
     if let Some(line) = cluster.report() {
         eprintln!("dnslens: {line}");
     }
-    match result.and(finished.map_err(Into::into)) {
+    match result.and(detected).and(finished.map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
     }
@@ -134,7 +175,11 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<S
 /// `pods`: a pod directory names pods, so the table shows POD and CONTAINER.
 fn build_sink<'a, W: Write + 'a>(output: &Output, pods: bool, out: W) -> Box<dyn Sink + 'a> {
     match *output {
-        Output::Trace { json: true, .. } => Box::new(JsonSink::new(out)),
+        Output::Trace {
+            json: true,
+            connects,
+            ..
+        } => Box::new(JsonSink::new(out, connects)),
         Output::Trace { color, .. } => Box::new(TableSink::new(
             out,
             TableStyle {
@@ -165,6 +210,72 @@ struct Run<'a> {
     sink: &'a mut dyn Sink,
     shown: u64,
     max_events: Option<u64>,
+    detection: Option<&'a mut Detection>,
+    /// `--alerts`: events go to the detectors only.
+    alerts_only: bool,
+}
+
+/// What one poll turn prints: events that pass the filter (unless only alerts are shown) and
+/// alerts, counted against `--count` (events, or alerts with `--alerts`). The first write
+/// error stops the printing and is kept for the turn to return.
+struct Printed<'a> {
+    sink: &'a mut dyn Sink,
+    shown: &'a mut u64,
+    max: Option<u64>,
+    alerts_only: bool,
+    failed: Option<io::Error>,
+}
+
+impl<'a> Printed<'a> {
+    fn new(
+        sink: &'a mut dyn Sink,
+        shown: &'a mut u64,
+        max: Option<u64>,
+        alerts_only: bool,
+    ) -> Self {
+        Printed {
+            sink,
+            shown,
+            max,
+            alerts_only,
+            failed: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.max.is_some_and(|max| *self.shown >= max)
+    }
+
+    fn event(&mut self, event: &DnsEvent, filter: &Filter) {
+        if self.alerts_only || self.failed.is_some() || self.full() || !filter.matches(event) {
+            return;
+        }
+        match self.sink.event(event) {
+            Ok(true) => *self.shown += 1,
+            Ok(false) => {}
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    /// Connects are not filtered (the filters are about DNS messages) and not counted.
+    fn connect(&mut self, connect: &ConnectEvent) {
+        if self.alerts_only || self.failed.is_some() || self.full() {
+            return;
+        }
+        if let Err(e) = self.sink.connect(connect) {
+            self.failed = Some(e);
+        }
+    }
+
+    fn alert(&mut self, alert: &Alert) {
+        if self.failed.is_some() || (self.alerts_only && self.full()) {
+            return;
+        }
+        match self.sink.alert(alert) {
+            Ok(()) => *self.shown += u64::from(self.alerts_only),
+            Err(e) => self.failed = Some(e),
+        }
+    }
 }
 
 impl Run<'_> {
@@ -181,7 +292,6 @@ impl Run<'_> {
         let mut lost_reported = 0;
         let mut last_seen = 0;
         while !signals::stopped() {
-            let mut failed: Option<io::Error> = None;
             let Run {
                 probe,
                 pipeline,
@@ -189,16 +299,22 @@ impl Run<'_> {
                 sink,
                 shown,
                 max_events,
+                detection,
+                alerts_only,
             } = self;
-            let mut emit = |event: &DnsEvent| {
-                let full = max_events.is_some_and(|max| *shown >= max);
-                if failed.is_some() || full || !filter.matches(event) {
-                    return;
+            let mut printed = Printed::new(&mut **sink, shown, *max_events, *alerts_only);
+            let mut emit = |observed: Observed<'_>| match observed {
+                Observed::Dns(event) => {
+                    printed.event(event, filter);
+                    if let Some(d) = detection.as_deref_mut() {
+                        d.event(event, &mut |a| printed.alert(&a));
+                    }
                 }
-                match sink.event(event) {
-                    Ok(true) => *shown += 1,
-                    Ok(false) => {}
-                    Err(e) => failed = Some(e),
+                Observed::Connect(connect) => {
+                    printed.connect(connect);
+                    if let Some(d) = detection.as_deref_mut() {
+                        d.connect(connect, &mut |a| printed.alert(&a));
+                    }
                 }
             };
             if (1..SMALL_BATCH).contains(&last_seen) {
@@ -208,20 +324,19 @@ impl Run<'_> {
                 // before the read, not after, so a stop still reads what came meanwhile.
                 std::thread::sleep(GATHER);
             }
-            last_seen = probe.poll(POLL, |record| {
-                pipeline.record(record, &mut |observed| {
-                    if let Observed::Dns(event) = observed {
-                        emit(event);
-                    }
-                })
-            })?;
-            pipeline.expire(clock::monotonic_now_ns(), &mut emit);
-            if let Some(e) = failed {
+            last_seen = probe.poll(POLL, |record| pipeline.record(record, &mut emit))?;
+            let mono_now = clock::monotonic_now_ns();
+            pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e)));
+            if let Some(d) = detection.as_deref_mut() {
+                d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));
+            }
+            if let Some(e) = printed.failed.take() {
                 return Err(e).context("writing to stdout");
             }
+            let full = printed.full();
             // Every sink is flushed once per batch of records.
             sink.flush().context("writing to stdout")?;
-            if max_events.is_some_and(|max| *shown >= max) {
+            if full {
                 break;
             }
             let now = Instant::now();
@@ -267,8 +382,13 @@ fn loss_warning(newly_lost: u64) -> Option<String> {
     })
 }
 
-/// The counters, on stderr, one line per stage.
-fn report(probe: &Probe, pipeline: &Pipeline, shown: Option<u64>) {
+/// The counters, on stderr, one line per stage; `shown`: how many of what `trace` printed.
+fn report(
+    probe: &Probe,
+    pipeline: &Pipeline,
+    detection: Option<&Detection>,
+    shown: Option<(u64, &str)>,
+) {
     match probe.counters() {
         Ok(k) => eprintln!(
             "dnslens: kernel: {} events, {} lost (ring buffer full {}, read failed {}, \
@@ -289,12 +409,15 @@ fn report(probe: &Probe, pipeline: &Pipeline, shown: Option<u64>) {
     for line in pipeline.stats().to_string().lines() {
         eprintln!("dnslens: {line}");
     }
-    if let Some(shown) = shown {
-        eprintln!("dnslens: {shown} events printed");
+    for line in detection.iter().flat_map(|d| d.report()) {
+        eprintln!("dnslens: {line}");
+    }
+    if let Some((shown, what)) = shown {
+        eprintln!("dnslens: {shown} {what} printed");
     }
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
@@ -302,7 +425,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Columns of the terminal on stdout, if it is one.
-fn terminal_width() -> Option<usize> {
+pub fn terminal_width() -> Option<usize> {
     if !io::stdout().is_terminal() {
         return None;
     }
@@ -313,7 +436,7 @@ fn terminal_width() -> Option<usize> {
 }
 
 /// Seconds east of UTC in the local time zone at `wall_ns`.
-fn local_utc_offset(wall_ns: u64) -> i64 {
+pub fn local_utc_offset(wall_ns: u64) -> i64 {
     let t = (wall_ns / 1_000_000_000) as libc::time_t;
     // SAFETY: localtime_r only writes the tm passed; both pointers are valid for the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -6,11 +6,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use dnslens_detect::{Baseline, BaselineError, Config};
 use dnslens_lens::count::CountBy;
 use dnslens_lens::filter::{Filter, Glob};
 use dnslens_probe::{ProbeConfig, MAX_PORTS};
 
-use crate::flags::{CaptureArgs, Cli, ColorWhen, Command, FilterArgs, KubernetesArgs};
+use crate::flags::{
+    CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
+};
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -19,6 +22,38 @@ pub enum Action {
     Capture(Box<Settings>),
     /// `whois PID`.
     Whois(Whois),
+    /// `detect --input FILE`: the detectors over a saved trace.
+    Replay(Box<Replay>),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Replay {
+    /// `-` is stdin.
+    pub input: PathBuf,
+    pub json: bool,
+    pub color: bool,
+    pub detect: Detect,
+}
+
+/// What the detectors run with: the config and baseline already read and checked, so a bad
+/// file stops dnslens before anything is attached.
+#[derive(Debug, PartialEq)]
+pub struct Detect {
+    pub config: Config,
+    /// From --baseline; `None` without one, or when learning into a file not made yet.
+    pub baseline: Option<Baseline>,
+    /// Where a learned baseline is saved.
+    pub baseline_path: Option<PathBuf>,
+    pub learn: Learn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learn {
+    Off,
+    /// `trace --learn DURATION`: then the baseline is saved and judged against.
+    For(Duration),
+    /// `detect --learn`: the whole input, saved at its end.
+    Throughout,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +82,8 @@ pub struct Settings {
     pub timeout: Duration,
     pub output: Output,
     pub kubernetes: Kubernetes,
+    /// `None` with `--no-detect`, and for `count`.
+    pub detect: Option<Detect>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +92,12 @@ pub enum Output {
     Trace {
         json: bool,
         color: bool,
-        /// Stop after this many events printed.
+        /// Stop after this many events printed (alerts, with `alerts_only`).
         max_events: Option<u64>,
+        /// `--alerts`: alerts only, no events.
+        alerts_only: bool,
+        /// `--connects`: JSON lines of connects too.
+        connects: bool,
     },
     /// `count`.
     Count {
@@ -84,31 +125,105 @@ impl Action {
             Command::Trace(_) | Command::Count(_) => {
                 Settings::from_cli(cli, terminal).map(|s| Action::Capture(Box::new(s)))
             }
+            Command::Detect(args) => {
+                let learn = if args.learn {
+                    Learn::Throughout
+                } else {
+                    Learn::Off
+                };
+                Ok(Action::Replay(Box::new(Replay {
+                    input: args.input.clone(),
+                    json: args.json,
+                    color: color(args.color, terminal) && !args.json,
+                    detect: detect(&args.detectors, learn)?,
+                })))
+            }
         }
     }
 }
 
+fn color(when: ColorWhen, terminal: Terminal) -> bool {
+    match when {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => terminal.stdout_is_tty && !terminal.no_color,
+    }
+}
+
+/// Reads and checks the detector config and the baseline.
+fn detect(args: &DetectorArgs, learn: Learn) -> anyhow::Result<Detect> {
+    let config = match &args.detect_config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let learning = learn != Learn::Off;
+    let baseline = match &args.baseline {
+        None if learning => {
+            bail!("--learn needs --baseline FILE: the file the learned baseline is saved to")
+        }
+        None => None,
+        Some(path) => match Baseline::load(path) {
+            Ok(baseline) => Some(baseline),
+            Err(BaselineError::Read { source, .. })
+                if learning && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                if dir.is_some_and(|d| !d.is_dir()) {
+                    bail!(
+                        "--baseline {}: its directory does not exist, so the learned baseline \
+                         could not be saved: create it or name another file",
+                        path.display()
+                    );
+                }
+                None
+            }
+            Err(e @ BaselineError::Read { .. }) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "--baseline {0}: learn one first with --learn 10m --baseline {0}",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(Detect {
+        config,
+        baseline,
+        baseline_path: args.baseline.clone(),
+        learn,
+    })
+}
+
 impl Settings {
     pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
-        let (capture, filters, timeout, output, kube) = match &cli.command {
+        let (capture, filters, timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
-                let color = match args.color {
-                    ColorWhen::Always => true,
-                    ColorWhen::Never => false,
-                    ColorWhen::Auto => terminal.stdout_is_tty && !terminal.no_color,
-                };
                 let output = Output::Trace {
                     json: args.json,
-                    color: color && !args.json,
+                    color: color(args.color, terminal) && !args.json,
                     max_events: args.count,
+                    alerts_only: args.alerts,
+                    connects: args.connects,
                 };
                 let timeout = positive_duration("--timeout", &args.timeout)?;
+                let learn = match &args.learn {
+                    Some(d) => Learn::For(positive_duration("--learn", d)?),
+                    None => Learn::Off,
+                };
+                let detect = match args.no_detect {
+                    true if learn != Learn::Off => {
+                        bail!("--learn feeds the detectors, which --no-detect turns off")
+                    }
+                    true => None,
+                    false => Some(detect(&args.detectors, learn)?),
+                };
                 (
                     &args.capture,
                     &args.filters,
                     timeout,
                     output,
                     &args.kubernetes,
+                    detect,
                 )
             }
             Command::Count(args) => {
@@ -130,9 +245,12 @@ impl Settings {
                     timeout,
                     output,
                     &args.kubernetes,
+                    None,
                 )
             }
-            Command::Whois(_) => bail!("whois captures nothing: it has no capture settings"),
+            Command::Whois(_) | Command::Detect(_) => {
+                bail!("only trace and count capture: this command has no capture settings")
+            }
         };
         let kubernetes = kubernetes(kube);
         let filter = filter(filters)?;
@@ -153,6 +271,7 @@ impl Settings {
             timeout,
             output,
             kubernetes,
+            detect,
         })
     }
 }
@@ -409,7 +528,9 @@ mod tests {
             Output::Trace {
                 json: true,
                 color: false,
-                max_events: Some(3)
+                max_events: Some(3),
+                alerts_only: false,
+                connects: false,
             }
         );
         assert_eq!(s.filter.qtypes, vec![RecordType::A, RecordType::AAAA]);
@@ -540,6 +661,127 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["dnslens", "whois", "me"]).is_err());
+    }
+
+    /// A file in a fresh temporary directory, removed with it.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: Option<&str>) -> TempFile {
+            let dir = std::env::temp_dir()
+                .join(format!("dnslens-settings-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(name);
+            if let Some(text) = text {
+                std::fs::write(&path, text).unwrap();
+            }
+            TempFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn detectors_are_on_unless_turned_off() {
+        let d = settings(&["trace"]).unwrap().detect.unwrap();
+        assert_eq!(d.config, Config::default());
+        assert_eq!((d.baseline, d.learn), (None, Learn::Off));
+        assert!(settings(&["trace", "--no-detect"])
+            .unwrap()
+            .detect
+            .is_none());
+        assert!(settings(&["count"]).unwrap().detect.is_none());
+        let s = settings(&["trace", "--alerts", "--json", "--connects"]).unwrap();
+        assert!(matches!(
+            s.output,
+            Output::Trace {
+                alerts_only: true,
+                connects: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn detector_config_and_baseline_are_read_before_anything_runs() {
+        let config = TempFile::new("detect.toml", Some("[new_domain_connect]\nwarmup_s = 0\n"));
+        let s = settings(&["trace", "--detect-config", config.arg()]).unwrap();
+        assert_eq!(s.detect.unwrap().config.new_domain_connect.warmup_s, 0);
+
+        let bad = TempFile::new("bad.toml", Some("\n[tunneling]\nwindw_s = 3\n"));
+        let e = error(&["trace", "--detect-config", bad.arg()]);
+        assert!(
+            e.contains(&format!("{}:3:1", bad.arg())) && e.contains("windw_s"),
+            "{e}"
+        );
+
+        let baseline = TempFile::new("baseline.json", None);
+        let e = error(&["trace", "--baseline", baseline.arg()]);
+        assert!(e.contains("learn one first with --learn 10m"), "{e}");
+        let s = settings(&["trace", "--learn", "10m", "--baseline", baseline.arg()]).unwrap();
+        let d = s.detect.unwrap();
+        assert_eq!(d.learn, Learn::For(Duration::from_secs(600)));
+        assert_eq!(
+            (d.baseline, d.baseline_path),
+            (None, Some(baseline.0.clone()))
+        );
+        std::fs::write(
+            &baseline.0,
+            r#"{"version":1,"cluster_domain":"cluster.local","workloads":{}}"#,
+        )
+        .unwrap();
+        let d = settings(&["trace", "--baseline", baseline.arg()])
+            .unwrap()
+            .detect;
+        assert_eq!(d.unwrap().baseline, Some(Baseline::new("cluster.local")));
+
+        let e = error(&["trace", "--learn", "10m"]);
+        assert!(e.contains("--learn needs --baseline"), "{e}");
+        let nowhere = format!(
+            "{}/no/such/dir/b.json",
+            baseline.0.parent().unwrap().display()
+        );
+        let e = error(&["trace", "--learn", "1m", "--baseline", &nowhere]);
+        assert!(e.contains("directory does not exist"), "{e}");
+        let e = error(&["trace", "--learn", "1m", "--no-detect"]);
+        assert!(e.contains("--no-detect turns off"), "{e}");
+        assert!(error(&["trace", "--learn", "0s"]).contains("longer than zero"));
+        assert!(error(&["trace", "--alerts", "--no-detect"]).contains("--no-detect"));
+        assert!(error(&["trace", "--connects"]).contains("--json"));
+    }
+
+    #[test]
+    fn detect_replays_a_file() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("dnslens").chain(args.iter().copied()))
+                .unwrap();
+            Action::from_cli(cli, Terminal::default())
+        };
+        match parse(&["detect", "--input", "t.jsonl", "--json"]).unwrap() {
+            Action::Replay(r) => {
+                assert_eq!(r.input, PathBuf::from("t.jsonl"));
+                assert!(r.json && !r.color);
+                assert_eq!(r.detect.learn, Learn::Off);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = format!(
+            "{:#}",
+            parse(&["detect", "--input", "-", "--learn"]).unwrap_err()
+        );
+        assert!(e.contains("--learn needs --baseline"), "{e}");
+        assert!(
+            Cli::try_parse_from(["dnslens", "detect"]).is_err(),
+            "--input is required"
+        );
     }
 
     #[test]

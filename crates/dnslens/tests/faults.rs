@@ -422,8 +422,8 @@ fn failure_problems(what: &str, out: &Output, want: &str, one_line: bool) -> Vec
     problems
 }
 
-/// Bad ports and an unreadable or malformed kubeconfig: one clear line each, a failing exit,
-/// nothing attached.
+/// Bad ports, an unreadable or malformed kubeconfig, a detector config with an unknown key or
+/// missing, a missing baseline: one clear line each, a failing exit, nothing attached.
 #[test]
 fn root_bad_flags_and_config_say_why_in_one_line_and_attach_nothing() {
     if !have_root() {
@@ -436,6 +436,9 @@ fn root_bad_flags_and_config_say_why_in_one_line_and_attach_nothing() {
     let not_a_file = dir.path().to_str().unwrap().to_string();
     let malformed = malformed.to_str().unwrap().to_string();
     let missing = format!("{not_a_file}/missing");
+    let detect_config = dir.path().join("detect.toml");
+    std::fs::write(&detect_config, "\n[tunneling]\nwindw_s = 3\n").expect("write detect.toml");
+    let detect_config = detect_config.to_str().unwrap().to_string();
     let nine: Vec<String> = (1..=8).map(|p| format!("--port={}", 5300 + p)).collect();
     let mut nine_ports: Vec<&str> = nine.iter().map(String::as_str).collect();
     nine_ports.push("--duration=1s");
@@ -480,6 +483,27 @@ fn root_bad_flags_and_config_say_why_in_one_line_and_attach_nothing() {
             "kubeconfig malformed",
             vec!["--kubeconfig", &malformed, "--duration", "1s"],
             format!("dnslens: kubernetes: kubeconfig {malformed}: failed to parse"),
+            true,
+        ),
+        (
+            "detector config with an unknown key",
+            vec!["--detect-config", &detect_config, "--duration", "1s"],
+            format!(
+                "dnslens: detector config {detect_config}:3:1: in [tunneling]: unknown field \
+                 `windw_s`"
+            ),
+            true,
+        ),
+        (
+            "detector config missing",
+            vec!["--detect-config", &missing, "--duration", "1s"],
+            format!("dnslens: cannot read detector config {missing}: No such file"),
+            true,
+        ),
+        (
+            "baseline missing",
+            vec!["--baseline", &missing, "--duration", "1s"],
+            format!("dnslens: --baseline {missing}: learn one first with --learn 10m"),
             true,
         ),
     ];

@@ -1,5 +1,5 @@
 //! Output formats as equals behind one trait, as ripgrep's printers: the run loop hands every
-//! event to a sink and knows nothing of how it is shown.
+//! event and alert to a sink and knows nothing of how it is shown.
 
 mod count;
 mod json;
@@ -7,6 +7,8 @@ mod table;
 
 use std::io;
 
+use dnslens_detect::Alert;
+use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::DnsEvent;
 
 pub use count::{CountFormat, CountSink};
@@ -17,6 +19,18 @@ pub trait Sink {
     /// Shows one event, or takes it into account. Returns whether something was printed for
     /// it (what `--count` counts).
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool>;
+
+    /// Shows one TCP connect. Only the JSON sink of `trace --connects` shows them, for
+    /// `dnslens detect` to replay.
+    fn connect(&mut self, _connect: &ConnectEvent) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Shows one alert of the detectors, in the same stream as the events. Sinks that show
+    /// none (`count`, whose runs have no detectors) keep this default.
+    fn alert(&mut self, _alert: &Alert) -> io::Result<()> {
+        Ok(())
+    }
 
     /// An interval ended at wall-clock `wall_ns` (sinks that report per interval print then).
     fn interval(&mut self, _wall_ns: u64) -> io::Result<()> {

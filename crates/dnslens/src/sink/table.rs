@@ -6,10 +6,14 @@
 //! With a cluster, POD (`namespace/name`) and CONTAINER (its name) take CGROUP's place; on a
 //! terminal too narrow for every column they narrow and PID, then ROLE, are left out, in the
 //! order of [`FIT_STEPS`], so that rows stay within the width (120 columns and more).
+//!
+//! Alerts of the detectors come between the rows as lines of their own, whole (never cut to
+//! the width): `ALERT <detector> <severity> <pod or process> <summary>`.
 
 use std::fmt::{Display, Write as _};
 use std::io::{self, Write};
 
+use dnslens_detect::{Alert, Attribution, Severity};
 use dnslens_lens::clock::Civil;
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
@@ -384,6 +388,24 @@ impl<W: Write> Sink for TableSink<W> {
         Ok(true)
     }
 
+    fn alert(&mut self, alert: &Alert) -> io::Result<()> {
+        let colour = match alert.severity {
+            _ if !self.style.color => None,
+            Severity::High => Some(RED),
+            Severity::Medium => Some(YELLOW),
+            Severity::Low => None,
+        };
+        let (start, end) = colour.map_or(("", ""), |c| (c, RESET));
+        writeln!(
+            self.out,
+            "{start}ALERT {} {} {} {}{end}",
+            alert.detector,
+            alert.severity.as_str(),
+            AlertSubject(&alert.who),
+            alert.summary
+        )
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -457,6 +479,28 @@ impl Display for Latency {
             1_000..10_000 => write!(f, "{:.2}ms", us as f64 / 1e3),
             10_000..1_000_000 => write!(f, "{:.1}ms", us as f64 / 1e3),
             _ => write!(f, "{:.2}s", us as f64 / 1e6),
+        }
+    }
+}
+
+/// Whom an alert line names: the pod (`namespace/name`, or its uid while unnamed), else the
+/// container (12 hex digits of its id), else the process (`name[pid]`).
+struct AlertSubject<'a>(&'a Attribution);
+
+impl Display for AlertSubject<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let who = self.0;
+        match (&who.pod, &who.container) {
+            (Some(pod), _) => match (pod.namespace(), pod.name()) {
+                (Some(ns), Some(name)) => write!(f, "{ns}/{name}"),
+                _ => f.write_str(&pod.uid),
+            },
+            (None, Some(c)) => f.write_str(c.short_id()),
+            (None, None) => {
+                let p = &who.process;
+                let name = if p.name.is_empty() { &p.comm } else { &p.name };
+                write!(f, "{name}[{}]", p.pid)
+            }
         }
     }
 }
@@ -802,6 +846,60 @@ mod tests {
         assert!(lines[1].contains(" client "), "{coloured}");
         assert!(lines[1].contains(" \x1b[33mNXDOMAIN\x1b[0m "), "{coloured}");
         assert!(lines[2].contains("\x1b[36mserver\x1b[0m "), "{coloured}");
+    }
+
+    #[test]
+    fn alerts_are_lines_of_their_own_coloured_by_severity() {
+        use dnslens_detect::{Detector, Evidence};
+        use dnslens_lens::model::Pod;
+        use std::sync::Arc;
+
+        let q = sample::query(1, "x.example", 1, 0);
+        let known = &pod_events()[0];
+        let alert = |severity, placed: Option<&DnsEvent>, pod: Option<Pod>| {
+            let mut who = Attribution::of_event(placed.unwrap_or(&q));
+            who.pod = pod;
+            Alert {
+                detector: Detector::ResolverBypass,
+                severity,
+                summary: "dig (pid 123) sent a DNS query".to_string(),
+                count: 1,
+                window_s: 0,
+                evidence: Evidence::default(),
+                who,
+            }
+        };
+        let unnamed = Pod {
+            uid: Arc::from("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"),
+            info: None,
+        };
+        let lines = |color| {
+            let mut sink = TableSink::new(Vec::new(), TableStyle { color, ..style() });
+            for a in [
+                alert(Severity::High, None, None),
+                alert(Severity::Medium, None, Some(unnamed.clone())),
+                alert(Severity::Low, Some(known), known.pod.clone()),
+                alert(Severity::Low, Some(known), None),
+            ] {
+                sink.alert(&a).unwrap();
+            }
+            let text = String::from_utf8(sink.into_inner()).unwrap();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let tail = "dig (pid 123) sent a DNS query";
+        assert_eq!(
+            lines(false),
+            [
+                format!("ALERT resolver_bypass high dig[123] {tail}"),
+                format!("ALERT resolver_bypass medium {} {tail}", unnamed.uid),
+                format!("ALERT resolver_bypass low production/payment-svc-7d4b9f-xk2p1 {tail}"),
+                format!("ALERT resolver_bypass low 0123456789ab {tail}"),
+            ]
+        );
+        let coloured = lines(true);
+        assert!(coloured[0].starts_with("\x1b[31mALERT ") && coloured[0].ends_with(RESET));
+        assert!(coloured[1].starts_with("\x1b[33mALERT "));
+        assert!(coloured[2].starts_with("ALERT "));
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!  netns <tag>-c0: eth0 .2 / ::2      netns <tag>-c1: eth0 .3 / ::3
 //! ```
 //! The veth ends are created directly inside the namespaces (so they never exist on the host)
-//! and no namespace has a default route: only the /24 and /64 on the links are reachable.
+//! and no namespace has a default route: only the /24 and /64 on the links are reachable. A
+//! test may add zones to dnsmasq (`Node::start_with`) and a second DNS server on another
+//! address of the server namespace (`Node::start_second_server`), or an address that stands
+//! for one outside (`Node::add_outside_address`).
 
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -43,6 +46,10 @@ pub struct Node {
     pub clients: Vec<Host>,
     pub dir: TempDir,
     dnsmasq: Option<ChildGuard>,
+    /// More DNS servers in the server namespace.
+    others: Vec<ChildGuard>,
+    /// dnsmasq options besides the test zone's.
+    zone_extra: Vec<String>,
     namespaces: Vec<String>,
     etc_netns: Vec<PathBuf>,
 }
@@ -110,6 +117,11 @@ impl Run {
 impl Node {
     /// Builds a node with `clients` client namespaces (1 or 2) and starts dnsmasq.
     pub fn start(clients: usize) -> Node {
+        Node::start_with(clients, &[])
+    }
+
+    /// As `start`, with more dnsmasq options (zones of a test's own).
+    pub fn start_with(clients: usize, dnsmasq_args: &[String]) -> Node {
         assert!((1..=2).contains(&clients), "a node has 1 or 2 clients");
         let (tag, n) = unique_tag();
         let pid = std::process::id();
@@ -141,6 +153,8 @@ impl Node {
                 .collect(),
             tag,
             dnsmasq: None,
+            others: Vec::new(),
+            zone_extra: dnsmasq_args.to_vec(),
             namespaces: Vec::new(),
             etc_netns: Vec::new(),
         };
@@ -197,6 +211,14 @@ impl Node {
 
     /// Points client `i`'s /etc/resolv.conf (as seen under `ip netns exec`) at `server`.
     pub fn write_resolv_conf(&mut self, i: usize, server: IpAddr) {
+        self.write_resolv_conf_text(
+            i,
+            &format!("nameserver {server}\noptions timeout:2 attempts:2\n"),
+        );
+    }
+
+    /// Client `i`'s /etc/resolv.conf, whole.
+    pub fn write_resolv_conf_text(&mut self, i: usize, text: &str) {
         let dir = Path::new("/etc/netns").join(&self.clients[i].ns);
         {
             let _lock = host_lock();
@@ -205,7 +227,6 @@ impl Node {
         if !self.etc_netns.contains(&dir) {
             self.etc_netns.push(dir.clone());
         }
-        let text = format!("nameserver {server}\noptions timeout:2 attempts:2\n");
         fs::write(dir.join("resolv.conf"), text).expect("write resolv.conf");
     }
 
@@ -214,9 +235,65 @@ impl Node {
     }
 
     fn start_dnsmasq(&mut self) {
+        let listen = format!("{},{}", self.server.v4, self.server.v6);
+        let child = self.spawn_dnsmasq("dnsmasq", &listen);
+        self.dnsmasq = Some(child);
+    }
+
+    /// Starts another dnsmasq serving the same zones in the server namespace, on an address of
+    /// its own (`.53` of the node's /24), and returns that address. Stopped with the node.
+    pub fn start_second_server(&mut self) -> Ipv4Addr {
+        let [a, b, c, _] = self.server.v4.octets();
+        let addr = Ipv4Addr::new(a, b, c, 53);
+        let srv = self.server.ns.clone();
+        ip(&[
+            "-n",
+            &srv,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "br0",
+        ]);
+        let child = self.spawn_dnsmasq(
+            &format!("dnsmasq{}", self.others.len() + 2),
+            &addr.to_string(),
+        );
+        self.others.push(child);
+        addr
+    }
+
+    /// Gives the server namespace `addr`, an address outside the node's /24 as an Internet
+    /// server's would be, and routes it from every client (still only inside the node).
+    pub fn add_outside_address(&mut self, addr: Ipv4Addr) {
+        ip(&[
+            "-n",
+            &self.server.ns,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "br0",
+        ]);
+        for c in &self.clients {
+            ip(&[
+                "-n",
+                &c.ns,
+                "route",
+                "add",
+                &format!("{addr}/32"),
+                "dev",
+                "eth0",
+            ]);
+        }
+    }
+
+    /// Runs dnsmasq with the zones in the server namespace, listening on `listen`, logging to
+    /// `<name>.log` in the node's directory; waits until it has bound its sockets.
+    fn spawn_dnsmasq(&self, name: &str, listen: &str) -> ChildGuard {
         let bin = which("dnsmasq").expect("dnsmasq not installed: run scripts/install-deps.sh");
-        let log = self.log_path();
-        let stderr = self.dir.path().join("dnsmasq.stderr");
+        let log = self.dir.path().join(format!("{name}.log"));
+        let stderr = self.dir.path().join(format!("{name}.stderr"));
         let mut cmd = Command::new(which("ip").expect("ip"));
         cmd.args(["netns", "exec", &self.server.ns])
             .arg(bin)
@@ -231,28 +308,26 @@ impl Node {
                 "--bind-interfaces",
                 "--log-queries=extra",
             ])
-            .arg(format!(
-                "--listen-address={},{}",
-                self.server.v4, self.server.v6
-            ))
+            .arg(format!("--listen-address={listen}"))
             .arg(format!("--log-facility={}", log.display()))
             .args(dnsmasq::zone_args())
+            .args(&self.zone_extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&stderr).expect("dnsmasq stderr file"));
-        let child = cmd.spawn().expect("spawn dnsmasq");
-        self.dnsmasq = Some(ChildGuard::new(child));
+        let mut child = ChildGuard::new(cmd.spawn().expect("spawn dnsmasq"));
         // It logs "started" once its sockets are bound.
         let started = wait_until(Duration::from_secs(10), || {
             fs::read_to_string(&log).is_ok_and(|t| t.contains("started, version"))
         });
-        let exited = self.dnsmasq.as_mut().unwrap().wait_timeout(ms(0));
+        let exited = child.wait_timeout(ms(0));
         assert!(
             started && exited.is_none(),
-            "dnsmasq did not start (exit: {exited:?})\nstderr: {}\nlog: {}",
+            "{name} did not start (exit: {exited:?})\nstderr: {}\nlog: {}",
             fs::read_to_string(&stderr).unwrap_or_default(),
             fs::read_to_string(&log).unwrap_or_default()
         );
+        child
     }
 
     /// Pid of the main dnsmasq process (UDP is answered by it, TCP by forked children).
@@ -354,7 +429,7 @@ pub fn comm_of(program: &Path) -> String {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(mut dnsmasq) = self.dnsmasq.take() {
+        for mut dnsmasq in self.dnsmasq.take().into_iter().chain(self.others.drain(..)) {
             dnsmasq.signal(libc::SIGTERM);
             if dnsmasq.wait_timeout(Duration::from_secs(2)).is_none() {
                 dnsmasq.signal(libc::SIGKILL);

@@ -1,0 +1,717 @@
+//! Reads back the JSON lines `dnslens trace --json [--connects]` writes (docs/schema.md): the
+//! inverse of crates/lens/src/json.rs, for `dnslens detect --input`. Alert lines of the run that
+//! wrote the trace are recognised and skipped (the replay raises its own).
+//!
+//! What the JSON does not carry is filled in as a replay needs it:
+//! - `mono_ns`, the detectors' clock, is the line's wall time (`time`): lines are fed in
+//!   file order, and the detectors take time as the largest stamp seen, so a wall clock stepped
+//!   back during the trace holds their time still until it catches up;
+//! - kernel ids are 0: processes are told apart by pid alone, and the process start time that
+//!   unresolved_connect needs is unknown;
+//! - of a pod, what the schema prints (uid, name, namespace, workload, labels); `node`,
+//!   `pod_ip`, the service account and the container map stay empty.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use dnslens_lens::container::Runtime;
+use dnslens_lens::model::{
+    Answer, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod, ProcessInfo,
+};
+use dnslens_lens::pods::{PodInfo, Workload};
+use dnslens_lens::{Kind, Role};
+use dnslens_probe::{Direction, Syscall, Transport};
+use dnslens_wire::{Rcode, RecordType};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// One line of a trace.
+#[derive(Debug)]
+pub enum Line {
+    Event(Box<DnsEvent>),
+    Connect(Box<ConnectEvent>),
+    /// An alert written by the traced run.
+    Alert,
+}
+
+/// Parses one line; `Ok(None)` for a blank one. Errors say which field and why; the caller
+/// adds the line number.
+pub fn parse_line(line: &str) -> anyhow::Result<Option<Line>> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let (kind, e) = match serde_json::from_str::<LineJson>(line)? {
+        LineJson::Alert(_) => return Ok(Some(Line::Alert)),
+        LineJson::Connect(c) => return Ok(Some(Line::Connect(Box::new(c.into_connect()?)))),
+        LineJson::Query(e) => (Kind::Query, e),
+        LineJson::Response(e) => (Kind::Response, e),
+        LineJson::Unanswered(e) => (Kind::Unanswered, e),
+    };
+    Ok(Some(Line::Event(Box::new(e.into_event(kind)?))))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum LineJson {
+    Query(EventJson),
+    Response(EventJson),
+    Unanswered(EventJson),
+    Connect(ConnectJson),
+    Alert(IgnoredAny),
+}
+
+/// A connect line's fields after `kind`.
+#[derive(Deserialize)]
+struct ConnectJson {
+    time: String,
+    transport: TransportJson,
+    src: SocketAddr,
+    dst: SocketAddr,
+    process: ProcessJson,
+    netns: u32,
+    cgroup: String,
+    container: Option<ContainerJson>,
+    pod: Option<PodJson>,
+    node: Option<String>,
+    host: Option<bool>,
+    socket: u64,
+}
+
+/// An event line's fields after `kind`, as the writer names them.
+#[derive(Deserialize)]
+struct EventJson {
+    time: String,
+    role: RoleJson,
+    id: u16,
+    qname: String,
+    qtype: String,
+    qclass: String,
+    rcode: Option<String>,
+    flags: FlagsJson,
+    answers: Vec<AnswerJson>,
+    latency_us: Option<u64>,
+    timeout_ms: Option<u64>,
+    transport: TransportJson,
+    src: SocketAddr,
+    dst: SocketAddr,
+    syscall: SyscallJson,
+    direction: DirectionJson,
+    process: ProcessJson,
+    netns: u32,
+    cgroup: String,
+    container: Option<ContainerJson>,
+    pod: Option<PodJson>,
+    node: Option<String>,
+    host: Option<bool>,
+    socket: u64,
+    size: u32,
+    truncated: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RoleJson {
+    Client,
+    Server,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TransportJson {
+    Udp,
+    Tcp,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DirectionJson {
+    Send,
+    Recv,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SyscallJson {
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+    Write,
+    Writev,
+    Recvfrom,
+    Recvmsg,
+    Recvmmsg,
+    Read,
+    Readv,
+}
+
+#[derive(Deserialize)]
+struct FlagsJson {
+    qr: bool,
+    opcode: u8,
+    aa: bool,
+    tc: bool,
+    rd: bool,
+    ra: bool,
+    ad: bool,
+    cd: bool,
+}
+
+#[derive(Deserialize)]
+struct AnswerJson {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    ttl: u32,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct ProcessJson {
+    pid: u32,
+    tid: u32,
+    comm: String,
+    name: String,
+    exe: Option<String>,
+    uid: u32,
+    ppid: u32,
+}
+
+#[derive(Deserialize)]
+struct ContainerJson {
+    id: String,
+    runtime: RuntimeJson,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+enum RuntimeJson {
+    #[serde(rename = "containerd")]
+    Containerd,
+    #[serde(rename = "cri-o")]
+    CriO,
+    #[serde(rename = "docker")]
+    Docker,
+    #[serde(rename = "podman")]
+    Podman,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+#[derive(Deserialize)]
+struct PodJson {
+    uid: String,
+    name: Option<String>,
+    namespace: Option<String>,
+    workload: Option<WorkloadJson>,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct WorkloadJson {
+    kind: String,
+    name: String,
+}
+
+fn time(text: &str) -> anyhow::Result<u64> {
+    parse_rfc3339(text).ok_or_else(|| anyhow!("time {text:?}: not an RFC 3339 UTC time"))
+}
+
+impl ConnectJson {
+    fn into_connect(self) -> anyhow::Result<ConnectEvent> {
+        let time_ns = time(&self.time)?;
+        Ok(ConnectEvent {
+            time_ns,
+            mono_ns: time_ns,
+            process: self.process.into(),
+            netns: self.netns,
+            src: self.src,
+            dst: self.dst,
+            transport: self.transport.into(),
+            socket: self.socket,
+            cgroup: Arc::from(self.cgroup),
+            container: self.container.map(Container::from),
+            pod: self.pod.map(Pod::from),
+            node: self.node.map(Arc::from),
+            host: self.host,
+            ids: KernelIds::default(),
+        })
+    }
+}
+
+impl EventJson {
+    fn into_event(self, kind: Kind) -> anyhow::Result<DnsEvent> {
+        let time_ns = time(&self.time)?;
+        let qtype: RecordType = self.qtype.parse().context("qtype")?;
+        let rcode = self
+            .rcode
+            .as_deref()
+            .map(str::parse::<Rcode>)
+            .transpose()
+            .context("rcode")?;
+        let answers = self
+            .answers
+            .into_iter()
+            .map(|a| {
+                Ok(Answer {
+                    rtype: a.rtype.parse().context("answers: type")?,
+                    name: a.name,
+                    ttl: a.ttl,
+                    data: a.data,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let f = self.flags;
+        Ok(DnsEvent {
+            time_ns,
+            mono_ns: time_ns,
+            kind,
+            role: match self.role {
+                RoleJson::Client => Role::Client,
+                RoleJson::Server => Role::Server,
+            },
+            id: self.id,
+            qname: self.qname,
+            qtype,
+            qclass: parse_class(&self.qclass)?,
+            rcode,
+            flags: MessageFlags {
+                qr: f.qr,
+                opcode: f.opcode,
+                aa: f.aa,
+                tc: f.tc,
+                rd: f.rd,
+                ra: f.ra,
+                ad: f.ad,
+                cd: f.cd,
+            },
+            answers,
+            latency_us: self.latency_us,
+            timeout_ms: self.timeout_ms,
+            transport: self.transport.into(),
+            src: self.src,
+            dst: self.dst,
+            syscall: match self.syscall {
+                SyscallJson::Sendto => Syscall::Sendto,
+                SyscallJson::Sendmsg => Syscall::Sendmsg,
+                SyscallJson::Sendmmsg => Syscall::Sendmmsg,
+                SyscallJson::Write => Syscall::Write,
+                SyscallJson::Writev => Syscall::Writev,
+                SyscallJson::Recvfrom => Syscall::Recvfrom,
+                SyscallJson::Recvmsg => Syscall::Recvmsg,
+                SyscallJson::Recvmmsg => Syscall::Recvmmsg,
+                SyscallJson::Read => Syscall::Read,
+                SyscallJson::Readv => Syscall::Readv,
+            },
+            direction: match self.direction {
+                DirectionJson::Send => Direction::Send,
+                DirectionJson::Recv => Direction::Recv,
+            },
+            process: self.process.into(),
+            netns: self.netns,
+            cgroup: Arc::from(self.cgroup),
+            container: self.container.map(Container::from),
+            pod: self.pod.map(Pod::from),
+            node: self.node.map(Arc::from),
+            host: self.host,
+            socket: self.socket,
+            size: self.size,
+            truncated: self.truncated,
+            ids: KernelIds::default(),
+        })
+    }
+}
+
+impl From<TransportJson> for Transport {
+    fn from(t: TransportJson) -> Transport {
+        match t {
+            TransportJson::Udp => Transport::Udp,
+            TransportJson::Tcp => Transport::Tcp,
+        }
+    }
+}
+
+impl From<ProcessJson> for ProcessInfo {
+    fn from(p: ProcessJson) -> ProcessInfo {
+        ProcessInfo {
+            pid: p.pid,
+            tid: p.tid,
+            comm: p.comm,
+            name: p.name,
+            exe: p.exe.map(Arc::from),
+            uid: p.uid,
+            ppid: p.ppid,
+        }
+    }
+}
+
+impl From<ContainerJson> for Container {
+    fn from(c: ContainerJson) -> Container {
+        Container {
+            id: Arc::from(c.id),
+            runtime: match c.runtime {
+                RuntimeJson::Containerd => Runtime::Containerd,
+                RuntimeJson::CriO => Runtime::CriO,
+                RuntimeJson::Docker => Runtime::Docker,
+                RuntimeJson::Podman => Runtime::Podman,
+                RuntimeJson::Unknown => Runtime::Unknown,
+            },
+            name: c.name,
+        }
+    }
+}
+
+impl From<PodJson> for Pod {
+    /// A pod the API had named carries its name and namespace; one it had not, nulls.
+    fn from(p: PodJson) -> Pod {
+        let info = match (p.name, p.namespace) {
+            (Some(name), Some(namespace)) => Some(Arc::new(PodInfo {
+                uid: p.uid.clone(),
+                name,
+                namespace,
+                node: None,
+                pod_ip: None,
+                service_account: None,
+                labels: p.labels,
+                workload: p.workload.map(|w| Workload {
+                    kind: w.kind,
+                    name: w.name,
+                }),
+                containers: BTreeMap::new(),
+            })),
+            _ => None,
+        };
+        Pod {
+            uid: Arc::from(p.uid),
+            info,
+        }
+    }
+}
+
+/// `IN`, `CH`, `HS`, `NONE`, `ANY` or `CLASSn`, as the writer names classes.
+fn parse_class(text: &str) -> anyhow::Result<u16> {
+    Ok(match text {
+        "IN" => 1,
+        "CH" => 3,
+        "HS" => 4,
+        "NONE" => 254,
+        "ANY" => 255,
+        _ => match text.strip_prefix("CLASS").map(str::parse) {
+            Some(Ok(n)) => n,
+            _ => bail!("qclass {text:?}: expected IN, CH, HS, NONE, ANY or CLASSn"),
+        },
+    })
+}
+
+/// `2026-11-26T10:54:55.123456789Z` (up to 9 digits of fraction, or none) to ns since the
+/// epoch; `None` when it is not that form or before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let digits = |from: usize, len: usize| -> Option<u64> {
+        let part = b.get(from..from + len)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| b.get(i) != Some(&c)) {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let rest = b.get(19..)?;
+    let (fraction, zone) = match rest.strip_prefix(b".") {
+        Some(f) => {
+            let len = f.iter().take_while(|c| c.is_ascii_digit()).count();
+            if !(1..=9).contains(&len) {
+                return None;
+            }
+            (digits(20, len)? * 10u64.pow(9 - len as u32), &f[len..])
+        }
+        None => (0, rest),
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if zone != b"Z"
+        || year < 1970
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > month_days[month as usize - 1]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    secs.checked_mul(1_000_000_000)?.checked_add(fraction)
+}
+
+/// Days since 1970-01-01 of a date from 1970 on (H. Hinnant's algorithm, the inverse of the
+/// one crates/lens/src/clock.rs formats with).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dnslens_lens::clock::format_rfc3339;
+    use dnslens_lens::json::event_to_string;
+    use dnslens_lens::model::sample;
+
+    /// What reading back the writer's line of `e` must give: the wall time as the clock, no
+    /// kernel ids.
+    fn as_read(e: &DnsEvent) -> DnsEvent {
+        DnsEvent {
+            mono_ns: e.time_ns,
+            ids: KernelIds::default(),
+            ..e.clone()
+        }
+    }
+
+    fn read(e: &DnsEvent) -> DnsEvent {
+        match parse_line(&event_to_string(e)) {
+            Ok(Some(Line::Event(read))) => *read,
+            other => panic!("{other:?} for {}", event_to_string(e)),
+        }
+    }
+
+    fn pod(uid: &str, info: Option<PodInfo>) -> Pod {
+        Pod {
+            uid: Arc::from(uid),
+            info: info.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn events_read_back_as_written() {
+        let q = sample::query(4660, "example.com", 1, 5_000);
+        let mut r = sample::response(&q, 0, &["93.184.215.14", "93.184.215.15"], 123_456_789);
+        r.latency_us = Some(123);
+        r.process.exe = Some(Arc::from("/usr/bin/dig"));
+        r.cgroup = Arc::from("/user.slice/user-1000.slice/session-3.scope");
+        r.host = Some(true);
+        r.node = Some(Arc::from("node-1"));
+        r.ids.process_start_ns = 42;
+        let mut nx = sample::response(&q, 3, &[], 7);
+        nx.transport = Transport::Tcp;
+        nx.syscall = Syscall::Read;
+        let mut u = sample::query(9, "slow.example", 28, 1_000_000_000);
+        u.kind = Kind::Unanswered;
+        u.timeout_ms = Some(5_000);
+        u.src = "[fd00::2]:40000".parse().unwrap();
+        u.dst = "[fd00::1]:53".parse().unwrap();
+        let mut server = r.clone();
+        server.role = Role::Server;
+        server.direction = Direction::Send;
+        server.syscall = Syscall::Sendmsg;
+        for e in [q, r, nx, u, server] {
+            assert_eq!(read(&e), as_read(&e), "{}", event_to_string(&e));
+        }
+    }
+
+    #[test]
+    fn containers_and_pods_read_back_as_written() {
+        let id = "0123456789abcdef".repeat(4);
+        let uid = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let mut e = sample::query(1, "payments.production.svc.cluster.local", 1, 0);
+        e.host = Some(false);
+        for (runtime, name) in [
+            (Runtime::Containerd, Some("app")),
+            (Runtime::CriO, None),
+            (Runtime::Docker, None),
+            (Runtime::Podman, None),
+            (Runtime::Unknown, Some("sidecar")),
+        ] {
+            e.container = Some(Container {
+                id: Arc::from(id.as_str()),
+                runtime,
+                name: name.map(str::to_string),
+            });
+            assert_eq!(read(&e), as_read(&e));
+        }
+        e.pod = Some(pod(uid, None));
+        assert_eq!(read(&e), as_read(&e), "a pod the API had not named");
+        let info = |workload: Option<Workload>| PodInfo {
+            uid: uid.to_string(),
+            name: "payment-svc-7d4b9f-xk2p1".to_string(),
+            namespace: "production".to_string(),
+            node: None,
+            pod_ip: None,
+            service_account: None,
+            labels: [("app", "payment-svc"), ("quote\"d", "a\\b")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            workload,
+            containers: BTreeMap::new(),
+        };
+        e.pod = Some(pod(uid, Some(info(None))));
+        assert_eq!(read(&e), as_read(&e), "a pod without owner");
+        let deployment = Workload {
+            kind: "Deployment".to_string(),
+            name: "payment-svc".to_string(),
+        };
+        e.pod = Some(pod(uid, Some(info(Some(deployment)))));
+        assert_eq!(read(&e), as_read(&e));
+    }
+
+    #[test]
+    fn edge_cases_read_back_as_written() {
+        // Hostile text, codes without mnemonics, no question, every flag set, odd answers.
+        let hostile = "a\"b\\c\n\r\t\u{1}\u{7f}é\u{2028}😀";
+        let mut e = sample::query(65_535, hostile, 65_280, u64::MAX / 4);
+        e.qclass = 42;
+        e.process.comm = hostile.to_string();
+        e.process.name = String::new();
+        e.cgroup = Arc::from(hostile);
+        e.kind = Kind::Response;
+        e.rcode = Some(Rcode(3_000));
+        e.flags = MessageFlags {
+            qr: true,
+            opcode: 15,
+            aa: true,
+            tc: true,
+            rd: true,
+            ra: true,
+            ad: true,
+            cd: true,
+        };
+        e.answers = vec![
+            Answer {
+                name: "x.example".to_string(),
+                rtype: RecordType::TXT,
+                ttl: u32::MAX,
+                data: "\"text with \\\"quotes\\\"\"".to_string(),
+            },
+            Answer {
+                name: ".".to_string(),
+                rtype: RecordType(65_280),
+                ttl: 0,
+                data: "\\# 2 abcd".to_string(),
+            },
+        ];
+        e.truncated = true;
+        e.size = u32::MAX;
+        e.socket = u64::MAX;
+        e.netns = u32::MAX;
+        assert_eq!(read(&e), as_read(&e));
+        let mut none = sample::query(0, "", 0, 0);
+        none.qclass = 0;
+        assert_eq!(read(&none), as_read(&none), "a message without a question");
+        for class in [1, 3, 4, 254, 255, 0, 2, 65_535] {
+            none.qclass = class;
+            assert_eq!(read(&none).qclass, class);
+        }
+    }
+
+    #[test]
+    fn connects_read_back_as_written() {
+        use dnslens_lens::json::connect_to_string;
+        let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
+        c.process.exe = Some(Arc::from("/usr/bin/curl"));
+        c.ids.process_start_ns = 7;
+        c.pod = Some(pod("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b", None));
+        c.host = Some(false);
+        let want = ConnectEvent {
+            mono_ns: c.time_ns,
+            ids: KernelIds::default(),
+            ..c.clone()
+        };
+        match parse_line(&connect_to_string(&c)) {
+            Ok(Some(Line::Connect(read))) => assert_eq!(*read, want),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn alert_and_blank_lines_are_told_apart_and_bad_lines_say_why() {
+        let alert = r#"{"kind":"alert","time":"2026-11-26T10:55:04.980000000Z","detector":"dga"}"#;
+        assert!(matches!(parse_line(alert), Ok(Some(Line::Alert))));
+        assert!(matches!(parse_line("  "), Ok(None)));
+        let good = event_to_string(&sample::query(1, "example.com", 1, 0));
+        let error = |line: &str| format!("{:#}", parse_line(line).unwrap_err());
+        for (bad, says) in [
+            ("not json", "expected ident"),
+            (r#"{"kind":"metric"}"#, "unknown variant `metric`"),
+            (
+                &good.replace("\"qtype\":\"A\"", "\"qtype\":\"AAA\""),
+                "qtype",
+            ),
+            (&good.replace("\"IN\"", "\"XX\""), "qclass \"XX\""),
+            (
+                &good.replace("\"udp\"", "\"sctp\""),
+                "unknown variant `sctp`",
+            ),
+            (&good.replace("10.1.1.1:53", "10.1.1.1"), "socket address"),
+            (
+                &good.replace(",\"netns\":4026531840", ""),
+                "missing field `netns`",
+            ),
+            (
+                &good.replace("T10:54:55", "T25:54:55"),
+                "time \"2026-11-26T25",
+            ),
+        ] {
+            let e = error(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_read_back_as_formatted() {
+        for ns in [
+            0,
+            1,
+            951_782_400_123_456_789,   // 2000-02-29
+            1_795_690_495_123_456_789, // 2026-11-26
+            4_102_444_799_999_999_999, // 2099-12-31T23:59:59.999999999
+        ] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ns)), Some(ns), "{ns}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-26T10:54:55.5Z"),
+            Some(1_795_690_495_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-26T10:54:55Z"),
+            Some(1_795_690_495_000_000_000)
+        );
+        for bad in [
+            "",
+            "2026-11-26 10:54:55Z",
+            "2026-11-26T10:54:55",
+            "2026-11-26T10:54:55+01:00",
+            "2026-11-26T10:54:55.Z",
+            "2026-11-26T10:54:55.1234567890Z",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "２026-11-26T10:54:55Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}
