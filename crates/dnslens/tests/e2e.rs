@@ -661,7 +661,8 @@ fn root_trace_without_privileges_says_so() {
     );
     assert_eq!(
         stderr.trim(),
-        "dnslens: loading BPF needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE): run \
+        "dnslens: loading BPF needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; before Linux \
+         5.11 also CAP_SYS_RESOURCE): run \
          dnslens with sudo"
     );
     assert!(output.stdout.is_empty());

@@ -82,8 +82,10 @@ impl ProcessCache {
             self.stats.proc_reads += 1;
             if let Some(exec) = self.cache.peek(&key) {
                 // /proc's link is absolute and canonical; the exec path (as passed to execve)
-                // is what is left when the process is gone.
-                exe = exe.or_else(|| exec.exe.clone());
+                // is what is left when the process is gone, unless a later exec's record was
+                // lost and the process no longer carries that file's name.
+                let named = |path: &Arc<str>| parent.is_none_or(|(_, name)| execed_as(path, name));
+                exe = exe.or_else(|| exec.exe.clone().filter(named));
             }
             if let (None, Some((ppid, name))) = (&exe, parent) {
                 exe = self.parent_exe(ppid, name);
@@ -128,6 +130,13 @@ impl ProcessCache {
         }
         read_exe(&self.proc_root, ppid)
     }
+}
+
+/// Whether a process named `name` could have exec'd `path`: the kernel names a process after
+/// the file it exec'd, cut to 15 bytes. An empty name says nothing.
+fn execed_as(path: &str, name: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path).as_bytes();
+    name.is_empty() || &file[..file.len().min(15)] == name.as_bytes()
 }
 
 fn proc_dir(proc_root: &Path, pid: u32) -> PathBuf {
@@ -185,6 +194,23 @@ mod tests {
         // Evicted before its lookup.
         assert_eq!(cache.lookup(1, 1).as_deref(), None);
         assert_eq!(cache.stats().evictions, 2);
+    }
+
+    #[test]
+    fn an_exec_path_the_process_is_not_named_after_is_not_taken() {
+        let root = TempDir::new("proc");
+        let mut cache = ProcessCache::new(root.path(), 16);
+        // sh exec'd python3, whose exec record was lost: the process is gone and named python3.
+        cache.record_exec(5, 5, "/bin/sh");
+        assert_eq!(cache.lookup_or_parent(5, 5, 1, "python3"), None);
+        cache.record_exec(6, 6, "/usr/lib/postgresql/15/bin/postgres-checkpointer");
+        assert_eq!(
+            cache
+                .lookup_or_parent(6, 6, 1, "postgres-checkp")
+                .as_deref(),
+            Some("/usr/lib/postgresql/15/bin/postgres-checkpointer"),
+            "names are cut to 15 bytes"
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub enum ProbeError {
     Config(String),
     /// Loading BPF needs privileges this process lacks.
     #[error(
-        "loading BPF needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE): run dnslens with sudo"
+        "loading BPF needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; before Linux 5.11 also CAP_SYS_RESOURCE): run dnslens with sudo"
     )]
     NotPrivileged,
     /// The kernel does not describe its own types, so CO-RE cannot relocate.
@@ -198,9 +198,6 @@ impl Probe {
         // Only the per-syscall tracepoints and the exec hook need tracefs: its absence is fatal
         // only when nothing else can capture.
         let tracefs = preflight::ensure_tracefs();
-        if let Err(ProbeError::NotPrivileged) = tracefs {
-            return Err(ProbeError::NotPrivileged);
-        }
         let memory_subsys = preflight::memory_subsys_id();
 
         let mut ebpf = EbpfLoader::new()

@@ -35,7 +35,11 @@ pub(crate) fn ensure_tracefs() -> Result<(), ProbeError> {
     if rc != 0 {
         let error = std::io::Error::last_os_error();
         if error.kind() == std::io::ErrorKind::PermissionDenied {
-            return Err(ProbeError::NotPrivileged);
+            // A container without CAP_SYS_ADMIN: socket capture needs no tracefs, so this is
+            // fatal only where a syscall tracepoint is wanted.
+            return Err(ProbeError::NoTracefs(format!(
+                "{error}: mounting it needs CAP_SYS_ADMIN; in a container, mount the host's {TRACEFS}"
+            )));
         }
         return Err(ProbeError::NoTracefs(error.to_string()));
     }
