@@ -4,7 +4,7 @@
 //! triggers, and a burst costs two lines at most.
 
 use crate::alert::{Alert, Detector};
-use crate::bounded::Bounded;
+use dnslens_lens::bounded::Lru;
 
 #[derive(Debug)]
 struct Entry {
@@ -15,7 +15,7 @@ struct Entry {
 
 #[derive(Debug)]
 pub struct Aggregator {
-    entries: Bounded<(Detector, String), Entry>,
+    entries: Lru<(Detector, String), Entry>,
     window_ns: u64,
     /// Triggers folded into summaries.
     pub repeats: u64,
@@ -24,7 +24,7 @@ pub struct Aggregator {
 impl Aggregator {
     pub fn new(window_s: u64, capacity: usize) -> Self {
         Aggregator {
-            entries: Bounded::new(capacity),
+            entries: Lru::new(capacity),
             window_ns: window_s.saturating_mul(1_000_000_000),
             repeats: 0,
         }
@@ -33,7 +33,7 @@ impl Aggregator {
     /// A trigger at `now` for `key`: reported into `out` when it opens a window, else counted.
     pub fn raise(&mut self, key: String, alert: Alert, now: u64, out: &mut Vec<Alert>) {
         let k = (alert.detector, key);
-        if let Some(e) = self.entries.get_mut(&k) {
+        if let Some(e) = self.entries.peek_mut(&k) {
             if now < e.opened.saturating_add(self.window_ns) {
                 e.repeats += 1;
                 e.latest = Some(alert);

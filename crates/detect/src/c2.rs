@@ -68,7 +68,7 @@ impl Detectors {
         let now = self.now;
         let cap = self.config.limits.domains_per_workload;
         let wkey = wkey.to_string();
-        if self.workloads.get(&wkey).is_none() {
+        if self.workloads.peek(&wkey).is_none() {
             let mut seen = HashSet::new();
             let baseline = self.baseline.workload(&wkey);
             for d in baseline.iter().flat_map(|b| b.domains.iter()).take(cap) {
@@ -85,7 +85,7 @@ impl Detectors {
         } else {
             self.workloads.touch(&wkey);
         }
-        let w = self.workloads.get_mut(&wkey).expect("present");
+        let w = self.workloads.peek_mut(&wkey).expect("present");
         let new = !w.seen.contains(&h);
         if new {
             if w.seen.len() < cap {
@@ -123,7 +123,7 @@ impl Detectors {
 
     pub(crate) fn on_connect(&mut self, c: &ConnectEvent, set: &Settings) {
         let pk = ProcKey::new(c.process.pid, c.ids.process_start_ns);
-        let resolver = self.procs.get(&pk).is_some_and(|p| p.resolver);
+        let resolver = self.procs.peek(&pk).is_some_and(|p| p.resolver);
         let ip = canonical(c.dst.ip());
         let port = c.dst.port();
         let b = &set.s.resolver_bypass;

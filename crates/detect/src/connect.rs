@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 pub use dnslens_probe::Transport;
 
-use crate::bounded::Bounded;
+use dnslens_lens::bounded::Lru;
 
 /// What one answer said about an address.
 #[derive(Clone, Debug)]
@@ -27,13 +27,13 @@ pub struct Resolved {
 /// latest answer for an address wins.
 #[derive(Debug)]
 pub struct AnswerCache {
-    map: Bounded<(u32, IpAddr), Resolved>,
+    map: Lru<(u32, IpAddr), Resolved>,
 }
 
 impl AnswerCache {
     pub fn new(capacity: usize) -> Self {
         AnswerCache {
-            map: Bounded::new(capacity),
+            map: Lru::new(capacity),
         }
     }
 
@@ -44,11 +44,11 @@ impl AnswerCache {
     /// The live answer for `addr` in `netns`; an expired one is removed.
     pub fn lookup(&mut self, netns: u32, addr: IpAddr, now: u64) -> Option<&Resolved> {
         let key = (netns, canonical(addr));
-        if self.map.get(&key)?.expires_mono <= now {
+        if self.map.peek(&key)?.expires_mono <= now {
             self.map.remove(&key);
             return None;
         }
-        self.map.get(&key)
+        self.map.peek(&key)
     }
 
     pub fn len(&self) -> usize {

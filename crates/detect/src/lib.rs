@@ -12,7 +12,6 @@
 mod aggregate;
 pub mod alert;
 pub mod baseline;
-pub mod bounded;
 mod bypass;
 mod c2;
 pub mod config;

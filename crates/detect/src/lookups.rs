@@ -121,7 +121,7 @@ impl Detectors {
             for c in &cands {
                 self.lookups.remove(&(pk, hash64(c.as_bytes())));
             }
-            let p = self.procs.get_mut(&pk).expect("made above");
+            let p = self.procs.peek_mut(&pk).expect("made above");
             p.nx.roll(now, set.s.nxdomain.window_s);
             p.nx.ok += 1;
             return;
@@ -129,7 +129,7 @@ impl Detectors {
         let deadline = now.saturating_add(self.config.lookup_timeout_s.saturating_mul(NS));
         for c in &cands {
             let key = (pk, hash64(c.as_bytes()));
-            if let Some(l) = self.lookups.get_mut(&key) {
+            if let Some(l) = self.lookups.peek_mut(&key) {
                 l.deadline = deadline;
                 if l.names.len() < LOOKUP_NAMES && !l.names.iter().any(|n| n == name) {
                     l.names.push(name.to_string());
@@ -158,12 +158,12 @@ impl Detectors {
     pub(crate) fn lookup_failed(&mut self, l: Lookup) {
         let now = self.now;
         let wall = self.wall_now();
-        let Some(p) = self.procs.get(&l.proc) else {
+        let Some(p) = self.procs.peek(&l.proc) else {
             return;
         };
         let set = self.settings(namespace(p.who.pod.as_ref()));
         let random = random_domain(&l.base, &self.suffixes).map(str::to_string);
-        let p = self.procs.get_mut(&l.proc).expect("checked above");
+        let p = self.procs.peek_mut(&l.proc).expect("checked above");
         let mut who = p.who.clone();
         who.time_ns = wall;
         let wkey = workload_key(who.pod.as_ref(), who.container.as_ref(), &who.process);

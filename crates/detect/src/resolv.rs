@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bounded::Bounded;
 use crate::connect::canonical;
+use dnslens_lens::bounded::Lru;
 
 /// The parts of resolv.conf(5) the detectors use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub trait ProcessView {
 pub struct ProcFs {
     root: PathBuf,
     refresh: Duration,
-    cache: Bounded<u64, (Arc<ResolvConf>, Instant, FileId)>,
+    cache: Lru<u64, (Arc<ResolvConf>, Instant, FileId)>,
 }
 
 /// Which file, in which version.
@@ -106,7 +106,7 @@ impl ProcFs {
         ProcFs {
             root: root.into(),
             refresh: Duration::from_secs(60),
-            cache: Bounded::new(capacity),
+            cache: Lru::new(capacity),
         }
     }
 
@@ -121,7 +121,7 @@ impl ProcessView for ProcFs {
         let mnt = std::fs::metadata(proc.join("ns/mnt")).ok()?.ino();
         let path = proc.join("root/etc/resolv.conf");
         let id = file_id(&std::fs::metadata(&path).ok()?);
-        if let Some((rc, at, was)) = self.cache.get(&mnt) {
+        if let Some((rc, at, was)) = self.cache.peek(&mnt) {
             if *was == id && at.elapsed() < self.refresh {
                 return Some(rc.clone());
             }

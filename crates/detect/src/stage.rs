@@ -13,12 +13,12 @@ use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 use crate::aggregate::Aggregator;
 use crate::alert::{Alert, Attribution, Detector, Evidence, Severity};
 use crate::baseline::{Baseline, BaselineLimits};
-use crate::bounded::Bounded;
 use crate::c2::WorkloadState;
 use crate::config::{Allowlists, Config, Sections};
 use crate::connect::AnswerCache;
 use crate::keys::{namespace, workload_key, ProcKey};
 use crate::lookups::{DgaWindow, Lookup, NxWindow};
+use dnslens_lens::bounded::Lru;
 use dnslens_lens::filter::DomainPattern;
 
 use crate::names::{domain_pattern, normalize, SearchSuffixes};
@@ -118,10 +118,10 @@ pub struct Detectors {
     /// Wall minus monotonic of the latest input, to stamp alerts raised by sweeps.
     wall_offset: i128,
     next_sweep: u64,
-    pub(crate) procs: Bounded<ProcKey, ProcState>,
-    pub(crate) tunnels: Bounded<(ProcKey, u64), TunnelWindow>,
-    pub(crate) lookups: Bounded<(ProcKey, u64), Lookup>,
-    pub(crate) workloads: Bounded<String, WorkloadState>,
+    pub(crate) procs: Lru<ProcKey, ProcState>,
+    pub(crate) tunnels: Lru<(ProcKey, u64), TunnelWindow>,
+    pub(crate) lookups: Lru<(ProcKey, u64), Lookup>,
+    pub(crate) workloads: Lru<String, WorkloadState>,
     pub(crate) answers: AnswerCache,
     agg: Aggregator,
     /// Alerts raised while handling one input, before they go through the aggregator.
@@ -161,10 +161,10 @@ impl Detectors {
             now: 0,
             wall_offset: 0,
             next_sweep: 0,
-            procs: Bounded::new(l.processes),
-            tunnels: Bounded::new(l.tunnels),
-            lookups: Bounded::new(l.lookups),
-            workloads: Bounded::new(l.workloads),
+            procs: Lru::new(l.processes),
+            tunnels: Lru::new(l.tunnels),
+            lookups: Lru::new(l.lookups),
+            workloads: Lru::new(l.workloads),
             answers: AnswerCache::new(l.answers),
             agg: Aggregator::new(config.alert_window_s, l.aggregates),
             raised: Vec::new(),
@@ -209,7 +209,7 @@ impl Detectors {
             self.proc_state(pk, || Attribution::of_event(e)).resolver = true;
         } else {
             let set = self.settings(namespace(e.pod.as_ref()));
-            let resolver = self.procs.get(&pk).is_some_and(|p| p.resolver);
+            let resolver = self.procs.peek(&pk).is_some_and(|p| p.resolver);
             let quiet = resolver && self.config.exclude_resolvers;
             let name = normalize(&e.qname);
             let wkey = workload_key(e.pod.as_ref(), e.container.as_ref(), &e.process);
@@ -318,7 +318,7 @@ impl Detectors {
         pk: ProcKey,
         who: impl FnOnce() -> Attribution,
     ) -> &mut ProcState {
-        if self.procs.get(&pk).is_none() {
+        if self.procs.peek(&pk).is_none() {
             self.procs.insert(
                 pk,
                 ProcState {
@@ -333,19 +333,19 @@ impl Detectors {
         } else {
             self.procs.touch(&pk);
         }
-        self.procs.get_mut(&pk).expect("just inserted")
+        self.procs.peek_mut(&pk).expect("just inserted")
     }
 
     /// The resolv.conf process `pk` sees, asked again after a minute.
     pub(crate) fn resolv_conf(&mut self, pk: ProcKey) -> Option<Arc<ResolvConf>> {
         let now = self.now;
-        if let Some((rc, at)) = self.procs.get(&pk).and_then(|p| p.resolv.as_ref()) {
+        if let Some((rc, at)) = self.procs.peek(&pk).and_then(|p| p.resolv.as_ref()) {
             if now < at.saturating_add(RESOLV_REFRESH_NS) {
                 return rc.clone();
             }
         }
         let rc = self.view.resolv_conf(pk.pid);
-        if let Some(p) = self.procs.get_mut(&pk) {
+        if let Some(p) = self.procs.peek_mut(&pk) {
             p.resolv = Some((rc.clone(), now));
         }
         rc
@@ -401,7 +401,7 @@ trait TableLike {
     fn evicted(&self) -> u64;
 }
 
-impl<K: std::hash::Hash + Eq + Clone, V> TableLike for Bounded<K, V> {
+impl<K: std::hash::Hash + Eq + Clone, V> TableLike for Lru<K, V> {
     fn entries(&self) -> u64 {
         self.len() as u64
     }

@@ -84,7 +84,7 @@ impl Detectors {
         let key = (pk, hash64(domain.as_bytes()));
         let now = self.now;
         let window_ns = t.window_s.saturating_mul(NS);
-        let fresh = match self.tunnels.get(&key) {
+        let fresh = match self.tunnels.peek(&key) {
             Some(w) => w.ends <= now,
             None => true,
         };
@@ -93,7 +93,7 @@ impl Detectors {
             self.tunnels
                 .insert(key, TunnelWindow::new(now.saturating_add(window_ns)));
         }
-        let w = self.tunnels.get_mut(&key).expect("window present");
+        let w = self.tunnels.peek_mut(&key).expect("window present");
         let sub = subdomain(name, domain);
         w.queries += 1;
         w.distinct.insert(name);

@@ -45,6 +45,22 @@ impl<K: Hash + Eq, V> Lru<K, V> {
         self.map.get(key)
     }
 
+    /// The value for `key`, mutable, leaving the order alone.
+    pub fn peek_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get_mut(key)
+    }
+
+    /// Marks `key` as the most recently used entry.
+    pub fn touch<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        self.map.to_back(key);
+    }
+
     pub fn contains<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -95,12 +111,36 @@ impl<K: Hash + Eq, V> Lru<K, V> {
         self.map.pop_front()
     }
 
+    /// Removes and returns the least recently used entries while `expired` says so: with
+    /// entries touched when their deadline moves, the oldest is the first to expire.
+    pub fn pop_while(&mut self, mut expired: impl FnMut(&V) -> bool) -> Vec<(K, V)> {
+        let mut out = Vec::new();
+        while self.map.front().is_some_and(|(_, v)| expired(v)) {
+            out.extend(self.map.pop_front());
+        }
+        out
+    }
+
+    /// Removes every entry (not counted as evictions).
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Every entry, from least to most recently used, leaving the order alone.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
     }
 
     /// Every value, from least to most recently used, leaving the order alone.
@@ -128,6 +168,22 @@ mod tests {
         assert_eq!(lru.evictions(), 1);
         assert_eq!(lru.len(), 2);
         assert!(lru.contains(&"a") && lru.contains(&"c"));
+    }
+
+    #[test]
+    fn touch_and_pop_while_follow_the_use_order() {
+        let mut lru = Lru::new(4);
+        for (k, deadline) in [(1, 10), (2, 20), (3, 30)] {
+            lru.insert(k, deadline);
+        }
+        // Key 1's deadline moved on: touched, it is now the newest.
+        *lru.peek_mut(&1).unwrap() = 40;
+        lru.touch(&1);
+        assert_eq!(lru.pop_while(|&d| d <= 25), vec![(2, 20)]);
+        assert_eq!(lru.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![3, 1]);
+        lru.clear();
+        assert!(lru.is_empty());
+        assert_eq!((lru.capacity(), lru.evictions()), (4, 0));
     }
 
     #[test]
