@@ -15,14 +15,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
-use dnslens_lens::container::Runtime;
+use anyhow::{anyhow, Context};
 use dnslens_lens::model::{
     Answer, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod, ProcessInfo,
 };
 use dnslens_lens::pods::{PodInfo, Workload};
-use dnslens_lens::{Kind, Role};
-use dnslens_probe::{Direction, Syscall, Transport};
+use dnslens_lens::{json, Kind};
+use dnslens_probe::Named;
 use dnslens_wire::{Rcode, RecordType};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -66,7 +65,7 @@ enum LineJson {
 #[derive(Deserialize)]
 struct ConnectJson {
     time: String,
-    transport: TransportJson,
+    transport: String,
     src: SocketAddr,
     dst: SocketAddr,
     process: ProcessJson,
@@ -83,21 +82,21 @@ struct ConnectJson {
 #[derive(Deserialize)]
 struct EventJson {
     time: String,
-    role: RoleJson,
+    role: String,
     id: u16,
     qname: String,
     qtype: String,
     qclass: String,
     rcode: Option<String>,
-    flags: FlagsJson,
+    flags: MessageFlags,
     answers: Vec<AnswerJson>,
     latency_us: Option<u64>,
     timeout_ms: Option<u64>,
-    transport: TransportJson,
+    transport: String,
     src: SocketAddr,
     dst: SocketAddr,
-    syscall: SyscallJson,
-    direction: DirectionJson,
+    syscall: String,
+    direction: String,
     process: ProcessJson,
     netns: u32,
     cgroup: String,
@@ -108,54 +107,6 @@ struct EventJson {
     socket: u64,
     size: u32,
     truncated: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RoleJson {
-    Client,
-    Server,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum TransportJson {
-    Udp,
-    Tcp,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum DirectionJson {
-    Send,
-    Recv,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum SyscallJson {
-    Sendto,
-    Sendmsg,
-    Sendmmsg,
-    Write,
-    Writev,
-    Recvfrom,
-    Recvmsg,
-    Recvmmsg,
-    Read,
-    Readv,
-}
-
-#[derive(Deserialize)]
-struct FlagsJson {
-    qr: bool,
-    opcode: u8,
-    aa: bool,
-    tc: bool,
-    rd: bool,
-    ra: bool,
-    ad: bool,
-    cd: bool,
 }
 
 #[derive(Deserialize)]
@@ -181,22 +132,8 @@ struct ProcessJson {
 #[derive(Deserialize)]
 struct ContainerJson {
     id: String,
-    runtime: RuntimeJson,
+    runtime: String,
     name: Option<String>,
-}
-
-#[derive(Deserialize)]
-enum RuntimeJson {
-    #[serde(rename = "containerd")]
-    Containerd,
-    #[serde(rename = "cri-o")]
-    CriO,
-    #[serde(rename = "docker")]
-    Docker,
-    #[serde(rename = "podman")]
-    Podman,
-    #[serde(rename = "unknown")]
-    Unknown,
 }
 
 #[derive(Deserialize)]
@@ -204,14 +141,8 @@ struct PodJson {
     uid: String,
     name: Option<String>,
     namespace: Option<String>,
-    workload: Option<WorkloadJson>,
+    workload: Option<Workload>,
     labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct WorkloadJson {
-    kind: String,
-    name: String,
 }
 
 fn time(text: &str) -> anyhow::Result<u64> {
@@ -228,10 +159,10 @@ impl ConnectJson {
             netns: self.netns,
             src: self.src,
             dst: self.dst,
-            transport: self.transport.into(),
+            transport: named("transport", &self.transport)?,
             socket: self.socket,
             cgroup: Arc::from(self.cgroup),
-            container: self.container.map(Container::from),
+            container: self.container.map(Container::try_from).transpose()?,
             pod: self.pod.map(Pod::from),
             node: self.node.map(Arc::from),
             host: self.host,
@@ -262,56 +193,34 @@ impl EventJson {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
-        let f = self.flags;
         Ok(DnsEvent {
             time_ns,
             mono_ns: time_ns,
             kind,
-            role: match self.role {
-                RoleJson::Client => Role::Client,
-                RoleJson::Server => Role::Server,
-            },
+            role: named("role", &self.role)?,
             id: self.id,
             qname: self.qname,
             qtype,
-            qclass: parse_class(&self.qclass)?,
+            qclass: json::parse_class(&self.qclass).ok_or_else(|| {
+                anyhow!(
+                    "qclass {:?}: expected IN, CH, HS, NONE, ANY or CLASSn",
+                    self.qclass
+                )
+            })?,
             rcode,
-            flags: MessageFlags {
-                qr: f.qr,
-                opcode: f.opcode,
-                aa: f.aa,
-                tc: f.tc,
-                rd: f.rd,
-                ra: f.ra,
-                ad: f.ad,
-                cd: f.cd,
-            },
+            flags: self.flags,
             answers,
             latency_us: self.latency_us,
             timeout_ms: self.timeout_ms,
-            transport: self.transport.into(),
+            transport: named("transport", &self.transport)?,
             src: self.src,
             dst: self.dst,
-            syscall: match self.syscall {
-                SyscallJson::Sendto => Syscall::Sendto,
-                SyscallJson::Sendmsg => Syscall::Sendmsg,
-                SyscallJson::Sendmmsg => Syscall::Sendmmsg,
-                SyscallJson::Write => Syscall::Write,
-                SyscallJson::Writev => Syscall::Writev,
-                SyscallJson::Recvfrom => Syscall::Recvfrom,
-                SyscallJson::Recvmsg => Syscall::Recvmsg,
-                SyscallJson::Recvmmsg => Syscall::Recvmmsg,
-                SyscallJson::Read => Syscall::Read,
-                SyscallJson::Readv => Syscall::Readv,
-            },
-            direction: match self.direction {
-                DirectionJson::Send => Direction::Send,
-                DirectionJson::Recv => Direction::Recv,
-            },
+            syscall: named("syscall", &self.syscall)?,
+            direction: named("direction", &self.direction)?,
             process: self.process.into(),
             netns: self.netns,
             cgroup: Arc::from(self.cgroup),
-            container: self.container.map(Container::from),
+            container: self.container.map(Container::try_from).transpose()?,
             pod: self.pod.map(Pod::from),
             node: self.node.map(Arc::from),
             host: self.host,
@@ -320,15 +229,6 @@ impl EventJson {
             truncated: self.truncated,
             ids: KernelIds::default(),
         })
-    }
-}
-
-impl From<TransportJson> for Transport {
-    fn from(t: TransportJson) -> Transport {
-        match t {
-            TransportJson::Udp => Transport::Udp,
-            TransportJson::Tcp => Transport::Tcp,
-        }
     }
 }
 
@@ -346,19 +246,15 @@ impl From<ProcessJson> for ProcessInfo {
     }
 }
 
-impl From<ContainerJson> for Container {
-    fn from(c: ContainerJson) -> Container {
-        Container {
+impl TryFrom<ContainerJson> for Container {
+    type Error = anyhow::Error;
+
+    fn try_from(c: ContainerJson) -> anyhow::Result<Container> {
+        Ok(Container {
             id: Arc::from(c.id),
-            runtime: match c.runtime {
-                RuntimeJson::Containerd => Runtime::Containerd,
-                RuntimeJson::CriO => Runtime::CriO,
-                RuntimeJson::Docker => Runtime::Docker,
-                RuntimeJson::Podman => Runtime::Podman,
-                RuntimeJson::Unknown => Runtime::Unknown,
-            },
+            runtime: named("container.runtime", &c.runtime)?,
             name: c.name,
-        }
+        })
     }
 }
 
@@ -374,10 +270,7 @@ impl From<PodJson> for Pod {
                 pod_ip: None,
                 service_account: None,
                 labels: p.labels,
-                workload: p.workload.map(|w| Workload {
-                    kind: w.kind,
-                    name: w.name,
-                }),
+                workload: p.workload,
                 containers: BTreeMap::new(),
             })),
             _ => None,
@@ -389,18 +282,11 @@ impl From<PodJson> for Pod {
     }
 }
 
-/// `IN`, `CH`, `HS`, `NONE`, `ANY` or `CLASSn`, as the writer names classes.
-fn parse_class(text: &str) -> anyhow::Result<u16> {
-    Ok(match text {
-        "IN" => 1,
-        "CH" => 3,
-        "HS" => 4,
-        "NONE" => 254,
-        "ANY" => 255,
-        _ => match text.strip_prefix("CLASS").map(str::parse) {
-            Some(Ok(n)) => n,
-            _ => bail!("qclass {text:?}: expected IN, CH, HS, NONE, ANY or CLASSn"),
-        },
+/// A value of one of the schema's named enums (`role`, `syscall`, ...).
+fn named<T: Named>(field: &str, text: &str) -> anyhow::Result<T> {
+    T::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = T::ALL.iter().map(|v| v.name()).collect();
+        anyhow!("{field} {text:?}: expected one of {}", names.join(", "))
     })
 }
 
@@ -479,7 +365,10 @@ mod tests {
     use super::*;
     use dnslens_lens::clock::format_rfc3339;
     use dnslens_lens::json::event_to_string;
+    use dnslens_lens::container::Runtime;
     use dnslens_lens::model::sample;
+    use dnslens_lens::Role;
+    use dnslens_probe::{Direction, Syscall, Transport};
 
     /// What reading back the writer's line of `e` must give: the wall time as the clock, no
     /// kernel ids.
@@ -663,7 +552,7 @@ mod tests {
             (&good.replace("\"IN\"", "\"XX\""), "qclass \"XX\""),
             (
                 &good.replace("\"udp\"", "\"sctp\""),
-                "unknown variant `sctp`",
+                "transport \"sctp\": expected one of udp, tcp",
             ),
             (&good.replace("10.1.1.1:53", "10.1.1.1"), "socket address"),
             (

@@ -33,6 +33,20 @@ pub enum Runtime {
     Unknown,
 }
 
+impl dnslens_probe::Named for Runtime {
+    const ALL: &'static [Self] = &[
+        Runtime::Containerd,
+        Runtime::CriO,
+        Runtime::Docker,
+        Runtime::Podman,
+        Runtime::Unknown,
+    ];
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl Runtime {
     /// The JSON value: `containerd`, `cri-o`, `docker`, `podman`, `unknown`.
     pub fn as_str(self) -> &'static str {

@@ -275,17 +275,21 @@ fn write_code(out: &mut Vec<u8>, name: Option<&'static str>, prefix: &str, value
     out.push(b'"');
 }
 
-/// Presentation name of a class (RFC 1035 3.2.4, RFC 2136 for NONE, RFC 3597 for the rest).
+/// Classes with a presentation name (RFC 1035 3.2.4, RFC 2136 for NONE); RFC 3597's `CLASSn`
+/// for the rest.
+const CLASSES: [(u16, &str); 5] = [(1, "IN"), (3, "CH"), (4, "HS"), (254, "NONE"), (255, "ANY")];
+
 fn write_class(out: &mut Vec<u8>, class: u16) {
-    let name = match class {
-        1 => Some("IN"),
-        3 => Some("CH"),
-        4 => Some("HS"),
-        254 => Some("NONE"),
-        255 => Some("ANY"),
-        _ => None,
-    };
+    let name = CLASSES.iter().find(|(c, _)| *c == class).map(|(_, n)| *n);
     write_code(out, name, "CLASS", class);
+}
+
+/// The class a written `qclass` names (the reader's side of [`write_class`]).
+pub fn parse_class(text: &str) -> Option<u16> {
+    match CLASSES.iter().find(|(_, n)| *n == text) {
+        Some((class, _)) => Some(*class),
+        None => text.strip_prefix("CLASS")?.parse().ok(),
+    }
 }
 
 /// As `SocketAddr`'s `Display`: `10.0.0.1:53`, `[fd00::1]:53`.

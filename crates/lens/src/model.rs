@@ -27,6 +27,14 @@ pub enum Role {
     Server,
 }
 
+impl dnslens_probe::Named for Role {
+    const ALL: &'static [Self] = &[Role::Client, Role::Server];
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl Role {
     pub fn of(is_response: bool, direction: Direction) -> Role {
         match (is_response, direction) {
@@ -44,8 +52,8 @@ impl Role {
     }
 }
 
-/// Header flags of the message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Header flags of the message. Read back from JSON by `dnslens detect --input`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct MessageFlags {
     pub qr: bool,
     pub opcode: u8,

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 /// The owner that manages a pod, resolved through ReplicaSets and Jobs to what a user names:
 /// Deployment, StatefulSet, DaemonSet, Job, CronJob (or the direct owner's kind otherwise).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 pub struct Workload {
     pub kind: String,
     pub name: String,

@@ -143,6 +143,17 @@ impl Default for EventHeader {
     }
 }
 
+/// An enum whose values have fixed names (the JSON schema's): one list, read both ways.
+pub trait Named: Copy + 'static {
+    const ALL: &'static [Self];
+
+    fn name(self) -> &'static str;
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+}
+
 /// Transport of the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -172,6 +183,48 @@ pub enum Syscall {
     Readv,
     /// A TCP connect (connect records only).
     Connect,
+}
+
+impl Named for Transport {
+    const ALL: &'static [Self] = &[Transport::Udp, Transport::Tcp];
+
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl Named for Direction {
+    const ALL: &'static [Self] = &[Direction::Send, Direction::Recv];
+
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Send => "send",
+            Direction::Recv => "recv",
+        }
+    }
+}
+
+impl Named for Syscall {
+    const ALL: &'static [Self] = &[
+        Syscall::Sendto,
+        Syscall::Sendmsg,
+        Syscall::Sendmmsg,
+        Syscall::Write,
+        Syscall::Writev,
+        Syscall::Recvfrom,
+        Syscall::Recvmsg,
+        Syscall::Recvmmsg,
+        Syscall::Read,
+        Syscall::Readv,
+        Syscall::Connect,
+    ];
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 impl Syscall {
