@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Removes what an end-to-end test run left behind when it was killed before its cleanup could
-# run (SIGKILL, a CI timeout): network namespaces and /etc/netns entries named dlt<pid>x<n>-...
-# whose test process <pid> is gone, and the empty pod cgroup directories the tests recorded in
-# /run/dnslens-e2e/cgroups. Anything still in use is left alone.
+# run (SIGKILL, a CI timeout): network namespaces, /etc/netns entries and tmux servers named
+# dlt<pid>x<n>... whose test process <pid> is gone, and the empty pod cgroup directories the tests
+# recorded in /run/dnslens-e2e/cgroups. Anything still in use is left alone.
 set -euo pipefail
 
 alive() { [ -d "/proc/$1" ]; }
@@ -24,6 +24,17 @@ if [ -d /etc/netns ]; then
   done
   rmdir /etc/netns 2>/dev/null || true
 fi
+
+# tmux servers of the live-view test (`tmux -L dlt<pid>x<n>`), with the dnslens they run.
+for sock in "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)"/dlt*; do
+  [ -S "$sock" ] || continue
+  name=$(basename "$sock")
+  if [[ $name =~ ^dlt([0-9]+)x[0-9]+ ]] && ! alive "${BASH_REMATCH[1]}"; then
+    echo "clean: tmux server $name"
+    tmux -L "$name" kill-server 2>/dev/null || true
+    rm -f -- "$sock"
+  fi
+done
 
 state=/run/dnslens-e2e
 if [ -s "$state/cgroups" ]; then

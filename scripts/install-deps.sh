@@ -2,9 +2,10 @@
 # Installs what a fresh Debian 12 / Ubuntu machine needs to build dnslens and run its tests:
 # the BPF toolchain (clang, llvm, libbpf headers, bpftool), and for the end-to-end tests a DNS
 # server (dnsmasq-base, as a program: no service is started), real resolvers (dig, kdig, Go,
-# musl-gcc, Python, Node) and iproute2 for the network namespaces; promtool, to check the PromQL
-# that deploy/ ships, comes with Debian's prometheus package (whose service systemd starts, where
-# it runs).
+# musl-gcc, Python, Node), iproute2 for the network namespaces and tmux to drive the live view;
+# Debian's prometheus package brings promtool, to check the PromQL that deploy/ ships and the
+# agent's exposition, and the server that scrapes the agent in its test (its own service, which
+# systemd starts where it runs, is not used).
 #
 # Idempotent: when every tool is already there it returns at once, without apt-get update.
 # Needs root (or sudo). The Rust toolchain (cargo, rustfmt, clippy) is expected to be installed.
@@ -29,7 +30,9 @@ checks=(
   "python3 python3"
   "node nodejs"
   "getent libc-bin"
+  "tmux tmux"             # drives `dnslens top` as a terminal would (tests/top.rs)
   "promtool prometheus"   # PromQL of deploy/grafana and deploy/prometheus (tests/deploy.rs)
+  "prometheus prometheus" # the server that scrapes the agent in tests/agent.rs
 )
 # Not packaged under this name everywhere (Ubuntu ships bpftool in linux-tools): missing is a
 # warning, not a failure.

@@ -66,6 +66,9 @@ pub struct ClusterStatus {
     pub server: String,
     /// The last list or watch request succeeded.
     pub connected: bool,
+    /// The first pod list has arrived (and stays true through later outages): from then on the
+    /// directory names this node's pods. The agent's readiness waits for it.
+    pub listed: bool,
     /// Pods in the index, deleted ones still in their grace period included.
     pub pods: usize,
     /// Of those, deleted pods.
@@ -210,6 +213,7 @@ impl Cluster {
             source: self.source.clone(),
             server: self.server.clone(),
             connected: health.connected,
+            listed: health.listed,
             pods: counts.pods,
             deleted_pods: counts.deleted,
             containers: counts.containers,

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Health {
     pub connected: bool,
+    /// A pod list has been applied: the directory names the node's pods.
+    pub listed: bool,
     pub last_error: Option<String>,
     pub relists: u64,
     pub owner_cache_evicted: u64,
@@ -170,6 +172,7 @@ impl Watch {
                 .directory
                 .write()
                 .deleted_unless_listed(&listed, Instant::now());
+            self.shared.health().listed = true;
             self.backoff.reset();
             self.connected();
 

@@ -174,7 +174,7 @@ fn pods_appear_change_and_go_away_while_lookups_run() {
     );
     assert!(directory.container(&cid(9)).is_none());
     let status = cluster.status();
-    assert!(status.connected);
+    assert!(status.connected && status.listed);
     assert_eq!((status.pods, status.containers), (1, 4));
 
     // Labels change and the app container restarts with a new id.
@@ -432,6 +432,7 @@ fn forbidden_pod_list_is_explained_and_recovers_when_granted() {
         warnings.count("RBAC forbids list on pods") > 0
     });
     assert!(!cluster.status().connected);
+    assert!(!cluster.status().listed, "no pod list yet: not ready");
     let last_error = cluster.status().last_error.unwrap();
     assert!(
         last_error.contains("cannot list resource \"pods\""),
@@ -442,7 +443,7 @@ fn forbidden_pod_list_is_explained_and_recovers_when_granted() {
     wait_for("the pod once granted", || {
         cluster.directory().pod(&uid).is_some()
     });
-    assert!(cluster.status().connected);
+    assert!(cluster.status().connected && cluster.status().listed);
     assert!(warnings.count("connected to") > 0, "{:?}", warnings.all());
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use dnslens_cluster::{Cluster, ClusterConfig};
+use dnslens_cluster::{Cluster, ClusterConfig, ClusterStatus};
 use dnslens_lens::pods::PodDirectory;
 
 use crate::settings::Kubernetes;
@@ -58,9 +58,14 @@ impl Connection {
         self.node.as_deref()
     }
 
+    /// The watch's state and the directory's counters; `None` without a cluster.
+    pub fn status(&self) -> Option<ClusterStatus> {
+        self.cluster.as_ref().map(Cluster::status)
+    }
+
     /// The watch's state and the directory's counters, for the exit report.
     pub fn report(&self) -> Option<String> {
-        let s = self.cluster.as_ref()?.status();
+        let s = self.status()?;
         let state = if s.connected {
             "connected"
         } else {

@@ -129,7 +129,11 @@ impl Detection {
 
     /// The counters, one line per part.
     pub fn report(&self) -> Vec<String> {
-        report_lines(&self.detectors.stats())
+        report_lines(&self.stats())
+    }
+
+    pub fn stats(&self) -> DetectStats {
+        self.detectors.stats()
     }
 }
 

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dnslens_lens::count::CountBy;
 use dnslens_probe::CaptureMode;
 
+use crate::top::Grouping;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dnslens",
@@ -28,10 +30,16 @@ pub enum Command {
     /// Count the queries sent by clients per interval, by process, pid, cgroup, pod, namespace,
     /// workload or container.
     Count(CountArgs),
+    /// A live view, like top: per pod or per process, queries/s, NXDOMAIN and SERVFAIL %,
+    /// unanswered queries, p50/p99 latency, the selected row's top domains, recent alerts.
+    Top(TopArgs),
     /// Show which cgroup, container, pod and workload a running process belongs to.
     Whois(WhoisArgs),
     /// Run the detectors over a trace saved with `dnslens trace --json` (no kernel, no root).
     Detect(DetectArgs),
+    /// The node agent: Prometheus metrics and health on HTTP, events and alerts as JSON lines,
+    /// until SIGTERM (docs/kubernetes.md, docs/metrics.md).
+    Agent(AgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +114,38 @@ pub struct CountArgs {
     pub kubernetes: KubernetesArgs,
 }
 
+/// `dnslens top`. Keys: q quit, g pods/processes, < > sort column, r reverse, arrows select.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// What a row is at the start (`g` switches).
+    #[arg(long, value_enum, value_name = "ROWS", default_value_t = Grouping::Pod)]
+    pub by: Grouping,
+
+    /// How often the view is redrawn.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub interval: String,
+
+    /// Count a query as unanswered when no response came within this time.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub timeout: String,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    /// Run no detectors: no alerts.
+    #[arg(long, help_heading = "Detectors")]
+    pub no_detect: bool,
+
+    #[command(flatten)]
+    pub detectors: DetectorArgs,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct DetectArgs {
     /// The JSON lines of `dnslens trace --json` (`-` for stdin).
@@ -128,8 +168,56 @@ pub struct DetectArgs {
     pub detectors: DetectorArgs,
 }
 
+/// `dnslens agent`. Each flag but --config can be set in the config file instead, under its long
+/// name with `_` for `-` (`rotate_size = "100MiB"`); a flag given here wins over the file.
+#[derive(Clone, Debug, Args)]
+pub struct AgentArgs {
+    /// The agent's settings as TOML: keys are the flags below with `_` for `-`; an unknown key
+    /// is refused with its line.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where /metrics, /healthz and /readyz are served [default: 127.0.0.1:9253].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_address: Option<String>,
+
+    /// Events and alerts as JSON lines: a file, or `-` for stdout [default: -].
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Rotate the --output file when a line would take it past this size, e.g. 100MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub rotate_size: Option<String>,
+
+    /// Rotated files kept: PATH.1 (the newest) to PATH.N [default: 5].
+    #[arg(long, value_name = "N")]
+    pub rotate_keep: Option<u32>,
+
+    /// Fraction of the ordinary events written, from 0 to 1 (a query and its response are kept
+    /// or dropped together); alerts are always written, metrics count every event [default: 1].
+    #[arg(long, value_name = "FRACTION")]
+    pub sample: Option<f64>,
+
+    /// Report a query as unanswered when no response came within this time [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// Run no detectors: events and metrics only.
+    #[arg(long, help_heading = "Detectors")]
+    pub no_detect: bool,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub detectors: DetectorArgs,
+
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
 /// The detectors' configuration and baseline, for `trace` and `detect`.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Detectors")]
 pub struct DetectorArgs {
     /// Thresholds, allowlists and per-namespace overrides (TOML; docs/detectors.md).
@@ -153,7 +241,7 @@ pub struct WhoisArgs {
 
 /// Where pod names come from. Without a cluster (no in-cluster service account, no
 /// kubeconfig), events carry container ids and pod uids only.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "Kubernetes")]
 pub struct KubernetesArgs {
     /// This node's name in Kubernetes: only its pods are watched [default: the hostname].
@@ -172,7 +260,7 @@ pub struct KubernetesArgs {
     pub no_kubernetes: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct CaptureArgs {
     /// Another port that carries DNS, besides 53 (repeatable; 8 ports at most in all).
     #[arg(long = "port", value_name = "PORT")]
@@ -186,9 +274,11 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "SIZE")]
     pub ring_buffer_size: Option<String>,
 
-    /// Kernel hooks that capture DNS (docs/design.md); auto takes the cheapest this kernel allows.
-    #[arg(long, value_enum, default_value_t = CaptureMode::Auto)]
-    pub capture: CaptureMode,
+    /// Kernel hooks that capture DNS (docs/design.md); auto takes the cheapest this kernel allows
+    /// [default: auto].
+    // No clap default: the agent tells a flag given from one left to its config file.
+    #[arg(long, value_enum)]
+    pub capture: Option<CaptureMode>,
 }
 
 /// Filters, each repeatable or comma-separated; every filter given must match.

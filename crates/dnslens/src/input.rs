@@ -364,8 +364,8 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 mod tests {
     use super::*;
     use dnslens_lens::clock::format_rfc3339;
-    use dnslens_lens::json::event_to_string;
     use dnslens_lens::container::Runtime;
+    use dnslens_lens::json::event_to_string;
     use dnslens_lens::model::sample;
     use dnslens_lens::Role;
     use dnslens_probe::{Direction, Syscall, Transport};

@@ -5,13 +5,17 @@
 //! `whois` reads one process; `detect` replays a saved trace through the detectors.
 //! Errors become one line on stderr and a non-zero exit.
 
+mod agent;
 mod cluster;
 mod detect;
 mod flags;
+mod http;
 mod input;
+mod metrics;
 mod run;
 mod settings;
 mod sink;
+mod top;
 mod whois;
 
 use std::io::IsTerminal;
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
         Action::Capture(settings) => run::run(*settings),
         Action::Whois(whois) => whois::run(whois),
         Action::Replay(replay) => detect::replay(*replay),
+        Action::Agent(settings) => agent::run(*settings),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The run, in libbpf-bootstrap's order: load and attach, announce, poll -> pipeline -> filter
 //! -> sink until stopped, then the counters on stderr. The detectors see every event the
 //! pipeline makes, before the filter (which chooses the events shown, never the alerts).
+//! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,8 @@ use dnslens_probe::{CaptureMode, HookStatus, Probe};
 use crate::cluster::Connection;
 use crate::detect::Detection;
 use crate::settings::{Detect, Learn, Output, Settings};
-use crate::sink::{CountFormat, CountSink, JsonSink, Sink, TableSink, TableStyle};
+use crate::sink::{CountFormat, CountSink, JsonSink, Sink, Status, TableSink, TableStyle};
+use crate::top::TopSink;
 
 /// How long one poll waits for records: also how late a stop, a timeout or an interval can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -27,14 +29,37 @@ const REMEASURE: Duration = Duration::from_secs(60);
 /// A turn that read fewer records than this waits [`GATHER`] before the next one.
 const SMALL_BATCH: usize = 256;
 /// How long records may gather in the ring buffer after a small turn: output is this much
-/// later at worst; at 200,000 messages a second the ring buffer holds 400 more records.
-const GATHER: Duration = Duration::from_millis(2);
+/// later at worst; at 200,000 messages a second the ring buffer holds 2,000 more records (under
+/// 1 MiB). 10 ms rather than 2 ms cut dnslens's CPU per message at 10k queries/s by about 12%
+/// (docs/performance.md): fewer turns for the same messages.
+const GATHER: Duration = Duration::from_millis(10);
 /// Bytes of output gathered before a write: a batch of records is written in few syscalls.
 const OUTPUT_BUFFER: usize = 64 << 10;
 /// How often the kernel's loss counters are checked while running.
 const LOSS_CHECK: Duration = Duration::from_secs(5);
+/// How often a sink that exports the run's health gets a [`Status`].
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-pub fn run(mut settings: Settings) -> anyhow::Result<()> {
+/// `trace`, `count` and `top`: their sinks show on stdout.
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let output = settings.output.clone();
+    capture(settings, "stdout", |pods| {
+        build_sink(
+            &output,
+            pods,
+            BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock()),
+        )
+    })
+}
+
+/// Loads and attaches, then runs the poll loop into the sink `make_sink` builds once the probe
+/// is attached (told whether a pod directory names pods), until stopped; `output` names where
+/// the sink writes, for errors.
+pub fn capture<'a>(
+    mut settings: Settings,
+    output: &str,
+    make_sink: impl FnOnce(bool) -> Box<dyn Sink + 'a>,
+) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
     // Started before tracing is announced, so that the first list is under way; it runs on a
     // thread of its own and enrichment only reads what it has.
@@ -73,11 +98,7 @@ pub fn run(mut settings: Settings) -> anyhow::Result<()> {
         ..PipelineConfig::for_host()
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
-    let mut sink = build_sink(
-        &settings.output,
-        pods.is_some(),
-        BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock()),
-    );
+    let mut sink = make_sink(pods.is_some());
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,
@@ -85,6 +106,8 @@ pub fn run(mut settings: Settings) -> anyhow::Result<()> {
             ..
         } => (None, max_events, alerts_only),
         Output::Count { interval, .. } => (Some(interval), None, false),
+        Output::Top { .. } => (None, None, false),
+        Output::Agent(_) => (None, None, false),
     };
 
     let mut ran = Run {
@@ -96,6 +119,8 @@ pub fn run(mut settings: Settings) -> anyhow::Result<()> {
         max_events,
         detection: detection.as_mut(),
         alerts_only,
+        cluster: &cluster,
+        output,
     };
     let result = ran.poll_until_stopped(settings.duration, interval);
     let mut shown = ran.shown;
@@ -105,7 +130,11 @@ pub fn run(mut settings: Settings) -> anyhow::Result<()> {
             let mut printed = Printed::new(sink.as_mut(), &mut shown, max_events, alerts_only);
             let finished = d.finish(&mut |a| printed.alert(&a));
             let failed = printed.failed.take();
-            finished.and(failed.map_or(Ok(()), Err).context("writing to stdout"))
+            finished.and(
+                failed
+                    .map_or(Ok(()), Err)
+                    .with_context(|| format!("writing to {output}")),
+            )
         }
         None => Ok(()),
     };
@@ -200,6 +229,9 @@ fn build_sink<'a, W: Write + 'a>(output: &Output, pods: bool, out: W) -> Box<dyn
             let counter = Counter::new(by, count::DEFAULT_CAPACITY);
             Box::new(CountSink::new(out, counter, interval, format))
         }
+        // Draws from a thread of its own; `out` (stdout's lock) is dropped here for it.
+        Output::Top { by, interval } => Box::new(TopSink::start(by, interval)),
+        Output::Agent(_) => unreachable!("the agent builds its own sink"),
     }
 }
 
@@ -213,6 +245,9 @@ struct Run<'a> {
     detection: Option<&'a mut Detection>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
+    cluster: &'a Connection,
+    /// Where the sink writes, for errors.
+    output: &'a str,
 }
 
 /// What one poll turn prints: events that pass the filter (unless only alerts are shown) and
@@ -289,6 +324,8 @@ impl Run<'_> {
         let mut next_interval = interval.map(|i| start + i);
         let mut next_remeasure = start + REMEASURE;
         let mut next_loss_check = start + LOSS_CHECK;
+        // The first status right away: the agent is ready as soon as it is attached.
+        let mut next_status = start;
         let mut lost_reported = 0;
         let mut last_seen = 0;
         while !signals::stopped() {
@@ -301,6 +338,8 @@ impl Run<'_> {
                 max_events,
                 detection,
                 alerts_only,
+                cluster,
+                output,
             } = self;
             let mut printed = Printed::new(&mut **sink, shown, *max_events, *alerts_only);
             let mut emit = |observed: Observed<'_>| match observed {
@@ -331,19 +370,24 @@ impl Run<'_> {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));
             }
             if let Some(e) = printed.failed.take() {
-                return Err(e).context("writing to stdout");
+                return Err(e).with_context(|| format!("writing to {output}"));
             }
             let full = printed.full();
             // Every sink is flushed once per batch of records.
-            sink.flush().context("writing to stdout")?;
+            sink.flush()
+                .with_context(|| format!("writing to {output}"))?;
             if full {
                 break;
             }
             let now = Instant::now();
+            if now >= next_status && sink.wants_status() {
+                sink.status(&status(probe, pipeline, detection.as_deref(), cluster, now));
+                next_status = now + STATUS_EVERY;
+            }
             if let (Some(next), Some(every)) = (next_interval.as_mut(), interval) {
                 if now >= *next {
                     sink.interval(clock::realtime_now_ns())
-                        .context("writing to stdout")?;
+                        .with_context(|| format!("writing to {output}"))?;
                     while *next <= now {
                         *next += every;
                     }
@@ -368,6 +412,24 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The run's own counters, for a sink that exports them.
+fn status(
+    probe: &Probe,
+    pipeline: &Pipeline,
+    detection: Option<&Detection>,
+    cluster: &Connection,
+    now: Instant,
+) -> Status {
+    Status {
+        now,
+        kernel: probe.counters().ok(),
+        ring: probe.ring_use(),
+        lens: pipeline.stats(),
+        detect: detection.map(Detection::stats),
+        cluster: cluster.status(),
     }
 }
 
@@ -478,7 +540,14 @@ mod signals {
     pub fn stopped() -> bool {
         STOP.load(Ordering::SeqCst)
     }
+
+    /// Ends the run as SIGINT does, from inside: `dnslens top`'s `q`.
+    pub fn stop() {
+        STOP.store(true, Ordering::SeqCst);
+    }
 }
+
+pub use signals::stop;
 
 #[cfg(test)]
 mod tests {

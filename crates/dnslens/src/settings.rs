@@ -14,6 +14,7 @@ use dnslens_probe::{ProbeConfig, MAX_PORTS};
 use crate::flags::{
     CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
 };
+use crate::top::Grouping;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -24,6 +25,8 @@ pub enum Action {
     Whois(Whois),
     /// `detect --input FILE`: the detectors over a saved trace.
     Replay(Box<Replay>),
+    /// `agent`: capture into the metrics and the JSON lines (`Output::Agent`).
+    Agent(Box<Settings>),
 }
 
 #[derive(Debug, PartialEq)]
@@ -105,6 +108,10 @@ pub enum Output {
         interval: Duration,
         json: bool,
     },
+    /// `top`: the live view, redrawn every `interval`.
+    Top { by: Grouping, interval: Duration },
+    /// `agent`: metrics on HTTP, JSON lines to stdout or a file.
+    Agent(crate::agent::AgentOutput),
 }
 
 /// What the environment says about colour.
@@ -122,8 +129,11 @@ impl Action {
                 pid: args.pid,
                 kubernetes: kubernetes(&args.kubernetes),
             })),
-            Command::Trace(_) | Command::Count(_) => {
+            Command::Trace(_) | Command::Count(_) | Command::Top(_) => {
                 Settings::from_cli(cli, terminal).map(|s| Action::Capture(Box::new(s)))
+            }
+            Command::Agent(args) => {
+                crate::agent::settings(args).map(|s| Action::Agent(Box::new(s)))
             }
             Command::Detect(args) => {
                 let learn = if args.learn {
@@ -151,7 +161,7 @@ fn color(when: ColorWhen, terminal: Terminal) -> bool {
 }
 
 /// Reads and checks the detector config and the baseline.
-fn detect(args: &DetectorArgs, learn: Learn) -> anyhow::Result<Detect> {
+pub fn detect(args: &DetectorArgs, learn: Learn) -> anyhow::Result<Detect> {
     let config = match &args.detect_config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -248,8 +258,35 @@ impl Settings {
                     None,
                 )
             }
-            Command::Whois(_) | Command::Detect(_) => {
-                bail!("only trace and count capture: this command has no capture settings")
+            Command::Top(args) => {
+                if !terminal.stdout_is_tty {
+                    bail!(
+                        "dnslens top draws on a terminal and stdout is not one: run it in a \
+                         terminal, or use trace or count to write to a pipe or a file"
+                    );
+                }
+                if !args.filters.rcode.is_empty() {
+                    bail!("--rcode filters responses, and top's rows start from queries: leave it out");
+                }
+                let output = Output::Top {
+                    by: args.by,
+                    interval: positive_duration("--interval", &args.interval)?,
+                };
+                let detect = match args.no_detect {
+                    true => None,
+                    false => Some(detect(&args.detectors, Learn::Off)?),
+                };
+                (
+                    &args.capture,
+                    &args.filters,
+                    positive_duration("--timeout", &args.timeout)?,
+                    output,
+                    &args.kubernetes,
+                    detect,
+                )
+            }
+            Command::Whois(_) | Command::Detect(_) | Command::Agent(_) => {
+                bail!("only trace, count and top capture: this command has no capture settings")
             }
         };
         let kubernetes = kubernetes(kube);
@@ -276,7 +313,7 @@ impl Settings {
     }
 }
 
-fn kubernetes(args: &KubernetesArgs) -> Kubernetes {
+pub fn kubernetes(args: &KubernetesArgs) -> Kubernetes {
     let given = |s: &str| !s.trim().is_empty();
     Kubernetes {
         enabled: !args.no_kubernetes,
@@ -292,7 +329,7 @@ fn kubernetes(args: &KubernetesArgs) -> Kubernetes {
     }
 }
 
-fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
+pub fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     let mut config = ProbeConfig::default();
     let mut ports = vec![53];
     for &port in &capture.ports {
@@ -310,7 +347,7 @@ fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
         );
     }
     config.ports = ports;
-    config.capture = capture.capture;
+    config.capture = capture.capture.unwrap_or_default();
     if let Some(size) = &capture.ring_buffer_size {
         config.ring_buffer_bytes =
             parse_ring_size(size).with_context(|| format!("--ring-buffer-size {size:?}"))?;
@@ -318,7 +355,7 @@ fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     Ok(config)
 }
 
-fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+pub fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
     let d = parse_duration(text).with_context(|| format!("{flag} {text:?}"))?;
     if d.is_zero() {
         bail!("{flag} {text:?}: must be longer than zero");
@@ -429,6 +466,15 @@ fn seconds(secs: f64, text: &str) -> anyhow::Result<Duration> {
 /// `16MiB`, `16M`, `4096`, `512KiB`: binary units; a power of two of 4 KiB to 1 GiB, as the
 /// BPF ring buffer requires.
 pub fn parse_ring_size(text: &str) -> anyhow::Result<u32> {
+    let bytes = parse_size(text)?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        bail!("the ring buffer must be a power of two from 4KiB to 1GiB, e.g. 16MiB");
+    }
+    Ok(bytes as u32)
+}
+
+/// `100MiB`, `100M`, `4096`, `512KiB`, `1GiB`: a number of bytes, binary units.
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     let s = text.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = (&s[..split], s[split..].trim());
@@ -442,11 +488,9 @@ pub fn parse_ring_size(text: &str) -> anyhow::Result<u32> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => bail!("unknown unit {unit:?}: use KiB, MiB or GiB"),
     };
-    let bytes = number.saturating_mul(scale);
-    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
-        bail!("the ring buffer must be a power of two from 4KiB to 1GiB, e.g. 16MiB");
-    }
-    Ok(bytes as u32)
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is too large a size"))
 }
 
 #[cfg(test)]
@@ -556,7 +600,7 @@ mod tests {
             };
             match Settings::from_cli(cli(args), terminal).unwrap().output {
                 Output::Trace { color, .. } => color,
-                Output::Count { .. } => unreachable!(),
+                Output::Count { .. } | Output::Top { .. } | Output::Agent(_) => unreachable!(),
             }
         };
         assert!(color(&["trace"], true, false));
@@ -587,6 +631,40 @@ mod tests {
                 json: false
             }
         );
+    }
+
+    #[test]
+    fn top_settings_need_a_terminal() {
+        let tty = Terminal {
+            stdout_is_tty: true,
+            no_color: false,
+        };
+        let top = |args: &[&str], terminal| {
+            let cli = Cli::try_parse_from(["dnslens", "top"].iter().chain(args))?;
+            Settings::from_cli(cli, terminal)
+        };
+        let s = top(&["--by", "process", "--interval", "2s", "--no-detect"], tty).unwrap();
+        assert_eq!(
+            s.output,
+            Output::Top {
+                by: Grouping::Process,
+                interval: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(s.detect, None);
+        let d = top(&[], tty).unwrap();
+        assert_eq!(
+            d.output,
+            Output::Top {
+                by: Grouping::Pod,
+                interval: Duration::from_secs(1)
+            }
+        );
+        assert!(d.detect.is_some(), "detectors run unless --no-detect");
+        let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
+        assert!(piped.contains("stdout is not one"), "{piped}");
+        let rcode = format!("{:#}", top(&["--rcode", "NXDOMAIN"], tty).unwrap_err());
+        assert!(rcode.contains("--rcode"), "{rcode}");
     }
 
     #[test]

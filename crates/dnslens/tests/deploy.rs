@@ -6,10 +6,11 @@
 //!   wrong type or a missing required field fails it, so the two must be equal: the check a
 //!   schema validator makes. The objects must also agree with each other (ports, names, labels,
 //!   the config file the agent is given).
-//! - The ConfigMap's detector file loads with the detectors' own parser; the agent file uses only
-//!   the agent's flags.
+//! - The ConfigMap's detector file loads with the detectors' own parser, and the agent file with
+//!   the agent's (src/agent/config.rs, included below).
 //! - The dashboard and the alerting rules ask only for metrics the agent exports, with their
-//!   labels, and `promtool` parses them (skipped without promtool, except in CI).
+//!   labels (src/metrics/names.rs, included below), show every one of them, and `promtool`
+//!   parses them (skipped without promtool, except in CI).
 //! - The Dockerfile builds with the README's command, from a Rust image of the workspace's
 //!   rust-version.
 //!
@@ -33,6 +34,16 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+// The agent's own config parser and metrics table: the manifests are checked against the code.
+#[allow(dead_code)] // only the parser's entry point is used here
+#[path = "../src/agent/config.rs"]
+mod agent_config;
+#[allow(dead_code)] // names, types and labels are; the help texts are the registry's
+#[path = "../src/metrics/names.rs"]
+mod metric_names;
+
+use metric_names::{Type as Kind, METRICS};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -451,86 +462,36 @@ fn daemonset_service_rbac_and_config_agree() {
     }
 }
 
-/// The agent's flags as issue 6 fixed them; agent.toml keys are these with `_` for `-`.
-const AGENT_KEYS: &[&str] = &[
-    "metrics_address",
-    "output",
-    "rotate_size",
-    "rotate_keep",
-    "sample",
-    "detect_config",
-    "baseline",
-    "no_kubernetes",
-];
-
 #[test]
 fn configmap_files_load() {
     let m = manifests();
     let data = m.config.data.clone().unwrap_or_default();
-    let agent: toml::Table = data["agent.toml"].parse().expect("agent.toml is TOML");
-    for key in agent.keys() {
-        assert!(
-            AGENT_KEYS.contains(&key.as_str()),
-            "agent.toml: {key} is not an agent flag ({AGENT_KEYS:?})"
-        );
-    }
+    let agent = data.get("agent.toml").expect("ConfigMap has agent.toml");
+    agent_config::parse(agent, Path::new("deploy/configmap.yaml:agent.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The commented keys too: uncommenting one must give a file the agent takes.
+    let uncommented: String = agent
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| agent_config::KEYS.contains(&k)) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    agent_config::parse(
+        &uncommented,
+        Path::new("deploy/configmap.yaml:agent.toml (uncommented)"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let detect = data.get("detect.toml").expect("ConfigMap has detect.toml");
     dnslens_detect::Config::parse(detect, Path::new("deploy/configmap.yaml:detect.toml"))
         .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// What the agent exports (issue 6): name, type and labels.
-const METRICS: &[(&str, Kind, &[&str])] = &[
-    (
-        "dnslens_queries_total",
-        Kind::Counter,
-        &["namespace", "workload", "pod", "container", "qtype"],
-    ),
-    (
-        "dnslens_responses_total",
-        Kind::Counter,
-        &[
-            "namespace",
-            "workload",
-            "pod",
-            "container",
-            "qtype",
-            "rcode",
-        ],
-    ),
-    (
-        "dnslens_response_latency_seconds",
-        Kind::Histogram,
-        &["namespace", "workload"],
-    ),
-    (
-        "dnslens_unanswered_total",
-        Kind::Counter,
-        &["namespace", "workload", "pod"],
-    ),
-    (
-        "dnslens_alerts_total",
-        Kind::Counter,
-        &["detector", "severity", "namespace", "workload"],
-    ),
-    (
-        "dnslens_top_domains_queries_total",
-        Kind::Counter,
-        &["namespace", "workload", "domain"],
-    ),
-    ("dnslens_events_lost_total", Kind::Counter, &[]),
-    ("dnslens_decode_errors_total", Kind::Counter, &["kind"]),
-    ("dnslens_state_evictions_total", Kind::Counter, &["table"]),
-    ("dnslens_ringbuf_used_bytes", Kind::Gauge, &[]),
-    ("dnslens_hook_runs_total", Kind::Counter, &["hook"]),
-    ("dnslens_enrichment_misses_total", Kind::Counter, &["what"]),
-];
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
 }
 
 /// Labels Prometheus adds to every series of a target.
@@ -564,8 +525,9 @@ const PROMQL_WORDS: &[&str] = &[
 
 /// The labels series of `name` carry, if it is an exported series name.
 fn series_labels(name: &str) -> Option<Vec<&'static str>> {
-    METRICS.iter().find_map(|&(metric, kind, labels)| {
-        let mut labels = labels.to_vec();
+    METRICS.iter().find_map(|m| {
+        let (metric, kind) = (m.name, m.kind);
+        let mut labels = m.labels.to_vec();
         let ok = match kind {
             Kind::Counter | Kind::Gauge => name == metric,
             Kind::Histogram => match name.strip_prefix(metric) {
@@ -790,9 +752,9 @@ fn dashboard_reads_only_exported_metrics() {
             for m in check_promql(expr) {
                 let base = METRICS
                     .iter()
-                    .find(|(name, ..)| m.starts_with(name))
+                    .find(|row| m.starts_with(row.name))
                     .unwrap()
-                    .0;
+                    .name;
                 used.insert(base);
             }
             exprs.push((
@@ -804,7 +766,7 @@ fn dashboard_reads_only_exported_metrics() {
     }
     let unused: Vec<_> = METRICS
         .iter()
-        .map(|m| m.0)
+        .map(|m| m.name)
         .filter(|m| !used.contains(m))
         .collect();
     assert!(unused.is_empty(), "no panel shows {unused:?}");

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod pods;
 pub mod process;
 pub mod stats;
+pub mod topk;
 
 #[cfg(test)]
 mod testutil;

@@ -307,14 +307,15 @@ mod tests {
             "not resolvable here: the kernel's names (the root)"
         );
 
-        // An exec record fills in the exe of a process already gone from /proc.
-        assert!(dns_events(&mut p, &exec_record(123, 99, "/usr/bin/getent")).is_empty());
+        // An exec record fills in the exe of a process already gone from /proc (named after
+        // it: the header's process is `dig`).
+        assert!(dns_events(&mut p, &exec_record(123, 99, "/usr/bin/dig")).is_empty());
         let q = dns_message(2, false, 0, "later.example", 1, &[]);
         let mut h = header(true, 2_000 * MS, q.len());
         h.process_start_ns = 99;
         let mut out = Vec::new();
         out.extend(dns_events(&mut p, &record(&h, &q)));
-        assert_eq!(out[0].process.exe.as_deref(), Some("/usr/bin/getent"));
+        assert_eq!(out[0].process.exe.as_deref(), Some("/usr/bin/dig"));
         assert_eq!(p.stats().decode.exec_records, 1);
         assert_eq!(p.stats().correlate.unanswered, 1);
     }

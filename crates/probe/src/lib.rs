@@ -8,6 +8,7 @@ mod preflight;
 
 use std::{
     os::fd::{AsFd, AsRawFd},
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -180,6 +181,7 @@ pub struct Probe {
     hooks: Vec<HookStatus>,
     mode: CaptureMode,
     epoll: Epoll,
+    positions: RingPositions,
     // Owns programs and links; kept last so it drops after the maps taken from it.
     ebpf: Ebpf,
 }
@@ -241,12 +243,14 @@ impl Probe {
             })
         })?;
         let epoll = Epoll::new(ring.as_fd().as_raw_fd())?;
+        let positions = RingPositions::map(ring.as_fd().as_raw_fd(), ring_bytes)?;
         Ok(Probe {
             ring,
             counters,
             hooks,
             mode,
             epoll,
+            positions,
             ebpf,
         })
     }
@@ -306,6 +310,12 @@ impl Probe {
             }
         }
         seen
+    }
+
+    /// Bytes written to the ring buffer and not read yet (record headers included), and the
+    /// ring buffer's size: how close the kernel is to dropping events.
+    pub fn ring_use(&self) -> (u64, u64) {
+        (self.positions.used(), self.positions.size)
     }
 
     /// The kernel side's counters, summed over CPUs.
@@ -576,6 +586,73 @@ fn verifier_detail(error: &aya::programs::ProgramError) -> String {
 }
 
 /// Waits for the ring buffer's fd to become readable.
+/// The ring buffer's consumer and producer positions, mapped read-only a second time: aya's
+/// `RingBuf` keeps its own mapping private. The kernel lays them out as one page each, the
+/// consumer's first (Linux 5.8+, `kernel/bpf/ringbuf.c`), and allows read-only maps of both.
+struct RingPositions {
+    base: std::ptr::NonNull<libc::c_void>,
+    page: usize,
+    size: u64,
+}
+
+impl RingPositions {
+    fn map(ring_fd: i32, size: u32) -> Result<RingPositions, ProbeError> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // SAFETY: a new read-only shared mapping of the ring buffer's fd; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                ring_fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(ProbeError::Read(format!(
+                "mmap of the ring buffer's positions: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let base = std::ptr::NonNull::new(base).expect("mmap succeeded");
+        Ok(RingPositions {
+            base,
+            page,
+            size: u64::from(size),
+        })
+    }
+
+    fn used(&self) -> u64 {
+        let at = |offset: usize| {
+            // SAFETY: both words lie in the mapping (offsets 0 and one page, of two pages), are
+            // aligned, and are only written by the kernel and the consumer with atomic stores.
+            unsafe {
+                (*self
+                    .base
+                    .as_ptr()
+                    .cast::<u8>()
+                    .add(offset)
+                    .cast::<AtomicU64>())
+                .load(Ordering::Acquire)
+            }
+        };
+        let (consumer, producer) = (at(0), at(self.page));
+        producer.wrapping_sub(consumer).min(self.size)
+    }
+}
+
+impl Drop for RingPositions {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, of this length, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr(), 2 * self.page) };
+    }
+}
+
+// SAFETY: the mapping is only read, with atomic loads; the pointer is owned by this value.
+unsafe impl Send for RingPositions {}
+
 struct Epoll(std::os::fd::OwnedFd);
 
 impl Epoll {

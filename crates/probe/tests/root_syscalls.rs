@@ -451,7 +451,12 @@ fn root_ring_buffer_overflow_is_counted_and_recovers() {
         200,
         "every send is counted once: {counters:?}"
     );
+    // Full, then empty once read: what the agent's ring-buffer gauge shows.
+    let (used, size) = probe.ring_use();
+    assert_eq!(size, 4096);
+    assert!(used > 3000 && used <= 4096, "{used} bytes unread");
     collect(&mut probe, usize::MAX); // drain
+    assert_eq!(probe.ring_use(), (0, 4096));
     let after = msg(250, 40);
     client.send(&after).unwrap();
     let seen = collect(&mut probe, 1);

@@ -6,10 +6,13 @@ mod json;
 mod table;
 
 use std::io;
+use std::time::Instant;
 
-use dnslens_detect::Alert;
+use dnslens_cluster::ClusterStatus;
+use dnslens_detect::{Alert, DetectStats};
 use dnslens_lens::model::ConnectEvent;
-use dnslens_lens::DnsEvent;
+use dnslens_lens::{DnsEvent, Stats};
+use dnslens_probe::KernelCounters;
 
 pub use count::{CountFormat, CountSink};
 pub use json::JsonSink;
@@ -45,4 +48,28 @@ pub trait Sink {
     fn finish(&mut self, _wall_ns: u64) -> io::Result<()> {
         self.flush()
     }
+
+    /// Whether the sink exports the run's own health (the agent's metrics): then the run loop
+    /// gathers a [`Status`] for it about once a second.
+    fn wants_status(&self) -> bool {
+        false
+    }
+
+    /// The run's own counters and health, gathered by the run loop.
+    fn status(&mut self, _status: &Status) {}
+}
+
+/// The run's own counters and health at `now`, for sinks that export them.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub now: Instant,
+    /// `None` when the kernel's counters could not be read.
+    pub kernel: Option<KernelCounters>,
+    /// Ring-buffer bytes not read yet, and its size.
+    pub ring: (u64, u64),
+    pub lens: Stats,
+    /// `None` without detectors.
+    pub detect: Option<DetectStats>,
+    /// `None` without a cluster.
+    pub cluster: Option<ClusterStatus>,
 }

@@ -1,0 +1,1463 @@
+//! The agent's Prometheus metrics: [`MetricsSink`] is a sink like the table and JSON ones. It
+//! counts what processes resolved (queries, responses, latency, unanswered, top domains) and the
+//! alerts, and once a second takes dnslens's own counters from the run's [`Status`]. The
+//! registry it fills is what the HTTP server encodes (names and labels: [`names`]).
+//!
+//! Cardinality is bounded by design (docs/metrics.md): label sets per (namespace, workload, pod,
+//! container) and per (namespace, workload) are held in tables of fixed size; past it, events are
+//! counted under `other` labels and the folds are counted. Types and rcodes are labels only by
+//! their mnemonics (a bounded set), other values are `other`. Domains are labels only among each
+//! workload's few most queried ([`TopK`]). A label set not seen for an hour leaves the
+//! exposition, making room.
+
+pub mod names;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dnslens_detect::{Alert, Attribution};
+use dnslens_lens::model::{Container, Kind, Pod, Role};
+use dnslens_lens::topk::TopK;
+use dnslens_lens::DnsEvent;
+use dnslens_probe::{KernelCounters, COUNTER_NAMES};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use crate::sink::{Sink, Status};
+use names::Type;
+
+/// Namespace label of processes outside containers and pods (their workload: the process name).
+pub const HOST: &str = "_host";
+/// Namespace and workload labels of pods not named yet (no cluster, or not listed yet) and of
+/// events whose cgroup is unknown.
+pub const UNKNOWN: &str = "_unknown";
+/// Namespace and workload labels of containers outside pods (plain Docker, Podman).
+pub const NO_POD: &str = "_none";
+/// Namespace label of folded label sets; their other labels are [`OTHER`].
+pub const FOLDED_NAMESPACE: &str = "_other";
+/// Label value for what is not exported by name.
+pub const OTHER: &str = "other";
+
+/// Upper bounds of the latency histogram, in seconds: from a node-local cache (~50 µs) to a
+/// resolver's retry timeouts.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// How often idle label sets are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct (namespace, workload, pod, container) label sets.
+    pub placements: usize,
+    /// Distinct (namespace, workload) label sets: latency, top domains and alerts.
+    pub workloads: usize,
+    /// Domains exported per workload, besides `other`.
+    pub top_domains: usize,
+    /// Domains each workload's summary tracks to find those (space-saving capacity).
+    pub tracked_domains: usize,
+    /// A label set not counted for this long leaves the exposition.
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            placements: 10_000,
+            workloads: 1_000,
+            top_domains: 10,
+            tracked_domains: 50,
+            idle: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+    pod: Arc<str>,
+    container: Arc<str>,
+    qtype: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+    pod: Arc<str>,
+    container: Arc<str>,
+    qtype: &'static str,
+    rcode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodLabels {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+    pod: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkloadLabels {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    detector: &'static str,
+    severity: &'static str,
+    namespace: Arc<str>,
+    workload: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DomainLabels {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+    domain: Arc<str>,
+}
+
+/// One fixed label: `kind`, `table` or `what`, with a value from a fixed set.
+type One = [(&'static str, &'static str); 1];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+#[derive(Clone, Debug)]
+struct Families {
+    queries: Family<QueryLabels, Counter>,
+    responses: Family<ResponseLabels, Counter>,
+    latency: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
+    unanswered: Family<PodLabels, Counter>,
+    alerts: Family<AlertLabels, Counter>,
+    top_domains: Family<DomainLabels, Counter>,
+    events_lost: Counter,
+    kernel_events: Family<One, Counter>,
+    decode_errors: Family<One, Counter>,
+    state_evictions: Family<One, Counter>,
+    ringbuf_used: Gauge,
+    ringbuf_size: Gauge,
+    enrichment_misses: Family<One, Counter>,
+    folded: Family<One, Counter>,
+}
+
+impl Families {
+    fn new() -> Families {
+        Families {
+            queries: Family::default(),
+            responses: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            unanswered: Family::default(),
+            alerts: Family::default(),
+            top_domains: Family::default(),
+            events_lost: Counter::default(),
+            kernel_events: Family::default(),
+            decode_errors: Family::default(),
+            state_evictions: Family::default(),
+            ringbuf_used: Gauge::default(),
+            ringbuf_size: Gauge::default(),
+            enrichment_misses: Family::default(),
+            folded: Family::default(),
+        }
+    }
+
+    /// A registry of every family, each under its row of [`names::METRICS`].
+    fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("dnslens");
+        let f = self.clone();
+        add(&mut r, "dnslens_queries_total", f.queries);
+        add(&mut r, "dnslens_responses_total", f.responses);
+        add(&mut r, "dnslens_response_latency_seconds", f.latency);
+        add(&mut r, "dnslens_unanswered_total", f.unanswered);
+        add(&mut r, "dnslens_alerts_total", f.alerts);
+        add(&mut r, "dnslens_top_domains_queries_total", f.top_domains);
+        add(&mut r, "dnslens_events_lost_total", f.events_lost);
+        add(&mut r, "dnslens_kernel_events_total", f.kernel_events);
+        add(&mut r, "dnslens_decode_errors_total", f.decode_errors);
+        add(&mut r, "dnslens_state_evictions_total", f.state_evictions);
+        add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);
+        add(&mut r, "dnslens_ringbuf_size_bytes", f.ringbuf_size);
+        add(
+            &mut r,
+            "dnslens_enrichment_misses_total",
+            f.enrichment_misses,
+        );
+        add(&mut r, "dnslens_metrics_folded_total", f.folded);
+        r
+    }
+}
+
+/// Registers `metric` under `name` as exposed: the registry adds the prefix, the `_total` of
+/// counters and the unit, so they are taken off here.
+fn add(registry: &mut Registry, name: &'static str, metric: impl Metric) {
+    let row = names::metric(name);
+    let mut base = name
+        .strip_prefix("dnslens_")
+        .expect("names start with dnslens_");
+    if row.kind == Type::Counter {
+        base = base.strip_suffix("_total").expect("counters end in _total");
+    }
+    let unit = [("_seconds", Unit::Seconds), ("_bytes", Unit::Bytes)]
+        .into_iter()
+        .find_map(|(suffix, unit)| Some((base.strip_suffix(suffix)?, unit)));
+    match unit {
+        Some((base, unit)) => registry.register_with_unit(base, row.help, unit, metric),
+        None => registry.register(base, row.help, metric),
+    }
+}
+
+/// The OpenMetrics text (`application/openmetrics-text; version=1.0.0`), or with `openmetrics`
+/// false the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+pub fn encode(registry: &Registry, openmetrics: bool) -> String {
+    let mut text = String::new();
+    let encoded = if openmetrics {
+        prometheus_client::encoding::text::encode(&mut text, registry)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut text, registry)
+    };
+    encoded.expect("writing to a String cannot fail");
+    text
+}
+
+/// The labels of one (namespace, workload, pod, container).
+#[derive(Clone, Debug)]
+struct PlacementLabels {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+    pod: Arc<str>,
+    container: Arc<str>,
+}
+
+/// What is counted for one label set of placement, with the handles of its series.
+#[derive(Debug)]
+struct Placement {
+    labels: PlacementLabels,
+    /// The key of its workload in [`MetricsSink::workloads`]; `None`: the folded workload.
+    workload: Option<Box<str>>,
+    queries: Vec<(&'static str, Counter)>,
+    responses: Vec<(&'static str, &'static str, Counter)>,
+    unanswered: Option<Counter>,
+    last_seen: Instant,
+}
+
+impl Placement {
+    fn new(labels: PlacementLabels, workload: Option<Box<str>>, now: Instant) -> Placement {
+        Placement {
+            labels,
+            workload,
+            queries: Vec::new(),
+            responses: Vec::new(),
+            unanswered: None,
+            last_seen: now,
+        }
+    }
+
+    fn query_labels(&self, qtype: &'static str) -> QueryLabels {
+        let l = &self.labels;
+        QueryLabels {
+            namespace: l.namespace.clone(),
+            workload: l.workload.clone(),
+            pod: l.pod.clone(),
+            container: l.container.clone(),
+            qtype,
+        }
+    }
+
+    fn response_labels(&self, qtype: &'static str, rcode: &'static str) -> ResponseLabels {
+        let l = &self.labels;
+        ResponseLabels {
+            namespace: l.namespace.clone(),
+            workload: l.workload.clone(),
+            pod: l.pod.clone(),
+            container: l.container.clone(),
+            qtype,
+            rcode,
+        }
+    }
+
+    fn pod_labels(&self) -> PodLabels {
+        let l = &self.labels;
+        PodLabels {
+            namespace: l.namespace.clone(),
+            workload: l.workload.clone(),
+            pod: l.pod.clone(),
+        }
+    }
+
+    fn query(&mut self, f: &Families, qtype: &'static str) -> &Counter {
+        match self.queries.iter().position(|(t, _)| *t == qtype) {
+            Some(i) => &self.queries[i].1,
+            None => {
+                let counter = f.queries.get_or_create_owned(&self.query_labels(qtype));
+                self.queries.push((qtype, counter));
+                &self.queries.last().expect("just pushed").1
+            }
+        }
+    }
+
+    fn response(&mut self, f: &Families, qtype: &'static str, rcode: &'static str) -> &Counter {
+        let at = self
+            .responses
+            .iter()
+            .position(|(t, r, _)| *t == qtype && *r == rcode);
+        match at {
+            Some(i) => &self.responses[i].2,
+            None => {
+                let labels = self.response_labels(qtype, rcode);
+                let counter = f.responses.get_or_create_owned(&labels);
+                self.responses.push((qtype, rcode, counter));
+                &self.responses.last().expect("just pushed").2
+            }
+        }
+    }
+
+    fn unanswered(&mut self, f: &Families) -> &Counter {
+        if self.unanswered.is_none() {
+            self.unanswered = Some(f.unanswered.get_or_create_owned(&self.pod_labels()));
+        }
+        self.unanswered.as_ref().expect("just set")
+    }
+
+    /// Takes its series out of the exposition.
+    fn remove(&self, f: &Families) {
+        for (qtype, _) in &self.queries {
+            f.queries.remove(&self.query_labels(qtype));
+        }
+        for (qtype, rcode, _) in &self.responses {
+            f.responses.remove(&self.response_labels(qtype, rcode));
+        }
+        if self.unanswered.is_some() {
+            f.unanswered.remove(&self.pod_labels());
+        }
+    }
+}
+
+/// What is counted per (namespace, workload): latency, top domains, alerts.
+#[derive(Debug)]
+struct Workload {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+    /// Made at the first response, so that a workload with none has no histogram.
+    latency: Option<Histogram>,
+    domains: TopK,
+    /// The domains exported by name now, with their series.
+    exported: Vec<(Arc<str>, Counter)>,
+    /// `domain="other"`: queries for domains not exported when they were made.
+    other: Option<Counter>,
+    /// Queries were counted since `exported` was last chosen.
+    dirty: bool,
+    alerts: Vec<AlertLabels>,
+    last_seen: Instant,
+}
+
+impl Workload {
+    fn new(namespace: Arc<str>, workload: Arc<str>, limits: &Limits) -> Workload {
+        Workload {
+            latency: None,
+            namespace,
+            workload,
+            domains: TopK::new(limits.tracked_domains),
+            exported: Vec::new(),
+            other: None,
+            dirty: false,
+            alerts: Vec::new(),
+            last_seen: Instant::now(),
+        }
+    }
+
+    fn labels(&self) -> WorkloadLabels {
+        WorkloadLabels {
+            namespace: self.namespace.clone(),
+            workload: self.workload.clone(),
+        }
+    }
+
+    fn observe_latency(&mut self, seconds: f64, f: &Families) {
+        if self.latency.is_none() {
+            self.latency = Some(f.latency.get_or_create_owned(&self.labels()));
+        }
+        self.latency.as_ref().expect("just set").observe(seconds);
+    }
+
+    fn domain_labels(&self, domain: &Arc<str>) -> DomainLabels {
+        DomainLabels {
+            namespace: self.namespace.clone(),
+            workload: self.workload.clone(),
+            domain: domain.clone(),
+        }
+    }
+
+    /// Counts a query for `domain` (lower case): under its name if it is among the exported
+    /// ones now, else under `other`.
+    fn query(&mut self, domain: &str, f: &Families) {
+        if !domain.is_empty() {
+            self.domains.add(domain, 1);
+            self.dirty = true;
+            if let Some((_, counter)) = self.exported.iter().find(|(d, _)| **d == *domain) {
+                counter.inc();
+                return;
+            }
+        }
+        if self.other.is_none() {
+            let labels = self.domain_labels(&Arc::from(OTHER));
+            self.other = Some(f.top_domains.get_or_create_owned(&labels));
+        }
+        self.other.as_ref().expect("just set").inc();
+    }
+
+    /// Exports the `n` most queried domains now: new ones start at 0, and the series of
+    /// domains that left the top are removed.
+    fn choose_domains(&mut self, n: usize, f: &Families) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let top: Vec<&str> = self.domains.top(n).into_iter().map(|(d, _)| d).collect();
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exported)
+            .into_iter()
+            .partition(|(d, _)| top.contains(&&**d));
+        for (domain, _) in gone {
+            f.top_domains.remove(&self.domain_labels(&domain));
+        }
+        self.exported = kept;
+        for domain in top {
+            if !self.exported.iter().any(|(d, _)| **d == *domain) {
+                let domain: Arc<str> = Arc::from(domain);
+                let counter = f
+                    .top_domains
+                    .get_or_create_owned(&self.domain_labels(&domain));
+                self.exported.push((domain, counter));
+            }
+        }
+    }
+
+    fn alert(&mut self, a: &Alert, f: &Families) {
+        let labels = AlertLabels {
+            detector: a.detector.as_str(),
+            severity: a.severity.as_str(),
+            namespace: self.namespace.clone(),
+            workload: self.workload.clone(),
+        };
+        f.alerts.get_or_create(&labels).inc();
+        if !self.alerts.contains(&labels) {
+            self.alerts.push(labels);
+        }
+    }
+
+    fn remove(&self, f: &Families) {
+        if self.latency.is_some() {
+            f.latency.remove(&self.labels());
+        }
+        for (domain, _) in &self.exported {
+            f.top_domains.remove(&self.domain_labels(domain));
+        }
+        if self.other.is_some() {
+            f.top_domains.remove(&self.domain_labels(&Arc::from(OTHER)));
+        }
+        for labels in &self.alerts {
+            f.alerts.remove(labels);
+        }
+    }
+}
+
+/// Field separator of the table keys: it cannot occur in Kubernetes names, and a process name
+/// holding it only makes its own key.
+const SEP: char = '\u{1f}';
+
+/// Writes `namespace SEP workload SEP pod SEP container` of a process placed as given into `key`;
+/// returns where the workload key (`namespace SEP workload`) ends.
+fn placement_key(
+    host: Option<bool>,
+    pod: Option<&Pod>,
+    container: Option<&Container>,
+    process_name: &str,
+    key: &mut String,
+) -> usize {
+    key.clear();
+    let container_label = |key: &mut String| match container {
+        Some(Container {
+            name: Some(name), ..
+        }) => key.push_str(name),
+        Some(c) => key.push_str(c.short_id()),
+        None => {}
+    };
+    match (host, pod) {
+        (Some(true), _) => {
+            let _ = write!(key, "{HOST}{SEP}{process_name}");
+        }
+        (Some(false), Some(pod)) => match pod.info.as_deref() {
+            Some(info) => {
+                let _ = match &info.workload {
+                    Some(w) => write!(key, "{}{SEP}{}/{}", info.namespace, w.kind, w.name),
+                    None => write!(key, "{}{SEP}Pod/{}", info.namespace, info.name),
+                };
+            }
+            None => {
+                let _ = write!(key, "{UNKNOWN}{SEP}{UNKNOWN}");
+            }
+        },
+        (Some(false), None) if container.is_some() => {
+            let _ = write!(key, "{NO_POD}{SEP}{NO_POD}");
+        }
+        _ => {
+            let _ = write!(key, "{UNKNOWN}{SEP}{UNKNOWN}");
+        }
+    }
+    let workload_end = key.len();
+    key.push(SEP);
+    if let (Some(false), Some(pod)) = (host, pod) {
+        key.push_str(pod.name().unwrap_or(&pod.uid));
+    }
+    key.push(SEP);
+    if host == Some(false) {
+        container_label(key);
+    }
+    workload_end
+}
+
+/// Where an event or alert is counted.
+enum Slot {
+    /// `key` in the placement table.
+    Known,
+    /// The table is full: the folded placement.
+    Folded,
+}
+
+pub struct MetricsSink {
+    families: Families,
+    registry: Arc<Registry>,
+    limits: Limits,
+    placements: HashMap<Box<str>, Placement>,
+    workloads: HashMap<Box<str>, Workload>,
+    folded_placement: Placement,
+    folded_workload: Workload,
+    /// The time of the last status: what `last_seen` is set to (a second is precise enough to
+    /// tell idle label sets).
+    now: Instant,
+    next_sweep: Instant,
+    /// Reused for keys and lower-case domains, so that counting allocates nothing.
+    key: String,
+    domain: String,
+}
+
+impl MetricsSink {
+    pub fn new(limits: Limits) -> MetricsSink {
+        let families = Families::new();
+        let registry = Arc::new(families.registry());
+        let other: Arc<str> = Arc::from(OTHER);
+        let folded_ns: Arc<str> = Arc::from(FOLDED_NAMESPACE);
+        let now = Instant::now();
+        let folded_placement = Placement::new(
+            PlacementLabels {
+                namespace: folded_ns.clone(),
+                workload: other.clone(),
+                pod: other.clone(),
+                container: other.clone(),
+            },
+            None,
+            now,
+        );
+        let folded_workload = Workload::new(folded_ns, other, &limits);
+        // At 0 from the start: a fold shows as an increase, not as a series appearing.
+        for table in ["placements", "workloads"] {
+            drop(families.folded.get_or_create(&[("table", table)]));
+        }
+        MetricsSink {
+            families,
+            registry,
+            limits,
+            placements: HashMap::new(),
+            workloads: HashMap::new(),
+            folded_placement,
+            folded_workload,
+            now,
+            next_sweep: now + SWEEP_EVERY,
+            key: String::new(),
+            domain: String::new(),
+        }
+    }
+
+    /// The registry to encode; it reads the same series this sink counts into.
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    fn fold(&self, table: &'static str) {
+        self.families
+            .folded
+            .get_or_create(&[("table", table)])
+            .inc();
+    }
+
+    /// The workload key `key[..end]`: its table entry, made if there is room.
+    fn workload_slot(&mut self, end: usize) -> Option<Box<str>> {
+        let wkey = &self.key[..end];
+        if !self.workloads.contains_key(wkey) {
+            if self.workloads.len() >= self.limits.workloads {
+                return None;
+            }
+            let (namespace, workload) = wkey.split_once(SEP).expect("namespace SEP workload");
+            let w = Workload::new(Arc::from(namespace), Arc::from(workload), &self.limits);
+            self.workloads.insert(wkey.into(), w);
+        }
+        Some(wkey.into())
+    }
+
+    /// Finds or makes the placement of `self.key`.
+    fn slot(&mut self, workload_end: usize) -> Slot {
+        if self.placements.contains_key(&*self.key) {
+            return Slot::Known;
+        }
+        if self.placements.len() >= self.limits.placements {
+            return Slot::Folded;
+        }
+        let workload = self.workload_slot(workload_end);
+        let mut parts = self.key.split(SEP).map(Arc::<str>::from);
+        let mut next = || parts.next().expect("four fields");
+        let labels = PlacementLabels {
+            namespace: next(),
+            workload: next(),
+            pod: next(),
+            container: next(),
+        };
+        let placement = Placement::new(labels, workload, self.now);
+        self.placements.insert(self.key.as_str().into(), placement);
+        Slot::Known
+    }
+
+    fn count(&mut self, e: &DnsEvent) {
+        // The client side only: a lookup answered on this node would count twice otherwise.
+        if e.role != Role::Client {
+            return;
+        }
+        let end = placement_key(
+            e.host,
+            e.pod.as_ref(),
+            e.container.as_ref(),
+            &e.process.name,
+            &mut self.key,
+        );
+        let slot = self.slot(end);
+        let (placement, folded_placement) = match slot {
+            Slot::Known => (
+                self.placements.get_mut(&*self.key).expect("slot made it"),
+                false,
+            ),
+            Slot::Folded => (&mut self.folded_placement, true),
+        };
+        let workload = match &placement.workload {
+            Some(key) => self
+                .workloads
+                .get_mut(key)
+                .expect("placements keep their workload"),
+            None => &mut self.folded_workload,
+        };
+        let folded_workload = placement.workload.is_none() && !folded_placement;
+        placement.last_seen = self.now;
+        workload.last_seen = self.now;
+        let f = &self.families;
+        let qtype = e.qtype.name().unwrap_or(OTHER);
+        match e.kind {
+            Kind::Query => {
+                placement.query(f, qtype).inc();
+                self.domain.clear();
+                self.domain
+                    .extend(e.qname.chars().map(|c| c.to_ascii_lowercase()));
+                workload.query(&self.domain, f);
+            }
+            Kind::Response => {
+                let rcode = e.rcode.and_then(|r| r.name()).unwrap_or(OTHER);
+                placement.response(f, qtype, rcode).inc();
+                if let Some(us) = e.latency_us {
+                    workload.observe_latency(us as f64 / 1e6, f);
+                }
+            }
+            Kind::Unanswered => {
+                placement.unanswered(f).inc();
+            }
+        }
+        if folded_placement {
+            self.fold("placements");
+        } else if folded_workload {
+            self.fold("workloads");
+        }
+    }
+
+    fn count_alert(&mut self, a: &Alert) {
+        let Attribution {
+            host,
+            pod,
+            container,
+            process,
+            ..
+        } = &a.who;
+        let end = placement_key(
+            *host,
+            pod.as_ref(),
+            container.as_ref(),
+            &process.name,
+            &mut self.key,
+        );
+        let workload = match self.workload_slot(end) {
+            Some(key) => self.workloads.get_mut(&key).expect("just made"),
+            None => {
+                self.fold("workloads");
+                &mut self.folded_workload
+            }
+        };
+        workload.last_seen = self.now;
+        workload.alert(a, &self.families);
+    }
+
+    /// dnslens's own counters, as the run loop gathered them.
+    fn health(&self, s: &Status) {
+        let f = &self.families;
+        let store =
+            |family: &Family<One, Counter>, label: &'static str, value: &'static str, n: u64| {
+                family
+                    .get_or_create(&[(label, value)])
+                    .inner()
+                    .store(n, Ordering::Relaxed);
+            };
+        if let Some(k) = &s.kernel {
+            f.events_lost
+                .inner()
+                .store(k.ringbuf_full, Ordering::Relaxed);
+            for (name, n) in COUNTER_NAMES.iter().zip(kernel_values(k)) {
+                store(&f.kernel_events, "kind", name, n);
+            }
+        }
+        let (used, size) = s.ring;
+        f.ringbuf_used.set(i64::try_from(used).unwrap_or(i64::MAX));
+        f.ringbuf_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+        let lens = &s.lens;
+        store(
+            &f.decode_errors,
+            "kind",
+            "bad_record",
+            lens.decode.bad_records,
+        );
+        for (&kind, &n) in &lens.decode.errors {
+            store(&f.decode_errors, "kind", kind, n);
+        }
+        let mut evictions = vec![
+            ("pairing", lens.correlate.evicted),
+            ("tcp_streams", lens.decode.tcp_streams_evicted),
+            ("process_cache", lens.process.evictions),
+            ("cgroup_cache", lens.cgroup.evictions),
+            ("container_cache", lens.containers.evictions),
+        ];
+        if let Some(d) = &s.detect {
+            let e = &d.evictions;
+            evictions.extend([
+                ("detector_processes", e.processes),
+                ("detector_tunnels", e.tunnels),
+                ("detector_lookups", e.lookups),
+                ("detector_workloads", e.workloads),
+                ("detector_answers", e.answers),
+                ("detector_aggregates", e.aggregates),
+                ("baseline", d.baseline_dropped),
+            ]);
+        }
+        if let Some(c) = &s.cluster {
+            evictions.extend([("pods", c.evicted), ("owner_cache", c.owner_cache_evicted)]);
+        }
+        for (table, n) in evictions {
+            store(&f.state_evictions, "table", table, n);
+        }
+        for (what, n) in [
+            ("process", lens.process.gone),
+            ("cgroup", lens.cgroup.misses),
+            ("pod", lens.containers.unknown),
+        ] {
+            store(&f.enrichment_misses, "what", what, n);
+        }
+    }
+
+    /// Once a second: the top domains are chosen again, and now and then idle label sets leave.
+    fn refresh(&mut self, now: Instant) {
+        self.now = now;
+        let (n, f) = (self.limits.top_domains, &self.families);
+        for w in self.workloads.values_mut() {
+            w.choose_domains(n, f);
+        }
+        self.folded_workload.choose_domains(n, f);
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        let idle = self.limits.idle;
+        let idle_since = |last: Instant| now.saturating_duration_since(last) >= idle;
+        // Placements first: a workload is seen whenever one of its placements is, so an idle
+        // workload has only idle placements, gone by now.
+        self.placements.retain(|_, p| {
+            let keep = !idle_since(p.last_seen);
+            if !keep {
+                p.remove(f);
+            }
+            keep
+        });
+        self.workloads.retain(|_, w| {
+            let keep = !idle_since(w.last_seen);
+            if !keep {
+                w.remove(f);
+            }
+            keep
+        });
+    }
+}
+
+/// The kernel counters in [`COUNTER_NAMES`] order.
+fn kernel_values(k: &KernelCounters) -> [u64; COUNTER_NAMES.len()] {
+    [
+        k.events,
+        k.ringbuf_full,
+        k.read_failed,
+        k.truncated,
+        k.mmsg_skipped,
+        k.iov_skipped,
+        k.other_path,
+        k.exec_lost,
+    ]
+}
+
+impl Sink for MetricsSink {
+    /// Counts; shows nothing.
+    fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
+        self.count(event);
+        Ok(false)
+    }
+
+    fn alert(&mut self, alert: &Alert) -> io::Result<()> {
+        self.count_alert(alert);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn wants_status(&self) -> bool {
+        true
+    }
+
+    fn status(&mut self, status: &Status) {
+        self.health(status);
+        self.refresh(status.now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use dnslens_detect::{Detector, Evidence, Severity};
+    use dnslens_lens::container::Runtime;
+    use dnslens_lens::model::sample;
+    use dnslens_lens::pods::{PodInfo, Workload as PodWorkload};
+    use dnslens_lens::Stats;
+
+    /// One sample line of the exposition.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Series {
+        name: String,
+        labels: BTreeMap<String, String>,
+        value: f64,
+    }
+
+    fn parse_label_values(mut rest: &str, labels: &mut BTreeMap<String, String>) {
+        while let Some((key, after)) = rest.split_once("=\"") {
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let mut end = after.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.push(chars.next().map_or('\\', |(_, c)| c)),
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            labels.insert(key.trim_start_matches(',').to_string(), value);
+            rest = &after[end..];
+        }
+    }
+
+    fn scrape(sink: &MetricsSink) -> Vec<Series> {
+        let text = encode(&sink.registry(), false);
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|line| {
+                let (head, value) = line.rsplit_once(' ').expect("NAME VALUE");
+                let (name, labels) = match head.split_once('{') {
+                    Some((name, rest)) => {
+                        let mut labels = BTreeMap::new();
+                        parse_label_values(rest.strip_suffix('}').unwrap(), &mut labels);
+                        (name.to_string(), labels)
+                    }
+                    None => (head.to_string(), BTreeMap::new()),
+                };
+                Series {
+                    name,
+                    labels,
+                    value: value.parse().unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    /// The value of the series `name` whose labels include `want`.
+    fn value(series: &[Series], name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<&Series> = series
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && want
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        assert!(found.len() <= 1, "{name} {want:?}: {found:?}");
+        found.first().map(|s| s.value)
+    }
+
+    fn pod(namespace: &str, name: &str, workload: Option<(&str, &str)>) -> Pod {
+        let uid = format!("uid-{namespace}-{name}");
+        Pod {
+            uid: Arc::from(uid.as_str()),
+            info: Some(Arc::new(PodInfo {
+                uid,
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                node: None,
+                pod_ip: None,
+                service_account: None,
+                labels: BTreeMap::new(),
+                workload: workload.map(|(kind, name)| PodWorkload {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                }),
+                containers: BTreeMap::new(),
+            })),
+        }
+    }
+
+    fn container(name: Option<&str>) -> Container {
+        Container {
+            id: Arc::from("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+            runtime: Runtime::Containerd,
+            name: name.map(str::to_string),
+        }
+    }
+
+    fn in_pod(mut e: DnsEvent, pod: &Pod, c: Option<&str>) -> DnsEvent {
+        e.host = Some(false);
+        e.pod = Some(pod.clone());
+        e.container = Some(container(c));
+        e
+    }
+
+    fn answered(q: &DnsEvent, rcode: u16, latency_us: u64) -> DnsEvent {
+        let mut r = sample::response(q, rcode, &[], q.mono_ns + latency_us * 1000);
+        r.latency_us = Some(latency_us);
+        r
+    }
+
+    fn status(now: Instant) -> Status {
+        Status {
+            now,
+            kernel: None,
+            ring: (0, 4096),
+            lens: Stats::default(),
+            detect: None,
+            cluster: None,
+        }
+    }
+
+    #[test]
+    fn labels_name_the_namespace_workload_pod_and_container() {
+        let mut sink = MetricsSink::new(Limits::default());
+        let web = pod("shop", "web-7d9f-abcde", Some(("Deployment", "web")));
+        let q = in_pod(sample::query(1, "Api.Example.COM", 1, 0), &web, Some("app"));
+        sink.event(&q).unwrap();
+        sink.event(&answered(&q, 3, 2_000)).unwrap();
+        let mut aaaa = in_pod(
+            sample::query(2, "api.example.com", 28, 0),
+            &web,
+            Some("app"),
+        );
+        sink.event(&aaaa).unwrap();
+        aaaa.kind = Kind::Unanswered;
+        sink.event(&aaaa).unwrap();
+        // A resolver's side of a lookup is not counted: the client side is.
+        let mut served = q.clone();
+        served.role = Role::Server;
+        sink.event(&served).unwrap();
+
+        let bare = pod("batch", "once", None);
+        sink.event(&in_pod(sample::query(3, "x.test", 16, 0), &bare, None))
+            .unwrap();
+        let mut host = sample::query(4, "host.test", 1, 0);
+        host.host = Some(true);
+        sink.event(&host).unwrap();
+        let mut unnamed = in_pod(sample::query(5, "u.test", 65280, 0), &web, None);
+        unnamed.pod.as_mut().unwrap().info = None;
+        sink.event(&unnamed).unwrap();
+        let mut docker = sample::query(6, "d.test", 1, 0);
+        docker.host = Some(false);
+        docker.container = Some(container(None));
+        sink.event(&docker).unwrap();
+        let unknown = sample::query(7, "n.test", 1, 0);
+        sink.event(&unknown).unwrap();
+
+        let s = scrape(&sink);
+        let app = [
+            ("namespace", "shop"),
+            ("workload", "Deployment/web"),
+            ("pod", "web-7d9f-abcde"),
+            ("container", "app"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut l = app.to_vec();
+            l.extend_from_slice(extra);
+            l
+        };
+        let q_total = "dnslens_queries_total";
+        assert_eq!(value(&s, q_total, &with(&[("qtype", "A")])), Some(1.0));
+        assert_eq!(value(&s, q_total, &with(&[("qtype", "AAAA")])), Some(1.0));
+        let r = with(&[("qtype", "A"), ("rcode", "NXDOMAIN")]);
+        assert_eq!(value(&s, "dnslens_responses_total", &r), Some(1.0));
+        let un = [
+            ("namespace", "shop"),
+            ("workload", "Deployment/web"),
+            ("pod", "web-7d9f-abcde"),
+        ];
+        assert_eq!(value(&s, "dnslens_unanswered_total", &un), Some(1.0));
+        let wl = [("namespace", "shop"), ("workload", "Deployment/web")];
+        let lat = |le: &'static str| {
+            let mut l = wl.to_vec();
+            l.push(("le", le));
+            value(&s, "dnslens_response_latency_seconds_bucket", &l)
+        };
+        assert_eq!((lat("0.001"), lat("0.0025")), (Some(0.0), Some(1.0)));
+        assert_eq!(
+            value(&s, "dnslens_response_latency_seconds_count", &wl),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&s, "dnslens_response_latency_seconds_sum", &wl),
+            Some(0.002)
+        );
+
+        let only = |labels: [(&'static str, &'static str); 5]| value(&s, q_total, &labels);
+        assert_eq!(
+            only([
+                ("namespace", "batch"),
+                ("workload", "Pod/once"),
+                ("pod", "once"),
+                ("container", "0123456789ab"),
+                ("qtype", "TXT")
+            ]),
+            Some(1.0)
+        );
+        assert_eq!(
+            only([
+                ("namespace", "_host"),
+                ("workload", "dig"),
+                ("pod", ""),
+                ("container", ""),
+                ("qtype", "A")
+            ]),
+            Some(1.0)
+        );
+        assert_eq!(
+            only([
+                ("namespace", "_unknown"),
+                ("workload", "_unknown"),
+                ("pod", "uid-shop-web-7d9f-abcde"),
+                ("container", "0123456789ab"),
+                ("qtype", "other")
+            ]),
+            Some(1.0)
+        );
+        assert_eq!(
+            only([
+                ("namespace", "_none"),
+                ("workload", "_none"),
+                ("pod", ""),
+                ("container", "0123456789ab"),
+                ("qtype", "A")
+            ]),
+            Some(1.0)
+        );
+        assert_eq!(
+            only([
+                ("namespace", "_unknown"),
+                ("workload", "_unknown"),
+                ("pod", ""),
+                ("container", ""),
+                ("qtype", "A")
+            ]),
+            Some(1.0)
+        );
+        let queries: f64 = s
+            .iter()
+            .filter(|x| x.name == q_total)
+            .map(|x| x.value)
+            .sum();
+        assert_eq!(queries, 7.0, "the server side is not counted");
+
+        // An alert, by the workload it is about.
+        let alert = Alert {
+            detector: Detector::Dga,
+            severity: Severity::High,
+            summary: String::new(),
+            count: 1,
+            window_s: 60,
+            evidence: Evidence::default(),
+            who: Attribution::of_event(&q),
+        };
+        sink.alert(&alert).unwrap();
+        let s = scrape(&sink);
+        let a = [
+            ("detector", "dga"),
+            ("severity", "high"),
+            ("namespace", "shop"),
+            ("workload", "Deployment/web"),
+        ];
+        assert_eq!(value(&s, "dnslens_alerts_total", &a), Some(1.0));
+    }
+
+    #[test]
+    fn top_domains_are_exported_from_the_next_refresh_and_the_rest_is_other() {
+        let limits = Limits {
+            top_domains: 2,
+            tracked_domains: 8,
+            ..Limits::default()
+        };
+        let mut sink = MetricsSink::new(limits);
+        let web = pod("shop", "web-1", Some(("Deployment", "web")));
+        let ask = |sink: &mut MetricsSink, name: &str, n: usize| {
+            for _ in 0..n {
+                sink.event(&in_pod(sample::query(1, name, 1, 0), &web, Some("app")))
+                    .unwrap();
+            }
+        };
+        ask(&mut sink, "a.example", 5);
+        ask(&mut sink, "b.example", 3);
+        ask(&mut sink, "c.example", 1);
+        let top = "dnslens_top_domains_queries_total";
+        let d = |s: &[Series], domain: &'static str| {
+            value(
+                s,
+                top,
+                &[
+                    ("namespace", "shop"),
+                    ("workload", "Deployment/web"),
+                    ("domain", domain),
+                ],
+            )
+        };
+        let s = scrape(&sink);
+        assert_eq!(
+            d(&s, "other"),
+            Some(9.0),
+            "nothing exported before a refresh"
+        );
+        sink.status(&status(Instant::now()));
+        ask(&mut sink, "A.EXAMPLE", 2);
+        ask(&mut sink, "c.example", 1);
+        let s = scrape(&sink);
+        assert_eq!(
+            (d(&s, "a.example"), d(&s, "b.example")),
+            (Some(2.0), Some(0.0))
+        );
+        assert_eq!((d(&s, "c.example"), d(&s, "other")), (None, Some(10.0)));
+        // c overtakes b: b's series leaves, c's starts.
+        ask(&mut sink, "c.example", 5);
+        sink.status(&status(Instant::now()));
+        ask(&mut sink, "c.example", 1);
+        let s = scrape(&sink);
+        assert_eq!((d(&s, "b.example"), d(&s, "c.example")), (None, Some(1.0)));
+        let sum: f64 = s.iter().filter(|x| x.name == top).map(|x| x.value).sum();
+        assert_eq!(
+            sum,
+            3.0 + 15.0,
+            "every query is under one domain series, or was"
+        );
+    }
+
+    /// 100,000 random names from 20,000 pods: the series stay within the limits, the rest is
+    /// counted under `other` labels, and the folds are counted.
+    #[test]
+    fn cardinality_is_bounded_under_a_flood_of_names_and_pods() {
+        let limits = Limits {
+            placements: 1_000,
+            workloads: 100,
+            ..Limits::default()
+        };
+        let mut sink = MetricsSink::new(limits);
+        let pods: Vec<Pod> = (0..20_000)
+            .map(|i| {
+                pod(
+                    &format!("ns{}", i % 50),
+                    &format!("p{i}"),
+                    Some(("Deployment", &format!("d{}", i % 400))),
+                )
+            })
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..100_000u64 {
+            let p = &pods[(next() % 20_000) as usize];
+            let q = in_pod(
+                sample::query(i as u16, &format!("{:x}.flood.example", next()), 1, 0),
+                p,
+                Some("app"),
+            );
+            sink.event(&q).unwrap();
+            sink.event(&answered(&q, 3, 100)).unwrap();
+            if i % 10_000 == 0 {
+                sink.status(&status(Instant::now()));
+            }
+        }
+        sink.status(&status(Instant::now()));
+        let s = scrape(&sink);
+        let count = |name: &str| s.iter().filter(|x| x.name == name).count();
+        assert_eq!(
+            count("dnslens_queries_total"),
+            1_001,
+            "1,000 placements and the fold"
+        );
+        assert_eq!(count("dnslens_responses_total"), 1_001);
+        assert!(count("dnslens_response_latency_seconds_count") <= 101);
+        // Per workload: the top 10 and other.
+        assert!(
+            count("dnslens_top_domains_queries_total") <= 101 * 11,
+            "{}",
+            count("dnslens_top_domains_queries_total")
+        );
+        assert!(s.len() < 30_000, "{} series in all", s.len());
+        let folded =
+            |table| value(&s, "dnslens_metrics_folded_total", &[("table", table)]).unwrap_or(0.0);
+        let in_fold = value(
+            &s,
+            "dnslens_queries_total",
+            &[
+                ("namespace", "_other"),
+                ("workload", "other"),
+                ("pod", "other"),
+                ("container", "other"),
+            ],
+        )
+        .unwrap();
+        assert!(in_fold > 90_000.0, "{in_fold}");
+        let total: f64 = s
+            .iter()
+            .filter(|x| x.name == "dnslens_queries_total")
+            .map(|x| x.value)
+            .sum();
+        assert_eq!(total, 100_000.0, "every query is counted once");
+        assert_eq!(
+            folded("placements"),
+            2.0 * in_fold,
+            "queries and responses folded"
+        );
+        assert!(folded("workloads") > 0.0);
+        assert!(sink.placements.len() <= 1_000 && sink.workloads.len() <= 100);
+        assert!(sink
+            .workloads
+            .values()
+            .all(|w| w.domains.len() <= limits.tracked_domains));
+    }
+
+    #[test]
+    fn idle_series_leave_and_make_room() {
+        let limits = Limits {
+            placements: 1,
+            idle: Duration::from_secs(600),
+            ..Limits::default()
+        };
+        let mut sink = MetricsSink::new(limits);
+        let start = Instant::now();
+        let a = pod("a", "a-1", None);
+        let b = pod("b", "b-1", None);
+        sink.event(&in_pod(sample::query(1, "x.test", 1, 0), &a, None))
+            .unwrap();
+        sink.event(&in_pod(sample::query(1, "x.test", 1, 0), &b, None))
+            .unwrap();
+        let s = scrape(&sink);
+        assert_eq!(
+            value(&s, "dnslens_queries_total", &[("pod", "a-1")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&s, "dnslens_queries_total", &[("pod", "other")]),
+            Some(1.0)
+        );
+        sink.status(&status(start + Duration::from_secs(3600)));
+        let s = scrape(&sink);
+        assert_eq!(value(&s, "dnslens_queries_total", &[("pod", "a-1")]), None);
+        assert_eq!(
+            value(
+                &s,
+                "dnslens_response_latency_seconds_count",
+                &[("namespace", "a")]
+            ),
+            None
+        );
+        assert_eq!(
+            value(
+                &s,
+                "dnslens_top_domains_queries_total",
+                &[("namespace", "a")]
+            ),
+            None
+        );
+        sink.event(&in_pod(sample::query(1, "x.test", 1, 0), &b, None))
+            .unwrap();
+        let s = scrape(&sink);
+        assert_eq!(
+            value(&s, "dnslens_queries_total", &[("pod", "b-1")]),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn health_comes_from_the_status() {
+        let mut sink = MetricsSink::new(Limits::default());
+        let mut st = status(Instant::now());
+        st.kernel = Some(KernelCounters {
+            events: 100,
+            ringbuf_full: 7,
+            read_failed: 1,
+            ..KernelCounters::default()
+        });
+        st.ring = (512, 1 << 20);
+        st.lens.decode.errors.insert("truncated", 3);
+        st.lens.decode.bad_records = 2;
+        st.lens.correlate.evicted = 5;
+        st.lens.containers.unknown = 4;
+        sink.status(&st);
+        let s = scrape(&sink);
+        let one = |name, label, v| value(&s, name, &[(label, v)]);
+        assert_eq!(value(&s, "dnslens_events_lost_total", &[]), Some(7.0));
+        assert_eq!(
+            one("dnslens_kernel_events_total", "kind", "events"),
+            Some(100.0)
+        );
+        assert_eq!(
+            one("dnslens_kernel_events_total", "kind", "read_failed"),
+            Some(1.0)
+        );
+        assert_eq!(value(&s, "dnslens_ringbuf_used_bytes", &[]), Some(512.0));
+        assert_eq!(
+            value(&s, "dnslens_ringbuf_size_bytes", &[]),
+            Some(1048576.0)
+        );
+        assert_eq!(
+            one("dnslens_decode_errors_total", "kind", "truncated"),
+            Some(3.0)
+        );
+        assert_eq!(
+            one("dnslens_decode_errors_total", "kind", "bad_record"),
+            Some(2.0)
+        );
+        assert_eq!(
+            one("dnslens_state_evictions_total", "table", "pairing"),
+            Some(5.0)
+        );
+        assert_eq!(
+            one("dnslens_enrichment_misses_total", "what", "pod"),
+            Some(4.0)
+        );
+        // Counters follow the source, which only grows.
+        st.kernel.as_mut().unwrap().ringbuf_full = 9;
+        sink.status(&st);
+        assert_eq!(
+            value(&scrape(&sink), "dnslens_events_lost_total", &[]),
+            Some(9.0)
+        );
+    }
+
+    /// The exposition has exactly the metrics of names.rs, with their types and labels.
+    #[test]
+    fn exposition_matches_the_names_table() {
+        let mut sink = MetricsSink::new(Limits::default());
+        let web = pod("shop", "web-1", Some(("Deployment", "web")));
+        let q = in_pod(sample::query(1, "a.test", 1, 0), &web, Some("app"));
+        sink.event(&q).unwrap();
+        sink.event(&answered(&q, 0, 10)).unwrap();
+        let mut u = q.clone();
+        u.kind = Kind::Unanswered;
+        sink.event(&u).unwrap();
+        sink.alert(&Alert {
+            detector: Detector::Tunneling,
+            severity: Severity::Medium,
+            summary: String::new(),
+            count: 1,
+            window_s: 60,
+            evidence: Evidence::default(),
+            who: Attribution::of_event(&q),
+        })
+        .unwrap();
+        let mut st = status(Instant::now());
+        st.kernel = Some(KernelCounters::default());
+        sink.status(&st);
+        let text = encode(&sink.registry(), false);
+        let types: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split_once(' ').unwrap())
+            .collect();
+        let want: BTreeMap<&str, &str> = names::METRICS
+            .iter()
+            .map(|m| {
+                let kind = match m.kind {
+                    Type::Counter => "counter",
+                    Type::Gauge => "gauge",
+                    Type::Histogram => "histogram",
+                };
+                (m.name, kind)
+            })
+            .collect();
+        assert_eq!(types, want);
+        for series in scrape(&sink) {
+            let row = names::METRICS
+                .iter()
+                .find(|m| series.name.starts_with(m.name))
+                .unwrap_or_else(|| panic!("{} is not in names.rs", series.name));
+            let mut labels: BTreeSet<&str> = row.labels.iter().copied().collect();
+            if series.name.ends_with("_bucket") {
+                labels.insert("le");
+            }
+            let got: BTreeSet<&str> = series.labels.keys().map(String::as_str).collect();
+            assert_eq!(got, labels, "{series:?}");
+        }
+        let om = encode(&sink.registry(), true);
+        assert!(
+            om.contains("# UNIT dnslens_response_latency_seconds seconds"),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,1114 @@
+//! What `dnslens top` knows: per row (a pod, or a process) the client side of DNS over a
+//! sliding window (queries, responses by rcode, unanswered queries, a latency histogram), the
+//! total, and the row's top domains; the recent alerts of every row. Both groupings are kept
+//! at once, so `g` switches instantly and with history. [`Controls`] is what the keys change
+//! (grouping, sort, selection); [`Model::snapshot`] turns both into sorted plain rows for the
+//! view. Pure: time comes in as CLOCK_MONOTONIC ns (the clock of event stamps), nothing here
+//! touches the terminal.
+
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use dnslens_detect::{Alert, Detector, Severity};
+use dnslens_lens::bounded::Lru;
+use dnslens_lens::model::{Container, Pod, ProcessInfo};
+use dnslens_lens::topk::TopK;
+use dnslens_lens::{DnsEvent, Kind, Role};
+use dnslens_wire::Rcode;
+
+/// Seconds the rates, percentages, unanswered counts and percentiles cover.
+pub const WINDOW_S: u64 = 10;
+/// Rows kept per grouping; the one seen longest ago is evicted (and counted) for a new one.
+pub const MAX_ROWS: usize = 5_000;
+/// Alerts kept, newest first, of every row.
+pub const MAX_ALERTS: usize = 50;
+/// Domains tracked per row (space-saving, so the top few are right) and how many are shown.
+const DOMAINS_TRACKED: usize = 16;
+pub const DOMAINS_SHOWN: usize = 5;
+
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// What a row stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Grouping {
+    /// A pod (`namespace/name`, its uid while unnamed); outside pods a container, or a host
+    /// process by name.
+    Pod,
+    /// A process: pid and name.
+    Process,
+}
+
+impl Grouping {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grouping::Pod => "pod",
+            Grouping::Process => "process",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn other(self) -> Grouping {
+        match self {
+            Grouping::Pod => Grouping::Process,
+            Grouping::Process => Grouping::Pod,
+        }
+    }
+}
+
+/// The columns the rows can be sorted by, left to right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Name,
+    Qps,
+    Nxdomain,
+    Servfail,
+    Unanswered,
+    P50,
+    P99,
+    Total,
+}
+
+impl Column {
+    pub const ALL: [Column; 8] = [
+        Column::Name,
+        Column::Qps,
+        Column::Nxdomain,
+        Column::Servfail,
+        Column::Unanswered,
+        Column::P50,
+        Column::P99,
+        Column::Total,
+    ];
+
+    fn position(self) -> usize {
+        Column::ALL.iter().position(|&c| c == self).expect("listed")
+    }
+
+    /// Names read best A to Z, numbers largest first.
+    fn descending_first(self) -> bool {
+        self != Column::Name
+    }
+}
+
+/// How the rows are sorted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sort {
+    pub column: Column,
+    pub descending: bool,
+}
+
+/// What a key asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+    /// Pods <-> processes.
+    Group,
+    /// Sort by the column right of the current one (wrapping).
+    SortNext,
+    SortPrev,
+    Reverse,
+    Quit,
+}
+
+/// The view's state that keys change: the grouping, the sort and the selected row (by key,
+/// so the selection follows its row as the order changes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Controls {
+    pub grouping: Grouping,
+    pub sort: Sort,
+    /// The selected row's key per grouping.
+    selected: [Option<String>; 2],
+    /// Rows a page moves.
+    pub page: usize,
+}
+
+impl Controls {
+    pub fn new(grouping: Grouping) -> Controls {
+        Controls {
+            grouping,
+            sort: Sort {
+                column: Column::Qps,
+                descending: true,
+            },
+            selected: [None, None],
+            page: 10,
+        }
+    }
+
+    pub fn selected(&self) -> Option<&str> {
+        self.selected[self.grouping.index()].as_deref()
+    }
+
+    /// Applies `command` to the rows as last shown (sorted). Returns false for `Quit`.
+    pub fn apply(&mut self, command: Command, rows: &[RowStats]) -> bool {
+        // As the snapshot shows it: a selection whose row is gone is the first row.
+        let current = self
+            .selected()
+            .and_then(|key| rows.iter().position(|r| r.key == key))
+            .unwrap_or(0);
+        let last = rows.len().saturating_sub(1);
+        let moved = |delta: isize| current.saturating_add_signed(delta).min(last);
+        let select = match command {
+            Command::Quit => return false,
+            Command::Up => Some(moved(-1)),
+            Command::Down => Some(moved(1)),
+            Command::PageUp => Some(moved(-(self.page as isize))),
+            Command::PageDown => Some(moved(self.page as isize)),
+            Command::First => Some(0),
+            Command::Last => Some(last),
+            Command::Group => {
+                self.grouping = self.grouping.other();
+                None
+            }
+            Command::SortNext | Command::SortPrev => {
+                let n = Column::ALL.len();
+                let step = if command == Command::SortNext {
+                    1
+                } else {
+                    n - 1
+                };
+                let column = Column::ALL[(self.sort.column.position() + step) % n];
+                self.sort = Sort {
+                    column,
+                    descending: column.descending_first(),
+                };
+                None
+            }
+            Command::Reverse => {
+                self.sort.descending = !self.sort.descending;
+                None
+            }
+        };
+        if let Some(row) = select.and_then(|i| rows.get(i)) {
+            self.selected[self.grouping.index()] = Some(row.key.clone());
+        }
+        true
+    }
+}
+
+/// Latency buckets: below 16 µs, then two per power of two ([2^k, 1.5·2^k) and
+/// [1.5·2^k, 2^(k+1))) up to 2^23 µs (8.4 s), the last open-ended: an estimate is within 25%
+/// of the true value, in 41 counters.
+const BUCKETS: usize = 41;
+const FIRST_BOUND_US: u64 = 16;
+
+fn bucket(us: u64) -> usize {
+    if us < FIRST_BOUND_US {
+        return 0;
+    }
+    let high = 63 - us.leading_zeros() as usize;
+    let upper_half = ((us >> (high - 1)) & 1) as usize;
+    ((high - 4) * 2 + upper_half + 1).min(BUCKETS - 1)
+}
+
+/// The lower bound of bucket `i` (i >= 1), in µs.
+fn bucket_floor(i: usize) -> u64 {
+    let power = 1u64 << ((i - 1) / 2 + 4);
+    if (i - 1).is_multiple_of(2) {
+        power
+    } else {
+        power + power / 2
+    }
+}
+
+/// The value reported for a bucket: its middle (its floor for the open-ended last one).
+fn bucket_value(i: usize) -> u64 {
+    match i {
+        0 => FIRST_BOUND_US / 2,
+        i if i == BUCKETS - 1 => bucket_floor(i),
+        i => (bucket_floor(i) + bucket_floor(i + 1)) / 2,
+    }
+}
+
+/// Counts of one second.
+#[derive(Clone, Debug)]
+struct Slot {
+    second: u64,
+    queries: u32,
+    responses: u32,
+    nxdomain: u32,
+    servfail: u32,
+    unanswered: u32,
+    latency: [u32; BUCKETS],
+}
+
+impl Slot {
+    fn empty(second: u64) -> Slot {
+        Slot {
+            second,
+            queries: 0,
+            responses: 0,
+            nxdomain: 0,
+            servfail: 0,
+            unanswered: 0,
+            latency: [0; BUCKETS],
+        }
+    }
+}
+
+/// The last [`WINDOW_S`] seconds, one slot each, reused round the ring.
+#[derive(Clone, Debug)]
+struct Window {
+    slots: Vec<Slot>,
+}
+
+/// A window's counts added up.
+#[derive(Clone, Debug, PartialEq)]
+struct Sums {
+    queries: u64,
+    responses: u64,
+    nxdomain: u64,
+    servfail: u64,
+    unanswered: u64,
+    latency: [u64; BUCKETS],
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            slots: (0..WINDOW_S).map(|_| Slot::empty(u64::MAX)).collect(),
+        }
+    }
+
+    /// The slot of `mono_ns`'s second, emptied if it held an older second; `None` when that
+    /// second is already out of the ring (an unanswered query is reported a timeout late).
+    fn slot(&mut self, mono_ns: u64) -> Option<&mut Slot> {
+        let second = mono_ns / NS_PER_S;
+        let slot = &mut self.slots[(second % WINDOW_S) as usize];
+        if slot.second == u64::MAX || slot.second < second {
+            *slot = Slot::empty(second);
+        }
+        (slot.second == second).then_some(slot)
+    }
+
+    fn record(&mut self, e: &DnsEvent) {
+        let Some(slot) = self.slot(e.mono_ns) else {
+            return;
+        };
+        match e.kind {
+            Kind::Query => slot.queries += 1,
+            Kind::Unanswered => slot.unanswered += 1,
+            Kind::Response => {
+                slot.responses += 1;
+                match e.rcode {
+                    Some(Rcode::NXDOMAIN) => slot.nxdomain += 1,
+                    Some(Rcode::SERVFAIL) => slot.servfail += 1,
+                    _ => {}
+                }
+                if let Some(us) = e.latency_us {
+                    slot.latency[bucket(us)] += 1;
+                }
+            }
+        }
+    }
+
+    /// The counts of the seconds in `(now - WINDOW_S, now]`.
+    fn sums(&self, now_ns: u64) -> Sums {
+        let now = now_ns / NS_PER_S;
+        let mut sums = Sums {
+            queries: 0,
+            responses: 0,
+            nxdomain: 0,
+            servfail: 0,
+            unanswered: 0,
+            latency: [0; BUCKETS],
+        };
+        for s in &self.slots {
+            if s.second > now || now - s.second >= WINDOW_S {
+                continue;
+            }
+            sums.queries += u64::from(s.queries);
+            sums.responses += u64::from(s.responses);
+            sums.nxdomain += u64::from(s.nxdomain);
+            sums.servfail += u64::from(s.servfail);
+            sums.unanswered += u64::from(s.unanswered);
+            for (sum, &n) in sums.latency.iter_mut().zip(&s.latency) {
+                *sum += u64::from(n);
+            }
+        }
+        sums
+    }
+}
+
+impl Sums {
+    /// The latency at quantile `q` (0..=1), from the buckets: `None` without responses.
+    fn percentile(&self, q: f64) -> Option<u64> {
+        let n: u64 = self.latency.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        self.latency
+            .iter()
+            .position(|&c| {
+                seen += c;
+                seen >= rank
+            })
+            .map(bucket_value)
+    }
+
+    fn percent(&self, part: u64) -> Option<f64> {
+        (self.responses > 0).then(|| 100.0 * part as f64 / self.responses as f64)
+    }
+}
+
+/// Who an event or an alert is about: enough to find its row in either grouping.
+struct Who<'a> {
+    process: &'a ProcessInfo,
+    host: Option<bool>,
+    container: Option<&'a Container>,
+    pod: Option<&'a Pod>,
+}
+
+impl Who<'_> {
+    fn name(&self) -> &str {
+        match self.process.name.as_str() {
+            "" => &self.process.comm,
+            name => name,
+        }
+    }
+
+    /// The pod row's key, which is also its label: `namespace/name`, the pod's uid while the
+    /// directory does not know it, `runtime:id` for a container outside pods, `(host) name`
+    /// for a process outside containers, `(unknown) name` while its cgroup is not resolved.
+    fn place(&self, out: &mut String) {
+        out.clear();
+        let written = match (self.pod, self.container, self.host) {
+            (Some(pod), _, _) => match (pod.namespace(), pod.name()) {
+                (Some(ns), Some(name)) => write!(out, "{ns}/{name}"),
+                _ => out.write_str(&pod.uid),
+            },
+            (None, Some(c), _) => write!(out, "{}:{}", c.runtime.as_str(), c.short_id()),
+            (None, None, Some(true)) => write!(out, "(host) {}", self.name()),
+            (None, None, _) => write!(out, "(unknown) {}", self.name()),
+        };
+        written.expect("writing to a String cannot fail");
+    }
+
+    /// The process row's key: pid and name (a reused pid is another process).
+    fn process_key(&self, out: &mut String) {
+        out.clear();
+        write!(out, "{} {}", self.process.pid, self.name()).expect("writing to a String");
+    }
+}
+
+/// One row's state.
+#[derive(Debug)]
+struct Row {
+    key: String,
+    /// Process rows: the pid.
+    pid: Option<u32>,
+    /// The label: the pod row's key, or the process's name.
+    name: String,
+    /// Process rows: where the process runs (the pod row's label).
+    place: String,
+    /// Process rows: the executable, as last seen.
+    exe: Option<Arc<str>>,
+    window: Window,
+    /// Queries since the row was made.
+    total: u64,
+    domains: TopK,
+}
+
+/// One grouping's rows.
+#[derive(Debug)]
+struct Table {
+    rows: Lru<String, Row>,
+}
+
+/// One row's figures at a time, for the view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowStats {
+    pub key: String,
+    pub pid: Option<u32>,
+    pub name: String,
+    pub place: String,
+    pub exe: Option<Arc<str>>,
+    /// Queries per second over the window.
+    pub qps: f64,
+    /// Of the responses in the window; `None` without any.
+    pub nxdomain_pct: Option<f64>,
+    pub servfail_pct: Option<f64>,
+    /// Queries of the window that got no response within the timeout.
+    pub unanswered: u64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// Queries since the row was made.
+    pub total: u64,
+}
+
+/// An alert as the view lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertLine {
+    /// Wall-clock ns.
+    pub time_ns: u64,
+    pub detector: Detector,
+    pub severity: Severity,
+    /// Whom it is about, as the current grouping names rows.
+    pub subject: String,
+    pub summary: String,
+    /// About the selected row.
+    pub selected: bool,
+}
+
+#[derive(Debug)]
+struct StoredAlert {
+    time_ns: u64,
+    detector: Detector,
+    severity: Severity,
+    summary: String,
+    /// The row keys per grouping.
+    keys: [String; 2],
+    /// The subject per grouping: the pod label, `name[pid]`.
+    subjects: [String; 2],
+}
+
+/// What the view shows at one moment: plain values, sorted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub grouping: Grouping,
+    pub sort: Sort,
+    pub rows: Vec<RowStats>,
+    /// Index into `rows`.
+    pub selected: Option<usize>,
+    /// The selected row's top domains, most queried first, and its queries of other domains.
+    pub domains: Vec<(String, u64)>,
+    pub domains_other: u64,
+    /// Newest first.
+    pub alerts: Vec<AlertLine>,
+    /// Every client's queries per second over the window.
+    pub qps: f64,
+    /// Client events taken in since the start.
+    pub events: u64,
+    pub alerts_total: u64,
+    /// Rows of this grouping evicted to make room for new ones.
+    pub evicted: u64,
+}
+
+pub struct Model {
+    /// When counting began (the window is shorter until it has passed).
+    start_ns: u64,
+    tables: [Table; 2],
+    all: Window,
+    events: u64,
+    alerts: VecDeque<StoredAlert>,
+    alerts_total: u64,
+    /// Reused for row keys, so that an event of a known row allocates nothing.
+    key: String,
+}
+
+impl Model {
+    pub fn new(start_ns: u64) -> Model {
+        Model::with_capacity(start_ns, MAX_ROWS)
+    }
+
+    pub fn with_capacity(start_ns: u64, max_rows: usize) -> Model {
+        let table = || Table {
+            rows: Lru::new(max_rows),
+        };
+        Model {
+            start_ns,
+            tables: [table(), table()],
+            all: Window::new(),
+            events: 0,
+            alerts: VecDeque::with_capacity(MAX_ALERTS),
+            alerts_total: 0,
+            key: String::new(),
+        }
+    }
+
+    /// Takes in one event. Only the client side counts (the process that asked): a DNS
+    /// server's queries received and responses sent are not its own lookups.
+    pub fn event(&mut self, e: &DnsEvent) {
+        if e.role != Role::Client {
+            return;
+        }
+        self.events += 1;
+        self.all.record(e);
+        let who = Who {
+            process: &e.process,
+            host: e.host,
+            container: e.container.as_ref(),
+            pod: e.pod.as_ref(),
+        };
+        for grouping in [Grouping::Pod, Grouping::Process] {
+            let row = self.row(grouping, &who);
+            row.window.record(e);
+            if e.kind == Kind::Query {
+                row.total += 1;
+                row.domains.add(&e.qname, 1);
+            }
+            if grouping == Grouping::Process && e.process.exe.is_some() {
+                row.exe.clone_from(&e.process.exe);
+            }
+        }
+    }
+
+    /// The row of `who` in `grouping`, made if new (evicting the least recent when full).
+    fn row(&mut self, grouping: Grouping, who: &Who<'_>) -> &mut Row {
+        match grouping {
+            Grouping::Pod => who.place(&mut self.key),
+            Grouping::Process => who.process_key(&mut self.key),
+        }
+        let rows = &mut self.tables[grouping.index()].rows;
+        if rows.contains(self.key.as_str()) {
+            return rows.get(self.key.as_str()).expect("present");
+        }
+        let (pid, name, place) = match grouping {
+            Grouping::Pod => (None, self.key.clone(), String::new()),
+            Grouping::Process => {
+                let mut place = String::new();
+                who.place(&mut place);
+                (Some(who.process.pid), who.name().to_string(), place)
+            }
+        };
+        rows.get_or_insert_with(self.key.clone(), || Row {
+            key: self.key.clone(),
+            pid,
+            name,
+            place,
+            exe: None,
+            window: Window::new(),
+            total: 0,
+            domains: TopK::new(DOMAINS_TRACKED),
+        })
+    }
+
+    /// Keeps `alert` among the recent ones.
+    pub fn alert(&mut self, alert: &Alert) {
+        let a = &alert.who;
+        let who = Who {
+            process: &a.process,
+            host: a.host,
+            container: a.container.as_ref(),
+            pod: a.pod.as_ref(),
+        };
+        let mut keys = [String::new(), String::new()];
+        who.place(&mut keys[Grouping::Pod.index()]);
+        who.process_key(&mut keys[Grouping::Process.index()]);
+        let subjects = [
+            keys[Grouping::Pod.index()].clone(),
+            format!("{}[{}]", who.name(), a.process.pid),
+        ];
+        if self.alerts.len() == MAX_ALERTS {
+            self.alerts.pop_back();
+        }
+        self.alerts.push_front(StoredAlert {
+            time_ns: a.time_ns,
+            detector: alert.detector,
+            severity: alert.severity,
+            summary: alert.summary.clone(),
+            keys,
+            subjects,
+        });
+        self.alerts_total += 1;
+    }
+
+    /// The rows of `controls`' grouping at `now_ns`, in its order, and the selected row's
+    /// details. A selection whose row is gone falls back to the first row.
+    pub fn snapshot(&self, now_ns: u64, controls: &Controls) -> Snapshot {
+        let grouping = controls.grouping;
+        let table = &self.tables[grouping.index()];
+        let span_ns = self.span_ns(now_ns);
+        let mut rows: Vec<RowStats> = table
+            .rows
+            .values()
+            .map(|row| stats(row, now_ns, span_ns))
+            .collect();
+        let sort = controls.sort;
+        rows.sort_by(|a, b| {
+            let order = compare(sort.column, a, b);
+            let order = if sort.descending {
+                order.reverse()
+            } else {
+                order
+            };
+            order.then_with(|| a.key.cmp(&b.key))
+        });
+        let selected = match controls.selected() {
+            Some(key) => rows.iter().position(|r| r.key == key),
+            None => None,
+        }
+        .or((!rows.is_empty()).then_some(0));
+        let selected_key = selected.map(|i| rows[i].key.as_str());
+        let (domains, domains_other) = selected_key
+            .and_then(|key| table.rows.peek(key))
+            .map(|row| {
+                let top: Vec<(String, u64)> = row
+                    .domains
+                    .top(DOMAINS_SHOWN)
+                    .into_iter()
+                    .map(|(d, n)| (d.to_string(), n))
+                    .collect();
+                let shown: u64 = top.iter().map(|(_, n)| n).sum();
+                (top, row.domains.total() - shown)
+            })
+            .unwrap_or_default();
+        let alerts = self
+            .alerts
+            .iter()
+            .map(|a| AlertLine {
+                time_ns: a.time_ns,
+                detector: a.detector,
+                severity: a.severity,
+                subject: a.subjects[grouping.index()].clone(),
+                summary: a.summary.clone(),
+                selected: selected_key == Some(a.keys[grouping.index()].as_str()),
+            })
+            .collect();
+        Snapshot {
+            grouping,
+            sort,
+            selected,
+            domains,
+            domains_other,
+            alerts,
+            qps: rate(self.all.sums(now_ns).queries, span_ns),
+            events: self.events,
+            alerts_total: self.alerts_total,
+            evicted: table.rows.evictions(),
+            rows,
+        }
+    }
+
+    /// How much of the window has passed: [`WINDOW_S`] less the part of its first second
+    /// still to come, or less when counting began within it.
+    fn span_ns(&self, now_ns: u64) -> u64 {
+        let window_start = (now_ns / NS_PER_S + 1).saturating_sub(WINDOW_S) * NS_PER_S;
+        now_ns.saturating_sub(window_start.max(self.start_ns))
+    }
+}
+
+fn rate(count: u64, span_ns: u64) -> f64 {
+    if span_ns == 0 {
+        return 0.0;
+    }
+    count as f64 * NS_PER_S as f64 / span_ns as f64
+}
+
+fn stats(row: &Row, now_ns: u64, span_ns: u64) -> RowStats {
+    let sums = row.window.sums(now_ns);
+    RowStats {
+        key: row.key.clone(),
+        pid: row.pid,
+        name: row.name.clone(),
+        place: row.place.clone(),
+        exe: row.exe.clone(),
+        qps: rate(sums.queries, span_ns),
+        nxdomain_pct: sums.percent(sums.nxdomain),
+        servfail_pct: sums.percent(sums.servfail),
+        unanswered: sums.unanswered,
+        p50_us: sums.percentile(0.50),
+        p99_us: sums.percentile(0.99),
+        total: row.total,
+    }
+}
+
+/// Ascending order of `column`; a missing value (no responses) is below every value.
+fn compare(column: Column, a: &RowStats, b: &RowStats) -> Ordering {
+    let float = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (x, y) => x.is_some().cmp(&y.is_some()),
+    };
+    match column {
+        Column::Name => a.name.cmp(&b.name).then(a.pid.cmp(&b.pid)),
+        Column::Qps => a.qps.total_cmp(&b.qps),
+        Column::Nxdomain => float(a.nxdomain_pct, b.nxdomain_pct),
+        Column::Servfail => float(a.servfail_pct, b.servfail_pct),
+        Column::Unanswered => a.unanswered.cmp(&b.unanswered),
+        Column::P50 => a.p50_us.cmp(&b.p50_us),
+        Column::P99 => a.p99_us.cmp(&b.p99_us),
+        Column::Total => a.total.cmp(&b.total),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use dnslens_detect::{Attribution, Evidence};
+    use dnslens_lens::model::{sample, Pod};
+    use dnslens_lens::pods::PodInfo;
+
+    pub const S: u64 = NS_PER_S;
+    /// A start well past zero, as CLOCK_MONOTONIC is.
+    pub const T0: u64 = 1_000 * S;
+
+    /// A client query of `pid`/`name` in pod `ns/pod` (or on the host with `pod` empty).
+    pub fn query(pid: u32, name: &str, pod: &str, qname: &str, at: u64) -> DnsEvent {
+        let mut q = sample::query(1, qname, 1, at);
+        q.process.pid = pid;
+        q.process.name = name.to_string();
+        q.process.exe = Some(Arc::from(format!("/usr/bin/{name}")));
+        match pod.split_once('/') {
+            Some((ns, name)) => {
+                q.host = Some(false);
+                q.pod = Some(Pod {
+                    uid: Arc::from(format!("uid-{name}")),
+                    info: Some(Arc::new(PodInfo {
+                        uid: format!("uid-{name}"),
+                        name: name.to_string(),
+                        namespace: ns.to_string(),
+                        node: None,
+                        pod_ip: None,
+                        service_account: None,
+                        labels: Default::default(),
+                        workload: None,
+                        containers: Default::default(),
+                    })),
+                });
+            }
+            None => q.host = Some(true),
+        }
+        q
+    }
+
+    pub fn response(q: &DnsEvent, rcode: Rcode, latency_us: u64) -> DnsEvent {
+        let mut r = sample::response(q, rcode.0, &[], q.mono_ns + latency_us * 1000);
+        r.latency_us = Some(latency_us);
+        r
+    }
+
+    pub fn unanswered(q: &DnsEvent) -> DnsEvent {
+        DnsEvent {
+            kind: Kind::Unanswered,
+            timeout_ms: Some(5000),
+            ..q.clone()
+        }
+    }
+
+    pub fn alert(q: &DnsEvent, detector: Detector, summary: &str) -> Alert {
+        Alert {
+            detector,
+            severity: Severity::High,
+            summary: summary.to_string(),
+            count: 1,
+            window_s: 60,
+            evidence: Evidence::default(),
+            who: Attribution::of_event(q),
+        }
+    }
+
+    fn snap(model: &Model, now: u64, controls: &Controls) -> Snapshot {
+        model.snapshot(now, controls)
+    }
+
+    fn row<'a>(s: &'a Snapshot, key: &str) -> &'a RowStats {
+        s.rows
+            .iter()
+            .find(|r| r.key == key)
+            .unwrap_or_else(|| panic!("no row {key} in {:?}", s.rows))
+    }
+
+    #[test]
+    fn rate_is_over_the_window_or_since_the_start() {
+        let mut m = Model::new(T0);
+        // 20 queries a second for 15 s.
+        for i in 0..300 {
+            m.event(&query(
+                7,
+                "getent",
+                "shop/web",
+                "a.example",
+                T0 + i * S / 20,
+            ));
+        }
+        let c = Controls::new(Grouping::Pod);
+        // After 2 s: 40 queries over 2 s.
+        let mut early = Model::new(T0);
+        for i in 0..40 {
+            early.event(&query(
+                7,
+                "getent",
+                "shop/web",
+                "a.example",
+                T0 + i * S / 20,
+            ));
+        }
+        assert_eq!(row(&snap(&early, T0 + 2 * S, &c), "shop/web").qps, 20.0);
+        // At T0 + 15 s the window is seconds 1006..=1015 (of which 1015 not yet begun):
+        // 9 full seconds, 180 queries.
+        let s = snap(&m, T0 + 15 * S, &c);
+        assert_eq!(row(&s, "shop/web").qps, 20.0);
+        assert_eq!(s.qps, 20.0);
+        assert_eq!(row(&s, "shop/web").total, 300);
+        // Half a second later, half the last second is in.
+        assert_eq!(
+            row(&snap(&m, T0 + 15 * S + S / 2, &c), "shop/web").qps,
+            180.0 / 9.5
+        );
+        // Long after, nothing in the window; the total stays.
+        let quiet = snap(&m, T0 + 60 * S, &c);
+        assert_eq!(
+            (row(&quiet, "shop/web").qps, row(&quiet, "shop/web").total),
+            (0.0, 300)
+        );
+    }
+
+    #[test]
+    fn rcode_percentages_and_unanswered_in_the_window() {
+        let mut m = Model::new(T0);
+        let q = query(7, "dig", "shop/web", "x.example", T0);
+        m.event(&q);
+        for (i, rcode) in [
+            Rcode::NOERROR,
+            Rcode::NXDOMAIN,
+            Rcode::NXDOMAIN,
+            Rcode::SERVFAIL,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            m.event(&response(&q, rcode, 100 + i as u64));
+        }
+        m.event(&unanswered(&q));
+        let mut server = response(&q, Rcode::NXDOMAIN, 5);
+        server.role = Role::Server;
+        m.event(&server);
+        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
+        let r = row(&s, "shop/web");
+        assert_eq!(
+            (r.nxdomain_pct, r.servfail_pct, r.unanswered),
+            (Some(50.0), Some(25.0), 1)
+        );
+        assert_eq!(s.events, 6, "the server's side is not counted");
+        // A row with queries only has no percentages.
+        let mut m = Model::new(T0);
+        m.event(&q);
+        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
+        assert_eq!(row(&s, "shop/web").nxdomain_pct, None);
+        // An unanswered query reported after its second left the ring is not in the window.
+        let mut m = Model::new(T0);
+        m.event(&query(7, "dig", "shop/web", "x.example", T0 + 20 * S));
+        m.event(&unanswered(&q));
+        let s = snap(&m, T0 + 20 * S, &Controls::new(Grouping::Pod));
+        assert_eq!(row(&s, "shop/web").unanswered, 0);
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        // Buckets: below 16 us, then [2^k, 1.5*2^k) and [1.5*2^k, 2^(k+1)).
+        assert_eq!(
+            (bucket(0), bucket(15), bucket(16), bucket(23)),
+            (0, 0, 1, 1)
+        );
+        assert_eq!((bucket(24), bucket(32), bucket(1_000)), (2, 3, 12));
+        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+        for us in [16, 100, 999, 1_000, 54_321, 1 << 22] {
+            let i = bucket(us);
+            assert!(bucket_floor(i) <= us && us < bucket_floor(i + 1), "{us}");
+        }
+        let mut m = Model::new(T0);
+        let q = query(7, "dig", "shop/web", "x.example", T0);
+        // 90 responses at 100 us, 9 at 2 ms, 1 at 80 ms.
+        for (n, us) in [(90, 100), (9, 2_000), (1, 80_000)] {
+            for _ in 0..n {
+                m.event(&response(&q, Rcode::NOERROR, us));
+            }
+        }
+        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
+        let r = row(&s, "shop/web");
+        // 100 us is in [96, 128): reported 112; 2 ms in [1536, 2048): 1792.
+        assert_eq!((r.p50_us, r.p99_us), (Some(112), Some(1_792)));
+        m.event(&response(&q, Rcode::NOERROR, 80_000));
+        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
+        // 2 of 101 at 80 ms: the 100th is one of them, in [65536, 98304).
+        assert_eq!(row(&s, "shop/web").p99_us, Some(81_920));
+        for (true_us, got) in [(100, 112), (2_000, 1_792), (80_000, 81_920)] {
+            assert!((got as f64 - true_us as f64).abs() / (true_us as f64) < 0.25);
+        }
+    }
+
+    #[test]
+    fn grouping_switches_between_pods_and_processes() {
+        let mut m = Model::new(T0);
+        m.event(&query(7, "getent", "shop/web", "a.example", T0));
+        m.event(&query(8, "python3", "shop/web", "b.example", T0));
+        m.event(&query(9, "dnsmasq", "", "c.example", T0));
+        let mut c = Controls::new(Grouping::Pod);
+        c.sort.column = Column::Name;
+        c.sort.descending = false;
+        let keys = |s: &Snapshot| s.rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+        let s = snap(&m, T0 + S, &c);
+        assert_eq!(keys(&s), ["(host) dnsmasq", "shop/web"]);
+        assert_eq!(row(&s, "shop/web").total, 2);
+        assert!(c.apply(Command::Group, &s.rows));
+        let s = snap(&m, T0 + S, &c);
+        assert_eq!(s.grouping, Grouping::Process);
+        assert_eq!(keys(&s), ["9 dnsmasq", "7 getent", "8 python3"]);
+        let getent = row(&s, "7 getent");
+        assert_eq!(
+            (getent.pid, getent.name.as_str(), getent.place.as_str()),
+            (Some(7), "getent", "shop/web")
+        );
+        assert_eq!(getent.exe.as_deref(), Some("/usr/bin/getent"));
+    }
+
+    #[test]
+    fn sort_by_each_column_and_reverse() {
+        let mut m = Model::new(T0);
+        // a: 3 queries, all NXDOMAIN at 1 ms; b: 1 query, NOERROR at 100 us; c: 2 queries,
+        // one unanswered.
+        for (pod, n, rcode, us) in [
+            ("ns/a", 3, Rcode::NXDOMAIN, 1_000),
+            ("ns/b", 1, Rcode::NOERROR, 100),
+        ] {
+            for _ in 0..n {
+                let q = query(1, "x", pod, "q.example", T0);
+                m.event(&q);
+                m.event(&response(&q, rcode, us));
+            }
+        }
+        let c_query = query(1, "x", "ns/c", "q.example", T0);
+        m.event(&c_query);
+        m.event(&c_query);
+        m.event(&unanswered(&c_query));
+        let mut c = Controls::new(Grouping::Pod);
+        let order = |c: &Controls| {
+            snap(&m, T0 + S, c)
+                .rows
+                .iter()
+                .map(|r| r.name.clone())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(order(&c), "ns/a ns/c ns/b", "q/s, largest first");
+        assert!(c.apply(Command::Reverse, &[]));
+        assert_eq!(order(&c), "ns/b ns/c ns/a");
+        let mut seen = Vec::new();
+        for _ in 0..Column::ALL.len() {
+            assert!(c.apply(Command::SortNext, &[]));
+            seen.push((c.sort.column, c.sort.descending, order(&c)));
+        }
+        assert_eq!(
+            seen,
+            [
+                (Column::Nxdomain, true, "ns/a ns/b ns/c".into()),
+                (Column::Servfail, true, "ns/a ns/b ns/c".into()),
+                (Column::Unanswered, true, "ns/c ns/a ns/b".into()),
+                (Column::P50, true, "ns/a ns/b ns/c".into()),
+                (Column::P99, true, "ns/a ns/b ns/c".into()),
+                (Column::Total, true, "ns/a ns/c ns/b".into()),
+                (Column::Name, false, "ns/a ns/b ns/c".into()),
+                (Column::Qps, true, "ns/a ns/c ns/b".into()),
+            ]
+        );
+        assert!(c.apply(Command::SortPrev, &[]));
+        assert_eq!(c.sort.column, Column::Name);
+    }
+
+    #[test]
+    fn selection_follows_its_row_and_moves_with_keys() {
+        let mut m = Model::new(T0);
+        for (pod, n) in [("ns/a", 3), ("ns/b", 2), ("ns/c", 1)] {
+            for _ in 0..n {
+                m.event(&query(1, "x", pod, "q.example", T0));
+            }
+        }
+        let mut c = Controls::new(Grouping::Pod);
+        let s = snap(&m, T0 + S, &c);
+        assert_eq!(s.selected, Some(0), "the first row until one is chosen");
+        assert!(c.apply(Command::Down, &s.rows));
+        assert!(c.apply(Command::Down, &s.rows));
+        assert!(c.apply(Command::Down, &s.rows), "stays on the last");
+        assert_eq!(c.selected(), Some("ns/c"));
+        assert!(c.apply(Command::Reverse, &s.rows));
+        assert_eq!(snap(&m, T0 + S, &c).selected, Some(0), "ns/c is now first");
+        assert!(c.apply(Command::First, &s.rows));
+        assert_eq!(c.selected(), Some("ns/a"));
+        assert!(c.apply(Command::PageDown, &s.rows));
+        assert_eq!(c.selected(), Some("ns/c"));
+        assert!(!c.apply(Command::Quit, &s.rows));
+    }
+
+    #[test]
+    fn rows_are_bounded_and_evictions_counted() {
+        let mut m = Model::with_capacity(T0, 3);
+        for pod in ["ns/a", "ns/b", "ns/c"] {
+            m.event(&query(1, "x", pod, "q.example", T0));
+        }
+        // a is used again, so b is the least recent when d comes.
+        m.event(&query(1, "x", "ns/a", "q.example", T0));
+        m.event(&query(1, "x", "ns/d", "q.example", T0));
+        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
+        let mut keys: Vec<&str> = s.rows.iter().map(|r| r.key.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["ns/a", "ns/c", "ns/d"]);
+        assert_eq!(s.evicted, 1);
+    }
+
+    #[test]
+    fn top_domains_of_the_selected_row() {
+        let mut m = Model::new(T0);
+        for (name, n) in [("a.example", 5), ("b.example", 3), ("c.example", 1)] {
+            for _ in 0..n {
+                m.event(&query(1, "x", "ns/web", name, T0));
+            }
+        }
+        for i in 0..(DOMAINS_SHOWN as u64 + 2) {
+            m.event(&query(1, "x", "ns/web", &format!("rare{i}.example"), T0));
+        }
+        m.event(&query(2, "y", "ns/other", "z.example", T0));
+        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
+        assert_eq!(s.rows[s.selected.unwrap()].key, "ns/web");
+        let top: Vec<(&str, u64)> = s.domains.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+        assert_eq!(
+            top,
+            [
+                ("a.example", 5),
+                ("b.example", 3),
+                ("c.example", 1),
+                ("rare0.example", 1),
+                ("rare1.example", 1)
+            ]
+        );
+        assert_eq!(s.domains_other, 5);
+    }
+
+    #[test]
+    fn recent_alerts_are_a_ring_marking_the_selected_row() {
+        let mut m = Model::new(T0);
+        let web = query(1, "x", "ns/web", "q.example", T0);
+        let db = query(2, "y", "ns/db", "q.example", T0);
+        m.event(&web);
+        m.event(&web);
+        m.event(&db);
+        for i in 0..MAX_ALERTS + 3 {
+            let q = if i % 2 == 0 { &web } else { &db };
+            m.alert(&alert(q, Detector::Dga, &format!("alert {i}")));
+        }
+        let c = Controls::new(Grouping::Pod);
+        let s = snap(&m, T0 + S, &c);
+        assert_eq!(
+            (s.alerts.len(), s.alerts_total),
+            (MAX_ALERTS, MAX_ALERTS as u64 + 3)
+        );
+        let newest = &s.alerts[0];
+        let last = MAX_ALERTS + 2;
+        assert_eq!(newest.summary, format!("alert {last}"));
+        assert_eq!((newest.subject.as_str(), newest.selected), ("ns/web", true));
+        assert_eq!(
+            (s.alerts[1].subject.as_str(), s.alerts[1].selected),
+            ("ns/db", false)
+        );
+        assert_eq!(s.alerts.last().unwrap().summary, "alert 3");
+        let mut c = c;
+        c.apply(Command::Group, &s.rows);
+        let s = snap(&m, T0 + S, &c);
+        assert_eq!(s.alerts[0].subject, "x[1]");
+        assert!(
+            s.alerts[0].selected,
+            "process x is the busiest, so selected"
+        );
+    }
+}

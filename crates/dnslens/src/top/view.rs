@@ -1,0 +1,486 @@
+//! The model on the screen, converted at the edge as bpftop does: a [`Snapshot`] becomes a
+//! status line, the table of rows, the selected row's top domains beside the recent alerts,
+//! and the help line; keys become [`Command`]s. Fits an 80x24 terminal: on narrower screens
+//! the name columns give way first.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+use dnslens_detect::Severity;
+use dnslens_lens::clock::Civil;
+
+use super::model::{AlertLine, Column, Command, Grouping, RowStats, Snapshot, WINDOW_S};
+
+/// The keys, as the bottom line shows them.
+pub const HELP: &str = "q quit  g pods/processes  </> sort column  r reverse  ↑/↓ select";
+
+/// Lines of the domains and alerts panels, borders included.
+const DETAIL_HEIGHT: u16 = 9;
+/// From this width on, process rows also show their pod.
+const WIDE: u16 = 100;
+
+/// What `key` asks for, if anything.
+pub fn command(key: &KeyEvent) -> Option<Command> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    Some(match key.code {
+        KeyCode::Char('c') if ctrl => Command::Quit,
+        KeyCode::Char('q') => Command::Quit,
+        KeyCode::Char('g') => Command::Group,
+        KeyCode::Char('>' | 's') | KeyCode::Right => Command::SortNext,
+        KeyCode::Char('<') | KeyCode::Left => Command::SortPrev,
+        KeyCode::Char('r') => Command::Reverse,
+        KeyCode::Up | KeyCode::Char('k') => Command::Up,
+        KeyCode::Down | KeyCode::Char('j') => Command::Down,
+        KeyCode::PageUp => Command::PageUp,
+        KeyCode::PageDown => Command::PageDown,
+        KeyCode::Home => Command::First,
+        KeyCode::End => Command::Last,
+        _ => return None,
+    })
+}
+
+/// Draws `s`; `notice` is the latest line written to stderr meanwhile (a loss warning).
+/// `utc_offset` gives the local time of the alerts. Returns how many rows the table shows,
+/// what a page key moves.
+pub fn render(
+    frame: &mut Frame<'_>,
+    s: &Snapshot,
+    table: &mut TableState,
+    notice: Option<&str>,
+    utc_offset: fn(u64) -> i64,
+) -> usize {
+    let [status, body, detail, help] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(DETAIL_HEIGHT),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    frame.render_widget(status_line(s, notice), status);
+    render_table(frame, s, table, body);
+    let [domains, alerts] =
+        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(detail);
+    frame.render_widget(domains_panel(s, domains.height), domains);
+    frame.render_widget(alerts_panel(s, alerts.height, utc_offset), alerts);
+    frame.render_widget(Line::from(HELP).style(Style::new().reversed()), help);
+    usize::from(body.height.saturating_sub(1)).max(1)
+}
+
+fn status_line<'a>(s: &Snapshot, notice: Option<&'a str>) -> Line<'a> {
+    let mut spans = vec![
+        Span::styled("dnslens top", Style::new().bold()),
+        Span::raw(format!(
+            "  by {}  {} rows  {} q/s over {WINDOW_S}s  {} events  {} alerts",
+            s.grouping.as_str(),
+            s.rows.len(),
+            qps(s.qps),
+            s.events,
+            s.alerts_total
+        )),
+    ];
+    if s.evicted > 0 {
+        spans.push(Span::raw(format!("  {} rows evicted", s.evicted)));
+    }
+    if let Some(notice) = notice {
+        spans.push(Span::styled(
+            format!("  {notice}"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    Line::from(spans)
+}
+
+/// The table's columns for `grouping` at `width`: (title, sort column, width).
+fn columns(grouping: Grouping, width: u16) -> Vec<(&'static str, Option<Column>, Constraint)> {
+    let mut columns = match grouping {
+        Grouping::Pod => vec![("POD", Some(Column::Name), Constraint::Fill(1))],
+        Grouping::Process if width >= WIDE => vec![
+            ("PID", None, Constraint::Length(7)),
+            ("PROCESS", Some(Column::Name), Constraint::Length(15)),
+            ("POD", None, Constraint::Fill(1)),
+        ],
+        Grouping::Process => vec![
+            ("PID", None, Constraint::Length(7)),
+            ("PROCESS", Some(Column::Name), Constraint::Fill(1)),
+        ],
+    };
+    columns.extend([
+        ("Q/S", Some(Column::Qps), Constraint::Length(7)),
+        ("NX%", Some(Column::Nxdomain), Constraint::Length(6)),
+        ("SRVF%", Some(Column::Servfail), Constraint::Length(6)),
+        ("UNANS", Some(Column::Unanswered), Constraint::Length(6)),
+        ("P50", Some(Column::P50), Constraint::Length(6)),
+        ("P99", Some(Column::P99), Constraint::Length(6)),
+        ("TOTAL", Some(Column::Total), Constraint::Length(8)),
+    ]);
+    columns
+}
+
+fn render_table(frame: &mut Frame<'_>, s: &Snapshot, state: &mut TableState, area: Rect) {
+    let columns = columns(s.grouping, area.width);
+    let header = Row::new(columns.iter().map(|&(title, column, _)| {
+        let marker = match (column == Some(s.sort.column), s.sort.descending) {
+            (false, _) => "",
+            (true, true) => "▼",
+            (true, false) => "▲",
+        };
+        let text = format!("{title}{marker}");
+        match column {
+            Some(Column::Name) | None => Cell::from(text),
+            Some(_) => Cell::from(Line::from(text).right_aligned()),
+        }
+    }))
+    .style(Style::new().bold().reversed());
+    let with_pod = columns.len() == 10;
+    let rows = s.rows.iter().map(|r| table_row(r, with_pod));
+    let table = Table::new(rows, columns.iter().map(|c| c.2))
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(Style::new().reversed())
+        .highlight_symbol(">")
+        .highlight_spacing(HighlightSpacing::Always);
+    state.select(s.selected);
+    frame.render_stateful_widget(table, area, state);
+}
+
+/// One row's cells: the name columns, then the figures, right-aligned.
+fn table_row(r: &RowStats, with_pod: bool) -> Row<'static> {
+    let mut cells: Vec<Cell> = Vec::with_capacity(10);
+    if let Some(pid) = r.pid {
+        cells.push(Cell::from(Line::from(pid.to_string()).right_aligned()));
+    }
+    cells.push(Cell::from(r.name.clone()));
+    if with_pod {
+        cells.push(Cell::from(r.place.clone()));
+    }
+    let figures = [
+        qps(r.qps),
+        percent(r.nxdomain_pct),
+        percent(r.servfail_pct),
+        r.unanswered.to_string(),
+        latency(r.p50_us),
+        latency(r.p99_us),
+        count(r.total),
+    ];
+    cells.extend(
+        figures
+            .into_iter()
+            .map(|f| Cell::from(Line::from(f).right_aligned())),
+    );
+    Row::new(cells)
+}
+
+/// The selected row (a process by its executable), then its domains.
+fn domains_panel(s: &Snapshot, height: u16) -> Paragraph<'static> {
+    let Some(r) = s.selected.map(|i| &s.rows[i]) else {
+        return Paragraph::new("no queries yet").block(Block::bordered().title(" top domains "));
+    };
+    let label = match (r.pid, &r.exe) {
+        (Some(pid), Some(exe)) => format!("{pid} {exe}"),
+        (Some(pid), None) => format!("{pid} {}", r.name),
+        (None, _) => r.name.clone(),
+    };
+    let mut lines = vec![Line::styled(label, Style::new().bold())];
+    lines.extend(
+        s.domains
+            .iter()
+            .map(|(domain, n)| Line::from(format!("{:>7} {domain}", count(*n)))),
+    );
+    if s.domains_other > 0 {
+        lines.push(Line::from(format!("{:>7} (other)", count(s.domains_other))));
+    }
+    lines.truncate(usize::from(height.saturating_sub(2)));
+    Paragraph::new(lines).block(Block::bordered().title(" top domains "))
+}
+
+fn alerts_panel(s: &Snapshot, height: u16, utc_offset: fn(u64) -> i64) -> Paragraph<'static> {
+    let shown = usize::from(height.saturating_sub(2));
+    let mut lines: Vec<Line> = s
+        .alerts
+        .iter()
+        .take(shown)
+        .map(|a| alert_line(a, utc_offset))
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::from("none"));
+    }
+    let title = format!(" recent alerts ({}), * this row's ", s.alerts_total);
+    Paragraph::new(lines).block(Block::bordered().title(title))
+}
+
+fn alert_line(a: &AlertLine, utc_offset: fn(u64) -> i64) -> Line<'static> {
+    let t = Civil::from_wall_ns(a.time_ns, utc_offset(a.time_ns));
+    let colour = match a.severity {
+        Severity::High => Color::Red,
+        Severity::Medium => Color::Yellow,
+        Severity::Low => Color::Reset,
+    };
+    let mark = if a.selected { '*' } else { ' ' };
+    let style = if a.selected {
+        Style::new().add_modifier(Modifier::BOLD)
+    } else {
+        Style::new()
+    };
+    Line::from(vec![
+        Span::styled(
+            format!("{mark}{:02}:{:02}:{:02} ", t.hour, t.minute, t.second),
+            style,
+        ),
+        Span::styled(format!("{} ", a.detector), style.fg(colour)),
+        Span::styled(format!("{} {}", a.subject, a.summary), style),
+    ])
+}
+
+fn qps(q: f64) -> String {
+    match q {
+        q if q < 100.0 => format!("{q:.1}"),
+        q if q < 1e6 => format!("{q:.0}"),
+        q => format!("{:.1}M", q / 1e6),
+    }
+}
+
+fn percent(p: Option<f64>) -> String {
+    p.map_or_else(|| "-".to_string(), |p| format!("{p:.1}"))
+}
+
+/// An estimate from a histogram bucket: two or three significant digits, no more.
+fn latency(us: Option<u64>) -> String {
+    match us {
+        None => "-".to_string(),
+        Some(us @ 0..1_000) => format!("{us}us"),
+        Some(us @ 1_000..10_000) => format!("{:.1}ms", us as f64 / 1e3),
+        Some(us @ 10_000..1_000_000) => format!("{:.0}ms", us as f64 / 1e3),
+        Some(us) => format!("{:.1}s", us as f64 / 1e6),
+    }
+}
+
+fn count(n: u64) -> String {
+    match n {
+        0..10_000_000 => n.to_string(),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::top::model::tests::{alert, query, response, unanswered, S, T0};
+    use crate::top::model::{Controls, Model};
+    use dnslens_detect::Detector;
+    use dnslens_wire::Rcode;
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
+    use ratatui::crossterm::event::KeyEventKind;
+    use ratatui::Terminal;
+
+    /// A model with two pods: web (20 q/s for 2 s, of 20 responses 2 NXDOMAIN, at 1.6 ms; one
+    /// query unanswered) and db (1 q/s), and an alert about each.
+    fn model() -> Model {
+        let mut m = Model::new(T0);
+        for i in 0..40 {
+            let name = if i < 38 {
+                "api.example.com"
+            } else {
+                "x.example"
+            };
+            let q = query(41, "getent", "shop/web", name, T0 + i * S / 20);
+            m.event(&q);
+            match i {
+                0 | 10 => m.event(&response(&q, Rcode::NXDOMAIN, 1_600)),
+                1..20 => m.event(&response(&q, Rcode::NOERROR, 1_600)),
+                39 => m.event(&unanswered(&q)),
+                _ => {}
+            }
+        }
+        for i in 0..2 {
+            m.event(&query(42, "python3", "shop/db", "db.example", T0 + i * S));
+        }
+        let web = query(41, "getent", "shop/web", "x", T0);
+        let db = query(42, "python3", "shop/db", "x", T0);
+        m.alert(&alert(
+            &web,
+            Detector::Dga,
+            "failed lookups of random names",
+        ));
+        m.alert(&alert(
+            &db,
+            Detector::Tunneling,
+            "long names under evil.test",
+        ));
+        m
+    }
+
+    fn draw(s: &Snapshot, width: u16, height: u16) -> Buffer {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        let mut state = TableState::default();
+        terminal
+            .draw(|f| {
+                render(f, s, &mut state, Some("3 lost"), |_| 0);
+            })
+            .unwrap();
+        terminal.backend().buffer().clone()
+    }
+
+    fn line(b: &Buffer, y: u16) -> String {
+        (0..b.area.width).map(|x| b[(x, y)].symbol()).collect()
+    }
+
+    fn find(b: &Buffer, needle: &str) -> u16 {
+        (0..b.area.height)
+            .find(|&y| line(b, y).contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{}", screen(b)))
+    }
+
+    fn screen(b: &Buffer) -> String {
+        (0..b.area.height).map(|y| line(b, y) + "\n").collect()
+    }
+
+    fn words(text: &str) -> Vec<&str> {
+        text.split_whitespace().collect()
+    }
+
+    #[test]
+    fn pods_at_80_by_24() {
+        let m = model();
+        let s = m.snapshot(T0 + 2 * S, &Controls::new(Grouping::Pod));
+        let b = draw(&s, 80, 24);
+        let status = line(&b, 0);
+        assert_eq!(
+            status.trim_end(),
+            "dnslens top  by pod  2 rows  21.0 q/s over 10s  63 events  2 alerts  3 lost"
+        );
+        assert_eq!(
+            words(&line(&b, 1)),
+            ["POD", "Q/S▼", "NX%", "SRVF%", "UNANS", "P50", "P99", "TOTAL"]
+        );
+        // The selected row (the busiest) carries the marker and is reversed.
+        let web = line(&b, 2);
+        assert_eq!(
+            words(&web),
+            [
+                ">shop/web",
+                "20.0",
+                "10.0",
+                "0.0",
+                "1",
+                "1.8ms",
+                "1.8ms",
+                "40"
+            ]
+        );
+        assert!(b[(5, 2)].modifier.contains(Modifier::REVERSED));
+        assert_eq!(
+            words(&line(&b, 3)),
+            ["shop/db", "1.0", "-", "-", "0", "-", "-", "2"]
+        );
+        assert!(!b[(5, 3)].modifier.contains(Modifier::REVERSED));
+        // Figures end at the right edge, under their titles.
+        assert!(web.len() == 80 && web.ends_with("40"), "{web}");
+        let top = find(&b, "top domains");
+        assert!(line(&b, top).contains("recent alerts (2), * this row's"));
+        assert!(line(&b, top + 1).starts_with("│shop/web "));
+        assert_eq!(words(&line(&b, top + 2))[1..3], ["38", "api.example.com"]);
+        assert_eq!(words(&line(&b, top + 3))[1..3], ["2", "x.example"]);
+        let newest = line(&b, top + 1);
+        assert!(
+            newest.contains("│ 11:11:35 tunneling shop/db long names"),
+            "{newest}"
+        );
+        let mine = line(&b, top + 2);
+        assert!(
+            mine.contains("│*11:11:35 dga shop/web failed lookups"),
+            "{mine}"
+        );
+        let x = mine.chars().position(|c| c == '*').unwrap() as u16;
+        assert!(b[(x, top + 2)].modifier.contains(Modifier::BOLD));
+        assert!(!b[(x, top + 1)].modifier.contains(Modifier::BOLD));
+        assert_eq!(line(&b, 23).trim_end(), HELP);
+    }
+
+    #[test]
+    fn processes_sorted_by_name_with_pods_when_wide() {
+        let m = model();
+        let mut c = Controls::new(Grouping::Pod);
+        let s = m.snapshot(T0 + 2 * S, &c);
+        c.apply(Command::Group, &s.rows);
+        c.apply(Command::SortPrev, &s.rows);
+        let s = m.snapshot(T0 + 2 * S, &c);
+        let b = draw(&s, 80, 24);
+        assert_eq!(words(&line(&b, 1))[..4], ["PID", "PROCESS▲", "Q/S", "NX%"]);
+        assert_eq!(words(&line(&b, 2))[..3], [">", "41", "getent"]);
+        assert_eq!(words(&line(&b, 3))[..3], ["42", "python3", "1.0"]);
+        find(&b, "│41 /usr/bin/getent");
+        let wide = draw(&s, 120, 30);
+        assert_eq!(
+            words(&line(&wide, 1))[..4],
+            ["PID", "PROCESS▲", "POD", "Q/S"]
+        );
+        assert_eq!(
+            words(&line(&wide, 3))[..4],
+            ["42", "python3", "shop/db", "1.0"]
+        );
+        assert_eq!(line(&wide, 29).trim_end(), HELP);
+    }
+
+    #[test]
+    fn empty_and_tiny_screens_draw() {
+        let s = Model::new(T0).snapshot(T0, &Controls::new(Grouping::Pod));
+        let b = draw(&s, 80, 24);
+        find(&b, "│no queries yet");
+        find(&b, "none");
+        draw(
+            &model().snapshot(T0 + S, &Controls::new(Grouping::Process)),
+            20,
+            5,
+        );
+    }
+
+    #[test]
+    fn keys_become_commands() {
+        let key = |code, modifiers| {
+            command(&KeyEvent {
+                code,
+                modifiers,
+                kind: KeyEventKind::Press,
+                state: ratatui::crossterm::event::KeyEventState::NONE,
+            })
+        };
+        let none = KeyModifiers::NONE;
+        assert_eq!(key(KeyCode::Char('q'), none), Some(Command::Quit));
+        assert_eq!(
+            key(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            Some(Command::Quit)
+        );
+        assert_eq!(key(KeyCode::Char('c'), none), None);
+        assert_eq!(key(KeyCode::Char('g'), none), Some(Command::Group));
+        assert_eq!(key(KeyCode::Char('>'), none), Some(Command::SortNext));
+        assert_eq!(key(KeyCode::Char('s'), none), Some(Command::SortNext));
+        assert_eq!(key(KeyCode::Char('<'), none), Some(Command::SortPrev));
+        assert_eq!(key(KeyCode::Char('r'), none), Some(Command::Reverse));
+        assert_eq!(key(KeyCode::Up, none), Some(Command::Up));
+        assert_eq!(key(KeyCode::Down, none), Some(Command::Down));
+    }
+
+    #[test]
+    fn figures_are_short() {
+        assert_eq!(
+            [qps(0.04), qps(20.0), qps(1234.4), qps(2.5e6)],
+            ["0.0", "20.0", "1234", "2.5M"]
+        );
+        assert_eq!(
+            [
+                latency(Some(112)),
+                latency(Some(1_792)),
+                latency(Some(81_920)),
+                latency(Some(12_582_912))
+            ],
+            ["112us", "1.8ms", "82ms", "12.6s"]
+        );
+        assert_eq!([count(41), count(12_345_678)], ["41", "12.3M"]);
+        assert_eq!([percent(None), percent(Some(100.0))], ["-", "100.0"]);
+    }
+}
