@@ -15,6 +15,7 @@
 #   RATES="10000 50000 100000 max" OBSERVERS="none dnslens bpftrace tcpdump"
 #   SHORT=15 (seconds per step) LONG=60 (the 50k step with dnslens) FLOOD=10000000 (names)
 #   TORTURE_RATE=50000 (queries/s of the unanswered flood; PARTS=torture runs it)
+#   PARTS=metrics: the answered flood under `dnslens agent`, counting /metrics series
 #   RESOLVER_SECONDS=15 KEEP=1 (keep the captures) DNSLENS=target/release/dnslens OUT=dir
 set -uo pipefail
 
@@ -334,11 +335,15 @@ rss_row() {
 
 # Runs the load command "$@" in the client namespace under a dnslens writing JSON to /dev/null
 # (the same formatting work, without tens of GB on disk), sampling dnslens's RSS every 5 s into
-# $OUT/$tag-rss.md. $tag names the part.
+# $OUT/$tag-rss.md. $tag names the part. LENS_ARGS (an array) replaces `trace --json
+# --no-kubernetes`; with METRICS_AT set (the agent's address) each row also counts the series
+# /metrics exposes.
 flood_under_dnslens() {
     local tag=$1
     shift
-    "$DNSLENS" trace --json --no-kubernetes >/dev/null 2>"$OUT/$tag.err" &
+    local args=(trace --json --no-kubernetes)
+    [ -n "${LENS_ARGS+x}" ] && args=("${LENS_ARGS[@]}")
+    "$DNSLENS" "${args[@]}" >/dev/null 2>"$OUT/$tag.err" &
     local lens=$!
     PIDS+=("$lens")
     wait_for "$OUT/$tag.err" "tracing DNS"
@@ -348,22 +353,29 @@ flood_under_dnslens() {
     local load=$!
     PIDS+=("$load")
     local t=0
-    echo "| seconds | VmRSS MB | VmHWM MB |" >"$OUT/$tag-rss.md"
-    echo "|---|---|---|" >>"$OUT/$tag-rss.md"
+    echo "| seconds | VmRSS MB | VmHWM MB |${METRICS_AT:+ series |}" >"$OUT/$tag-rss.md"
+    echo "|---|---|---|${METRICS_AT:+---|}" >>"$OUT/$tag-rss.md"
     while kill -0 "$load" 2>/dev/null; do
-        rss_row "$lens" "$t" >>"$OUT/$tag-rss.md"
+        echo "$(rss_row "$lens" "$t")$(series_cell)" >>"$OUT/$tag-rss.md"
         sleep 5
         t=$((t + 5))
     done
     wait "$load"
     sleep 2
-    rss_row "$lens" "$t (end)" >>"$OUT/$tag-rss.md"
+    echo "$(rss_row "$lens" "$t (end)")$(series_cell)" >>"$OUT/$tag-rss.md"
     after=$(cpu_ticks "$lens")
     kill -INT "$lens"
     wait "$lens"
     cat "$OUT/$tag-rss.md"
     echo "dnslens cpu ticks (utime stime) before: $before after: $after (CLK_TCK $TICK)"
     grep '^dnslens:' "$OUT/$tag.err"
+}
+
+# The number of samples (series) the agent at METRICS_AT exposes, as a table cell; nothing
+# without METRICS_AT.
+series_cell() {
+    [ -n "${METRICS_AT:-}" ] || return 0
+    echo " $(curl -s "http://$METRICS_AT/metrics" | grep -vc '^#') |"
 }
 
 # FLOOD distinct random names at dnsperf's maximum rate, answered by dnsmasq.
@@ -380,6 +392,20 @@ run_flood() {
 run_torture() {
     flood_under_dnslens torture "$OUT/dnsload" blast "$SRV" "$FLOOD" "$TORTURE_RATE"
     echo "dnsload: $(tr '\n' ';' <"$OUT/torture.out")"
+}
+
+# The flood answered by dnsmasq, under `dnslens agent` with metrics on loopback: RSS and the
+# number of series /metrics exposes, sampled every 5 s (issue 6: bounded cardinality).
+run_metrics() {
+    "$OUT/dnsload" gen "$FLOOD" >"$OUT/flood.txt"
+    start_server dnsmasq
+    local port=$((19000 + $$ % 1000))
+    LENS_ARGS=(agent --no-kubernetes --output /dev/null --metrics-address "127.0.0.1:$port")
+    METRICS_AT=127.0.0.1:$port
+    flood_under_dnslens metrics dnsperf -s "$SRV" -d "$OUT/flood.txt" -n 1 -c 8 -T 1 -q 2000 -t 2
+    unset LENS_ARGS METRICS_AT
+    echo "dnsperf: $(grep -E 'Queries (sent|completed|lost)|Queries per second|Run time' "$OUT/metrics.out" | tr -s ' ' | tr '\n' ';')"
+    stop_server
 }
 
 setup_net

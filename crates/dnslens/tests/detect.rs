@@ -500,7 +500,8 @@ fn root_detect_ordinary_workloads_stay_quiet() {
     let dir = TempDir::new(&format!("{tag}-baseline"));
     let baseline = dir.path().join("baseline.json");
     let baseline_arg = baseline.to_str().unwrap();
-    let go = have_tool("go").then(resolvers::goresolve);
+    // Installed, not run from target/: a checkout under /tmp would make it a temp-dir binary.
+    let go = have_tool("go").then(|| resolvers::Installed::new(&resolvers::goresolve(), &tag));
     let getent = tool("getent");
     let py = python();
     let trace = Trace::start(&["--learn", "10s", "--baseline", baseline_arg]);
@@ -518,7 +519,8 @@ fn root_detect_ordinary_workloads_stay_quiet() {
         let py_args = ["-c", resolvers::PYTHON_GETADDRINFO, HOST];
         runs.push(run("python-outside", &py, &py_args));
         if let Some(go) = &go {
-            runs.push(run("go-svc", go, &["db.other.svc.cluster.local", "web"]));
+            let args = ["db.other.svc.cluster.local", "web"];
+            runs.push(run("go-svc", go.path(), &args));
         }
         if turn % 5 == 0 {
             runs.push(run("getent-missing", &getent, &["ahosts", "missing-svc"]));

@@ -84,6 +84,36 @@ fn build_into(out: &Path, build: impl FnOnce(&Path)) -> PathBuf {
     out.to_path_buf()
 }
 
+/// A copy of a test-built binary where an ordinary install would be, outside every temporary
+/// directory whatever the checkout's path (CI may clone under /tmp, and the detectors flag
+/// programs run from there): under the tests' state directory in /run, named with the test's
+/// tag, removed on drop.
+pub struct Installed(PathBuf);
+
+impl Installed {
+    pub fn new(bin: &Path, tag: &str) -> Installed {
+        let dir = Path::new(super::STATE_DIR).join("bin");
+        fs::create_dir_all(&dir).expect("create the installed-binaries dir");
+        let name = bin
+            .file_name()
+            .expect("a binary's file name")
+            .to_string_lossy();
+        Installed(build_into(&dir.join(format!("{tag}-{name}")), |tmp| {
+            fs::copy(bin, tmp).expect("copy the binary");
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 /// `tests/resolvers/musl_resolve.c` built with `musl-gcc -static`: getaddrinfo through musl's
 /// stub resolver (sendto/recvfrom).
 pub fn musl_resolve() -> PathBuf {
