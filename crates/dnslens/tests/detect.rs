@@ -93,7 +93,7 @@ fn traced(
     wait: Duration,
     body: impl FnOnce() -> Vec<Run>,
 ) -> (Vec<Run>, Stopped) {
-    let trace = Trace::start(args);
+    let trace = Trace::with_detectors(args);
     let runs = body();
     wait_until(wait, || !pod_alerts(&trace.events(), pod).is_empty());
     (runs, trace.stop())
@@ -504,7 +504,7 @@ fn root_detect_ordinary_workloads_stay_quiet() {
     let go = have_tool("go").then(|| resolvers::Installed::new(&resolvers::goresolve(), &tag));
     let getent = tool("getent");
     let py = python();
-    let trace = Trace::start(&["--learn", "10s", "--baseline", baseline_arg]);
+    let trace = Trace::with_detectors(&["--learn", "10s", "--baseline", baseline_arg]);
     let started = Instant::now();
     let mut runs = Vec::new();
     let mut turn = 0;

@@ -31,8 +31,18 @@ pub struct Stopped {
 }
 
 impl Trace {
-    /// Starts `dnslens trace --json ARGS` and waits (60 s at most) until it reports tracing.
+    /// Starts `dnslens trace --json --no-detect ARGS` and waits (60 s at most) until it reports
+    /// tracing. Without the detectors: alerts pass every filter, so another test's process on
+    /// this host (a resolver run from a checkout under /tmp, say) would show in the output of a
+    /// capture test.
     pub fn start(args: &[&str]) -> Trace {
+        let mut all = vec!["--no-detect"];
+        all.extend_from_slice(args);
+        Trace::with_detectors(&all)
+    }
+
+    /// Starts `dnslens trace --json ARGS`, the detectors on unless ARGS say otherwise.
+    pub fn with_detectors(args: &[&str]) -> Trace {
         let (tag, _) = unique_tag();
         let dir = TempDir::new(&format!("{tag}-trace"));
         let out = dir.path().join("stdout.jsonl");
