@@ -4,7 +4,7 @@
 
 use std::{mem::offset_of, path::Path, process::Command};
 
-use dnslens_probe::{EventHeader, ExecHeader, Syscall, MAX_PAYLOAD, MAX_PORTS};
+use dnslens_probe::{EventHeader, ExecHeader, Named, Syscall, MAX_PAYLOAD, MAX_PORTS};
 
 macro_rules! fields {
     ($($field:ident),* $(,)?) => {
@@ -63,7 +63,7 @@ fn event_header_matches_the_c_header() {
     for kind in ["DNS", "EXEC", "CONNECT"] {
         program += &format!("printf(\"RECORD_{kind} %d\\n\", DNSLENS_RECORD_{kind});\n");
     }
-    for syscall in SYSCALLS {
+    for &syscall in Syscall::ALL {
         let upper = syscall.as_str().to_uppercase();
         program += &format!("printf(\"SYS_{upper} %d\\n\", DNSLENS_SYS_{upper});\n");
     }
@@ -121,7 +121,7 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["RECORD_EXEC"], dnslens_probe::RECORD_EXEC as usize);
     assert_eq!(c["RECORD_CONNECT"], dnslens_probe::RECORD_CONNECT as usize);
     // Every `enum dnslens_syscall` value reads back as its syscall.
-    for syscall in SYSCALLS {
+    for &syscall in Syscall::ALL {
         let value = c[format!("SYS_{}", syscall.as_str().to_uppercase()).as_str()];
         let header = EventHeader {
             syscall: value as u8,
@@ -130,17 +130,3 @@ fn event_header_matches_the_c_header() {
         assert_eq!(header.syscall(), Ok(syscall), "DNSLENS_SYS_* value {value}");
     }
 }
-
-const SYSCALLS: [Syscall; 11] = [
-    Syscall::Sendto,
-    Syscall::Sendmsg,
-    Syscall::Sendmmsg,
-    Syscall::Write,
-    Syscall::Writev,
-    Syscall::Recvfrom,
-    Syscall::Recvmsg,
-    Syscall::Recvmmsg,
-    Syscall::Read,
-    Syscall::Readv,
-    Syscall::Connect,
-];

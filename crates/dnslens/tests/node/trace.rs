@@ -54,16 +54,7 @@ impl Trace {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn dnslens");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr pipe");
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
+        let stderr = collect_stderr(&mut child);
         let mut trace = Trace {
             child: ChildGuard::new(child),
             out,
@@ -150,4 +141,20 @@ fn parse_lines(text: &str) -> (Vec<Value>, Vec<String>) {
         }
     }
     (events, bad)
+}
+
+/// What the child writes on stderr (piped), gathered line by line by a thread of its own, so
+/// that a chatty child never blocks on a full pipe.
+pub fn collect_stderr(child: &mut std::process::Child) -> Arc<Mutex<String>> {
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let pipe = child.stderr.take().expect("stderr pipe");
+    let sink = Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    stderr
 }
