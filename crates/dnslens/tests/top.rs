@@ -45,6 +45,8 @@ const HEIGHT: u16 = 30;
 
 /// What the pane's shell prints when dnslens has exited, before its status.
 const EXITED: &str = "dnslens exited with status";
+/// The line the pane's shell prints last, after the exit status: the terminal's modes.
+const TERMINAL: &str = "terminal: ";
 
 /// A tmux server of this test's own (no configuration read), running one shell command in a
 /// detached session of a fixed size. The server, and with it anything still running in it,
@@ -121,7 +123,7 @@ impl Tmux {
                 return screen;
             }
             assert!(
-                !screen.contains(EXITED) && Instant::now() < deadline,
+                !screen.contains(TERMINAL) && Instant::now() < deadline,
                 "{what}: not on screen within {timeout:?}; the screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -197,7 +199,7 @@ fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_th
              echo \"{EXITED} $?\"; \
              modes=$(stty -a | tr ' ;' '\\n\\n'); \
              echo \"$modes\" | grep -qx icanon && echo \"$modes\" | grep -qx echo && \
-             echo 'terminal: cooked'; exec sleep 600",
+             echo 'terminal: cooked' || echo 'terminal: raw'; exec sleep 600",
             dnslens.display()
         ),
     );
@@ -258,8 +260,9 @@ fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_th
     tmux.keys("q");
     let quit = Instant::now();
     // Generous: detaching the hooks waits for the kernel, slow when the host is busy.
+    // The shell says the exit status, then the terminal's modes: wait for the last line.
     let screen = tmux.wait_for("dnslens's exit", Duration::from_secs(30), |s| {
-        s.contains(EXITED)
+        s.contains(TERMINAL)
     });
     let exit = quit.elapsed();
     assert!(screen.contains(&format!("{EXITED} 0\n")), "{screen}");
