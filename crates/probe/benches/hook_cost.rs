@@ -12,10 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslens_probe::{CaptureMode, Probe, ProbeConfig};
+use dnslens_probe::{CaptureMode, Probe, ProbeConfig, ProgramStats};
 
 const ITERATIONS: u32 = 100_000;
-const ROUNDS: usize = 9;
+const ROUNDS: usize = 15;
 
 type Workload = Box<dyn FnMut()>;
 
@@ -74,17 +74,21 @@ fn tcp() -> Workload {
     })
 }
 
-fn time(work: &mut Workload) -> Duration {
+fn time(work: &mut Workload, iterations: u32) -> Duration {
     let start = Instant::now();
-    for _ in 0..ITERATIONS {
+    for _ in 0..iterations {
         work();
     }
     start.elapsed()
 }
 
-fn median(mut samples: Vec<Duration>) -> f64 {
-    samples.sort();
-    samples[samples.len() / 2].as_nanos() as f64 / f64::from(ITERATIONS)
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn ns_per_pair(elapsed: Duration) -> f64 {
+    elapsed.as_nanos() as f64 / f64::from(ITERATIONS)
 }
 
 fn main() {
@@ -108,7 +112,7 @@ fn main() {
         ("tcp loopback", tcp()),
     ];
     for (_, work) in workloads.iter_mut() {
-        time(work); // warm up
+        time(work, ITERATIONS); // warm up
     }
     // The socket hooks against the syscall hook that other tools use, in the same run.
     for mode in [CaptureMode::Sockets, CaptureMode::SyscallExit] {
@@ -124,13 +128,17 @@ fn measure(mode: CaptureMode, workloads: &mut [(&str, Workload)]) {
     let load = || Probe::load(&config).unwrap_or_else(|e| panic!("{mode}: {e}"));
     let mut without = vec![Vec::new(); workloads.len()];
     let mut with = vec![Vec::new(); workloads.len()];
-    // Alternate which side of a round goes first, so drift (frequency, other load) falls on both.
+    // Alternate which side of a round goes first, so drift (frequency, other load) falls on both;
+    // the ratio is taken within each round, whose two sides are seconds apart.
     for round in 0..ROUNDS {
         for traced in [round % 2 == 1, round % 2 == 0] {
             let probe = traced.then(load);
             let samples = if traced { &mut with } else { &mut without };
             for (i, (_, work)) in workloads.iter_mut().enumerate() {
-                samples[i].push(time(work));
+                // Untimed first: after the pause below (or the load) the vCPU is cold, and the
+                // first loop timed would pay for it on one side only.
+                time(work, ITERATIONS / 4);
+                samples[i].push(time(work, ITERATIONS));
             }
             // Unloading frees programs and maps in kernel workers for a while: let them finish
             // before the next side is timed on this 2-core machine.
@@ -142,35 +150,55 @@ fn measure(mode: CaptureMode, workloads: &mut [(&str, Workload)]) {
     // own: bpf_stats slows what it measures.
     let probe = load();
     let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable bpf_stats");
-    let hook_ns = |probe: &Probe| -> u128 {
-        probe
-            .program_stats()
-            .iter()
-            .map(|p| p.run_time.as_nanos())
-            .sum()
-    };
+    let hook_ns =
+        |stats: &[ProgramStats]| -> u128 { stats.iter().map(|p| p.run_time.as_nanos()).sum() };
     let mut per_pair = Vec::new();
-    for (_, work) in workloads.iter_mut() {
-        let before = hook_ns(&probe);
-        time(work);
-        per_pair.push((hook_ns(&probe) - before) as f64 / f64::from(ITERATIONS));
+    let mut breakdown = Vec::new();
+    for (name, work) in workloads.iter_mut() {
+        let before = probe.program_stats();
+        time(work, ITERATIONS);
+        let after = probe.program_stats();
+        per_pair.push((hook_ns(&after) - hook_ns(&before)) as f64 / f64::from(ITERATIONS));
+        for (b, a) in before.iter().zip(&after) {
+            let runs = a.run_count - b.run_count;
+            if runs > 0 {
+                let ns = (a.run_time - b.run_time).as_nanos() as f64 / runs as f64;
+                let per = runs as f64 / f64::from(ITERATIONS);
+                breakdown.push(format!("{name:<14} {:<22} {per:>9.2} {ns:>9.1}", a.name));
+            }
+        }
     }
     drop(stats_on);
     drop(probe);
     println!(
-        "\nhook cost on non-DNS I/O, {mode} capture: ns per write+read pair, median of {ROUNDS} \
-         rounds of {ITERATIONS}; hook time from bpf_stats in a separate round"
+        "\nhook cost on non-DNS I/O, {mode} capture: ns per write+read pair, medians of {ROUNDS} \
+         rounds of {ITERATIONS} (ratio: median of the rounds' ratios); hook time from bpf_stats \
+         in a separate round"
     );
     println!(
         "{:<14} {:>10} {:>12} {:>8} {:>16}",
         "workload", "without", "with dnslens", "ratio", "hook ns per pair"
     );
     for (i, (name, _)) in workloads.iter().enumerate() {
-        let (base, traced) = (median(without[i].clone()), median(with[i].clone()));
-        let ratio = traced / base;
+        let base = median(without[i].iter().copied().map(ns_per_pair).collect());
+        let traced = median(with[i].iter().copied().map(ns_per_pair).collect());
+        let ratio = median(
+            with[i]
+                .iter()
+                .zip(&without[i])
+                .map(|(w, b)| w.as_secs_f64() / b.as_secs_f64())
+                .collect(),
+        );
         println!(
             "{name:<14} {base:>10.0} {traced:>12.0} {ratio:>8.3} {:>16.1}",
             per_pair[i]
         );
+    }
+    println!(
+        "\n{:<14} {:<22} {:>9} {:>9}",
+        "workload", "program", "runs/pair", "ns/run"
+    );
+    for line in breakdown {
+        println!("{line}");
     }
 }
