@@ -67,10 +67,9 @@ impl Detectors {
         let h = hash64(domain.as_bytes());
         let now = self.now;
         let cap = self.config.limits.domains_per_workload;
-        let wkey = wkey.to_string();
-        if self.workloads.peek(&wkey).is_none() {
+        if self.workloads.peek(wkey).is_none() {
             let mut seen = HashSet::new();
-            let baseline = self.baseline.workload(&wkey);
+            let baseline = self.baseline.workload(wkey);
             for d in baseline.iter().flat_map(|b| b.domains.iter()).take(cap) {
                 seen.insert(hash64(d.as_bytes()));
             }
@@ -81,11 +80,11 @@ impl Detectors {
                 seen,
                 saturated: false,
             };
-            self.workloads.insert(wkey.clone(), state);
+            self.workloads.insert(wkey.to_string(), state);
         } else {
-            self.workloads.touch(&wkey);
+            self.workloads.touch(wkey);
         }
-        let w = self.workloads.peek_mut(&wkey).expect("present");
+        let w = self.workloads.peek_mut(wkey).expect("present");
         let new = !w.seen.contains(&h);
         if new {
             if w.seen.len() < cap {
@@ -103,7 +102,7 @@ impl Detectors {
             && armed
             && !self
                 .allow
-                .allows_domain(namespace(e.pod.as_ref()), &wkey, name);
+                .allows_domain(namespace(e.pod.as_ref()), wkey, name);
         let qname: Arc<str> = Arc::from(name);
         let domain: Arc<str> = Arc::from(domain);
         for (addr, ttl) in addrs {

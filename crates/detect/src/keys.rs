@@ -41,21 +41,40 @@ pub fn exe_deleted(exe: &str) -> bool {
 /// `pod:<uid>` while the pod is not named, `container:<id>` outside pods, `exe:<path>` for host
 /// processes (`comm:<name>` when the executable is unknown).
 pub fn workload_key(pod: Option<&Pod>, container: Option<&Container>, p: &ProcessInfo) -> String {
-    if let Some(pod) = pod {
-        if let Some(info) = pod.info.as_deref() {
-            return match &info.workload {
-                Some(w) => format!("{}/{}/{}", info.namespace, w.kind, w.name),
-                None => format!("{}/Pod/{}", info.namespace, info.name),
-            };
-        }
-        return format!("pod:{}", pod.uid);
+    let mut key = String::new();
+    write_workload_key(&mut key, pod, container, p);
+    key
+}
+
+/// [`workload_key`] into a buffer the caller reuses: it is needed for every event, and pushing
+/// the parts costs a fraction of `format!` and its allocation.
+pub fn write_workload_key(
+    key: &mut String,
+    pod: Option<&Pod>,
+    container: Option<&Container>,
+    p: &ProcessInfo,
+) {
+    key.clear();
+    let parts: [&str; 3] = match (pod, container) {
+        (Some(pod), _) => match pod.info.as_deref() {
+            Some(info) => match &info.workload {
+                Some(w) => [&info.namespace, "/", &w.kind],
+                None => [&info.namespace, "/Pod/", &info.name],
+            },
+            None => ["pod:", &pod.uid, ""],
+        },
+        (None, Some(c)) => ["container:", &c.id, ""],
+        (None, None) => match p.exe.as_deref() {
+            Some(exe) => ["exe:", exe_path(exe), ""],
+            None => ["comm:", process_name(p), ""],
+        },
+    };
+    for part in parts {
+        key.push_str(part);
     }
-    if let Some(c) = container {
-        return format!("container:{}", c.id);
-    }
-    match p.exe.as_deref() {
-        Some(exe) => format!("exe:{}", exe_path(exe)),
-        None => format!("comm:{}", process_name(p)),
+    if let Some(w) = pod.and_then(|pod| pod.info.as_deref()?.workload.as_ref()) {
+        key.push('/');
+        key.push_str(&w.name);
     }
 }
 

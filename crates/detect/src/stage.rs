@@ -16,7 +16,7 @@ use crate::baseline::{Baseline, BaselineLimits};
 use crate::c2::WorkloadState;
 use crate::config::{Allowlists, Config, Sections};
 use crate::connect::AnswerCache;
-use crate::keys::{namespace, workload_key, ProcKey};
+use crate::keys::{namespace, workload_key, write_workload_key, ProcKey};
 use crate::lookups::{DgaWindow, Lookup, NxWindow};
 use dnslens_lens::bounded::Lru;
 use dnslens_lens::filter::DomainPattern;
@@ -127,6 +127,8 @@ pub struct Detectors {
     /// Alerts raised while handling one input, before they go through the aggregator.
     pub(crate) raised: Vec<(String, Alert)>,
     ready: Vec<Alert>,
+    /// Reused for each event's workload key.
+    workload_key: String,
     alerts: [u64; 8],
 }
 
@@ -169,6 +171,7 @@ impl Detectors {
             agg: Aggregator::new(config.alert_window_s, l.aggregates),
             raised: Vec::new(),
             ready: Vec::new(),
+            workload_key: String::new(),
             alerts: [0; 8],
             global,
             by_namespace,
@@ -212,7 +215,8 @@ impl Detectors {
             let resolver = self.procs.peek(&pk).is_some_and(|p| p.resolver);
             let quiet = resolver && self.config.exclude_resolvers;
             let name = normalize(&e.qname);
-            let wkey = workload_key(e.pod.as_ref(), e.container.as_ref(), &e.process);
+            let mut wkey = std::mem::take(&mut self.workload_key);
+            write_workload_key(&mut wkey, e.pod.as_ref(), e.container.as_ref(), &e.process);
             match e.kind {
                 Kind::Query => {
                     if !quiet {
@@ -233,6 +237,7 @@ impl Detectors {
                 }
                 Kind::Unanswered => {}
             }
+            self.workload_key = wkey;
         }
         self.deliver(out);
     }
