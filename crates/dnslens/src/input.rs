@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use dnslens_lens::model::{
-    Answer, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod, ProcessInfo,
+    Answer, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod, ProcessInfo, TaskName,
 };
 use dnslens_lens::pods::{PodInfo, Workload};
 use dnslens_lens::{json, Kind};
@@ -237,8 +237,8 @@ impl From<ProcessJson> for ProcessInfo {
         ProcessInfo {
             pid: p.pid,
             tid: p.tid,
-            comm: p.comm,
-            name: p.name,
+            comm: TaskName::new(&p.comm),
+            name: TaskName::new(&p.name),
             exe: p.exe.map(Arc::from),
             uid: p.uid,
             ppid: p.ppid,
@@ -473,8 +473,8 @@ mod tests {
         let hostile = "a\"b\\c\n\r\t\u{1}\u{7f}é\u{2028}😀";
         let mut e = sample::query(65_535, hostile, 65_280, u64::MAX / 4);
         e.qclass = 42;
-        e.process.comm = hostile.to_string();
-        e.process.name = String::new();
+        e.process.comm = hostile.into();
+        e.process.name = TaskName::default();
         e.cgroup = Arc::from(hostile);
         e.kind = Kind::Response;
         e.rcode = Some(Rcode(3_000));

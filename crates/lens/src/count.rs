@@ -191,8 +191,8 @@ mod tests {
     fn query(pid: u32, comm: &str, name: &str) -> DnsEvent {
         let mut q = sample::query(1, "example.com", 1, 0);
         q.process.pid = pid;
-        q.process.comm = comm.to_string();
-        q.process.name = name.to_string();
+        q.process.comm = comm.into();
+        q.process.name = name.into();
         q.cgroup = format!("/cg{pid}").into();
         q
     }

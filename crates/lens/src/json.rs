@@ -623,7 +623,11 @@ mod tests {
         assert!(!text.contains('\n'), "one line: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["qname"], hostile);
-        assert_eq!(v["process"]["comm"], hostile);
+        // A comm holds at most 16 bytes, as in the kernel.
+        assert_eq!(
+            v["process"]["comm"],
+            "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}é"
+        );
         assert_eq!(v["cgroup"], hostile);
         // The same bytes as serde_json writes.
         let mut mine = Vec::new();

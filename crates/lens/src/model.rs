@@ -90,6 +90,74 @@ pub struct Answer {
     pub data: String,
 }
 
+/// A thread or process name as the kernel keeps it (`comm`, at most 16 bytes), held inline:
+/// every event carries two, and allocating them was a measurable share of the pipeline.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TaskName {
+    bytes: [u8; TaskName::CAPACITY],
+    len: u8,
+}
+
+impl TaskName {
+    pub const CAPACITY: usize = 16;
+
+    /// `name`, cut at a character boundary to [`TaskName::CAPACITY`] bytes.
+    pub fn new(name: &str) -> TaskName {
+        let mut len = name.len().min(Self::CAPACITY);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; Self::CAPACITY];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        TaskName {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self
+    }
+}
+
+impl std::ops::Deref for TaskName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+            .expect("built from a str at a character boundary")
+    }
+}
+
+impl From<&str> for TaskName {
+    fn from(name: &str) -> TaskName {
+        TaskName::new(name)
+    }
+}
+
+impl PartialEq<str> for TaskName {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for TaskName {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// The process that moved the message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -97,9 +165,9 @@ pub struct ProcessInfo {
     pub pid: u32,
     pub tid: u32,
     /// Thread name.
-    pub comm: String,
+    pub comm: TaskName,
     /// Process (thread-group leader) name.
-    pub name: String,
+    pub name: TaskName,
     /// Executable path from /proc; `None` when the process was gone before dnslens looked.
     pub exe: Option<Arc<str>>,
     pub uid: u32,
@@ -297,8 +365,8 @@ impl<'a> Capture<'a> {
         ProcessInfo {
             pid: h.tgid,
             tid: h.tid,
-            comm: self.comm.to_owned(),
-            name: self.name.to_owned(),
+            comm: TaskName::new(self.comm),
+            name: TaskName::new(self.name),
             exe: None,
             uid: h.uid,
             ppid: h.ppid,
@@ -436,8 +504,8 @@ pub mod sample {
             process: ProcessInfo {
                 pid: 123,
                 tid: 124,
-                comm: "isc-net-0000".to_string(),
-                name: "dig".to_string(),
+                comm: "isc-net-0000".into(),
+                name: "dig".into(),
                 exe: None,
                 uid: 0,
                 ppid: 1,
@@ -511,6 +579,17 @@ pub mod sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_names_keep_at_most_16_bytes_cut_at_a_character() {
+        assert_eq!(TaskName::new("isc-net-0000"), "isc-net-0000");
+        assert_eq!(TaskName::new(""), "");
+        assert_eq!(TaskName::new("0123456789abcdef"), "0123456789abcdef");
+        assert_eq!(TaskName::new("0123456789abcdefg"), "0123456789abcdef");
+        // 'é' takes bytes 15 and 16; 'ü' would straddle the limit and is dropped whole.
+        assert_eq!(TaskName::new("0123456789abcdé"), "0123456789abcdé");
+        assert_eq!(TaskName::new("0123456789abcdeü"), "0123456789abcde");
+    }
 
     #[test]
     fn role_follows_message_and_direction() {

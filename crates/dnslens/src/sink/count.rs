@@ -126,7 +126,7 @@ mod tests {
         for (pid, name) in [(1, "curl"), (2, "dig"), (3, "dig")] {
             let mut q = sample::query(1, "example.com", 1, 0);
             q.process.pid = pid;
-            q.process.name = name.to_string();
+            q.process.name = name.into();
             assert!(!sink.event(&q).unwrap());
         }
     }

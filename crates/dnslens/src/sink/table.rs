@@ -578,7 +578,7 @@ mod tests {
         let mut e = response.clone();
         e.role = Role::Server;
         e.process.pid = 870;
-        e.process.name = "dnsmasq".to_string();
+        e.process.name = "dnsmasq".into();
         e.latency_us = Some(120);
         e
     }
@@ -733,7 +733,7 @@ mod tests {
         host.pod = None;
         host.cgroup = "/system.slice/kubelet.service".into();
         let mut server = server_side(&known);
-        server.process.name = "coredns".to_string();
+        server.process.name = "coredns".into();
         place(
             &mut server,
             Some("coredns"),

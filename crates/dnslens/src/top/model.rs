@@ -748,7 +748,7 @@ pub(crate) mod tests {
     pub fn query(pid: u32, name: &str, pod: &str, qname: &str, at: u64) -> DnsEvent {
         let mut q = sample::query(1, qname, 1, at);
         q.process.pid = pid;
-        q.process.name = name.to_string();
+        q.process.name = name.into();
         q.process.exe = Some(Arc::from(format!("/usr/bin/{name}")));
         match pod.split_once('/') {
             Some((ns, name)) => {
