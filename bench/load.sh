@@ -183,6 +183,10 @@ EOF
     PIDS+=("$OBS_PID")
 }
 
+# Host CPU ticks, "busy total", from /proc/stat (idle and iowait are not busy; guest time is
+# already in user).
+host_ticks() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+
 # utime and stime of $1 in clock ticks.
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat" 2>/dev/null || echo "0 0"; }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
@@ -213,7 +217,7 @@ json_counts() {
 
 lost_of() { sed -n 's/.*kernel: [0-9]* events, \([0-9]*\) lost.*/\1/p' "$1" | head -1; }
 
-STEPS_HEADER="| server | rate | observer | seconds | sent | completed | qps | ratio | avg lat ms | max lat ms | observer saw | dnslens lost | user s/M msg | sys s/M msg | user us/msg | VmHWM MB |"
+STEPS_HEADER="| server | rate | observer | seconds | sent | completed | qps | ratio | avg lat ms | max lat ms | observer saw | dnslens lost | user s/M msg | sys s/M msg | user us/msg | VmHWM MB | host busy |"
 
 # One dnsperf step: server $1, rate $2, observer $3.
 step() {
@@ -224,8 +228,11 @@ step() {
     start_observer "$obs" "$tag"
     local before=(0 0)
     [ "$obs" = dnslens ] && read -r -a before < <(cpu_ticks "$OBS_PID")
+    local host_before host_after
+    read -r -a host_before < <(host_ticks)
     ip netns exec "$NS_C" dnsperf -s "$SRV" -d "$OUT/names.txt" -l "$dur" "${qflag[@]}" \
         -c 8 -T 1 -q 2000 -t 2 >"$tag.perf" 2>&1
+    read -r -a host_after < <(host_ticks)
     sleep 1 # let the observer drain
     local after=(0 0) hwm=
     if [ "$obs" = dnslens ]; then
@@ -240,7 +247,11 @@ step() {
     lat=$(sed -n 's/.*Average Latency (s): *\([0-9.]*\).*/\1/p' "$tag.perf")
     maxlat=$(sed -n 's/.*Average Latency (s):.*max \([0-9.]*\)).*/\1/p' "$tag.perf")
     [ "$obs" = none ] && BASE_QPS[$rate]=$qps
-    local ratio saw="-" lost="-" user="-" sys="-" usmsg="-" mb="-"
+    local ratio saw="-" lost="-" user="-" sys="-" usmsg="-" mb="-" busy
+    # Share of both cores in use during the step: at 100% with no observer, any observer's CPU
+    # comes out of the server's and dnsperf's.
+    busy=$(awk -v b=$((host_after[0] - host_before[0])) -v t=$((host_after[1] - host_before[1])) \
+        'BEGIN {if (t > 0) printf "%.0f%%", 100 * b / t; else print "-"}')
     ratio=$(awk -v a="$qps" -v b="${BASE_QPS[$rate]:-0}" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "-"}')
     case $obs in
     dnslens)
@@ -263,14 +274,14 @@ step() {
         saw="$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$tag.err") pkts, $(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$tag.err") dropped /$((sent + completed))"
         ;;
     esac
-    local row="| $server | $rate | $obs | $dur | $sent | $completed | $qps | $ratio | $(awk -v l="$lat" 'BEGIN{printf "%.3f", l*1000}') | $(awk -v l="$maxlat" 'BEGIN{printf "%.1f", l*1000}') | $saw | $lost | $user | $sys | $usmsg | $mb |"
+    local row="| $server | $rate | $obs | $dur | $sent | $completed | $qps | $ratio | $(awk -v l="$lat" 'BEGIN{printf "%.3f", l*1000}') | $(awk -v l="$maxlat" 'BEGIN{printf "%.1f", l*1000}') | $saw | $lost | $user | $sys | $usmsg | $mb | $busy |"
     echo "$row" | tee -a "$OUT/steps.md"
     [ "$KEEP" = 1 ] || rm -f "$tag.json" "$tag.pcap"
 }
 
 run_steps() {
     echo "$STEPS_HEADER" | tee -a "$OUT/steps.md"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$OUT/steps.md"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$OUT/steps.md"
     local server rate obs
     for server in $SERVERS; do
         start_server "$server"
@@ -415,6 +426,9 @@ cc -O2 -Wall -pthread -o "$OUT/dnsload" "$ROOT/bench/dnsload.c" || die "building
     echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
     echo "dnslens: $DNSLENS ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
     echo "results in $OUT"
+    # Left at 1, every BPF program on the host (dnslens's and others') pays two clock reads a run.
+    [ "$(cat /proc/sys/kernel/bpf_stats_enabled 2>/dev/null)" = 1 ] &&
+        echo "WARNING: kernel.bpf_stats_enabled is 1: hooks cost more than they would (sysctl -w kernel.bpf_stats_enabled=0)"
 } | tee "$OUT/machine.txt"
 for part in $PARTS; do
     echo "== $part"

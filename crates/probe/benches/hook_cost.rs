@@ -97,6 +97,15 @@ fn main() {
         println!("hook_cost: skipped, loading BPF needs root");
         return;
     }
+    // Left on (by another tool, or a sysctl), every program run pays two clock reads: the "with"
+    // rounds would show that, not dnslens.
+    if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1")
+    {
+        println!(
+            "hook_cost: WARNING: kernel.bpf_stats_enabled is 1, so the traced rounds include BPF \
+             run-time accounting (sysctl -w kernel.bpf_stats_enabled=0)"
+        );
+    }
     // One CPU for the whole run: a migration in the middle of a timed loop is noise.
     // SAFETY: the set is a plain bitmask initialised by CPU_ZERO/CPU_SET; pid 0 is this thread.
     unsafe {
