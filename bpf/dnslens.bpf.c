@@ -181,6 +181,16 @@ static __always_inline bool is_dns_port(__u16 port)
 	return false;
 }
 
+static __always_inline bool same_addr(const __u8 *a, const __u8 *b)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (a[i] != b[i])
+			return false;
+	}
+	return true;
+}
+
 /* fd -> struct sock of the current task, or NULL when the fd is not a socket. This runs for every
  * hooked syscall on the host, so the common case (not a socket) takes the fewest reads: the fd
  * table through BTF pointers, then one read of the file's operations. */
@@ -283,8 +293,8 @@ struct kernfs_node___pre615 {
 static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 {
 	if (bpf_core_field_exists(kn->__parent))
-		return BPF_CORE_READ(kn, __parent);
-	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
+		return kn->__parent;
+	return ((struct kernfs_node___pre615 *)kn)->parent;
 }
 
 /* The cgroup's own directory name and its parent's (empty when the parent is the root): enough
@@ -296,10 +306,10 @@ static __always_inline void fill_cgroup_names(struct dnslens_event *ev, struct k
 	struct kernfs_node *parent = kn_parent(kn);
 	if (!parent)
 		return;
-	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), BPF_CORE_READ(kn, name));
+	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), kn->name);
 	if (kn_parent(parent))
 		bpf_probe_read_kernel_str(ev->cgroup_parent_name, sizeof(ev->cgroup_parent_name),
-					  BPF_CORE_READ(parent, name));
+					  parent->name);
 }
 
 static __always_inline bool is_wildcard(const __u8 addr[16])
@@ -308,29 +318,53 @@ static __always_inline bool is_wildcard(const __u8 addr[16])
 	return words[0] == 0 && words[1] == 0;
 }
 
+/* The socket's fields, written once for the two ways of reading them: plain loads through a
+ * BTF pointer (a hook's argument), or bpf_probe_read_kernel from an address (the syscall modes
+ * find the socket through the fd table). */
+#define FILL_SOCKET(ev, sk, GET, GET_INTO)                                                    \
+	({                                                                                    \
+		(ev)->family = GET(sk, __sk_common.skc_family);                               \
+		(ev)->local_port = GET(sk, __sk_common.skc_num);                              \
+		(ev)->remote_port = bpf_ntohs(GET(sk, __sk_common.skc_dport));                \
+		(ev)->protocol = GET(sk, sk_protocol);                                        \
+		if ((ev)->family == AF_INET6) {                                               \
+			GET_INTO(&(ev)->local_addr, sk, __sk_common.skc_v6_rcv_saddr);       \
+			GET_INTO(&(ev)->remote_addr, sk, __sk_common.skc_v6_daddr);           \
+		} else {                                                                      \
+			__builtin_memset((ev)->local_addr, 0, sizeof((ev)->local_addr));     \
+			__builtin_memset((ev)->remote_addr, 0, sizeof((ev)->remote_addr));   \
+			GET_INTO((__be32 *)(ev)->local_addr, sk, __sk_common.skc_rcv_saddr);  \
+			GET_INTO((__be32 *)(ev)->remote_addr, sk, __sk_common.skc_daddr);     \
+		}                                                                             \
+	})
+#define LOAD(p, field) ((p)->field)
+#define LOAD_INTO(dst, p, field) __builtin_memcpy(dst, &(p)->field, sizeof(*(dst)))
+
 /* Fills the parts of the event that are the same for every message of one call: the socket and
- * the attribution of the current task. Connect records are made by the same code. */
+ * the attribution of the current task. Connect records are made by the same code. sk is the
+ * socket as a BTF pointer where the hook has one, else NULL and call->sk is read. */
 static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
-					const struct call *call, __u32 kind)
+					const struct call *call, __u32 kind, struct sock *sk)
 {
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	struct sock *sk = (struct sock *)call->sk;
+	/* task is the current task as a BTF pointer (bpf_get_current_task_btf): its fields are
+	 * plain loads, where BPF_CORE_READ would call bpf_probe_read_kernel for each; about 20 of
+	 * those made most of the hooks' cost per message. */
+	struct task_struct *leader = task->group_leader;
 	__u64 id = bpf_get_current_pid_tgid();
 
 	ev->kind = kind;
 	ev->timestamp_ns = bpf_ktime_get_ns();
-	ev->process_start_ns = BPF_CORE_READ(leader, start_time);
+	ev->process_start_ns = leader->start_time;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	ev->cgroup_v1_id = 0;
-	struct css_set *cset = BPF_CORE_READ(task, cgroups);
-	struct kernfs_node *named = BPF_CORE_READ(cset, dfl_cgrp, kn);
+	struct css_set *cset = task->cgroups;
+	struct kernfs_node *named = cset->dfl_cgrp->kn;
+	/* The loader sets memory_subsys_id from this kernel's own numbering, so the index is
+	 * within the array, and a constant to the verifier. */
 	if (memory_subsys_id < 64) {
-		struct cgroup_subsys_state *css = NULL;
-		bpf_probe_read_kernel(&css, sizeof(css),
-				      (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
-					      memory_subsys_id * sizeof(void *));
-		struct kernfs_node *v1 = BPF_CORE_READ(css, cgroup, kn);
-		ev->cgroup_v1_id = BPF_CORE_READ(v1, id);
+		struct cgroup_subsys_state *css = cset->subsys[memory_subsys_id];
+		struct kernfs_node *v1 = css ? css->cgroup->kn : NULL;
+		ev->cgroup_v1_id = v1 ? v1->id : 0;
 		/* Hybrid hosts may place containers only in v1: name the v1 cgroup then. */
 		if (v1 && !kn_parent(named))
 			named = v1;
@@ -339,24 +373,18 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 	ev->socket_ino = call->socket_ino;
 	ev->tgid = id >> 32;
 	ev->tid = (__u32)id;
-	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->ppid = task->real_parent->tgid;
 	ev->uid = (__u32)bpf_get_current_uid_gid();
-	ev->netns_ino = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
-	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	ev->protocol = BPF_CORE_READ(sk, sk_protocol);
+	ev->netns_ino = task->nsproxy->net_ns->ns.inum;
 	ev->direction = call->direction;
 	ev->syscall = call->syscall;
 	ev->msg_index = 0;
-	if (ev->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&ev->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&ev->remote_addr, sk, __sk_common.skc_v6_daddr);
+	if (sk) {
+		FILL_SOCKET(ev, sk, LOAD, LOAD_INTO);
 	} else {
-		__builtin_memset(ev->local_addr, 0, sizeof(ev->local_addr));
-		__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
-		BPF_CORE_READ_INTO((__be32 *)ev->local_addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__be32 *)ev->remote_addr, sk, __sk_common.skc_daddr);
+		/* A plain variable: inside BPF_CORE_READ, call->sk would be relocated as well. */
+		struct sock *found = (struct sock *)call->sk;
+		FILL_SOCKET(ev, found, BPF_CORE_READ, BPF_CORE_READ_INTO);
 	}
 	if (ev->protocol == IPPROTO_UDP && is_wildcard(ev->local_addr)) {
 		struct local_addr *src = bpf_map_lookup_elem(&udp_sources, &call->sk);
@@ -471,6 +499,11 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 /* After an unconnected send to a DNS port: the server it went to (now in the event). */
 static __always_inline void remember_server(const struct dnslens_event *ev, __u64 sk)
 {
+	/* A socket mostly queries the same server: updating an LRU hash entry costs far more than
+	 * finding it unchanged (measured: about 1 us of each unconnected send). */
+	struct dns_server *known = bpf_map_lookup_elem(&dns_sockets, &sk);
+	if (known && known->port == ev->remote_port && same_addr(known->addr, ev->remote_addr))
+		return;
 	struct dns_server server = {.port = ev->remote_port};
 	__builtin_memcpy(server.addr, ev->remote_addr, sizeof(server.addr));
 	bpf_map_update_elem(&dns_sockets, &sk, &server, BPF_ANY);
@@ -595,7 +628,7 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, task, &call, DNSLENS_RECORD_DNS);
+	fill_header(ev, task, &call, DNSLENS_RECORD_DNS, NULL);
 
 	if (call.need_dns_peer) {
 		/* The sender's address is in the user's sockaddr, when the receive asked for it;
@@ -715,14 +748,14 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	if (protocol != IPPROTO_UDP && protocol != IPPROTO_TCP)
 		return 0;
 	call.sk = (__u64)sk;
-	call.socket_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	call.socket_ino = sk->sk_socket->file->f_inode->i_ino;
 
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, task, &call, DNSLENS_RECORD_DNS);
+	fill_header(ev, task, &call, DNSLENS_RECORD_DNS, sk);
 	if (have_peer)
 		apply_datagram_peer(ev, &peer);
 	bool send = direction == DNSLENS_DIR_SEND;
@@ -828,6 +861,10 @@ int BPF_PROG(net_dev_queue, struct sk_buff *skb)
 	if (!is_dns_port(bpf_ntohs(dport)))
 		return 0;
 	__u64 key = (__u64)sk;
+	/* As in remember_server: most packets find their socket's source already recorded. */
+	struct local_addr *known = bpf_map_lookup_elem(&udp_sources, &key);
+	if (known && known->family == src.family && same_addr(known->addr, src.addr))
+		return 0;
 	bpf_map_update_elem(&udp_sources, &key, &src, BPF_ANY);
 	return 0;
 }
@@ -904,7 +941,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	}
 	struct call call = {
 		.sk = (__u64)sk,
-		.socket_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino),
+		.socket_ino = sk->sk_socket->file->f_inode->i_ino,
 		.syscall = DNSLENS_SYS_CONNECT,
 		.direction = DNSLENS_DIR_SEND,
 	};
@@ -914,7 +951,8 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, bpf_get_current_task_btf(), &call, DNSLENS_RECORD_CONNECT);
+	fill_header(ev, bpf_get_current_task_btf(), &call, DNSLENS_RECORD_CONNECT,
+		    (struct sock *)sk);
 	if (family == AF_INET6 && is_wildcard(ev->local_addr) && is_v4_mapped(ev->remote_addr)) {
 		/* An IPv6 socket connecting to IPv4: tcp_v4_connect has set the IPv4 source, the
 		 * v4-mapped copy is made only after it returns. */
