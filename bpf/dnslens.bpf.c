@@ -499,8 +499,8 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 /* After an unconnected send to a DNS port: the server it went to (now in the event). */
 static __always_inline void remember_server(const struct dnslens_event *ev, __u64 sk)
 {
-	/* A socket mostly queries the same server: updating an LRU hash entry costs far more than
-	 * finding it unchanged (measured: about 1 us of each unconnected send). */
+	/* A socket mostly queries the same server: finding the entry unchanged is much cheaper
+	 * than updating it (measured with bpf_stats: about 90 ns of each unconnected send). */
 	struct dns_server *known = bpf_map_lookup_elem(&dns_sockets, &sk);
 	if (known && known->port == ev->remote_port && same_addr(known->addr, ev->remote_addr))
 		return;

@@ -54,28 +54,22 @@ pub fn write_workload_key(
     container: Option<&Container>,
     p: &ProcessInfo,
 ) {
-    key.clear();
-    let parts: [&str; 3] = match (pod, container) {
+    let parts: [&str; 5] = match (pod, container) {
         (Some(pod), _) => match pod.info.as_deref() {
             Some(info) => match &info.workload {
-                Some(w) => [&info.namespace, "/", &w.kind],
-                None => [&info.namespace, "/Pod/", &info.name],
+                Some(w) => [&info.namespace, "/", &w.kind, "/", &w.name],
+                None => [&info.namespace, "/Pod/", &info.name, "", ""],
             },
-            None => ["pod:", &pod.uid, ""],
+            None => ["pod:", &pod.uid, "", "", ""],
         },
-        (None, Some(c)) => ["container:", &c.id, ""],
+        (None, Some(c)) => ["container:", &c.id, "", "", ""],
         (None, None) => match p.exe.as_deref() {
-            Some(exe) => ["exe:", exe_path(exe), ""],
-            None => ["comm:", process_name(p), ""],
+            Some(exe) => ["exe:", exe_path(exe), "", "", ""],
+            None => ["comm:", process_name(p), "", "", ""],
         },
     };
-    for part in parts {
-        key.push_str(part);
-    }
-    if let Some(w) = pod.and_then(|pod| pod.info.as_deref()?.workload.as_ref()) {
-        key.push('/');
-        key.push_str(&w.name);
-    }
+    key.clear();
+    key.extend(parts);
 }
 
 pub fn namespace(pod: Option<&Pod>) -> Option<&str> {
