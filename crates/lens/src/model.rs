@@ -123,8 +123,9 @@ impl TaskName {
 impl std::ops::Deref for TaskName {
     type Target = str;
     fn deref(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
-            .expect("built from a str at a character boundary")
+        // SAFETY: `new` copies the bytes of a `str` up to one of its character boundaries, so
+        // they are UTF-8; a checked conversion here showed up in the detectors' profile.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[..usize::from(self.len)]) }
     }
 }
 
