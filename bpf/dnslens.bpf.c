@@ -99,7 +99,8 @@ struct call {
 
 /* Unconnected UDP sockets that sent to a DNS port, with the server they last sent to: their
  * receives are DNS candidates, and a receive that does not ask for the sender (plain recv, as
- * dnsperf does) is taken to come from that server. */
+ * dnsperf does) is taken to come from that server. This map serves the syscall modes, which
+ * find sockets as addresses. */
 struct dns_server {
 	__u8 addr[16];
 	__u16 port;
@@ -111,6 +112,17 @@ struct {
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct dns_server);
 } dns_sockets SEC(".maps");
+
+/* The same, kept with the socket itself in socket mode, where the hooks have the socket as a
+ * BTF pointer: a receive on any unconnected UDP socket looks it up, and socket storage is one
+ * load where the hash costs a lookup (the largest part of the non-DNS UDP receive's hook). It
+ * also goes away with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct dns_server);
+} socket_servers SEC(".maps");
 
 /* The source address the kernel chose for the last DNS datagram of a wildcard-bound UDP socket:
  * such a socket has no local address of its own (musl, kdig, dnsperf send that way). */
@@ -719,8 +731,7 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 		/* Unconnected UDP: only datagrams from or to a DNS port were recorded; a receive
 		 * that did not ask for its sender counts when the socket queried a DNS server. */
 		if (!dns_port && !have_peer) {
-			__u64 key = (__u64)sk;
-			struct dns_server *server = bpf_map_lookup_elem(&dns_sockets, &key);
+			struct dns_server *server = bpf_sk_storage_get(&socket_servers, sk, 0, 0);
 			if (!server)
 				return 0;
 			__builtin_memcpy(peer.remote_addr, server->addr, sizeof(peer.remote_addr));
@@ -762,8 +773,14 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	/* A receive's sockaddr is written to the user only after this hook: its peer came above. */
 	int index = call.kind == ARG_MMSGHDR ? mmsg_index(call.data, call.count) : 0;
 	emit_call(ev, &call, ret, send, index);
-	if (send && !dns_port)
-		remember_server(ev, call.sk);
+	if (send && !dns_port) {
+		struct dns_server *server =
+			bpf_sk_storage_get(&socket_servers, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (server) {
+			server->port = ev->remote_port;
+			__builtin_memcpy(server->addr, ev->remote_addr, sizeof(server->addr));
+		}
+	}
 	return 0;
 }
 
