@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dnslens_detect::{Config, Detectors, FakeProcesses};
+use dnslens_lens::clock::thread_cpu_time;
 use dnslens_lens::model::sample;
 use dnslens_lens::{DnsEvent, Role};
 
@@ -31,17 +32,6 @@ fn exchange_events(start_ns: u64) -> Vec<DnsEvent> {
         events.extend([query, received, answered, response]);
     }
     events
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn detectors_per_message(c: &mut Criterion) {

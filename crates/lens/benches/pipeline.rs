@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dnslens_lens::cgroup::CgroupMounts;
-use dnslens_lens::clock::WallClock;
+use dnslens_lens::clock::{thread_cpu_time, WallClock};
 use dnslens_lens::{json, Observed, Pipeline, PipelineConfig};
 use testutil::{dns_message, header, record};
 
@@ -49,17 +49,6 @@ fn exchange_records(pid: u32, cgroup_ids: (u64, u64), start_mono_ns: u64) -> Vec
         }
     }
     records
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The v2 and v1 memory cgroup ids of this process, as the kernel stamps them: the inodes of
