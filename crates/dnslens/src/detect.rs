@@ -185,12 +185,11 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         })?;
         Box::new(BufReader::new(file))
     };
-    let out = BufWriter::new(io::stdout().lock());
     let mut sink: Box<dyn Sink> = if replay.json {
-        Box::new(JsonSink::new(out, false))
+        Box::new(JsonSink::new(io::stdout(), false))
     } else {
         Box::new(TableSink::new(
-            out,
+            BufWriter::new(io::stdout().lock()),
             TableStyle {
                 color: replay.color,
                 width: terminal_width(),

@@ -3,7 +3,7 @@
 //! pipeline makes, before the filter (which chooses the events shown, never the alerts).
 //! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink.
 
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,13 +43,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// `trace`, `count` and `top`: their sinks show on stdout.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let output = settings.output.clone();
-    capture(settings, "stdout", |pods| {
-        build_sink(
-            &output,
-            pods,
-            BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock()),
-        )
-    })
+    capture(settings, "stdout", |pods| build_sink(&output, pods))
 }
 
 /// Loads and attaches, then runs the poll loop into the sink `make_sink` builds once the probe
@@ -147,6 +141,13 @@ pub fn capture<'a>(
         detection.as_ref(),
         interval.is_none().then_some((shown, what)),
     );
+    let output_wait = sink.output_wait();
+    if !output_wait.is_zero() {
+        eprintln!(
+            "dnslens: output: reading waited {} ms in all for the output to take lines",
+            output_wait.as_millis()
+        );
+    }
     if let Some(line) = cluster.report() {
         eprintln!("dnslens: {line}");
     }
@@ -202,15 +203,17 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<S
 }
 
 /// `pods`: a pod directory names pods, so the table shows POD and CONTAINER.
-fn build_sink<'a, W: Write + 'a>(output: &Output, pods: bool, out: W) -> Box<dyn Sink + 'a> {
+fn build_sink(output: &Output, pods: bool) -> Box<dyn Sink> {
+    let out = || BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
     match *output {
+        // Its own thread writes, to stdout unlocked.
         Output::Trace {
             json: true,
             connects,
             ..
-        } => Box::new(JsonSink::new(out, connects)),
+        } => Box::new(JsonSink::new(io::stdout(), connects)),
         Output::Trace { color, .. } => Box::new(TableSink::new(
-            out,
+            out(),
             TableStyle {
                 color,
                 width: terminal_width(),
@@ -227,9 +230,9 @@ fn build_sink<'a, W: Write + 'a>(output: &Output, pods: bool, out: W) -> Box<dyn
                 }
             };
             let counter = Counter::new(by, count::DEFAULT_CAPACITY);
-            Box::new(CountSink::new(out, counter, interval, format))
+            Box::new(CountSink::new(out(), counter, interval, format))
         }
-        // Draws from a thread of its own; `out` (stdout's lock) is dropped here for it.
+        // Draws from a thread of its own, which takes stdout.
         Output::Top { by, interval } => Box::new(TopSink::start(by, interval)),
         Output::Agent(_) => unreachable!("the agent builds its own sink"),
     }
@@ -327,6 +330,7 @@ impl Run<'_> {
         // The first status right away: the agent is ready as soon as it is attached.
         let mut next_status = start;
         let mut lost_reported = 0;
+        let mut output_wait_reported = Duration::ZERO;
         let mut last_seen = 0;
         while !signals::stopped() {
             let Run {
@@ -399,10 +403,15 @@ impl Run<'_> {
             if now >= next_loss_check {
                 // Loss is said when it happens, not only in the final counters.
                 if let Ok(counters) = self.probe.counters() {
-                    if let Some(line) = loss_warning(counters.ringbuf_full - lost_reported) {
+                    let output_wait = self.sink.output_wait();
+                    if let Some(line) = loss_warning(
+                        counters.ringbuf_full - lost_reported,
+                        output_wait - output_wait_reported,
+                    ) {
                         eprintln!("{line}");
                     }
                     lost_reported = counters.ringbuf_full;
+                    output_wait_reported = output_wait;
                 }
                 next_loss_check = now + LOSS_CHECK;
             }
@@ -433,12 +442,24 @@ fn status(
     }
 }
 
-/// The warning for messages dropped because the ring buffer was full since the last check.
-fn loss_warning(newly_lost: u64) -> Option<String> {
+/// The warning for messages dropped because the ring buffer was full since the last check, in
+/// which the run loop waited `output_wait` for the output to take its lines.
+fn loss_warning(newly_lost: u64, output_wait: Duration) -> Option<String> {
     (newly_lost > 0).then(|| {
+        let why = if output_wait >= Duration::from_millis(1) {
+            format!(
+                "the ring buffer was full while the output held up reading for {} ms (it takes \
+                 lines more slowly than they come); a faster output, narrower filters or a \
+                 larger --ring-buffer-size help",
+                output_wait.as_millis()
+            )
+        } else {
+            "the ring buffer was full (read too slowly); a larger --ring-buffer-size or \
+             narrower filters help"
+                .to_string()
+        };
         format!(
-            "dnslens: {newly_lost} messages lost in the last {}s: the ring buffer was full \
-             (read too slowly); a larger --ring-buffer-size or narrower filters help",
+            "dnslens: {newly_lost} messages lost in the last {}s: {why}",
             LOSS_CHECK.as_secs()
         )
     })
@@ -555,10 +576,15 @@ mod tests {
 
     #[test]
     fn loss_is_warned_only_when_it_grew() {
-        assert_eq!(loss_warning(0), None);
-        let line = loss_warning(42).unwrap();
+        assert_eq!(loss_warning(0, Duration::from_secs(1)), None);
+        let line = loss_warning(42, Duration::ZERO).unwrap();
         assert!(
-            line.starts_with("dnslens: 42 messages lost in the last 5s"),
+            line.starts_with("dnslens: 42 messages lost in the last 5s: the ring buffer was full (read too slowly)"),
+            "{line}"
+        );
+        let line = loss_warning(42, Duration::from_millis(320)).unwrap();
+        assert!(
+            line.contains("while the output held up reading for 320 ms"),
             "{line}"
         );
     }

@@ -8,10 +8,11 @@ pub mod config;
 pub mod rotate;
 
 use std::hash::{Hash, Hasher};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
@@ -32,8 +33,6 @@ use rotate::{LogFile, Rotation};
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9253";
 /// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
 const DEFAULT_ROTATE_KEEP: u32 = 5;
-/// Bytes of stdout gathered before a write, as `trace` does.
-const STDOUT_BUFFER: usize = 64 << 10;
 
 /// Where and how the agent writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,7 +272,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         "dnslens: agent: metrics on http://{}/metrics, health on /healthz and /readyz",
         server.address()
     );
-    let writer: Box<dyn Write> = match &out.path {
+    let writer: Box<dyn Write + Send> = match &out.path {
         Some(path) => Box::new(LogFile::open(path, out.rotation).with_context(|| {
             format!(
                 "--output {}: cannot open it for appending; give a writable file, or - for \
@@ -281,7 +280,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 path.display()
             )
         })?),
-        None => Box::new(BufWriter::with_capacity(STDOUT_BUFFER, io::stdout())),
+        None => Box::new(io::stdout()),
     };
     let name = out.name();
     let result = crate::run::capture(settings, &name, move |_pods| {
@@ -297,14 +296,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Every event and alert into the metrics; alerts and the sampled events into the JSON lines.
-pub struct AgentSink<W: Write> {
+pub struct AgentSink<W: Write + Send + 'static> {
     metrics: MetricsSink,
     json: JsonSink<W>,
     sample: Sampler,
     health: Arc<Health>,
 }
 
-impl<W: Write> Sink for AgentSink<W> {
+impl<W: Write + Send + 'static> Sink for AgentSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         self.metrics.event(event)?;
         if self.sample.keeps(event) {
@@ -325,6 +324,10 @@ impl<W: Write> Sink for AgentSink<W> {
 
     fn finish(&mut self, wall_ns: u64) -> io::Result<()> {
         self.json.finish(wall_ns)
+    }
+
+    fn output_wait(&self) -> Duration {
+        self.json.output_wait()
     }
 
     fn wants_status(&self) -> bool {

@@ -1,59 +1,56 @@
-//! JSON lines: one object per event and per alert, written out after each batch of ring-buffer records (the
-//! run loop's `flush`) rather than per line, which cost a write syscall per message under load
-//! (docs/performance.md). A consumer (`jq`, a log shipper) gets every line whole.
+//! JSON lines: one object per event and per alert, gathered into buffers of about 64 KiB that a
+//! thread of their own writes ([`Writer`]), after each batch of ring-buffer records (the run
+//! loop's `flush`) or once full, rather than per line, which cost a write syscall per message
+//! under load (docs/performance.md). A consumer (`jq`, a log shipper) gets every line whole.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use dnslens_detect::Alert;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{json, DnsEvent};
 
+use super::writer::Writer;
 use super::Sink;
 
-pub struct JsonSink<W: Write> {
-    out: W,
+pub struct JsonSink<W: Write + Send + 'static> {
+    writer: Writer<W>,
     /// `--connects`: a line per connect too.
     connects: bool,
-    /// Lines not yet written. Written whole once past [`JsonSink::WRITE_AT`], so that a
-    /// buffered `out` passes them straight through rather than copying them again.
+    /// Lines not handed over yet.
     lines: Vec<u8>,
 }
 
-impl<W: Write> JsonSink<W> {
-    const WRITE_AT: usize = 64 << 10;
+impl<W: Write + Send + 'static> JsonSink<W> {
+    const HAND_OVER_AT: usize = 64 << 10;
 
     pub fn new(out: W, connects: bool) -> Self {
         JsonSink {
-            out,
+            writer: Writer::start(out),
             connects,
-            lines: Vec::with_capacity(Self::WRITE_AT + 4096),
+            lines: Vec::with_capacity(Self::HAND_OVER_AT + 4096),
         }
     }
 
-    fn write_if_full(&mut self) -> io::Result<()> {
-        if self.lines.len() >= Self::WRITE_AT {
-            self.write_lines()?;
+    fn hand_over_if_full(&mut self) -> io::Result<()> {
+        if self.lines.len() >= Self::HAND_OVER_AT {
+            self.writer.hand_over(&mut self.lines)?;
         }
         Ok(())
     }
 
-    fn write_lines(&mut self) -> io::Result<()> {
-        let written = self.out.write_all(&self.lines);
-        self.lines.clear();
-        written
-    }
-
+    /// Every line written; the writer.
     #[cfg(test)]
     pub fn into_inner(mut self) -> W {
-        self.write_lines().unwrap();
-        self.out
+        self.flush().unwrap();
+        self.writer.close().unwrap().expect("not closed before")
     }
 }
 
-impl<W: Write> Sink for JsonSink<W> {
+impl<W: Write + Send + 'static> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         json::write_event_line(&mut self.lines, event);
-        self.write_if_full()?;
+        self.hand_over_if_full()?;
         Ok(true)
     }
 
@@ -61,18 +58,30 @@ impl<W: Write> Sink for JsonSink<W> {
         if self.connects {
             json::write_connect_line(&mut self.lines, connect);
         }
-        self.write_if_full()
+        self.hand_over_if_full()
     }
 
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
         serde_json::to_writer(&mut self.lines, alert)?;
         self.lines.push(b'\n');
-        self.write_if_full()
+        self.hand_over_if_full()
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.write_lines()?;
-        self.out.flush()
+        self.writer.check()?;
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        self.writer.hand_over(&mut self.lines)
+    }
+
+    fn finish(&mut self, _wall_ns: u64) -> io::Result<()> {
+        self.flush()?;
+        self.writer.close().map(drop)
+    }
+
+    fn output_wait(&self) -> Duration {
+        self.writer.waited()
     }
 }
 

@@ -4,9 +4,10 @@
 mod count;
 mod json;
 mod table;
+mod writer;
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dnslens_cluster::ClusterStatus;
 use dnslens_detect::{Alert, DetectStats};
@@ -43,6 +44,12 @@ pub trait Sink {
     /// Writes out anything buffered. The run loop calls it after each batch of records, so
     /// `event` need not.
     fn flush(&mut self) -> io::Result<()>;
+
+    /// How long, in all, the run loop waited for the output to take what it had (a full writer
+    /// queue): the time a loss of the ring buffer can be blamed on the output.
+    fn output_wait(&self) -> Duration {
+        Duration::ZERO
+    }
 
     /// The run is over at `wall_ns`: print what is left.
     fn finish(&mut self, _wall_ns: u64) -> io::Result<()> {

@@ -1,0 +1,241 @@
+//! The JSON lines' writes, on a thread of their own. The run loop hands over whole buffers and
+//! goes back to the ring buffer: copying lines into the page cache was a third of dnslens's CPU
+//! at 50k queries/s (docs/performance.md), and a write that waits (dirty-page throttling, a slow
+//! pipe) stopped the reading while the kernel dropped what no longer fit. Now the copy runs
+//! beside the pipeline, and a wait stops it only once [`QUEUED`] buffers are waiting; that wait
+//! is timed, so a loss can be told apart from a slow output.
+
+use std::io::{self, Write};
+use std::mem;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Buffers handed over and not written yet before the run loop waits: with the JSON sink's
+/// 64 KiB buffers, 4 MiB of lines.
+const QUEUED: usize = 64;
+/// Written buffers kept for reuse; the rest of a backlog's buffers are freed.
+const SPARE: usize = 4;
+
+pub struct Writer<W: Write + Send + 'static> {
+    /// `None` once closed.
+    full: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<(W, io::Result<()>)>>,
+    waited: Duration,
+}
+
+impl<W: Write + Send + 'static> Writer<W> {
+    pub fn start(out: W) -> Self {
+        let (full, to_write) = mpsc::sync_channel(QUEUED);
+        let (give_back, spare) = mpsc::sync_channel(SPARE);
+        let thread = thread::Builder::new()
+            .name("dnslens-output".to_string())
+            .spawn(move || write_out(out, &to_write, &give_back))
+            // Only the OS refusing a thread fails here (out of memory or pids): nothing runs then.
+            .expect("starting the output thread");
+        Writer {
+            full: Some(full),
+            spare,
+            thread: Some(thread),
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Hands `lines` over to be written, leaving an empty buffer in its place. Waits while
+    /// [`QUEUED`] buffers are still to be written. An error is the write's that stopped the
+    /// thread.
+    pub fn hand_over(&mut self, lines: &mut Vec<u8>) -> io::Result<()> {
+        let Some(full) = &self.full else {
+            return Err(io::Error::other("the output was closed"));
+        };
+        let empty = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(lines.capacity()));
+        let chunk = mem::replace(lines, empty);
+        let sent = match full.try_send(chunk) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(chunk)) => {
+                let start = Instant::now();
+                let sent = full.send(chunk);
+                self.waited += start.elapsed();
+                sent.is_ok()
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            self.stopped()
+        }
+    }
+
+    /// The write error that stopped the thread, if it stopped: a closed pipe ends the run at
+    /// the next turn even when nothing more is handed over.
+    pub fn check(&mut self) -> io::Result<()> {
+        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            return self.stopped();
+        }
+        Ok(())
+    }
+
+    fn stopped(&mut self) -> io::Result<()> {
+        // The thread returns only after an error or once closed.
+        self.close()
+            .and(Err(io::Error::other("the output thread stopped")))
+    }
+
+    /// Waits until everything handed over is written and flushed, and stops the thread; its
+    /// writer is returned once.
+    pub fn close(&mut self) -> io::Result<Option<W>> {
+        self.full = None;
+        let Some(thread) = self.thread.take() else {
+            return Ok(None);
+        };
+        let (out, written) = thread
+            .join()
+            .map_err(|_| io::Error::other("the output thread panicked"))?;
+        written.map(|()| Some(out))
+    }
+
+    /// How long `hand_over` waited for the thread, in all.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl<W: Write + Send + 'static> Drop for Writer<W> {
+    fn drop(&mut self) {
+        // Lines handed over are written even when the run ends on an error.
+        let _ = self.close();
+    }
+}
+
+fn write_out<W: Write>(
+    mut out: W,
+    to_write: &Receiver<Vec<u8>>,
+    give_back: &SyncSender<Vec<u8>>,
+) -> (W, io::Result<()>) {
+    let written = (|| loop {
+        let mut chunk = match to_write.try_recv() {
+            Ok(chunk) => chunk,
+            Err(TryRecvError::Empty) => {
+                // Caught up: what is written goes out now, so a pipe's reader sees it live.
+                out.flush()?;
+                match to_write.recv() {
+                    Ok(chunk) => chunk,
+                    Err(_) => return Ok(()),
+                }
+            }
+            Err(TryRecvError::Disconnected) => return out.flush(),
+        };
+        out.write_all(&chunk)?;
+        chunk.clear();
+        let _ = give_back.try_send(chunk);
+    })();
+    (out, written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_every_buffer_in_order_and_returns_the_writer() {
+        let mut writer = Writer::start(Vec::new());
+        let mut expected = Vec::new();
+        for i in 0..(QUEUED * 3) {
+            let mut lines = format!("line {i}\n").into_bytes();
+            expected.extend_from_slice(&lines);
+            writer.hand_over(&mut lines).unwrap();
+            assert!(lines.is_empty());
+        }
+        assert_eq!(writer.close().unwrap().unwrap(), expected);
+        assert!(
+            writer.close().unwrap().is_none(),
+            "the writer is returned once"
+        );
+    }
+
+    /// A writer that fails after `ok` writes, as a closed pipe does.
+    struct FailsAfter {
+        ok: usize,
+    }
+
+    impl Write for FailsAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.ok == 0 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.ok -= 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_comes_back_to_the_caller() {
+        let mut writer = Writer::start(FailsAfter { ok: 2 });
+        let error = (0..(QUEUED * 4))
+            .find_map(|_| writer.hand_over(&mut b"x\n".to_vec()).err())
+            .expect("the error is seen once the thread has stopped");
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+        assert!(writer.hand_over(&mut b"x\n".to_vec()).is_err());
+        assert!(writer.close().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stopped_thread_is_seen_without_handing_over_more() {
+        let mut writer = Writer::start(FailsAfter { ok: 0 });
+        writer.hand_over(&mut b"x\n".to_vec()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            match writer.check() {
+                Err(e) => break e,
+                Ok(()) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+                Ok(()) => panic!("the thread did not stop on its write error"),
+            }
+        };
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    /// A writer that blocks until told to go on, as a throttled disk does.
+    struct Gate(Receiver<()>);
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_waits_and_the_wait_is_timed() {
+        let (open, gate) = mpsc::channel();
+        let mut writer = Writer::start(Gate(gate));
+        let handed = QUEUED + 2;
+        let opener = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            for _ in 0..handed {
+                open.send(()).unwrap();
+            }
+        });
+        // One buffer in the write and QUEUED in the queue: the next one waits for the gate.
+        for _ in 0..handed {
+            writer.hand_over(&mut b"x\n".to_vec()).unwrap();
+        }
+        assert!(
+            writer.waited() >= Duration::from_millis(100),
+            "{:?}",
+            writer.waited()
+        );
+        opener.join().unwrap();
+        writer.close().unwrap();
+    }
+}
