@@ -385,7 +385,15 @@ impl Run<'_> {
             }
             let now = Instant::now();
             if now >= next_status && sink.wants_status() {
-                sink.status(&status(probe, pipeline, detection.as_deref(), cluster, now));
+                let output_wait = sink.output_wait();
+                sink.status(&status(
+                    probe,
+                    pipeline,
+                    detection.as_deref(),
+                    cluster,
+                    output_wait,
+                    now,
+                ));
                 next_status = now + STATUS_EVERY;
             }
             if let (Some(next), Some(every)) = (next_interval.as_mut(), interval) {
@@ -430,10 +438,12 @@ fn status(
     pipeline: &Pipeline,
     detection: Option<&Detection>,
     cluster: &Connection,
+    output_wait: Duration,
     now: Instant,
 ) -> Status {
     Status {
         now,
+        output_wait,
         kernel: probe.counters().ok(),
         ring: probe.ring_use(),
         lens: pipeline.stats(),

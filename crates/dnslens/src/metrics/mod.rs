@@ -15,7 +15,7 @@ pub mod names;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,6 +148,7 @@ struct Families {
     state_evictions: Family<One, Counter>,
     ringbuf_used: Gauge,
     ringbuf_size: Gauge,
+    output_wait: Counter<f64, AtomicU64>,
     enrichment_misses: Family<One, Counter>,
     folded: Family<One, Counter>,
 }
@@ -167,6 +168,7 @@ impl Families {
             state_evictions: Family::default(),
             ringbuf_used: Gauge::default(),
             ringbuf_size: Gauge::default(),
+            output_wait: Counter::default(),
             enrichment_misses: Family::default(),
             folded: Family::default(),
         }
@@ -188,6 +190,7 @@ impl Families {
         add(&mut r, "dnslens_state_evictions_total", f.state_evictions);
         add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);
         add(&mut r, "dnslens_ringbuf_size_bytes", f.ringbuf_size);
+        add(&mut r, "dnslens_output_wait_seconds_total", f.output_wait);
         add(
             &mut r,
             "dnslens_enrichment_misses_total",
@@ -741,6 +744,9 @@ impl MetricsSink {
         let (used, size) = s.ring;
         f.ringbuf_used.set(i64::try_from(used).unwrap_or(i64::MAX));
         f.ringbuf_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+        f.output_wait
+            .inner()
+            .store(s.output_wait.as_secs_f64().to_bits(), Ordering::Relaxed);
         let lens = &s.lens;
         store(
             &f.decode_errors,
@@ -982,6 +988,7 @@ mod tests {
             now,
             kernel: None,
             ring: (0, 4096),
+            output_wait: Duration::ZERO,
             lens: Stats::default(),
             detect: None,
             cluster: None,
@@ -1353,6 +1360,7 @@ mod tests {
             ..KernelCounters::default()
         });
         st.ring = (512, 1 << 20);
+        st.output_wait = Duration::from_millis(1500);
         st.lens.decode.errors.insert("truncated", 3);
         st.lens.decode.bad_records = 2;
         st.lens.correlate.evicted = 5;
@@ -1361,6 +1369,10 @@ mod tests {
         let s = scrape(&sink);
         let one = |name, label, v| value(&s, name, &[(label, v)]);
         assert_eq!(value(&s, "dnslens_events_lost_total", &[]), Some(7.0));
+        assert_eq!(
+            value(&s, "dnslens_output_wait_seconds_total", &[]),
+            Some(1.5)
+        );
         assert_eq!(
             one("dnslens_kernel_events_total", "kind", "events"),
             Some(100.0)

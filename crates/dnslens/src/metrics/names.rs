@@ -95,6 +95,12 @@ pub const METRICS: &[Metric] = &[
         help: "Size of the kernel-to-agent ring buffer",
     },
     Metric {
+        name: "dnslens_output_wait_seconds_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "Time the reading of the ring buffer waited for the JSON output to take lines",
+    },
+    Metric {
         name: "dnslens_enrichment_misses_total",
         kind: Type::Counter,
         labels: &["what"],

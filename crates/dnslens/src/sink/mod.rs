@@ -74,6 +74,8 @@ pub struct Status {
     pub kernel: Option<KernelCounters>,
     /// Ring-buffer bytes not read yet, and its size.
     pub ring: (u64, u64),
+    /// The sink's [`Sink::output_wait`].
+    pub output_wait: Duration,
     pub lens: Stats,
     /// `None` without detectors.
     pub detect: Option<DetectStats>,
