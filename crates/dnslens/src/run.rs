@@ -19,7 +19,10 @@ use dnslens_probe::{CaptureMode, HookStatus, Probe};
 use crate::cluster::Connection;
 use crate::detect::Detection;
 use crate::settings::{Detect, Learn, Output, Settings};
-use crate::sink::{CountFormat, CountSink, JsonSink, Sink, Status, TableSink, TableStyle};
+use crate::sink::{
+    CountFormat, CountSink, JsonSink, OutputStats, Sink, Status, TableSink, TableStyle,
+    OUTPUT_PATIENCE,
+};
 use crate::top::TopSink;
 
 /// How long one poll waits for records: also how late a stop, a timeout or an interval can be.
@@ -141,11 +144,14 @@ pub fn capture<'a>(
         detection.as_ref(),
         interval.is_none().then_some((shown, what)),
     );
-    let output_wait = sink.output_wait();
-    if !output_wait.is_zero() {
+    let cost = sink.output();
+    if !cost.is_zero() {
         eprintln!(
-            "dnslens: output: reading waited {} ms in all for the output to take lines",
-            output_wait.as_millis()
+            "dnslens: output: reading waited {} ms in all for the output to take lines; {} \
+             lines dropped while it took none for {} s or more",
+            cost.waited.as_millis(),
+            cost.dropped_lines,
+            OUTPUT_PATIENCE.as_secs()
         );
     }
     if let Some(line) = cluster.report() {
@@ -330,7 +336,7 @@ impl Run<'_> {
         // The first status right away: the agent is ready as soon as it is attached.
         let mut next_status = start;
         let mut lost_reported = 0;
-        let mut output_wait_reported = Duration::ZERO;
+        let mut cost_reported = OutputStats::default();
         let mut last_seen = 0;
         while !signals::stopped() {
             let Run {
@@ -385,13 +391,13 @@ impl Run<'_> {
             }
             let now = Instant::now();
             if now >= next_status && sink.wants_status() {
-                let output_wait = sink.output_wait();
+                let cost = sink.output();
                 sink.status(&status(
                     probe,
                     pipeline,
                     detection.as_deref(),
                     cluster,
-                    output_wait,
+                    cost,
                     now,
                 ));
                 next_status = now + STATUS_EVERY;
@@ -410,16 +416,14 @@ impl Run<'_> {
             }
             if now >= next_loss_check {
                 // Loss is said when it happens, not only in the final counters.
+                let cost = self.sink.output();
                 if let Ok(counters) = self.probe.counters() {
-                    let output_wait = self.sink.output_wait();
-                    if let Some(line) = loss_warning(
-                        counters.ringbuf_full - lost_reported,
-                        output_wait - output_wait_reported,
-                    ) {
+                    let lost = counters.ringbuf_full - lost_reported;
+                    for line in loss_warnings(lost, cost.since(cost_reported)) {
                         eprintln!("{line}");
                     }
                     lost_reported = counters.ringbuf_full;
-                    output_wait_reported = output_wait;
+                    cost_reported = cost;
                 }
                 next_loss_check = now + LOSS_CHECK;
             }
@@ -438,12 +442,12 @@ fn status(
     pipeline: &Pipeline,
     detection: Option<&Detection>,
     cluster: &Connection,
-    output_wait: Duration,
+    output: OutputStats,
     now: Instant,
 ) -> Status {
     Status {
         now,
-        output_wait,
+        output,
         kernel: probe.counters().ok(),
         ring: probe.ring_use(),
         lens: pipeline.stats(),
@@ -452,27 +456,39 @@ fn status(
     }
 }
 
-/// The warning for messages dropped because the ring buffer was full since the last check, in
-/// which the run loop waited `output_wait` for the output to take its lines.
-fn loss_warning(newly_lost: u64, output_wait: Duration) -> Option<String> {
-    (newly_lost > 0).then(|| {
-        let why = if output_wait >= Duration::from_millis(1) {
+/// The warnings for what was lost since the last check: messages the kernel dropped because
+/// the ring buffer was full, in which the run loop waited `output.waited` for the output, and
+/// lines the output dropped while stalled.
+fn loss_warnings(newly_lost: u64, output: OutputStats) -> Vec<String> {
+    let every = LOSS_CHECK.as_secs();
+    let mut lines = Vec::new();
+    if newly_lost > 0 {
+        let why = if output.waited >= Duration::from_millis(1) {
             format!(
                 "the ring buffer was full while the output held up reading for {} ms (it takes \
                  lines more slowly than they come); a faster output, narrower filters or a \
                  larger --ring-buffer-size help",
-                output_wait.as_millis()
+                output.waited.as_millis()
             )
         } else {
             "the ring buffer was full (read too slowly); a larger --ring-buffer-size or \
              narrower filters help"
                 .to_string()
         };
-        format!(
-            "dnslens: {newly_lost} messages lost in the last {}s: {why}",
-            LOSS_CHECK.as_secs()
-        )
-    })
+        lines.push(format!(
+            "dnslens: {newly_lost} messages lost in the last {every}s: {why}"
+        ));
+    }
+    if output.dropped_lines > 0 {
+        lines.push(format!(
+            "dnslens: {} lines not written in the last {every}s: the output took none for {} s \
+             or more (a reader of stdout that stopped, a full disk), so they were dropped and \
+             capture went on",
+            output.dropped_lines,
+            OUTPUT_PATIENCE.as_secs()
+        ));
+    }
+    lines
 }
 
 /// The counters, on stderr, one line per stage; `shown`: how many of what `trace` printed.
@@ -586,17 +602,38 @@ mod tests {
 
     #[test]
     fn loss_is_warned_only_when_it_grew() {
-        assert_eq!(loss_warning(0, Duration::from_secs(1)), None);
-        let line = loss_warning(42, Duration::ZERO).unwrap();
+        let waited = |ms| OutputStats {
+            waited: Duration::from_millis(ms),
+            dropped_lines: 0,
+        };
+        assert!(loss_warnings(0, waited(1000)).is_empty());
+        let [line] = &loss_warnings(42, waited(0))[..] else {
+            panic!("one line")
+        };
         assert!(
             line.starts_with("dnslens: 42 messages lost in the last 5s: the ring buffer was full (read too slowly)"),
             "{line}"
         );
-        let line = loss_warning(42, Duration::from_millis(320)).unwrap();
+        let [line] = &loss_warnings(42, waited(320))[..] else {
+            panic!("one line")
+        };
         assert!(
             line.contains("while the output held up reading for 320 ms"),
             "{line}"
         );
+        let dropped = OutputStats {
+            dropped_lines: 7,
+            ..waited(1500)
+        };
+        let lines = loss_warnings(0, dropped);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "dnslens: 7 lines not written in the last 5s: the output took none for 1 s"
+            ),
+            "{lines:?}"
+        );
+        assert_eq!(loss_warnings(3, dropped).len(), 2);
     }
 
     #[test]

@@ -12,10 +12,11 @@
 mod node;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use node::dnsmasq::DOMAIN;
@@ -306,19 +307,139 @@ fn root_ring_buffer_overflow_is_warned_and_capture_recovers_at_once() {
     assert_no_problems("ring buffer overflow", &problems, &[&stopped]);
 }
 
-/// Sends queries for `NAME-i` from one UDP socket to `dst`:53 as fast as it can for `secs`.
+/// A reader of stdout that stops reading (a stalled log shipper): the lines wait in the output
+/// thread's bounded queue, then the reading of the ring buffer waits, the ring buffer fills and
+/// the kernel drops; after a second without room the output counts as stalled and its lines
+/// are dropped instead, so capture goes on. Both losses are counted and warned, the warning
+/// names the output as the cause, and once stdout is read again the next query is captured.
+#[test]
+fn root_stalled_output_is_named_as_the_cause_of_loss() {
+    if !have_root() {
+        return;
+    }
+    let _guard = flooding();
+    let node = Node::start(1);
+    let dst = nowhere(&node).to_string();
+    let mut trace = node::ChildGuard::new(
+        Command::new(env!("CARGO_BIN_EXE_dnslens"))
+            .args([
+                "trace",
+                "--json",
+                "--no-detect",
+                "--ring-buffer-size",
+                "64KiB",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dnslens"),
+    );
+    let stderr = node::trace::collect_stderr(&mut trace.child);
+    let stdout = trace.child.stdout.take().expect("stdout pipe");
+    let said = |what: &str| stderr.lock().unwrap().contains(what);
+    assert!(
+        wait_until(Duration::from_secs(60), || said("tracing DNS")),
+        "dnslens did not start: {}",
+        stderr.lock().unwrap()
+    );
+    // Nobody reads stdout while the load runs.
+    let (tag, _) = unique_tag();
+    let prefix = format!("stall-{tag}.{DOMAIN}");
+    let load = node::ChildGuard::new(
+        Command::new(tool("ip"))
+            .args(["netns", "exec", &node.clients[0].ns])
+            .arg(python())
+            .args(["-c", LOAD, &dst, &prefix, "12", "fresh"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the load"),
+    );
+    let warned = wait_until(Duration::from_secs(15), || {
+        said("while the output held up reading for") && said("lines not written in the last")
+    });
+    drop(load);
+    // Read again, as the shipper would once back.
+    let read = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let read = Arc::clone(&read);
+        std::thread::spawn(move || {
+            let mut stdout = stdout;
+            let mut chunk = [0u8; 64 << 10];
+            while let Ok(n @ 1..) = stdout.read(&mut chunk) {
+                read.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let name = unique_name("after-stall");
+    dig(&node, &name);
+    let recovered = wait_until(Duration::from_secs(10), || {
+        String::from_utf8_lossy(&read.lock().unwrap()).contains(&name)
+    });
+    trace.signal(libc::SIGINT);
+    let status = trace.wait_timeout(Duration::from_secs(10));
+    reader.join().expect("stdout reader");
+    std::thread::sleep(Duration::from_millis(50));
+    let stderr = stderr.lock().unwrap().clone();
+
+    let mut problems = Vec::new();
+    if !warned {
+        problems.push("no warnings of the ring buffer's loss and the dropped lines, naming the output, within 15 s".to_string());
+    }
+    if !recovered {
+        problems.push(format!("{name} not captured once stdout was read again"));
+    }
+    if !status.is_some_and(|s| s.success()) {
+        problems.push(format!("dnslens exited with {status:?}"));
+    }
+    let dropped = number(counter_line(&stderr, "output"), "lines dropped");
+    if dropped == 0 {
+        problems.push("no dropped lines in the final report".to_string());
+    }
+    let full = number(counter_line(&stderr, "kernel"), "ring buffer full ");
+    if full == 0 {
+        problems.push("no ring-buffer loss counted".to_string());
+    }
+    let text = String::from_utf8_lossy(&read.lock().unwrap()).into_owned();
+    let bad = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).map_or(true, |v| !v.is_object()))
+        .count();
+    if bad > 0 {
+        problems.push(format!("{bad} lines on stdout are not JSON objects"));
+    }
+    println!(
+        "stalled output: {full} lost, {dropped} lines dropped, {} lines read after the stall",
+        text.lines().count()
+    );
+    assert!(
+        problems.is_empty(),
+        "{}\nstderr:\n{stderr}",
+        problems.join("\n")
+    );
+}
+
+/// Sends queries for `NAME-i` from one UDP socket to `dst`:53 as fast as it can for `secs`:
+/// the same 1,000 over and over (dnslens prints the repeats as retransmits, not at all), or
+/// with a fourth argument every one a new name, each printed.
 const LOAD: &str = r#"
 import socket, struct, sys, time
 dst, prefix, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+fresh = len(sys.argv) > 4
 def query(qid, name):
     wire = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
-    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire + struct.pack(">HH", 1, 1)
-msgs = [query(i, f"{prefix}-{i}") for i in range(1000)]
+    return struct.pack(">HHHHHH", qid & 0xFFFF, 0x0100, 1, 0, 0, 0) + wire + struct.pack(">HH", 1, 1)
+def batch(first):
+    return [query(i, f"{prefix}-{i}") for i in range(first, first + 1000)]
+msgs, sent = batch(0), 0
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 end = time.monotonic() + secs
 while time.monotonic() < end:
     for m in msgs:
         s.sendto(m, (dst, 53))
+    sent += 1000
+    if fresh:
+        msgs = batch(sent)
 "#;
 
 /// Regression: the reader drained the ring buffer until it was empty before looking at

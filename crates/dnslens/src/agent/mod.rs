@@ -12,7 +12,6 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
@@ -26,7 +25,7 @@ use crate::flags::AgentArgs;
 use crate::http::{Health, Server};
 use crate::metrics::{Limits, MetricsSink};
 use crate::settings::{self, Learn, Output, Settings};
-use crate::sink::{JsonSink, Sink, Status};
+use crate::sink::{JsonSink, OutputStats, Sink, Status};
 use config::Loaded;
 use rotate::{LogFile, Rotation};
 
@@ -326,8 +325,8 @@ impl<W: Write + Send + 'static> Sink for AgentSink<W> {
         self.json.finish(wall_ns)
     }
 
-    fn output_wait(&self) -> Duration {
-        self.json.output_wait()
+    fn output(&self) -> OutputStats {
+        self.json.output()
     }
 
     fn wants_status(&self) -> bool {

@@ -149,6 +149,7 @@ struct Families {
     ringbuf_used: Gauge,
     ringbuf_size: Gauge,
     output_wait: Counter<f64, AtomicU64>,
+    output_dropped: Counter,
     enrichment_misses: Family<One, Counter>,
     folded: Family<One, Counter>,
 }
@@ -169,6 +170,7 @@ impl Families {
             ringbuf_used: Gauge::default(),
             ringbuf_size: Gauge::default(),
             output_wait: Counter::default(),
+            output_dropped: Counter::default(),
             enrichment_misses: Family::default(),
             folded: Family::default(),
         }
@@ -191,6 +193,11 @@ impl Families {
         add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);
         add(&mut r, "dnslens_ringbuf_size_bytes", f.ringbuf_size);
         add(&mut r, "dnslens_output_wait_seconds_total", f.output_wait);
+        add(
+            &mut r,
+            "dnslens_output_dropped_lines_total",
+            f.output_dropped,
+        );
         add(
             &mut r,
             "dnslens_enrichment_misses_total",
@@ -746,7 +753,10 @@ impl MetricsSink {
         f.ringbuf_size.set(i64::try_from(size).unwrap_or(i64::MAX));
         f.output_wait
             .inner()
-            .store(s.output_wait.as_secs_f64().to_bits(), Ordering::Relaxed);
+            .store(s.output.waited.as_secs_f64().to_bits(), Ordering::Relaxed);
+        f.output_dropped
+            .inner()
+            .store(s.output.dropped_lines, Ordering::Relaxed);
         let lens = &s.lens;
         store(
             &f.decode_errors,
@@ -869,6 +879,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use crate::sink::OutputStats;
     use dnslens_detect::{Detector, Evidence, Severity};
     use dnslens_lens::container::Runtime;
     use dnslens_lens::model::sample;
@@ -988,7 +999,7 @@ mod tests {
             now,
             kernel: None,
             ring: (0, 4096),
-            output_wait: Duration::ZERO,
+            output: OutputStats::default(),
             lens: Stats::default(),
             detect: None,
             cluster: None,
@@ -1360,7 +1371,10 @@ mod tests {
             ..KernelCounters::default()
         });
         st.ring = (512, 1 << 20);
-        st.output_wait = Duration::from_millis(1500);
+        st.output = OutputStats {
+            waited: Duration::from_millis(1500),
+            dropped_lines: 9,
+        };
         st.lens.decode.errors.insert("truncated", 3);
         st.lens.decode.bad_records = 2;
         st.lens.correlate.evicted = 5;
@@ -1372,6 +1386,10 @@ mod tests {
         assert_eq!(
             value(&s, "dnslens_output_wait_seconds_total", &[]),
             Some(1.5)
+        );
+        assert_eq!(
+            value(&s, "dnslens_output_dropped_lines_total", &[]),
+            Some(9.0)
         );
         assert_eq!(
             one("dnslens_kernel_events_total", "kind", "events"),

@@ -101,6 +101,12 @@ pub const METRICS: &[Metric] = &[
         help: "Time the reading of the ring buffer waited for the JSON output to take lines",
     },
     Metric {
+        name: "dnslens_output_dropped_lines_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "JSON lines dropped because the output took none for a second or more",
+    },
+    Metric {
         name: "dnslens_enrichment_misses_total",
         kind: Type::Counter,
         labels: &["what"],

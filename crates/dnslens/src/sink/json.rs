@@ -4,13 +4,12 @@
 //! under load (docs/performance.md). A consumer (`jq`, a log shipper) gets every line whole.
 
 use std::io::{self, Write};
-use std::time::Duration;
 
 use dnslens_detect::Alert;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{json, DnsEvent};
 
-use super::writer::Writer;
+use super::writer::{OutputStats, Writer};
 use super::Sink;
 
 pub struct JsonSink<W: Write + Send + 'static> {
@@ -80,8 +79,8 @@ impl<W: Write + Send + 'static> Sink for JsonSink<W> {
         self.writer.close().map(drop)
     }
 
-    fn output_wait(&self) -> Duration {
-        self.writer.waited()
+    fn output(&self) -> OutputStats {
+        self.writer.stats()
     }
 }
 

@@ -7,7 +7,7 @@ mod table;
 mod writer;
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dnslens_cluster::ClusterStatus;
 use dnslens_detect::{Alert, DetectStats};
@@ -18,6 +18,7 @@ use dnslens_probe::KernelCounters;
 pub use count::{CountFormat, CountSink};
 pub use json::JsonSink;
 pub use table::{TableSink, TableStyle};
+pub use writer::{OutputStats, PATIENCE as OUTPUT_PATIENCE};
 
 pub trait Sink {
     /// Shows one event, or takes it into account. Returns whether something was printed for
@@ -45,10 +46,11 @@ pub trait Sink {
     /// `event` need not.
     fn flush(&mut self) -> io::Result<()>;
 
-    /// How long, in all, the run loop waited for the output to take what it had (a full writer
-    /// queue): the time a loss of the ring buffer can be blamed on the output.
-    fn output_wait(&self) -> Duration {
-        Duration::ZERO
+    /// What the output cost so far: the run loop's waits for room in the writer's queue (the
+    /// time a loss of the ring buffer can be blamed on the output) and lines dropped while it
+    /// was stalled. Sinks without a writer thread cost none.
+    fn output(&self) -> OutputStats {
+        OutputStats::default()
     }
 
     /// The run is over at `wall_ns`: print what is left.
@@ -74,8 +76,8 @@ pub struct Status {
     pub kernel: Option<KernelCounters>,
     /// Ring-buffer bytes not read yet, and its size.
     pub ring: (u64, u64),
-    /// The sink's [`Sink::output_wait`].
-    pub output_wait: Duration,
+    /// The sink's [`Sink::output`].
+    pub output: OutputStats,
     pub lens: Stats,
     /// `None` without detectors.
     pub detect: Option<DetectStats>,

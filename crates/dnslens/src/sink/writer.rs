@@ -3,7 +3,10 @@
 //! at 50k queries/s (docs/performance.md), and a write that waits (dirty-page throttling, a slow
 //! pipe) stopped the reading while the kernel dropped what no longer fit. Now the copy runs
 //! beside the pipeline, and a wait stops it only once [`QUEUED`] buffers are waiting; that wait
-//! is timed, so a loss can be told apart from a slow output.
+//! is timed, so a loss can be told apart from a slow output. An output that takes nothing for
+//! [`PATIENCE`] is stalled (a reader of stdout that stopped, a full disk): its buffers are
+//! dropped and their lines counted until it takes one again, so that it cannot stop the
+//! capture, the detectors, the agent's metrics or a stop by SIGINT.
 
 use std::io::{self, Write};
 use std::mem;
@@ -16,13 +19,43 @@ use std::time::{Duration, Instant};
 const QUEUED: usize = 64;
 /// Written buffers kept for reuse; the rest of a backlog's buffers are freed.
 const SPARE: usize = 4;
+/// How long a hand-over waits for room before the output counts as stalled. The ring buffer
+/// fills meanwhile: this only bounds how long the reading can be stopped.
+pub const PATIENCE: Duration = Duration::from_secs(1);
+/// How often a waiting hand-over looks for room.
+const RETRY: Duration = Duration::from_micros(200);
+
+/// What the output cost the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputStats {
+    /// How long, in all, handing over waited for room.
+    pub waited: Duration,
+    /// Lines dropped while the output was stalled.
+    pub dropped_lines: u64,
+}
+
+impl OutputStats {
+    /// What it cost since `earlier`.
+    pub fn since(self, earlier: OutputStats) -> OutputStats {
+        OutputStats {
+            waited: self.waited.saturating_sub(earlier.waited),
+            dropped_lines: self.dropped_lines.saturating_sub(earlier.dropped_lines),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == OutputStats::default()
+    }
+}
 
 pub struct Writer<W: Write + Send + 'static> {
     /// `None` once closed.
     full: Option<SyncSender<Vec<u8>>>,
     spare: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<(W, io::Result<()>)>>,
-    waited: Duration,
+    stats: OutputStats,
+    /// The last hand-over found no room within [`PATIENCE`]: drop until there is room again.
+    stalled: bool,
 }
 
 impl<W: Write + Send + 'static> Writer<W> {
@@ -38,13 +71,14 @@ impl<W: Write + Send + 'static> Writer<W> {
             full: Some(full),
             spare,
             thread: Some(thread),
-            waited: Duration::ZERO,
+            stats: OutputStats::default(),
+            stalled: false,
         }
     }
 
-    /// Hands `lines` over to be written, leaving an empty buffer in its place. Waits while
-    /// [`QUEUED`] buffers are still to be written. An error is the write's that stopped the
-    /// thread.
+    /// Hands `lines` over to be written, leaving an empty buffer in its place. Waits up to
+    /// [`PATIENCE`] for room, and not at all while the output is stalled: then the lines are
+    /// dropped and counted. An error is the write's that stopped the thread.
     pub fn hand_over(&mut self, lines: &mut Vec<u8>) -> io::Result<()> {
         let Some(full) = &self.full else {
             return Err(io::Error::other("the output was closed"));
@@ -53,17 +87,31 @@ impl<W: Write + Send + 'static> Writer<W> {
             .spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(lines.capacity()));
-        let chunk = mem::replace(lines, empty);
-        let sent = match full.try_send(chunk) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(chunk)) => {
-                let start = Instant::now();
-                let sent = full.send(chunk);
-                self.waited += start.elapsed();
-                sent.is_ok()
+        let mut chunk = mem::replace(lines, empty);
+        let mut waiting_since = None;
+        let sent = loop {
+            match full.try_send(chunk) {
+                Ok(()) => {
+                    self.stalled = false;
+                    break true;
+                }
+                Err(TrySendError::Disconnected(_)) => break false,
+                Err(TrySendError::Full(back)) => {
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    if self.stalled || since.elapsed() >= PATIENCE {
+                        self.stalled = true;
+                        self.stats.dropped_lines +=
+                            back.iter().filter(|&&b| b == b'\n').count() as u64;
+                        break true;
+                    }
+                    chunk = back;
+                    thread::sleep(RETRY);
+                }
             }
-            Err(TrySendError::Disconnected(_)) => false,
         };
+        if let Some(since) = waiting_since {
+            self.stats.waited += since.elapsed();
+        }
         if sent {
             Ok(())
         } else {
@@ -99,9 +147,8 @@ impl<W: Write + Send + 'static> Writer<W> {
         written.map(|()| Some(out))
     }
 
-    /// How long `hand_over` waited for the thread, in all.
-    pub fn waited(&self) -> Duration {
-        self.waited
+    pub fn stats(&self) -> OutputStats {
+        self.stats
     }
 }
 
@@ -188,6 +235,40 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_output_drops_and_counts_lines_until_it_takes_again() {
+        let (open, gate) = mpsc::channel();
+        let mut writer = Writer::start(Gate(gate));
+        // One buffer in the write and QUEUED in the queue, then no room for PATIENCE.
+        for _ in 0..=QUEUED {
+            writer.hand_over(&mut b"x\n".to_vec()).unwrap();
+        }
+        let start = Instant::now();
+        writer.hand_over(&mut b"a\nb\n".to_vec()).unwrap();
+        assert!(start.elapsed() >= PATIENCE);
+        // Stalled: the next one is dropped at once.
+        let start = Instant::now();
+        writer.hand_over(&mut b"c\n".to_vec()).unwrap();
+        assert!(start.elapsed() < PATIENCE);
+        assert_eq!(writer.stats().dropped_lines, 3);
+        // Taking again ends the stall: once the thread has made room, a buffer goes through.
+        for _ in 0..=QUEUED {
+            open.send(()).unwrap();
+        }
+        let taken = (0..1000).any(|_| {
+            let before = writer.stats().dropped_lines;
+            writer.hand_over(&mut b"d\n".to_vec()).unwrap();
+            let through = writer.stats().dropped_lines == before;
+            if !through {
+                thread::sleep(Duration::from_millis(10));
+            }
+            through
+        });
+        assert!(taken, "{:?}", writer.stats());
+        drop(open);
+        writer.close().unwrap();
+    }
+
+    #[test]
     fn a_stopped_thread_is_seen_without_handing_over_more() {
         let mut writer = Writer::start(FailsAfter { ok: 0 });
         writer.hand_over(&mut b"x\n".to_vec()).unwrap();
@@ -230,11 +311,9 @@ mod tests {
         for _ in 0..handed {
             writer.hand_over(&mut b"x\n".to_vec()).unwrap();
         }
-        assert!(
-            writer.waited() >= Duration::from_millis(100),
-            "{:?}",
-            writer.waited()
-        );
+        let stats = writer.stats();
+        assert!(stats.waited >= Duration::from_millis(100), "{stats:?}");
+        assert_eq!(stats.dropped_lines, 0);
         opener.join().unwrap();
         writer.close().unwrap();
     }
