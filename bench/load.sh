@@ -215,7 +215,14 @@ json_counts() {
              }'
 }
 
-lost_of() { sed -n 's/.*kernel: [0-9]* events, \([0-9]*\) lost.*/\1/p' "$1" | head -1; }
+# Messages the kernel lost, and "+N lines dropped" when the output stalled (dnslens drops lines
+# its output takes none of for a second).
+lost_of() {
+    local lost dropped
+    lost=$(sed -n 's/.*kernel: [0-9]* events, \([0-9]*\) lost.*/\1/p' "$1" | head -1)
+    dropped=$(sed -n 's/^dnslens: output: .*; \([0-9]*\) lines dropped.*/\1/p' "$1" | head -1)
+    if [ "${dropped:-0}" -gt 0 ]; then echo "$lost +$dropped lines dropped"; else echo "$lost"; fi
+}
 
 STEPS_HEADER="| server | rate | observer | seconds | sent | completed | qps | ratio | avg lat ms | max lat ms | observer saw | dnslens lost | user s/M msg | sys s/M msg | user us/msg | VmHWM MB | host busy |"
 
