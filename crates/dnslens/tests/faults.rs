@@ -346,15 +346,7 @@ fn root_stalled_output_is_named_as_the_cause_of_loss() {
     // Nobody reads stdout while the load runs.
     let (tag, _) = unique_tag();
     let prefix = format!("stall-{tag}.{DOMAIN}");
-    let load = node::ChildGuard::new(
-        Command::new(tool("ip"))
-            .args(["netns", "exec", &node.clients[0].ns])
-            .arg(python())
-            .args(["-c", LOAD, &dst, &prefix, "12", "fresh"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the load"),
-    );
+    let load = start_load(&node, &dst, &prefix, &["12", "fresh"]);
     let warned = wait_until(Duration::from_secs(15), || {
         said("while the output held up reading for") && said("lines not written in the last")
     });
@@ -442,6 +434,19 @@ while time.monotonic() < end:
         msgs = batch(sent)
 "#;
 
+/// [`LOAD`] from client 0 of `node`, with `args` after `dst` and `prefix`; ended when dropped.
+fn start_load(node: &Node, dst: &str, prefix: &str, args: &[&str]) -> node::ChildGuard {
+    let child = Command::new(tool("ip"))
+        .args(["netns", "exec", &node.clients[0].ns])
+        .arg(python())
+        .args(["-c", LOAD, dst, prefix])
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn the load");
+    node::ChildGuard::new(child)
+}
+
 /// Regression: the reader drained the ring buffer until it was empty before looking at
 /// anything else, so while messages kept coming faster than it decoded them it never saw
 /// SIGINT (nor ran its timeouts and loss checks): only a second signal, which kills it, ended
@@ -457,18 +462,11 @@ fn root_sigint_stops_dnslens_under_sustained_load() {
     let mut trace = Trace::start(&["--domain", "not-this-zone.invalid"]);
     let (tag, _) = unique_tag();
     let prefix = format!("flood-{tag}.{DOMAIN}");
-    let load = |secs: &str| {
-        let child = Command::new(tool("ip"))
-            .args(["netns", "exec", &node.clients[0].ns])
-            .arg(python())
-            .args(["-c", LOAD, &dst, &prefix, secs])
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn the load");
-        node::ChildGuard::new(child)
-    };
     // Two senders, so the flood outpaces the reader on any machine this runs on.
-    let _load = [load("8"), load("8")];
+    let _load = [
+        start_load(&node, &dst, &prefix, &["8"]),
+        start_load(&node, &dst, &prefix, &["8"]),
+    ];
     std::thread::sleep(Duration::from_millis(1500));
     let asked = Instant::now();
     trace.signal(libc::SIGINT);
