@@ -14,8 +14,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Buffers handed over and not written yet before the run loop waits: with the JSON sink's
-/// 64 KiB buffers, 4 MiB of lines.
+/// Buffers handed over and not written yet before the run loop waits: at most 4 MiB of lines
+/// with the JSON sink's 64 KiB buffers (fewer under light load, where each turn hands over what
+/// it has).
 const QUEUED: usize = 64;
 /// Written buffers kept for reuse; the rest of a backlog's buffers are freed.
 const SPARE: usize = 4;
