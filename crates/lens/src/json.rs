@@ -358,12 +358,13 @@ fn write_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-/// A JSON string: quotes, and escapes for `"`, `\` and control characters (the forms
-/// serde_json writes). Runs of plain bytes are copied whole.
+/// The bytes a JSON string must escape.
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// A JSON string: quotes, and escapes for `"`, `\` and control characters (the forms
+/// serde_json writes). Runs of plain bytes are copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
