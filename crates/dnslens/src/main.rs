@@ -1,30 +1,15 @@
 //! dnslens: which process, container and pod resolved which domain, captured with eBPF.
 //!
-//! This crate is only the command line and the glue: flags -> settings -> probe, pipeline
-//! (crates/lens), the pod watch (crates/cluster), the detectors (crates/detect) and a sink;
-//! `whois` reads one process; `detect` replays a saved trace through the detectors.
-//! Errors become one line on stderr and a non-zero exit.
-
-mod agent;
-mod cluster;
-mod detect;
-mod flags;
-mod http;
-mod input;
-mod metrics;
-mod run;
-mod settings;
-mod sink;
-mod top;
-mod whois;
+//! Only the command line's edge: parse the flags, dispatch to the library, and turn an error
+//! into one line on stderr and a non-zero exit.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-use crate::flags::Cli;
-use crate::settings::{Action, Terminal};
+use dnslens::flags::Cli;
+use dnslens::settings::{Action, Terminal};
+use dnslens::{agent, detect, run, whois};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -7,9 +7,9 @@
 //!   schema validator makes. The objects must also agree with each other (ports, names, labels,
 //!   the config file the agent is given).
 //! - The ConfigMap's detector file loads with the detectors' own parser, and the agent file with
-//!   the agent's (src/agent/config.rs, included below).
+//!   the agent's (`dnslens::agent::config`).
 //! - The dashboard and the alerting rules ask only for metrics the agent exports, with their
-//!   labels (src/metrics/names.rs, included below), show every one of them, and `promtool`
+//!   labels (`dnslens::metrics::names`), show every one of them, and `promtool`
 //!   parses them (skipped without promtool, except in CI).
 //! - The Dockerfile builds with the README's command, from a Rust image of the workspace's
 //!   rust-version.
@@ -36,14 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 // The agent's own config parser and metrics table: the manifests are checked against the code.
-#[allow(dead_code)] // only the parser's entry point is used here
-#[path = "../src/agent/config.rs"]
-mod agent_config;
-#[allow(dead_code)] // names, types and labels are; the help texts are the registry's
-#[path = "../src/metrics/names.rs"]
-mod metric_names;
-
-use metric_names::{Type as Kind, METRICS};
+use dnslens::agent::config as agent_config;
+use dnslens::metrics::names::{Type as Kind, METRICS};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

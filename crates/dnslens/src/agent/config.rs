@@ -3,8 +3,7 @@
 //! line and key; each value keeps its position, so a value refused later (a size that is not a
 //! size) is named by line too.
 //!
-//! Only serde and toml here: tests/deploy.rs includes this file to read the ConfigMap's
-//! agent.toml with this very parser.
+//! tests/deploy.rs reads the ConfigMap's agent.toml with this very parser.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,7 +34,6 @@ pub struct AgentFile {
 }
 
 /// Every key the file may have, in the order of the flags (the parser's own errors list them).
-#[cfg(test)]
 pub const KEYS: &[&str] = &[
     "metrics_address",
     "output",

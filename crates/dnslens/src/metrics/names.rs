@@ -1,6 +1,6 @@
 //! The agent's metrics as exposed: name, type, labels and help, one table. The registry is built
-//! from it, a unit test holds the exposition to it, and tests/deploy.rs (which includes this
-//! file) holds the Grafana dashboard and the alerting rules to it. docs/metrics.md describes
+//! from it, a unit test holds the exposition to it, and tests/deploy.rs (which links to
+//! it) holds the Grafana dashboard and the alerting rules to it. docs/metrics.md describes
 //! each row.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +16,6 @@ pub struct Metric {
     pub name: &'static str,
     pub kind: Type,
     /// Besides a histogram's `le`. Read by the tests, here and in tests/deploy.rs.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub labels: &'static [&'static str],
     pub help: &'static str,
 }
