@@ -1,13 +1,17 @@
-//! The command line as typed: clap definitions only. Checking values and turning them into the
-//! settings that build the components is `settings.rs`.
+//! The command line as typed: clap definitions only, values already of their type
+//! ([`crate::units`]). Checking values together and turning them into the settings that build
+//! the components is `settings.rs`. The agent's groups of flags are also the keys of its config
+//! file (`agent/config.rs`), so they derive `Deserialize` too.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dnslens_lens::count::CountBy;
 use dnslens_probe::CaptureMode;
+use serde::{Deserialize, Deserializer};
 
 use crate::top::Grouping;
+use crate::units::{self, Address, ByteSize, Duration, Fraction, RingBufferSize};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,7 +58,7 @@ pub struct TraceArgs {
 
     /// Report a query as unanswered when no response came within this time.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub timeout: String,
+    pub timeout: Duration,
 
     /// Colour the table.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
@@ -78,7 +82,7 @@ pub struct TraceArgs {
     /// Learn each workload's domains and executables into --baseline for this long, e.g. 10m,
     /// then save it and judge against it.
     #[arg(long, value_name = "DURATION", help_heading = "Detectors")]
-    pub learn: Option<String>,
+    pub learn: Option<Duration>,
 
     #[command(flatten)]
     pub detectors: DetectorArgs,
@@ -98,7 +102,7 @@ pub struct CountArgs {
 
     /// Length of one counting interval.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub interval: String,
+    pub interval: Duration,
 
     /// One JSON object per interval.
     #[arg(long)]
@@ -123,11 +127,11 @@ pub struct TopArgs {
 
     /// How often the view is redrawn.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub interval: String,
+    pub interval: Duration,
 
     /// Count a query as unanswered when no response came within this time.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub timeout: String,
+    pub timeout: Duration,
 
     #[command(flatten)]
     pub capture: CaptureArgs,
@@ -170,41 +174,15 @@ pub struct DetectArgs {
 
 /// `dnslens agent`. Each flag but --config can be set in the config file instead, under its long
 /// name with `_` for `-` (`rotate_size = "100MiB"`); a flag given here wins over the file.
-#[derive(Clone, Debug, Args)]
+#[derive(Clone, Debug, Default, Args)]
 pub struct AgentArgs {
     /// The agent's settings as TOML: keys are the flags below with `_` for `-`; an unknown key
     /// is refused with its line.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Where /metrics, /healthz and /readyz are served [default: 127.0.0.1:9253].
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics_address: Option<String>,
-
-    /// Events and alerts as JSON lines: a file, or `-` for stdout [default: -].
-    #[arg(long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
-
-    /// Rotate the --output file when a line would take it past this size, e.g. 100MiB.
-    #[arg(long, value_name = "SIZE")]
-    pub rotate_size: Option<String>,
-
-    /// Rotated files kept: PATH.1 (the newest) to PATH.N [default: 5].
-    #[arg(long, value_name = "N")]
-    pub rotate_keep: Option<u32>,
-
-    /// Fraction of the ordinary events written, from 0 to 1 (a query and its response are kept
-    /// or dropped together); alerts are always written, metrics count every event [default: 1].
-    #[arg(long, value_name = "FRACTION")]
-    pub sample: Option<f64>,
-
-    /// Report a query as unanswered when no response came within this time [default: 5s].
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
-
-    /// Run no detectors: events and metrics only.
-    #[arg(long, help_heading = "Detectors")]
-    pub no_detect: bool,
+    #[command(flatten)]
+    pub agent: AgentOptions,
 
     #[command(flatten)]
     pub capture: CaptureArgs,
@@ -216,9 +194,80 @@ pub struct AgentArgs {
     pub kubernetes: KubernetesArgs,
 }
 
+/// The agent's own flags, besides those it shares with `trace`.
+#[derive(Clone, Debug, Default, Args, Deserialize)]
+#[serde(default)]
+pub struct AgentOptions {
+    /// Where /metrics, /healthz and /readyz are served [default: 127.0.0.1:9253].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_address: Option<Address>,
+
+    /// Events and alerts as JSON lines: a file, or `-` for stdout [default: -].
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Rotate the --output file when a line would take it past this size, e.g. 100MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub rotate_size: Option<ByteSize>,
+
+    /// Rotated files kept: PATH.1 (the newest) to PATH.N [default: 5].
+    #[arg(long, value_name = "N")]
+    pub rotate_keep: Option<u32>,
+
+    /// Fraction of the ordinary events written, from 0 to 1 (a query and its response are kept
+    /// or dropped together); alerts are always written, metrics count every event [default: 1].
+    #[arg(long, value_name = "FRACTION")]
+    pub sample: Option<Fraction>,
+
+    /// Report a query as unanswered when no response came within this time [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+
+    /// Run no detectors: events and metrics only.
+    #[arg(long, help_heading = "Detectors")]
+    pub no_detect: bool,
+}
+
+impl AgentArgs {
+    /// These flags, each taken from `file` where not given here.
+    pub fn or(self, file: AgentArgs) -> AgentArgs {
+        AgentArgs {
+            config: self.config.or(file.config),
+            agent: self.agent.or(file.agent),
+            capture: self.capture.or(file.capture),
+            detectors: self.detectors.or(file.detectors),
+            kubernetes: self.kubernetes.or(file.kubernetes),
+        }
+    }
+}
+
+impl AgentOptions {
+    fn or(self, file: AgentOptions) -> AgentOptions {
+        let AgentOptions {
+            metrics_address,
+            output,
+            rotate_size,
+            rotate_keep,
+            sample,
+            timeout,
+            no_detect,
+        } = file;
+        AgentOptions {
+            metrics_address: self.metrics_address.or(metrics_address),
+            output: self.output.or(output),
+            rotate_size: self.rotate_size.or(rotate_size),
+            rotate_keep: self.rotate_keep.or(rotate_keep),
+            sample: self.sample.or(sample),
+            timeout: self.timeout.or(timeout),
+            no_detect: self.no_detect || no_detect,
+        }
+    }
+}
+
 /// The detectors' configuration and baseline, for `trace` and `detect`.
-#[derive(Clone, Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args, Deserialize)]
 #[command(next_help_heading = "Detectors")]
+#[serde(default)]
 pub struct DetectorArgs {
     /// Thresholds, allowlists and per-namespace overrides (TOML; docs/detectors.md).
     #[arg(long, value_name = "FILE")]
@@ -228,6 +277,19 @@ pub struct DetectorArgs {
     /// --learn a missing file is created.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+}
+
+impl DetectorArgs {
+    fn or(self, file: DetectorArgs) -> DetectorArgs {
+        let DetectorArgs {
+            detect_config,
+            baseline,
+        } = file;
+        DetectorArgs {
+            detect_config: self.detect_config.or(detect_config),
+            baseline: self.baseline.or(baseline),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -241,8 +303,9 @@ pub struct WhoisArgs {
 
 /// Where pod names come from. Without a cluster (no in-cluster service account, no
 /// kubeconfig), events carry container ids and pod uids only.
-#[derive(Clone, Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args, Deserialize)]
 #[command(next_help_heading = "Kubernetes")]
+#[serde(default)]
 pub struct KubernetesArgs {
     /// This node's name in Kubernetes: only its pods are watched [default: the hostname].
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
@@ -260,25 +323,82 @@ pub struct KubernetesArgs {
     pub no_kubernetes: bool,
 }
 
-#[derive(Clone, Debug, Args)]
+impl KubernetesArgs {
+    fn or(self, file: KubernetesArgs) -> KubernetesArgs {
+        let KubernetesArgs {
+            node_name,
+            kubeconfig,
+            no_kubernetes,
+        } = file;
+        KubernetesArgs {
+            node_name: self.node_name.or(node_name),
+            kubeconfig: self.kubeconfig.or(kubeconfig),
+            no_kubernetes: self.no_kubernetes || no_kubernetes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Args, Deserialize)]
+#[serde(default)]
 pub struct CaptureArgs {
     /// Another port that carries DNS, besides 53 (repeatable; 8 ports at most in all).
     #[arg(long = "port", value_name = "PORT")]
+    #[serde(rename = "port", deserialize_with = "units::ports")]
     pub ports: Vec<u16>,
 
     /// Stop after this long, e.g. 10s, 500ms, 2m, 1h30m.
     #[arg(long, value_name = "DURATION")]
-    pub duration: Option<String>,
+    pub duration: Option<Duration>,
 
     /// Size of the kernel-to-user ring buffer: a power of two, e.g. 16MiB.
     #[arg(long, value_name = "SIZE")]
-    pub ring_buffer_size: Option<String>,
+    pub ring_buffer_size: Option<RingBufferSize>,
 
     /// Kernel hooks that capture DNS (docs/design.md); auto takes the cheapest this kernel allows
     /// [default: auto].
     // No clap default: the agent tells a flag given from one left to its config file.
     #[arg(long, value_enum)]
+    #[serde(deserialize_with = "capture_mode")]
     pub capture: Option<CaptureMode>,
+}
+
+impl CaptureArgs {
+    fn or(self, file: CaptureArgs) -> CaptureArgs {
+        let CaptureArgs {
+            ports,
+            duration,
+            ring_buffer_size,
+            capture,
+        } = file;
+        CaptureArgs {
+            ports: if self.ports.is_empty() {
+                ports
+            } else {
+                self.ports
+            },
+            duration: self.duration.or(duration),
+            ring_buffer_size: self.ring_buffer_size.or(ring_buffer_size),
+            capture: self.capture.or(capture),
+        }
+    }
+}
+
+/// `capture = "sockets"` in a config file: a name as the flag takes it.
+fn capture_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CaptureMode>, D::Error> {
+    let name = String::deserialize(d)?;
+    match CaptureMode::from_str(&name, true) {
+        Ok(mode) => Ok(Some(mode)),
+        Err(_) => {
+            let modes: Vec<String> = CaptureMode::value_variants()
+                .iter()
+                .filter_map(|m| Some(m.to_possible_value()?.get_name().to_string()))
+                .collect();
+            Err(units::refused(
+                format_args!("{name:?}"),
+                format_args!("not a capture mode: one of {}", modes.join(", ")),
+            ))
+        }
+    }
 }
 
 /// Filters, each repeatable or comma-separated; every filter given must match.

@@ -16,4 +16,5 @@ pub mod run;
 pub mod settings;
 mod sink;
 mod top;
+pub mod units;
 pub mod whois;

@@ -15,6 +15,7 @@ use crate::flags::{
     CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
 };
 use crate::top::Grouping;
+use crate::units;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -215,9 +216,9 @@ impl Settings {
                     alerts_only: args.alerts,
                     connects: args.connects,
                 };
-                let timeout = positive_duration("--timeout", &args.timeout)?;
-                let learn = match &args.learn {
-                    Some(d) => Learn::For(positive_duration("--learn", d)?),
+                let timeout = args.timeout.get();
+                let learn = match args.learn {
+                    Some(d) => Learn::For(d.get()),
                     None => Learn::Off,
                 };
                 let detect = match args.no_detect {
@@ -243,7 +244,7 @@ impl Settings {
                 let by = args.by;
                 let output = Output::Count {
                     by,
-                    interval: positive_duration("--interval", &args.interval)?,
+                    interval: args.interval.get(),
                     json: args.json,
                 };
                 // Unanswered queries are not counted, so the timeout only bounds the pending
@@ -270,7 +271,7 @@ impl Settings {
                 }
                 let output = Output::Top {
                     by: args.by,
-                    interval: positive_duration("--interval", &args.interval)?,
+                    interval: args.interval.get(),
                 };
                 let detect = match args.no_detect {
                     true => None,
@@ -279,7 +280,7 @@ impl Settings {
                 (
                     &args.capture,
                     &args.filters,
-                    positive_duration("--timeout", &args.timeout)?,
+                    args.timeout.get(),
                     output,
                     &args.kubernetes,
                     detect,
@@ -300,11 +301,7 @@ impl Settings {
         Ok(Settings {
             probe: probe_config(capture)?,
             filter,
-            duration: capture
-                .duration
-                .as_deref()
-                .map(|d| positive_duration("--duration", d))
-                .transpose()?,
+            duration: capture.duration.map(units::Duration::get),
             timeout,
             output,
             kubernetes,
@@ -348,19 +345,10 @@ pub fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     }
     config.ports = ports;
     config.capture = capture.capture.unwrap_or_default();
-    if let Some(size) = &capture.ring_buffer_size {
-        config.ring_buffer_bytes =
-            parse_ring_size(size).with_context(|| format!("--ring-buffer-size {size:?}"))?;
+    if let Some(size) = capture.ring_buffer_size {
+        config.ring_buffer_bytes = size.0;
     }
     Ok(config)
-}
-
-pub fn positive_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
-    let d = parse_duration(text).with_context(|| format!("{flag} {text:?}"))?;
-    if d.is_zero() {
-        bail!("{flag} {text:?}: must be longer than zero");
-    }
-    Ok(d)
 }
 
 fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
@@ -420,79 +408,6 @@ where
         .collect()
 }
 
-/// `10s`, `500ms`, `2m`, `1h30m`, `1.5s`, `250us`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let s = text.trim();
-    if s.is_empty() {
-        bail!("empty duration: write it like 10s, 500ms or 2m");
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return seconds(secs, text);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let unit_end = rest[number_end..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .map_or(rest.len(), |i| number_end + i);
-        let (number, unit) = (&rest[..number_end], rest[number_end..unit_end].trim());
-        let value: f64 = number.parse().map_err(|_| {
-            anyhow::anyhow!("{text:?} is not a duration: write it like 10s, 500ms or 2m")
-        })?;
-        let unit_secs = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => bail!("unknown unit {unit:?} in {text:?}: use ns, us, ms, s, m, h or d"),
-        };
-        total += value * unit_secs;
-        rest = &rest[unit_end..];
-    }
-    seconds(total, text)
-}
-
-fn seconds(secs: f64, text: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| anyhow::anyhow!("{text:?} is not a duration of zero or more"))
-}
-
-/// `16MiB`, `16M`, `4096`, `512KiB`: binary units; a power of two of 4 KiB to 1 GiB, as the
-/// BPF ring buffer requires.
-pub fn parse_ring_size(text: &str) -> anyhow::Result<u32> {
-    let bytes = parse_size(text)?;
-    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
-        bail!("the ring buffer must be a power of two from 4KiB to 1GiB, e.g. 16MiB");
-    }
-    Ok(bytes as u32)
-}
-
-/// `100MiB`, `100M`, `4096`, `512KiB`, `1GiB`: a number of bytes, binary units.
-pub fn parse_size(text: &str) -> anyhow::Result<u64> {
-    let s = text.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = (&s[..split], s[split..].trim());
-    let number: u64 = number
-        .parse()
-        .map_err(|_| anyhow::anyhow!("not a size: write it like 16MiB"))?;
-    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => bail!("unknown unit {unit:?}: use KiB, MiB or GiB"),
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| anyhow::anyhow!("{text:?} is too large a size"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,32 +421,6 @@ mod tests {
 
     fn error(args: &[&str]) -> String {
         format!("{:#}", settings(args).unwrap_err())
-    }
-
-    #[test]
-    fn durations() {
-        let ms = |n| Duration::from_millis(n);
-        assert_eq!(parse_duration("10s").unwrap(), ms(10_000));
-        assert_eq!(parse_duration("500ms").unwrap(), ms(500));
-        assert_eq!(parse_duration("2m").unwrap(), ms(120_000));
-        assert_eq!(parse_duration("1h30m").unwrap(), ms(5_400_000));
-        assert_eq!(parse_duration("1.5s").unwrap(), ms(1_500));
-        assert_eq!(parse_duration("3").unwrap(), ms(3_000));
-        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
-        for bad in ["", "s", "10x", "ten seconds", "-1s", "1..2s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn ring_sizes() {
-        assert_eq!(parse_ring_size("16MiB").unwrap(), 16 << 20);
-        assert_eq!(parse_ring_size("16m").unwrap(), 16 << 20);
-        assert_eq!(parse_ring_size("4096").unwrap(), 4096);
-        assert_eq!(parse_ring_size("1GiB").unwrap(), 1 << 30);
-        for bad in ["", "10MiB", "2KiB", "2GiB", "16 parsecs", "MiB"] {
-            assert!(parse_ring_size(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -464,13 +464,14 @@ fn configmap_files_load() {
     agent_config::parse(agent, Path::new("deploy/configmap.yaml:agent.toml"))
         .unwrap_or_else(|e| panic!("{e}"));
     // The commented keys too: uncommenting one must give a file the agent takes.
+    let keys = agent_config::keys();
     let uncommented: String = agent
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest)
                 if rest
                     .split_once(" = ")
-                    .is_some_and(|(k, _)| agent_config::KEYS.contains(&k)) =>
+                    .is_some_and(|(k, _)| keys.iter().any(|key| key == k)) =>
             {
                 rest
             }

@@ -1,157 +1,157 @@
 //! The agent's config file (`dnslens agent --config FILE`): TOML whose keys are the agent's long
-//! flags with `_` for `-`. Unknown keys and values of the wrong type are refused with the file,
-//! line and key; each value keeps its position, so a value refused later (a size that is not a
-//! size) is named by line too.
+//! flags with `_` for `-`, read into the very structs the flags fill ([`AgentArgs`]), so a flag
+//! is a key with nothing to keep in step by hand. An unknown key, a value of the wrong type and
+//! a value its unit refuses (a size that is not a size) are named by file, line and key.
 //!
-//! tests/deploy.rs reads the ConfigMap's agent.toml with this very parser.
+//! Each group of flags is read from the whole text: serde's `flatten` would lose the values'
+//! positions, and so the lines of errors. tests/deploy.rs reads the ConfigMap's agent.toml with
+//! this very parser.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
-use toml::Spanned;
+use clap::Args;
+use serde::de::DeserializeOwned;
+use toml::de::DeTable;
 
-/// The file as written: every key optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentFile {
-    pub metrics_address: Option<Spanned<String>>,
-    pub output: Option<Spanned<PathBuf>>,
-    pub rotate_size: Option<Spanned<SizeText>>,
-    pub rotate_keep: Option<Spanned<u32>>,
-    pub sample: Option<Spanned<f64>>,
-    pub timeout: Option<Spanned<String>>,
-    pub no_detect: Option<Spanned<bool>>,
-    pub port: Option<Spanned<Vec<u16>>>,
-    pub duration: Option<Spanned<String>>,
-    pub ring_buffer_size: Option<Spanned<SizeText>>,
-    pub capture: Option<Spanned<String>>,
-    pub detect_config: Option<Spanned<PathBuf>>,
-    pub baseline: Option<Spanned<PathBuf>>,
-    pub node_name: Option<Spanned<String>>,
-    pub kubeconfig: Option<Spanned<PathBuf>>,
-    pub no_kubernetes: Option<Spanned<bool>>,
-}
+use crate::flags::AgentArgs;
+use crate::units;
 
-/// Every key the file may have, in the order of the flags (the parser's own errors list them).
-pub const KEYS: &[&str] = &[
-    "metrics_address",
-    "output",
-    "rotate_size",
-    "rotate_keep",
-    "sample",
-    "timeout",
-    "no_detect",
-    "port",
-    "duration",
-    "ring_buffer_size",
-    "capture",
-    "detect_config",
-    "baseline",
-    "node_name",
-    "kubeconfig",
-    "no_kubernetes",
-];
-
-/// A size as text (`"100MiB"`), or a bare number of bytes, which is kept as its digits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SizeText(pub String);
-
-impl<'de> Deserialize<'de> for SizeText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = SizeText;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size such as \"100MiB\", or a number of bytes")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SizeText, E> {
-                Ok(SizeText(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SizeText, E> {
-                Ok(SizeText(v.to_string()))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// Why the file could not be used: the file, the line and column, and the TOML parser's words
-/// (which name the key).
+/// Why the file could not be used: the file, the line (and column, for what the TOML parser
+/// refused) and the words that name the key.
 #[derive(Debug)]
 pub struct FileError {
     pub path: PathBuf,
-    pub line: usize,
-    pub column: usize,
+    /// `None` when the file could not be read.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
 }
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "agent config {}:{}:{}: {}",
-            self.path.display(),
-            self.line,
-            self.column,
-            self.message
-        )
+        write!(f, "agent config {}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(column) = self.column {
+            write!(f, ":{column}")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
 impl std::error::Error for FileError {}
 
-/// A parsed file with its text, to name the line of a value.
-#[derive(Debug)]
-pub struct Loaded {
-    pub path: PathBuf,
-    pub text: String,
-    pub file: AgentFile,
+/// Every key the file may have: the agent's flags but `--config`, in their order.
+pub fn keys() -> Vec<String> {
+    AgentArgs::augment_args(clap::Command::new("agent"))
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|&long| long != "config")
+        .map(|long| long.replace('-', "_"))
+        .collect()
 }
 
-impl Loaded {
-    pub fn read(path: &Path) -> Result<Loaded, FileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| FileError {
-            path: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read it: {e}; give --config an existing TOML file"),
-        })?;
-        let file = parse(&text, path)?;
-        Ok(Loaded {
-            path: path.to_path_buf(),
-            text,
-            file,
-        })
-    }
-
-    /// `FILE:LINE: key`, for a value of `key` found at `span`.
-    pub fn origin(&self, key: &str, span: std::ops::Range<usize>) -> String {
-        let (line, _) = line_column(&self.text, span.start);
-        format!("agent config {}:{line}: {key}", self.path.display())
-    }
-
-    /// A relative path in the file is taken from the file's directory, as Prometheus takes its
-    /// rule files, so the file means the same whatever the agent's working directory.
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        match self.path.parent() {
-            Some(dir) if path.is_relative() && path != Path::new("-") => dir.join(path),
-            _ => path.to_path_buf(),
+/// Reads the file: its settings, relative paths taken from the file's directory.
+pub fn read(path: &Path) -> Result<AgentArgs, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        path: path.to_path_buf(),
+        line: None,
+        column: None,
+        message: format!("cannot read it: {e}; give --config an existing TOML file"),
+    })?;
+    let mut args = parse(&text, path)?;
+    let d = &mut args.detectors;
+    for p in [
+        &mut args.agent.output,
+        &mut d.detect_config,
+        &mut d.baseline,
+        &mut args.kubernetes.kubeconfig,
+    ] {
+        if let Some(p) = p.as_mut() {
+            *p = resolve(path, p);
         }
     }
+    Ok(args)
 }
 
-/// Parses the text of an agent config; `origin` names it in errors.
-pub fn parse(text: &str, origin: &Path) -> Result<AgentFile, FileError> {
+/// A relative path in the file is taken from the file's directory, as Prometheus takes its
+/// rule files, so the file means the same whatever the agent's working directory.
+pub fn resolve(file: &Path, path: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if path.is_relative() && path != Path::new("-") => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Parses the text of an agent config, values as written; `origin` names it in errors.
+pub fn parse(text: &str, origin: &Path) -> Result<AgentArgs, FileError> {
+    let table = DeTable::parse(text).map_err(|e| toml_error(text, origin, &e))?;
+    let keys = keys();
+    for (key, _) in table.get_ref() {
+        if !keys.iter().any(|k| k == key.get_ref().as_ref()) {
+            let expected: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+            return Err(FileError {
+                message: format!(
+                    "unknown field `{}`, expected one of {}",
+                    key.get_ref(),
+                    expected.join(", ")
+                ),
+                ..at(text, origin, key.span().start, true)
+            });
+        }
+    }
+    Ok(AgentArgs {
+        config: None,
+        agent: read_group(text, origin, &table)?,
+        capture: read_group(text, origin, &table)?,
+        detectors: read_group(text, origin, &table)?,
+        kubernetes: read_group(text, origin, &table)?,
+    })
+}
+
+/// One group of the flags, from the whole text (keys of other groups are ignored here: every
+/// key was checked above).
+fn read_group<T: DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+    table: &toml::Spanned<DeTable<'_>>,
+) -> Result<T, FileError> {
     toml::from_str(text).map_err(|e| {
-        let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
-        FileError {
-            path: origin.to_path_buf(),
-            line,
-            column,
-            message: e.message().trim_end().to_string(),
+        let start = e.span().map_or(0, |s| s.start);
+        let refused = units::refused_value(e.message());
+        // The key whose value holds the error.
+        let key = table
+            .get_ref()
+            .iter()
+            .find(|(_, v)| v.span().contains(&start) || v.span().start == start);
+        match (refused, key) {
+            (Some(value), Some((key, _))) => FileError {
+                message: format!("{} = {value}", key.get_ref()),
+                ..at(text, origin, start, false)
+            },
+            _ => toml_error(text, origin, &e),
         }
     })
+}
+
+fn toml_error(text: &str, origin: &Path, e: &toml::de::Error) -> FileError {
+    FileError {
+        message: e.message().trim_end().to_string(),
+        ..at(text, origin, e.span().map_or(0, |s| s.start), true)
+    }
+}
+
+/// An error at byte `at` of the text, without its message yet.
+fn at(text: &str, origin: &Path, at: usize, column: bool) -> FileError {
+    let (line, col) = line_column(text, at);
+    FileError {
+        path: origin.to_path_buf(),
+        line: Some(line),
+        column: column.then_some(col),
+        message: String::new(),
+    }
 }
 
 /// 1-based line and column of byte `at`.
@@ -165,6 +165,7 @@ fn line_column(text: &str, at: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::{ByteSize, RingBufferSize};
 
     fn error(text: &str) -> String {
         parse(text, Path::new("/etc/dnslens/agent.toml"))
@@ -196,20 +197,21 @@ no_kubernetes = true
             Path::new("agent.toml"),
         )
         .unwrap();
-        assert_eq!(KEYS.len(), 16, "every key is set above");
-        assert_eq!(f.rotate_size.unwrap().into_inner().0, "100MiB");
-        assert_eq!(f.ring_buffer_size.unwrap().into_inner().0, "16777216");
-        assert_eq!(f.port.unwrap().into_inner(), vec![5353, 5300]);
-        assert_eq!(f.sample.unwrap().into_inner(), 0.1);
-        assert_eq!(f.rotate_keep.unwrap().into_inner(), 3);
-        assert!(f.no_kubernetes.unwrap().into_inner());
+        assert_eq!(keys().len(), 16, "every key is set above");
+        assert_eq!(f.agent.rotate_size, Some(ByteSize(100 << 20)));
+        assert_eq!(f.capture.ring_buffer_size, Some(RingBufferSize(16777216)));
+        assert_eq!(f.capture.ports, vec![5353, 5300]);
+        assert_eq!(f.agent.sample.unwrap().get(), 0.1);
+        assert_eq!(f.agent.rotate_keep.unwrap(), 3);
+        assert!(f.kubernetes.no_kubernetes);
         // A whole number is a fraction too.
         assert_eq!(
             parse("sample = 1", Path::new("a"))
                 .unwrap()
+                .agent
                 .sample
                 .unwrap()
-                .into_inner(),
+                .get(),
             1.0
         );
     }
@@ -245,30 +247,25 @@ no_kubernetes = true
 
     #[test]
     fn values_know_their_line_and_relative_paths_follow_the_file() {
-        let text = "output = \"-\"\nrotate_size = \"10XB\"\n".to_string();
-        let file = parse(&text, Path::new("/etc/dnslens/agent.toml")).unwrap();
-        let size = file.rotate_size.as_ref().unwrap();
-        let loaded = Loaded {
-            path: PathBuf::from("/etc/dnslens/agent.toml"),
-            text,
-            file: AgentFile::default(),
-        };
-        assert_eq!(
-            loaded.origin("rotate_size", size.span()),
-            "agent config /etc/dnslens/agent.toml:2: rotate_size"
+        let e = error("output = \"-\"\nrotate_size = \"10XB\"\n");
+        assert!(
+            e.starts_with("agent config /etc/dnslens/agent.toml:2: rotate_size = \"10XB\""),
+            "{e}"
         );
+        let file = Path::new("/etc/dnslens/agent.toml");
         assert_eq!(
-            loaded.resolve(Path::new("detect.toml")),
+            resolve(file, Path::new("detect.toml")),
             Path::new("/etc/dnslens/detect.toml")
         );
-        assert_eq!(loaded.resolve(Path::new("/x/y")), Path::new("/x/y"));
-        assert_eq!(loaded.resolve(Path::new("-")), Path::new("-"));
+        assert_eq!(resolve(file, Path::new("/x/y")), Path::new("/x/y"));
+        assert_eq!(resolve(file, Path::new("-")), Path::new("-"));
     }
 
     #[test]
     fn keys_list_every_field() {
-        for key in KEYS {
-            // Each key is known: a table there is refused for its type, not as unknown.
+        for key in keys() {
+            // Each key is known, and read by a group: a table there is refused for its type,
+            // neither as unknown nor ignored.
             let e = error(&format!("{key} = {{}}\n"));
             assert!(!e.contains("unknown field"), "{key}: {e}");
         }

@@ -14,24 +14,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::ValueEnum;
 use dnslens_detect::Alert;
 use dnslens_lens::filter::Filter;
 use dnslens_lens::DnsEvent;
-use dnslens_probe::CaptureMode;
-use toml::Spanned;
 
-use crate::flags::AgentArgs;
+use crate::flags::{AgentArgs, AgentOptions};
 use crate::http::{Health, Server};
 use crate::metrics::{Limits, MetricsSink};
 use crate::settings::{self, Learn, Output, Settings};
 use crate::sink::{JsonSink, OutputStats, Sink, Status};
-use config::Loaded;
+use crate::units::{self, Address, ByteSize, Fraction};
 use rotate::{LogFile, Rotation};
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9253";
 /// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
 const DEFAULT_ROTATE_KEEP: u32 = 5;
+/// `--timeout`'s default, as `trace`'s.
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where and how the agent writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,30 +84,32 @@ impl Sampler {
 }
 
 /// The agent's settings: flags over the config file, over the defaults. A value from the file
-/// that is refused is named by file, line and key.
+/// that is refused is named by file, line and key ([`config`]).
 pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
-    let mut args = args.clone();
-    if let Some(path) = &args.config {
-        let loaded = Loaded::read(path)?;
-        fill(&mut args, &loaded)?;
-    }
-    let metrics_address = args
-        .metrics_address
-        .as_deref()
-        .unwrap_or(DEFAULT_METRICS_ADDRESS);
-    let metrics_address: SocketAddr = metrics_address.trim().parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--metrics-address {metrics_address:?} is not an address and port: write it like \
-             127.0.0.1:9253, or 0.0.0.0:9253 for every address"
-        )
-    })?;
-    let path = args.output.filter(|p| p.as_os_str() != "-");
-    let rotation = match (&args.rotate_size, args.rotate_keep) {
+    let args = match &args.config {
+        Some(path) => args.clone().or(config::read(path)?),
+        None => args.clone(),
+    };
+    let AgentOptions {
+        metrics_address,
+        output,
+        rotate_size,
+        rotate_keep,
+        sample,
+        timeout,
+        no_detect,
+    } = args.agent;
+    let metrics_address = match metrics_address {
+        Some(Address(address)) => address,
+        None => DEFAULT_METRICS_ADDRESS
+            .parse()
+            .expect("the default address"),
+    };
+    let path = output.filter(|p| p.as_os_str() != "-");
+    let rotation = match (rotate_size, rotate_keep) {
         (None, None) => None,
         (None, Some(_)) => bail!("--rotate-keep needs --rotate-size: the size at which to rotate"),
-        (Some(size), keep) => {
-            let size =
-                settings::parse_size(size).with_context(|| format!("--rotate-size {size:?}"))?;
+        (Some(ByteSize(size)), keep) => {
             if size == 0 {
                 bail!("--rotate-size 0: give the size a file may reach, e.g. 100MiB");
             }
@@ -121,141 +122,24 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
             })
         }
     };
-    let sample = args.sample.unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&sample) {
-        bail!("--sample {sample}: give the fraction of events to write, from 0 to 1, e.g. 0.1");
-    }
-    let timeout =
-        settings::positive_duration("--timeout", args.timeout.as_deref().unwrap_or("5s"))?;
-    let detect = match args.no_detect {
+    let detect = match no_detect {
         true => None,
         false => Some(settings::detect(&args.detectors, Learn::Off)?),
     };
     Ok(Settings {
         probe: settings::probe_config(&args.capture)?,
         filter: Filter::default(),
-        duration: args
-            .capture
-            .duration
-            .as_deref()
-            .map(|d| settings::positive_duration("--duration", d))
-            .transpose()?,
-        timeout,
+        duration: args.capture.duration.map(units::Duration::get),
+        timeout: timeout.map_or(DEFAULT_TIMEOUT, units::Duration::get),
         output: Output::Agent(AgentOutput {
             metrics_address,
             path,
             rotation,
-            sample: Sampler::new(sample),
+            sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
         kubernetes: settings::kubernetes(&args.kubernetes),
         detect,
     })
-}
-
-/// Takes each setting not given as a flag from the file, checking the ones the flags' checks
-/// would name by flag.
-fn fill(args: &mut AgentArgs, f: &Loaded) -> anyhow::Result<()> {
-    let file = &f.file;
-    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
-    let path = |v: &Option<Spanned<PathBuf>>| v.as_ref().map(|v| f.resolve(v.get_ref()));
-    let flag = |v: &Option<Spanned<bool>>| v.as_ref().is_some_and(|v| *v.get_ref());
-    // A value taken from the file is checked here, where its line is known.
-    let checked = |key: &str, v: &Spanned<String>, check: &dyn Fn(&str) -> anyhow::Result<()>| {
-        check(v.get_ref())
-            .with_context(|| format!("{} = {:?}", f.origin(key, v.span()), v.get_ref()))
-    };
-
-    if args.metrics_address.is_none() {
-        if let Some(v) = &file.metrics_address {
-            checked("metrics_address", v, &|a| {
-                a.trim().parse::<SocketAddr>().map(drop).map_err(|_| {
-                    anyhow::anyhow!("not an address and port: write it like \"0.0.0.0:9253\"")
-                })
-            })?;
-        }
-        args.metrics_address = text(&file.metrics_address);
-    }
-    args.output = args.output.take().or_else(|| path(&file.output));
-    if args.rotate_size.is_none() {
-        if let Some(v) = &file.rotate_size {
-            let v = Spanned::new(v.span(), v.get_ref().0.clone());
-            checked("rotate_size", &v, &|s| settings::parse_size(s).map(drop))?;
-            args.rotate_size = Some(v.into_inner());
-        }
-    }
-    args.rotate_keep = args
-        .rotate_keep
-        .or(file.rotate_keep.as_ref().map(|v| *v.get_ref()));
-    if args.sample.is_none() {
-        if let Some(v) = &file.sample {
-            let sample = *v.get_ref();
-            if !(0.0..=1.0).contains(&sample) {
-                bail!(
-                    "{} = {sample}: give the fraction of events to write, from 0 to 1",
-                    f.origin("sample", v.span())
-                );
-            }
-            args.sample = Some(sample);
-        }
-    }
-    for (key, flag_value, file_value) in [
-        ("timeout", &mut args.timeout, &file.timeout),
-        ("duration", &mut args.capture.duration, &file.duration),
-    ] {
-        if flag_value.is_none() {
-            if let Some(v) = file_value {
-                checked(key, v, &|d| settings::positive_duration(key, d).map(drop))?;
-                *flag_value = Some(v.get_ref().clone());
-            }
-        }
-    }
-    args.no_detect |= flag(&file.no_detect);
-    if args.capture.ports.is_empty() {
-        if let Some(v) = &file.port {
-            if v.get_ref().contains(&0) {
-                bail!(
-                    "{} = {:?}: 0 is not a port: give the ports DNS is served on",
-                    f.origin("port", v.span()),
-                    v.get_ref()
-                );
-            }
-            args.capture.ports = v.get_ref().clone();
-        }
-    }
-    if args.capture.ring_buffer_size.is_none() {
-        if let Some(v) = &file.ring_buffer_size {
-            let v = Spanned::new(v.span(), v.get_ref().0.clone());
-            checked("ring_buffer_size", &v, &|s| {
-                settings::parse_ring_size(s).map(drop)
-            })?;
-            args.capture.ring_buffer_size = Some(v.into_inner());
-        }
-    }
-    if args.capture.capture.is_none() {
-        if let Some(v) = &file.capture {
-            let mode = CaptureMode::from_str(v.get_ref(), true).map_err(|_| {
-                let modes: Vec<String> = CaptureMode::value_variants()
-                    .iter()
-                    .filter_map(|m| Some(m.to_possible_value()?.get_name().to_string()))
-                    .collect();
-                anyhow::anyhow!(
-                    "{} = {:?}: not a capture mode: one of {}",
-                    f.origin("capture", v.span()),
-                    v.get_ref(),
-                    modes.join(", ")
-                )
-            })?;
-            args.capture.capture = Some(mode);
-        }
-    }
-    let d = &mut args.detectors;
-    d.detect_config = d.detect_config.take().or_else(|| path(&file.detect_config));
-    d.baseline = d.baseline.take().or_else(|| path(&file.baseline));
-    let k = &mut args.kubernetes;
-    k.node_name = k.node_name.take().or_else(|| text(&file.node_name));
-    k.kubeconfig = k.kubeconfig.take().or_else(|| path(&file.kubeconfig));
-    k.no_kubernetes |= flag(&file.no_kubernetes);
-    Ok(())
 }
 
 /// Runs the agent: the HTTP server first (a taken port stops it before anything is attached),
@@ -347,6 +231,7 @@ mod tests {
     use crate::flags::{Cli, Command};
     use clap::Parser;
     use dnslens_lens::model::{sample, Kind};
+    use dnslens_probe::CaptureMode;
     use std::time::Duration;
 
     fn args(argv: &[&str]) -> AgentArgs {
@@ -392,8 +277,14 @@ mod tests {
         }
     }
 
+    /// The error of the flags `argv`: refused by clap (a value of the wrong form) or by the
+    /// settings.
     fn error(argv: &[&str]) -> String {
-        format!("{:#}", settings(&args(argv)).unwrap_err())
+        let e = match Cli::try_parse_from(["dnslens", "agent"].iter().chain(argv)) {
+            Err(e) => anyhow::Error::from(e),
+            Ok(_) => settings(&args(argv)).unwrap_err(),
+        };
+        format!("{e:#}")
     }
 
     #[test]
