@@ -293,71 +293,15 @@ fn named<T: Named>(field: &str, text: &str) -> anyhow::Result<T> {
 /// `2026-11-26T10:54:55.123456789Z` (up to 9 digits of fraction, or none) to ns since the
 /// epoch; `None` when it is not that form or before 1970.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    let b = text.as_bytes();
-    let digits = |from: usize, len: usize| -> Option<u64> {
-        let part = b.get(from..from + len)?;
-        part.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| part.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-    };
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-    if separators.iter().any(|&(i, c)| b.get(i) != Some(&c)) {
+    // humantime takes a `.` without digits and cuts digits past the ninth: the writer makes
+    // neither, so they are refused here.
+    let fraction = text.get(19..text.len().checked_sub(1)?)?;
+    if !fraction.is_empty() && !(2..=10).contains(&fraction.len()) {
         return None;
     }
-    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
-    let rest = b.get(19..)?;
-    let (fraction, zone) = match rest.strip_prefix(b".") {
-        Some(f) => {
-            let len = f.iter().take_while(|c| c.is_ascii_digit()).count();
-            if !(1..=9).contains(&len) {
-                return None;
-            }
-            (digits(20, len)? * 10u64.pow(9 - len as u32), &f[len..])
-        }
-        None => (0, rest),
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if zone != b"Z"
-        || year < 1970
-        || !(1..=12).contains(&month)
-        || day == 0
-        || day > month_days[month as usize - 1]
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
-    secs.checked_mul(1_000_000_000)?.checked_add(fraction)
-}
-
-/// Days since 1970-01-01 of a date from 1970 on (H. Hinnant's algorithm, the inverse of the
-/// one crates/lens/src/clock.rs formats with).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let time = humantime::parse_rfc3339(text).ok()?;
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
 }
 
 #[cfg(test)]

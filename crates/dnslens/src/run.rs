@@ -4,7 +4,6 @@
 //! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink.
 
 use std::io::{self, BufWriter, IsTerminal};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -538,10 +537,8 @@ pub fn terminal_width() -> Option<usize> {
     if !io::stdout().is_terminal() {
         return None;
     }
-    // SAFETY: TIOCGWINSZ writes a winsize into the struct passed; fd 1 is stdout.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+    let (columns, _rows) = ratatui::crossterm::terminal::size().ok()?;
+    (columns > 0).then_some(usize::from(columns))
 }
 
 /// Seconds east of UTC in the local time zone at `wall_ns`.
@@ -556,30 +553,21 @@ pub fn local_utc_offset(wall_ns: u64) -> i64 {
 }
 
 /// SIGINT and SIGTERM set a flag that the poll loop checks; a second one ends the process at
-/// once (SA_RESETHAND restores the default action).
+/// once, as the signal's default action would.
 mod signals {
-    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, LazyLock};
 
-    static STOP: AtomicBool = AtomicBool::new(false);
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
 
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::SeqCst);
-    }
+    static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
-    pub fn install() -> io::Result<()> {
-        for signal in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic, which
-            // is async-signal-safe.
-            let rc = unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-                action.sa_flags = libc::SA_RESETHAND;
-                libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(signal, &action, std::ptr::null_mut())
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
+    pub fn install() -> std::io::Result<()> {
+        for signal in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag as it was before this very signal.
+            flag::register_conditional_default(signal, Arc::clone(&STOP))?;
+            flag::register(signal, Arc::clone(&STOP))?;
         }
         Ok(())
     }
@@ -669,6 +657,13 @@ mod tests {
             warning.contains("--namespace and --workload match no event"),
             "{warning}"
         );
+    }
+
+    #[test]
+    fn sigterm_stops_the_run() {
+        signals::install().unwrap();
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
+        assert!(signals::stopped());
     }
 
     #[test]
