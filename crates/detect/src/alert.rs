@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use dnslens_lens::clock::Rfc3339;
-use dnslens_lens::model::{Container, Pod, ProcessInfo};
+use dnslens_lens::model::{Attribution, Container, Pod, ProcessInfo};
 use dnslens_lens::{ConnectEvent, DnsEvent};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
@@ -147,45 +146,36 @@ pub struct Evidence {
     pub cluster_only: Option<bool>,
 }
 
-/// Who an alert is about: the fields an event carries about its process, with the time.
+/// Who a detector's state or alert is about, and when: an event's attribution with its
+/// wall-clock time. Reads through to the [`Attribution`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attribution {
+pub struct Subject {
     /// Wall-clock ns since the epoch.
     pub time_ns: u64,
-    pub process: ProcessInfo,
-    pub netns: u32,
-    pub cgroup: String,
-    pub container: Option<Container>,
-    pub pod: Option<Pod>,
-    pub node: Option<Arc<str>>,
-    pub host: Option<bool>,
+    pub who: Attribution,
 }
 
-impl Attribution {
+impl Subject {
     pub fn of_event(e: &DnsEvent) -> Self {
-        Attribution {
+        Subject {
             time_ns: e.time_ns,
-            process: e.process.clone(),
-            netns: e.netns,
-            cgroup: (*e.cgroup).to_string(),
-            container: e.container.clone(),
-            pod: e.pod.clone(),
-            node: e.node.clone(),
-            host: e.host,
+            who: e.who.clone(),
         }
     }
 
     pub fn of_connect(c: &ConnectEvent) -> Self {
-        Attribution {
+        Subject {
             time_ns: c.time_ns,
-            process: c.process.clone(),
-            netns: c.netns,
-            cgroup: (*c.cgroup).to_string(),
-            container: c.container.clone(),
-            pod: c.pod.clone(),
-            node: c.node.clone(),
-            host: c.host,
+            who: c.who.clone(),
         }
+    }
+}
+
+impl std::ops::Deref for Subject {
+    type Target = Attribution;
+
+    fn deref(&self) -> &Attribution {
+        &self.who
     }
 }
 
@@ -201,6 +191,8 @@ pub struct Alert {
     /// window for a summary.
     pub window_s: u64,
     pub evidence: Evidence,
+    /// Wall-clock ns since the epoch.
+    pub time_ns: u64,
     pub who: Attribution,
 }
 
@@ -208,7 +200,7 @@ impl Serialize for Alert {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Alert", 15)?;
         st.serialize_field("kind", "alert")?;
-        st.serialize_field("time", &format_args!("{}", Rfc3339(self.who.time_ns)))?;
+        st.serialize_field("time", &format_args!("{}", Rfc3339(self.time_ns)))?;
         st.serialize_field("detector", &self.detector)?;
         st.serialize_field("severity", &self.severity)?;
         st.serialize_field("summary", &self.summary)?;
@@ -217,7 +209,7 @@ impl Serialize for Alert {
         st.serialize_field("evidence", &self.evidence)?;
         st.serialize_field("process", &ProcessJson(&self.who.process))?;
         st.serialize_field("netns", &self.who.netns)?;
-        st.serialize_field("cgroup", &self.who.cgroup)?;
+        st.serialize_field("cgroup", &*self.who.cgroup)?;
         st.serialize_field("container", &self.who.container.as_ref().map(ContainerJson))?;
         st.serialize_field("pod", &self.who.pod.as_ref().map(PodJson))?;
         st.serialize_field("node", &self.who.node.as_deref())?;

@@ -48,7 +48,7 @@ fn output(capture: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut alerts = Vec::new();
     let mut last_mono = 0;
-    let mut write_alerts = |out: &mut Vec<u8>, alerts: &mut Vec<_>| {
+    let write_alerts = |out: &mut Vec<u8>, alerts: &mut Vec<_>| {
         for alert in alerts.drain(..) {
             let alert: dnslens_detect::Alert = alert;
             out.extend_from_slice(alert.to_json_line().as_bytes());

@@ -65,14 +65,14 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
     write_attribution(
         out,
         &Attribution {
-            process: &e.process,
-            netns: e.netns,
-            cgroup: &e.cgroup,
-            container: e.container.as_ref(),
-            pod: e.pod.as_ref(),
-            node: e.node.as_deref(),
-            host: e.host,
-            socket: e.socket,
+            process: &e.who.process,
+            netns: e.who.netns,
+            cgroup: &e.who.cgroup,
+            container: e.who.container.as_ref(),
+            pod: e.who.pod.as_ref(),
+            node: e.who.node.as_deref(),
+            host: e.who.host,
+            socket: e.who.socket,
         },
     );
     out.extend_from_slice(b",\"size\":");
@@ -97,14 +97,14 @@ pub fn write_connect(out: &mut Vec<u8>, c: &ConnectEvent) {
     write_attribution(
         out,
         &Attribution {
-            process: &c.process,
-            netns: c.netns,
-            cgroup: &c.cgroup,
-            container: c.container.as_ref(),
-            pod: c.pod.as_ref(),
-            node: c.node.as_deref(),
-            host: c.host,
-            socket: c.socket,
+            process: &c.who.process,
+            netns: c.who.netns,
+            cgroup: &c.who.cgroup,
+            container: c.who.container.as_ref(),
+            pod: c.who.pod.as_ref(),
+            node: c.who.node.as_deref(),
+            host: c.who.host,
+            socket: c.who.socket,
         },
     );
     out.push(b'}');
@@ -434,10 +434,10 @@ mod tests {
         let q = sample::query(4660, "example.com", 1, 0);
         let mut e = sample::response(&q, 0, &["93.184.215.14"], 123_456_789);
         e.latency_us = Some(123);
-        e.process.exe = Some("/usr/bin/dig".into());
-        e.cgroup = "/user.slice/user-1000.slice/session-3.scope".into();
-        e.host = Some(true);
-        e.node = Some(Arc::from("node-1"));
+        e.who.process.exe = Some("/usr/bin/dig".into());
+        e.who.cgroup = "/user.slice/user-1000.slice/session-3.scope".into();
+        e.who.host = Some(true);
+        e.who.node = Some(Arc::from("node-1"));
         assert_eq!(
             event_to_string(&e),
             r#"{"time":"2026-11-26T10:54:55.123456789Z","kind":"response","role":"client","id":4660,"qname":"example.com","qtype":"A","qclass":"IN","rcode":"NOERROR","flags":{"qr":true,"opcode":0,"aa":false,"tc":false,"rd":true,"ra":true,"ad":false,"cd":false},"answers":[{"name":"example.com","type":"A","ttl":300,"data":"93.184.215.14"}],"latency_us":123,"transport":"udp","src":"10.1.1.1:53","dst":"10.1.1.2:45678","syscall":"recvmsg","direction":"recv","process":{"pid":123,"tid":124,"comm":"isc-net-0000","name":"dig","exe":"/usr/bin/dig","uid":0,"ppid":1},"netns":4026531840,"cgroup":"/user.slice/user-1000.slice/session-3.scope","container":null,"pod":null,"node":"node-1","host":true,"socket":12345,"size":61,"truncated":false}"#
@@ -450,21 +450,21 @@ mod tests {
     #[test]
     fn schema_of_a_connect() {
         let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
-        c.process.exe = Some("/usr/bin/curl".into());
-        c.process.name = "curl".into();
-        c.process.comm = "curl".into();
-        c.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
-        c.container = Some(Container {
+        c.who.process.exe = Some("/usr/bin/curl".into());
+        c.who.process.name = "curl".into();
+        c.who.process.comm = "curl".into();
+        c.who.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
+        c.who.container = Some(Container {
             id: Arc::from(ID),
             runtime: Runtime::Unknown,
             name: Some("app".to_string()),
         });
-        c.pod = Some(Pod {
+        c.who.pod = Some(Pod {
             uid: Arc::from(UID),
             info: None,
         });
-        c.node = Some(Arc::from("node-1"));
-        c.host = Some(false);
+        c.who.node = Some(Arc::from("node-1"));
+        c.who.host = Some(false);
         let mut line = Vec::new();
         write_connect_line(&mut line, &c);
         assert_eq!(
@@ -482,17 +482,17 @@ mod tests {
     /// The fields from `cgroup` on of a query from a container of a pod.
     fn attribution_json(container_name: Option<&str>, info: Option<PodInfo>) -> String {
         let mut q = sample::query(1, "payments.production.svc.cluster.local", 1, 0);
-        q.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
-        q.container = Some(Container {
+        q.who.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
+        q.who.container = Some(Container {
             id: Arc::from(ID),
             runtime: Runtime::Unknown,
             name: container_name.map(str::to_string),
         });
-        q.pod = Some(Pod {
+        q.who.pod = Some(Pod {
             uid: Arc::from(UID),
             info: info.map(Arc::new),
         });
-        q.host = Some(false);
+        q.who.host = Some(false);
         let json = event_to_string(&q);
         let from = json.find(r#""cgroup""#).unwrap();
         json[from..].to_string()
@@ -618,8 +618,8 @@ mod tests {
     fn text_from_outside_is_escaped_and_reads_back_unchanged() {
         let hostile = "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}é\u{2028}😀";
         let mut q = sample::query(1, hostile, 1, 0);
-        q.process.comm = hostile.into();
-        q.cgroup = hostile.into();
+        q.who.process.comm = hostile.into();
+        q.who.cgroup = hostile.into();
         let text = event_to_string(&q);
         assert!(!text.contains('\n'), "one line: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();

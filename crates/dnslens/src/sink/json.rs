@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn alerts_and_connects_go_in_the_same_stream() {
-        use dnslens_detect::{Attribution, Detector, Evidence, Severity};
+        use dnslens_detect::{Detector, Evidence, Severity};
         let q = sample::query(1, "x.example", 1, 0);
         let alert = Alert {
             detector: Detector::Dga,
@@ -115,7 +115,8 @@ mod tests {
             count: 1,
             window_s: 60,
             evidence: Evidence::default(),
-            who: Attribution::of_event(&q),
+            time_ns: q.time_ns,
+            who: q.who.clone(),
         };
         let connect = sample::connect("192.0.2.1:443", 0);
         let mut without = JsonSink::new(Vec::new(), false);
