@@ -1365,7 +1365,7 @@ fn attribution_json_matches_the_events() {
     sim.feed(&q);
     let alert: serde_json::Value = serde_json::from_str(&sim.alerts[0].to_json_line()).unwrap();
     let event: serde_json::Value =
-        serde_json::from_str(&dnslens_lens::json::event_to_string(&e)).unwrap();
+        serde_json::from_str(&dnslens_lens::schema::event_to_string(&e)).unwrap();
     for key in [
         "process",
         "netns",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use dnslens_detect::{Config, Detectors, FakeProcesses};
 use dnslens_lens::cgroup::CgroupMounts;
 use dnslens_lens::clock::WallClock;
-use dnslens_lens::{json, Observed, Pipeline, PipelineConfig};
+use dnslens_lens::{schema, Observed, Pipeline, PipelineConfig};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden")
@@ -59,12 +59,12 @@ fn output(capture: &[u8]) -> Vec<u8> {
         pipeline.record(record, &mut |observed| match observed {
             Observed::Dns(event) => {
                 last_mono = last_mono.max(event.mono_ns);
-                json::write_event_line(&mut out, event);
+                schema::write_event_line(&mut out, event);
                 detectors.event(event, &mut |a| alerts.push(a));
             }
             Observed::Connect(connect) => {
                 last_mono = last_mono.max(connect.mono_ns);
-                json::write_connect_line(&mut out, connect);
+                schema::write_connect_line(&mut out, connect);
                 detectors.connect(connect, &mut |a| alerts.push(a));
             }
         });
@@ -73,7 +73,7 @@ fn output(capture: &[u8]) -> Vec<u8> {
     // Past every timeout: the unanswered queries, then what the detectors still hold.
     let end = last_mono + 60_000_000_000;
     pipeline.expire(end, &mut |event| {
-        json::write_event_line(&mut out, event);
+        schema::write_event_line(&mut out, event);
         detectors.event(event, &mut |a| alerts.push(a));
     });
     detectors.tick(end, &mut |a| alerts.push(a));

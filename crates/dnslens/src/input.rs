@@ -21,7 +21,7 @@ use dnslens_lens::model::{
     ProcessInfo, TaskName,
 };
 use dnslens_lens::pods::{PodInfo, Workload};
-use dnslens_lens::{json, Kind};
+use dnslens_lens::{schema, Kind};
 use dnslens_probe::Named;
 use dnslens_wire::{Rcode, RecordType};
 use serde::de::IgnoredAny;
@@ -204,7 +204,7 @@ impl EventJson {
             id: self.id,
             qname: self.qname,
             qtype,
-            qclass: json::parse_class(&self.qclass).ok_or_else(|| {
+            qclass: schema::parse_class(&self.qclass).ok_or_else(|| {
                 anyhow!(
                     "qclass {:?}: expected IN, CH, HS, NONE, ANY or CLASSn",
                     self.qclass
@@ -370,8 +370,8 @@ mod tests {
     use super::*;
     use dnslens_lens::clock::format_rfc3339;
     use dnslens_lens::container::Runtime;
-    use dnslens_lens::json::event_to_string;
     use dnslens_lens::model::sample;
+    use dnslens_lens::schema::event_to_string;
     use dnslens_lens::Role;
     use dnslens_probe::{Direction, Syscall, Transport};
 
@@ -522,7 +522,7 @@ mod tests {
 
     #[test]
     fn connects_read_back_as_written() {
-        use dnslens_lens::json::connect_to_string;
+        use dnslens_lens::schema::connect_to_string;
         let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
         c.who.process.exe = Some(Arc::from("/usr/bin/curl"));
         c.who.ids.process_start_ns = 7;

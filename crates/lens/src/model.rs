@@ -1,5 +1,5 @@
 //! The enriched events that leave the lens: DNS messages and TCP connects. Their JSON form is
-//! [`crate::json`]'s, documented field by field in docs/schema.md.
+//! [`crate::schema`]'s, documented field by field in docs/schema.md.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use dnslens_detect::Alert;
 use dnslens_lens::model::ConnectEvent;
-use dnslens_lens::{json, DnsEvent};
+use dnslens_lens::{schema, DnsEvent};
 
 use super::writer::{OutputStats, Writer};
 use super::Sink;
@@ -48,21 +48,20 @@ impl<W: Write + Send + 'static> JsonSink<W> {
 
 impl<W: Write + Send + 'static> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
-        json::write_event_line(&mut self.lines, event);
+        schema::write_event_line(&mut self.lines, event);
         self.hand_over_if_full()?;
         Ok(true)
     }
 
     fn connect(&mut self, connect: &ConnectEvent) -> io::Result<()> {
         if self.connects {
-            json::write_connect_line(&mut self.lines, connect);
+            schema::write_connect_line(&mut self.lines, connect);
         }
         self.hand_over_if_full()
     }
 
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
-        serde_json::to_writer(&mut self.lines, alert)?;
-        self.lines.push(b'\n');
+        schema::write_alert_line(&mut self.lines, alert);
         self.hand_over_if_full()
     }
 

@@ -1,16 +1,17 @@
-//! The JSON form of events and connects (docs/schema.md), written by hand into a byte buffer. Writing one
-//! line per message was most of what `dnslens trace --json` spent: serde_json escaped every
-//! key and formatted times and addresses through `fmt`, about 2 µs an event
-//! (docs/performance.md). Here text dnslens made (keys, times, addresses, mnemonics) is copied
-//! as is and only text from outside (names, process fields, paths, labels) is escaped.
+//! The JSON form of events, connects and alerts (docs/schema.md), written by hand into a byte
+//! buffer. Writing one line per message was most of what `dnslens trace --json` spent: serde_json
+//! escaped every key and formatted times and addresses through `fmt`, about 2 µs an event
+//! (bench/HISTORY.md). Here text dnslens made (keys, times, addresses, mnemonics) is copied as is
+//! and only text from outside (names, process fields, paths, labels) is escaped.
 
 use std::net::{IpAddr, SocketAddr};
 
 use dnslens_probe::{Direction, Transport};
 
+use crate::alert::Alert;
 use crate::clock::Rfc3339;
 use crate::model::{
-    Answer, ConnectEvent, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo,
+    Answer, Attribution, ConnectEvent, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo,
 };
 
 /// One event as a JSON object and a newline.
@@ -62,19 +63,9 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
         Direction::Send => b"\",\"direction\":\"send\"",
         Direction::Recv => b"\",\"direction\":\"recv\"",
     });
-    write_attribution(
-        out,
-        &Attribution {
-            process: &e.who.process,
-            netns: e.who.netns,
-            cgroup: &e.who.cgroup,
-            container: e.who.container.as_ref(),
-            pod: e.who.pod.as_ref(),
-            node: e.who.node.as_deref(),
-            host: e.who.host,
-            socket: e.who.socket,
-        },
-    );
+    write_attribution(out, &e.who);
+    out.extend_from_slice(b",\"socket\":");
+    write_int(out, e.who.socket);
     out.extend_from_slice(b",\"size\":");
     write_int(out, e.size);
     out.extend_from_slice(b",\"truncated\":");
@@ -94,19 +85,9 @@ pub fn write_connect(out: &mut Vec<u8>, c: &ConnectEvent) {
     out.extend_from_slice(&Rfc3339(c.time_ns).bytes());
     out.extend_from_slice(b"\",\"kind\":\"connect\"");
     write_endpoints(out, c.transport, c.src, c.dst);
-    write_attribution(
-        out,
-        &Attribution {
-            process: &c.who.process,
-            netns: c.who.netns,
-            cgroup: &c.who.cgroup,
-            container: c.who.container.as_ref(),
-            pod: c.who.pod.as_ref(),
-            node: c.who.node.as_deref(),
-            host: c.who.host,
-            socket: c.who.socket,
-        },
-    );
+    write_attribution(out, &c.who);
+    out.extend_from_slice(b",\"socket\":");
+    write_int(out, c.who.socket);
     out.push(b'}');
 }
 
@@ -122,42 +103,57 @@ fn write_endpoints(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, dst
     out.push(b'"');
 }
 
-/// The fields from `process` to `socket`, the same in DNS events and connects.
-struct Attribution<'a> {
-    process: &'a ProcessInfo,
-    netns: u32,
-    cgroup: &'a str,
-    container: Option<&'a Container>,
-    pod: Option<&'a Pod>,
-    node: Option<&'a str>,
-    host: Option<bool>,
-    socket: u64,
-}
-
-/// `,"process":…` through `"socket":…`
-fn write_attribution(out: &mut Vec<u8>, a: &Attribution<'_>) {
+/// `,"process":…` through `"host":…`: whom the line belongs to, the same in every kind of
+/// line (events and connects add `socket` after it).
+fn write_attribution(out: &mut Vec<u8>, a: &Attribution) {
     out.extend_from_slice(b",\"process\":");
-    write_process(out, a.process);
+    write_process(out, &a.process);
     out.extend_from_slice(b",\"netns\":");
     write_int(out, a.netns);
     out.extend_from_slice(b",\"cgroup\":");
-    write_str(out, a.cgroup);
+    write_str(out, &a.cgroup);
     out.extend_from_slice(b",\"container\":");
-    match a.container {
+    match &a.container {
         Some(container) => write_container(out, container),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"pod\":");
-    match a.pod {
+    match &a.pod {
         Some(pod) => write_pod(out, pod),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"node\":");
-    write_opt_str(out, a.node);
+    write_opt_str(out, a.node.as_deref());
     out.extend_from_slice(b",\"host\":");
     write_opt_bool(out, a.host);
-    out.extend_from_slice(b",\"socket\":");
-    write_int(out, a.socket);
+}
+
+/// One alert as a JSON object and a newline.
+pub fn write_alert_line(out: &mut Vec<u8>, a: &Alert) {
+    write_alert(out, a);
+    out.push(b'\n');
+}
+
+/// One alert as a JSON object: `kind` first (alerts are read by their kind), then what raised
+/// it, its evidence, and whom it is about. Alerts are few: the evidence, a struct of optional
+/// fields, goes through serde.
+pub fn write_alert(out: &mut Vec<u8>, a: &Alert) {
+    out.extend_from_slice(b"{\"kind\":\"alert\",\"time\":\"");
+    out.extend_from_slice(&Rfc3339(a.time_ns).bytes());
+    out.extend_from_slice(b"\",\"detector\":\"");
+    out.extend_from_slice(a.detector.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"severity\":\"");
+    out.extend_from_slice(a.severity.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"summary\":");
+    write_str(out, &a.summary);
+    out.extend_from_slice(b",\"count\":");
+    write_int(out, a.count);
+    out.extend_from_slice(b",\"window_s\":");
+    write_int(out, a.window_s);
+    out.extend_from_slice(b",\"evidence\":");
+    serde_json::to_writer(&mut *out, &a.evidence).expect("evidence always serializes");
+    write_attribution(out, &a.who);
+    out.push(b'}');
 }
 
 /// `process`: who moved the message.
