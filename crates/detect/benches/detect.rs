@@ -24,8 +24,8 @@ fn exchange_events(start_ns: u64) -> Vec<DnsEvent> {
         let (mut received, mut answered) = (query.clone(), response.clone());
         for server_side in [&mut received, &mut answered] {
             server_side.role = Role::Server;
-            server_side.process.pid = 200;
-            server_side.process.name = "dnsmasq".into();
+            server_side.who.process.pid = 200;
+            server_side.who.process.name = "dnsmasq".into();
         }
         received.mono_ns += 3_000;
         answered.mono_ns += 6_000;

@@ -6,7 +6,7 @@
 
 use dnslens_lens::{ConnectEvent, DnsEvent};
 
-use crate::alert::{Attribution, Detector, Evidence, Severity};
+use crate::alert::{Detector, Evidence, Severity, Subject};
 use crate::c2::transport_str;
 use crate::connect::canonical;
 use crate::keys::{subject, workload_key, ProcKey};
@@ -26,7 +26,7 @@ impl Detectors {
         let dot = b.dot_ports.contains(&e.dst.port());
         let mut configured = Vec::new();
         if !dot {
-            self.proc_state(pk, || Attribution::of_event(e));
+            self.proc_state(pk, || Subject::of_event(e));
             let Some(rc) = self.resolv_conf(pk) else {
                 return;
             };
@@ -35,7 +35,7 @@ impl Detectors {
             }
             configured = rc.nameservers.iter().map(|a| a.to_string()).collect();
         }
-        let who = Attribution::of_event(e);
+        let who = Subject::of_event(e);
         let (reason, summary) = if dot {
             (
                 "dns over tls",
@@ -79,8 +79,8 @@ impl Detectors {
 
     /// A connection to a DNS-over-TLS port (the caller checked exemptions).
     pub(crate) fn dot_connect(&mut self, c: &ConnectEvent, set: &Settings) {
-        let who = Attribution::of_connect(c);
-        let wkey = workload_key(c.pod.as_ref(), c.container.as_ref(), &c.process);
+        let who = Subject::of_connect(c);
+        let wkey = workload_key(c.who.pod.as_ref(), c.who.container.as_ref(), &c.who.process);
         let summary = format!(
             "{} connected to {}, a DNS-over-TLS port, bypassing its configured resolver",
             subject(&who),

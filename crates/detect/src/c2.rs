@@ -19,7 +19,7 @@ use dnslens_lens::{ConnectEvent, DnsEvent};
 use dnslens_probe::Transport;
 use dnslens_wire::{Rcode, RecordType};
 
-use crate::alert::{Attribution, Detector, Evidence, Severity};
+use crate::alert::{Detector, Evidence, Severity, Subject};
 use crate::connect::{canonical, Resolved};
 use crate::keys::{namespace, subject, workload_key, ProcKey};
 use crate::names::{is_reverse, registered_domain};
@@ -102,7 +102,7 @@ impl Detectors {
             && armed
             && !self
                 .allow
-                .allows_domain(namespace(e.pod.as_ref()), wkey, name);
+                .allows_domain(namespace(e.who.pod.as_ref()), wkey, name);
         let qname: Arc<str> = Arc::from(name);
         let domain: Arc<str> = Arc::from(domain);
         for (addr, ttl) in addrs {
@@ -116,12 +116,12 @@ impl Detectors {
                 process: (pk.pid, pk.start_ns),
                 new_domain,
             };
-            self.answers.insert(e.netns, addr, r);
+            self.answers.insert(e.who.netns, addr, r);
         }
     }
 
     pub(crate) fn on_connect(&mut self, c: &ConnectEvent, set: &Settings) {
-        let pk = ProcKey::new(c.process.pid, c.ids.process_start_ns);
+        let pk = ProcKey::new(c.who.process.pid, c.who.ids.process_start_ns);
         let resolver = self.procs.peek(&pk).is_some_and(|p| p.resolver);
         let ip = canonical(c.dst.ip());
         let port = c.dst.port();
@@ -136,9 +136,9 @@ impl Detectors {
             return;
         }
         let now = self.now;
-        let wkey = workload_key(c.pod.as_ref(), c.container.as_ref(), &c.process);
+        let wkey = workload_key(c.who.pod.as_ref(), c.who.container.as_ref(), &c.who.process);
         let internal = self.config.is_internal(ip);
-        if let Some(r) = self.answers.lookup(c.netns, ip, now) {
+        if let Some(r) = self.answers.lookup(c.who.netns, ip, now) {
             let n = &set.s.new_domain_connect;
             let after = now.saturating_sub(r.resolved_mono);
             if r.new_domain
@@ -147,7 +147,7 @@ impl Detectors {
                 && after <= n.connect_window_ms.saturating_mul(1_000_000)
                 && (n.internal_addresses || !internal)
             {
-                let who = Attribution::of_connect(c);
+                let who = Subject::of_connect(c);
                 let summary = format!(
                     "{} connected to {} {} ms after first resolving {} ({}), a domain its workload never resolved before: possible command-and-control",
                     subject(&who),
@@ -181,7 +181,7 @@ impl Detectors {
         let u = &set.s.unresolved_connect;
         let started_after = self
             .epoch
-            .is_some_and(|epoch| c.ids.process_start_ns > epoch);
+            .is_some_and(|epoch| c.who.ids.process_start_ns > epoch);
         if !u.enabled
             || internal
             || u.ignore_ports.contains(&port)
@@ -190,7 +190,7 @@ impl Detectors {
         {
             return;
         }
-        let who = Attribution::of_connect(c);
+        let who = Subject::of_connect(c);
         let summary = format!(
             "{} connected to {}, an external address no DNS answer in its network namespace gave",
             subject(&who),

@@ -14,7 +14,7 @@
 use dnslens_lens::DnsEvent;
 use dnslens_wire::Rcode;
 
-use crate::alert::{Attribution, Detector, Evidence, Severity};
+use crate::alert::{Detector, Evidence, Severity, Subject};
 use crate::baseline::domain_key;
 use crate::keys::{exe_deleted, exe_path, namespace, subject, ProcKey};
 use crate::names::is_reverse;
@@ -41,7 +41,7 @@ impl Detectors {
         if !u.enabled || (cluster && !u.cluster_names) {
             return;
         }
-        let ns = namespace(e.pod.as_ref());
+        let ns = namespace(e.who.pod.as_ref());
         let known = self.baseline.workload(wkey);
         if known.is_none() && !self.allow.has_domains(ns, wkey) {
             return;
@@ -53,7 +53,7 @@ impl Detectors {
         }
         let cluster_only =
             !cluster && known.is_some_and(|b| b.cluster_only(self.suffixes.cluster_domain()));
-        let who = Attribution::of_event(e);
+        let who = Subject::of_event(e);
         let summary = if cluster_only {
             format!(
                 "{} resolved {name}, outside the cluster, though its workload's baseline holds only cluster names",
@@ -85,7 +85,7 @@ impl Detectors {
     }
 
     pub(crate) fn unknown_binary(&mut self, e: &DnsEvent, pk: ProcKey, set: &Settings, wkey: &str) {
-        let Some(exe) = e.process.exe.as_deref() else {
+        let Some(exe) = e.who.process.exe.as_deref() else {
             return;
         };
         let path = exe_path(exe);
@@ -105,13 +105,12 @@ impl Detectors {
         let verdict = match cached {
             Some(v) => v,
             None => {
-                let v = self.judge_exe(e.process.pid, exe, &u.temp_dirs);
-                self.proc_state(pk, || Attribution::of_event(e)).exe_verdict =
-                    Some((exe.into(), v));
+                let v = self.judge_exe(e.who.process.pid, exe, &u.temp_dirs);
+                self.proc_state(pk, || Subject::of_event(e)).exe_verdict = Some((exe.into(), v));
                 v
             }
         };
-        let ns = namespace(e.pod.as_ref());
+        let ns = namespace(e.who.pod.as_ref());
         let (severity, reason) = match verdict {
             Some(v) => v,
             None if self.learning => return,
@@ -130,7 +129,7 @@ impl Detectors {
                 (Severity::Medium, "not in baseline")
             }
         };
-        let who = Attribution::of_event(e);
+        let who = Subject::of_event(e);
         let summary = match reason {
             "not in baseline" => format!(
                 "{} queried {} from {path}, an executable its workload never ran while learning and no allowlist names",

@@ -2,9 +2,7 @@
 //! process; a workload is the pod's owner when the cluster named it, else the pod, the
 //! container, or on the host the executable.
 
-use dnslens_lens::model::{Container, Pod, ProcessInfo};
-
-use crate::alert::Attribution;
+use dnslens_lens::model::{Attribution, Container, Pod, ProcessInfo};
 
 /// A process: its pid and the kernel's start time of its thread-group leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -175,23 +173,17 @@ mod tests {
 
     #[test]
     fn subjects_name_process_and_pod() {
-        let who = Attribution {
-            time_ns: 0,
-            process: ProcessInfo {
-                pid: 7,
-                comm: "worker".into(),
-                ..ProcessInfo::default()
-            },
-            netns: 1,
-            cgroup: String::new(),
-            container: None,
-            pod: Some(Pod {
-                uid: Arc::from("u-1"),
-                info: Some(info(None)),
-            }),
-            node: None,
-            host: Some(false),
+        let mut who = dnslens_lens::model::sample::query(1, "", 1, 0).who;
+        who.process = ProcessInfo {
+            pid: 7,
+            comm: "worker".into(),
+            ..ProcessInfo::default()
         };
+        who.pod = Some(Pod {
+            uid: Arc::from("u-1"),
+            info: Some(info(None)),
+        });
+        who.host = Some(false);
         assert_eq!(subject(&who), "worker (pid 7) in pod shop/web-7d4b9f-xk2p1");
     }
 }

@@ -29,7 +29,7 @@ mod tunneling;
 #[cfg(test)]
 mod tests;
 
-pub use alert::{Alert, Attribution, Detector, Evidence, Severity};
+pub use alert::{Alert, Detector, Evidence, Severity, Subject};
 pub use baseline::{Baseline, BaselineError, WorkloadBaseline, BASELINE_VERSION};
 pub use config::{Config, ConfigError};
 pub use connect::Transport;

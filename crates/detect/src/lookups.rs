@@ -16,7 +16,7 @@
 use dnslens_lens::DnsEvent;
 use dnslens_wire::Rcode;
 
-use crate::alert::{add_example, Attribution, Detector, Evidence, Severity};
+use crate::alert::{add_example, Detector, Evidence, Severity, Subject};
 use crate::keys::{namespace, subject, workload_key, ProcKey};
 use crate::names::{
     has_known_suffix, is_reverse, registered_domain, registered_label, SearchSuffixes,
@@ -106,12 +106,12 @@ impl Detectors {
         {
             return;
         }
-        let p = self.proc_state(pk, || Attribution::of_event(e));
+        let p = self.proc_state(pk, || Subject::of_event(e));
         // Names the cluster had not given yet: take them as they come.
         if p.who.pod.as_ref().is_some_and(|pod| pod.info.is_none())
-            && e.pod.as_ref().is_some_and(|pod| pod.info.is_some())
+            && e.who.pod.as_ref().is_some_and(|pod| pod.info.is_some())
         {
-            p.who = Attribution::of_event(e);
+            p.who = Subject::of_event(e);
         }
         let rc = p.resolv.as_ref().and_then(|(rc, _)| rc.clone());
         let more = rc.as_deref().map_or(&[][..], |r| &r.search[..]);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 
 use crate::aggregate::Aggregator;
-use crate::alert::{Alert, Attribution, Detector, Evidence, Severity};
+use crate::alert::{Alert, Detector, Evidence, Severity, Subject};
 use crate::baseline::{Baseline, BaselineLimits};
 use crate::c2::WorkloadState;
 use crate::config::{Allowlists, Config, Sections};
@@ -61,7 +61,7 @@ pub(crate) struct ProcState {
     /// Seen answering queries: a resolver or forwarder.
     pub resolver: bool,
     /// For alerts raised when no event of the process is at hand (lookups that time out).
-    pub who: Attribution,
+    pub who: Subject,
     pub nx: NxWindow,
     pub dga: DgaWindow,
     /// resolv.conf as last asked, and when.
@@ -207,16 +207,21 @@ impl Detectors {
     /// One enriched DNS event.
     pub fn event(&mut self, e: &DnsEvent, out: &mut impl FnMut(Alert)) {
         self.advance(e.mono_ns, e.time_ns);
-        let pk = ProcKey::new(e.process.pid, e.ids.process_start_ns);
+        let pk = ProcKey::new(e.who.process.pid, e.who.ids.process_start_ns);
         if e.role == Role::Server {
-            self.proc_state(pk, || Attribution::of_event(e)).resolver = true;
+            self.proc_state(pk, || Subject::of_event(e)).resolver = true;
         } else {
-            let set = self.settings(namespace(e.pod.as_ref()));
+            let set = self.settings(namespace(e.who.pod.as_ref()));
             let resolver = self.procs.peek(&pk).is_some_and(|p| p.resolver);
             let quiet = resolver && self.config.exclude_resolvers;
             let name = normalize(&e.qname);
             let mut wkey = std::mem::take(&mut self.workload_key);
-            write_workload_key(&mut wkey, e.pod.as_ref(), e.container.as_ref(), &e.process);
+            write_workload_key(
+                &mut wkey,
+                e.who.pod.as_ref(),
+                e.who.container.as_ref(),
+                &e.who.process,
+            );
             match e.kind {
                 Kind::Query => {
                     if !quiet {
@@ -245,7 +250,7 @@ impl Detectors {
     /// One outgoing connection.
     pub fn connect(&mut self, c: &ConnectEvent, out: &mut impl FnMut(Alert)) {
         self.advance(c.mono_ns, c.time_ns);
-        let set = self.settings(namespace(c.pod.as_ref()));
+        let set = self.settings(namespace(c.who.pod.as_ref()));
         self.on_connect(c, &set);
         self.deliver(out);
     }
@@ -321,7 +326,7 @@ impl Detectors {
     pub(crate) fn proc_state(
         &mut self,
         pk: ProcKey,
-        who: impl FnOnce() -> Attribution,
+        who: impl FnOnce() -> Subject,
     ) -> &mut ProcState {
         if self.procs.peek(&pk).is_none() {
             self.procs.insert(
@@ -367,7 +372,7 @@ impl Detectors {
         summary: String,
         window_s: u64,
         mut evidence: Evidence,
-        who: Attribution,
+        who: Subject,
     ) {
         evidence.workload.get_or_insert_with(|| {
             workload_key(who.pod.as_ref(), who.container.as_ref(), &who.process)
@@ -379,7 +384,8 @@ impl Detectors {
             count: 1,
             window_s,
             evidence,
-            who,
+            time_ns: who.time_ns,
+            who: who.who,
         };
         self.raised.push((key, alert));
     }

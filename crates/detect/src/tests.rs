@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dnslens_lens::container::Runtime;
-use dnslens_lens::model::{sample, Answer, Container, KernelIds, Pod};
+use dnslens_lens::model::{sample, Answer, Attribution, Container, KernelIds, Pod};
 use dnslens_lens::pods::{PodInfo, Workload};
 use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 use dnslens_wire::RecordType;
@@ -88,24 +88,24 @@ impl P {
 
     fn base(&self, qname: &str, qtype: u16, t: u64) -> DnsEvent {
         let mut e = sample::query(7, qname, qtype, t);
-        e.process.pid = self.pid;
-        e.process.tid = self.pid;
-        e.process.name = self.name.into();
-        e.process.comm = self.name.into();
-        e.process.exe = self.exe.as_deref().map(Into::into);
-        e.netns = self.netns;
-        e.pod = self.pod.clone();
-        e.container = self.pod.as_ref().map(|p| Container {
+        e.who.process.pid = self.pid;
+        e.who.process.tid = self.pid;
+        e.who.process.name = self.name.into();
+        e.who.process.comm = self.name.into();
+        e.who.process.exe = self.exe.as_deref().map(Into::into);
+        e.who.netns = self.netns;
+        e.who.pod = self.pod.clone();
+        e.who.container = self.pod.as_ref().map(|p| Container {
             id: Arc::from(
                 format!("{:064x}", p.uid.len() as u64 * 7 + u64::from(self.pid)).as_str(),
             ),
             runtime: Runtime::Containerd,
             name: Some("app".to_string()),
         });
-        e.host = Some(self.pod.is_none());
-        e.node = Some(Arc::from("node-1"));
+        e.who.host = Some(self.pod.is_none());
+        e.who.node = Some(Arc::from("node-1"));
         e.dst = self.server;
-        e.ids = KernelIds {
+        e.who.ids = KernelIds {
             process_start_ns: self.start,
             ..KernelIds::default()
         };
@@ -150,18 +150,13 @@ impl P {
         ConnectEvent {
             mono_ns: t,
             time_ns: e.time_ns,
-            process: e.process,
-            netns: self.netns,
             src: e.src,
             dst: dst.parse().unwrap(),
             transport: Transport::Tcp,
-            socket: e.socket,
-            cgroup: e.cgroup,
-            container: e.container,
-            pod: e.pod,
-            node: e.node,
-            host: e.host,
-            ids: e.ids,
+            who: Attribution {
+                netns: self.netns,
+                ..e.who
+            },
         }
     }
 }
@@ -1370,7 +1365,7 @@ fn attribution_json_matches_the_events() {
     sim.feed(&q);
     let alert: serde_json::Value = serde_json::from_str(&sim.alerts[0].to_json_line()).unwrap();
     let event: serde_json::Value =
-        serde_json::from_str(&dnslens_lens::json::event_to_string(&e)).unwrap();
+        serde_json::from_str(&dnslens_lens::schema::event_to_string(&e)).unwrap();
     for key in [
         "process",
         "netns",

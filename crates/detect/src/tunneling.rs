@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use dnslens_lens::DnsEvent;
 use dnslens_wire::RecordType;
 
-use crate::alert::{add_example, count_qtype, Attribution, Detector, Evidence, Severity};
+use crate::alert::{add_example, count_qtype, Detector, Evidence, Severity, Subject};
 use crate::keys::{subject, ProcKey};
 use crate::names::{is_reverse, registered_domain, subdomain};
 use crate::score::looks_random;
@@ -141,7 +141,7 @@ impl Detectors {
             },
             ..Evidence::default()
         };
-        let who = Attribution::of_event(e);
+        let who = Subject::of_event(e);
         let summary = format!(
             "{} sent {} queries in {} s for {} distinct names under {}, most with long or random labels: possible DNS tunneling",
             subject(&who),

@@ -292,8 +292,8 @@ mod tests {
     use super::*;
     use dnslens_detect::score::looks_random;
     use dnslens_detect::{Baseline, Config};
-    use dnslens_lens::json;
     use dnslens_lens::model::sample;
+    use dnslens_lens::schema;
 
     const SEC: u64 = 1_000_000_000;
 
@@ -326,8 +326,8 @@ mod tests {
             }
             let at = (made + 1) * SEC;
             let q = sample::query(made as u16, &format!("{label}.com"), 1, at);
-            json::write_event_line(&mut out, &q);
-            json::write_event_line(&mut out, &sample::response(&q, 3, &[], at + 1_000));
+            schema::write_event_line(&mut out, &q);
+            schema::write_event_line(&mut out, &sample::response(&q, 3, &[], at + 1_000));
             made += 1;
         }
         out
@@ -380,7 +380,7 @@ mod tests {
         let path = dir.join("baseline.json");
         let q = sample::query(1, "api.stripe.com", 1, SEC);
         let mut trace = Vec::new();
-        json::write_event_line(&mut trace, &sample::response(&q, 0, &["192.0.2.1"], SEC));
+        schema::write_event_line(&mut trace, &sample::response(&q, 0, &["192.0.2.1"], SEC));
         let (alerts, _) = replayed(&trace, settings(Learn::Throughout, Some(path.clone())));
         assert!(alerts.is_empty(), "{alerts:?}");
         let baseline = Baseline::load(&path).unwrap();

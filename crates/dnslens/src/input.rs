@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use dnslens_lens::model::{
-    Answer, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod, ProcessInfo, TaskName,
+    Answer, Attribution, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod,
+    ProcessInfo, TaskName,
 };
 use dnslens_lens::pods::{PodInfo, Workload};
-use dnslens_lens::{json, Kind};
+use dnslens_lens::{schema, Kind};
 use dnslens_probe::Named;
 use dnslens_wire::{Rcode, RecordType};
 use serde::de::IgnoredAny;
@@ -155,18 +156,20 @@ impl ConnectJson {
         Ok(ConnectEvent {
             time_ns,
             mono_ns: time_ns,
-            process: self.process.into(),
-            netns: self.netns,
             src: self.src,
             dst: self.dst,
             transport: named("transport", &self.transport)?,
-            socket: self.socket,
-            cgroup: Arc::from(self.cgroup),
-            container: self.container.map(Container::try_from).transpose()?,
-            pod: self.pod.map(Pod::from),
-            node: self.node.map(Arc::from),
-            host: self.host,
-            ids: KernelIds::default(),
+            who: Attribution {
+                process: self.process.into(),
+                netns: self.netns,
+                cgroup: Arc::from(self.cgroup),
+                container: self.container.map(Container::try_from).transpose()?,
+                pod: self.pod.map(Pod::from),
+                node: self.node.map(Arc::from),
+                host: self.host,
+                socket: self.socket,
+                ids: KernelIds::default(),
+            },
         })
     }
 }
@@ -201,7 +204,7 @@ impl EventJson {
             id: self.id,
             qname: self.qname,
             qtype,
-            qclass: json::parse_class(&self.qclass).ok_or_else(|| {
+            qclass: schema::parse_class(&self.qclass).ok_or_else(|| {
                 anyhow!(
                     "qclass {:?}: expected IN, CH, HS, NONE, ANY or CLASSn",
                     self.qclass
@@ -217,17 +220,19 @@ impl EventJson {
             dst: self.dst,
             syscall: named("syscall", &self.syscall)?,
             direction: named("direction", &self.direction)?,
-            process: self.process.into(),
-            netns: self.netns,
-            cgroup: Arc::from(self.cgroup),
-            container: self.container.map(Container::try_from).transpose()?,
-            pod: self.pod.map(Pod::from),
-            node: self.node.map(Arc::from),
-            host: self.host,
-            socket: self.socket,
             size: self.size,
             truncated: self.truncated,
-            ids: KernelIds::default(),
+            who: Attribution {
+                process: self.process.into(),
+                netns: self.netns,
+                cgroup: Arc::from(self.cgroup),
+                container: self.container.map(Container::try_from).transpose()?,
+                pod: self.pod.map(Pod::from),
+                node: self.node.map(Arc::from),
+                host: self.host,
+                socket: self.socket,
+                ids: KernelIds::default(),
+            },
         })
     }
 }
@@ -309,19 +314,18 @@ mod tests {
     use super::*;
     use dnslens_lens::clock::format_rfc3339;
     use dnslens_lens::container::Runtime;
-    use dnslens_lens::json::event_to_string;
     use dnslens_lens::model::sample;
+    use dnslens_lens::schema::event_to_string;
     use dnslens_lens::Role;
     use dnslens_probe::{Direction, Syscall, Transport};
 
     /// What reading back the writer's line of `e` must give: the wall time as the clock, no
     /// kernel ids.
     fn as_read(e: &DnsEvent) -> DnsEvent {
-        DnsEvent {
-            mono_ns: e.time_ns,
-            ids: KernelIds::default(),
-            ..e.clone()
-        }
+        let mut read = e.clone();
+        read.mono_ns = e.time_ns;
+        read.who.ids = KernelIds::default();
+        read
     }
 
     fn read(e: &DnsEvent) -> DnsEvent {
@@ -343,11 +347,11 @@ mod tests {
         let q = sample::query(4660, "example.com", 1, 5_000);
         let mut r = sample::response(&q, 0, &["93.184.215.14", "93.184.215.15"], 123_456_789);
         r.latency_us = Some(123);
-        r.process.exe = Some(Arc::from("/usr/bin/dig"));
-        r.cgroup = Arc::from("/user.slice/user-1000.slice/session-3.scope");
-        r.host = Some(true);
-        r.node = Some(Arc::from("node-1"));
-        r.ids.process_start_ns = 42;
+        r.who.process.exe = Some(Arc::from("/usr/bin/dig"));
+        r.who.cgroup = Arc::from("/user.slice/user-1000.slice/session-3.scope");
+        r.who.host = Some(true);
+        r.who.node = Some(Arc::from("node-1"));
+        r.who.ids.process_start_ns = 42;
         let mut nx = sample::response(&q, 3, &[], 7);
         nx.transport = Transport::Tcp;
         nx.syscall = Syscall::Read;
@@ -370,7 +374,7 @@ mod tests {
         let id = "0123456789abcdef".repeat(4);
         let uid = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
         let mut e = sample::query(1, "payments.production.svc.cluster.local", 1, 0);
-        e.host = Some(false);
+        e.who.host = Some(false);
         for (runtime, name) in [
             (Runtime::Containerd, Some("app")),
             (Runtime::CriO, None),
@@ -378,14 +382,14 @@ mod tests {
             (Runtime::Podman, None),
             (Runtime::Unknown, Some("sidecar")),
         ] {
-            e.container = Some(Container {
+            e.who.container = Some(Container {
                 id: Arc::from(id.as_str()),
                 runtime,
                 name: name.map(str::to_string),
             });
             assert_eq!(read(&e), as_read(&e));
         }
-        e.pod = Some(pod(uid, None));
+        e.who.pod = Some(pod(uid, None));
         assert_eq!(read(&e), as_read(&e), "a pod the API had not named");
         let info = |workload: Option<Workload>| PodInfo {
             uid: uid.to_string(),
@@ -401,13 +405,13 @@ mod tests {
             workload,
             containers: BTreeMap::new(),
         };
-        e.pod = Some(pod(uid, Some(info(None))));
+        e.who.pod = Some(pod(uid, Some(info(None))));
         assert_eq!(read(&e), as_read(&e), "a pod without owner");
         let deployment = Workload {
             kind: "Deployment".to_string(),
             name: "payment-svc".to_string(),
         };
-        e.pod = Some(pod(uid, Some(info(Some(deployment)))));
+        e.who.pod = Some(pod(uid, Some(info(Some(deployment)))));
         assert_eq!(read(&e), as_read(&e));
     }
 
@@ -417,9 +421,9 @@ mod tests {
         let hostile = "a\"b\\c\n\r\t\u{1}\u{7f}é\u{2028}😀";
         let mut e = sample::query(65_535, hostile, 65_280, u64::MAX / 4);
         e.qclass = 42;
-        e.process.comm = hostile.into();
-        e.process.name = TaskName::default();
-        e.cgroup = Arc::from(hostile);
+        e.who.process.comm = hostile.into();
+        e.who.process.name = TaskName::default();
+        e.who.cgroup = Arc::from(hostile);
         e.kind = Kind::Response;
         e.rcode = Some(Rcode(3_000));
         e.flags = MessageFlags {
@@ -448,8 +452,8 @@ mod tests {
         ];
         e.truncated = true;
         e.size = u32::MAX;
-        e.socket = u64::MAX;
-        e.netns = u32::MAX;
+        e.who.socket = u64::MAX;
+        e.who.netns = u32::MAX;
         assert_eq!(read(&e), as_read(&e));
         let mut none = sample::query(0, "", 0, 0);
         none.qclass = 0;
@@ -462,17 +466,15 @@ mod tests {
 
     #[test]
     fn connects_read_back_as_written() {
-        use dnslens_lens::json::connect_to_string;
+        use dnslens_lens::schema::connect_to_string;
         let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
-        c.process.exe = Some(Arc::from("/usr/bin/curl"));
-        c.ids.process_start_ns = 7;
-        c.pod = Some(pod("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b", None));
-        c.host = Some(false);
-        let want = ConnectEvent {
-            mono_ns: c.time_ns,
-            ids: KernelIds::default(),
-            ..c.clone()
-        };
+        c.who.process.exe = Some(Arc::from("/usr/bin/curl"));
+        c.who.ids.process_start_ns = 7;
+        c.who.pod = Some(pod("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b", None));
+        c.who.host = Some(false);
+        let mut want = c.clone();
+        want.mono_ns = c.time_ns;
+        want.who.ids = KernelIds::default();
         match parse_line(&connect_to_string(&c)) {
             Ok(Some(Line::Connect(read))) => assert_eq!(*read, want),
             other => panic!("{other:?}"),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dnslens_lens::cgroup::CgroupMounts;
 use dnslens_lens::clock::{thread_cpu_time, WallClock};
-use dnslens_lens::{json, Observed, Pipeline, PipelineConfig};
+use dnslens_lens::{schema, Observed, Pipeline, PipelineConfig};
 use testutil::{dns_message, header, record};
 
 /// Lookups per measured batch: 4,000 messages.
@@ -98,8 +98,8 @@ fn pipeline_to_json(c: &mut Criterion) {
                 let before = thread_cpu_time();
                 for r in &records {
                     pipeline.record(black_box(r), &mut |observed| match observed {
-                        Observed::Dns(event) => json::write_event_line(&mut out, event),
-                        Observed::Connect(connect) => json::write_connect_line(&mut out, connect),
+                        Observed::Dns(event) => schema::write_event_line(&mut out, event),
+                        Observed::Connect(connect) => schema::write_connect_line(&mut out, connect),
                     });
                 }
                 black_box(out.len());

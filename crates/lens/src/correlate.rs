@@ -28,8 +28,8 @@ struct Key {
 impl Key {
     fn of(event: &DnsEvent) -> Key {
         Key {
-            netns: event.netns,
-            socket: event.socket,
+            netns: event.who.netns,
+            socket: event.who.socket,
             role: event.role,
             id: event.id,
             qtype: event.qtype.0,
@@ -247,8 +247,8 @@ mod tests {
         let q = sample::query(1, "a.example", 1, 0);
         run(&mut c, q.clone());
         let changes: [fn(&mut DnsEvent); 6] = [
-            |r: &mut DnsEvent| r.socket += 1,
-            |r: &mut DnsEvent| r.netns += 1,
+            |r: &mut DnsEvent| r.who.socket += 1,
+            |r: &mut DnsEvent| r.who.netns += 1,
             |r: &mut DnsEvent| r.id += 1,
             |r: &mut DnsEvent| r.qtype.0 = 28,
             |r: &mut DnsEvent| r.qname.push('x'),

@@ -59,12 +59,12 @@ impl CountBy {
 /// Writes the pod, namespace, workload or container key of `e` into `out` (cleared first).
 fn placement_key(by: CountBy, e: &DnsEvent, out: &mut String) {
     out.clear();
-    let pod = e.pod.as_ref();
+    let pod = e.who.pod.as_ref();
     let info = pod.and_then(|p| p.info.as_deref());
-    let key = match (e.host, by) {
+    let key = match (e.who.host, by) {
         (None, _) => Err(UNKNOWN),
         (Some(true), _) => Err(HOST),
-        (Some(false), CountBy::Container) => match (e.container.as_ref(), info) {
+        (Some(false), CountBy::Container) => match (e.who.container.as_ref(), info) {
             (None, _) => Err(NONE),
             (Some(Container { name: Some(c), .. }), Some(p)) => {
                 Ok(write!(out, "{}/{}/{c}", p.namespace, p.name))
@@ -134,7 +134,7 @@ impl Counter {
         if event.kind != Kind::Query || event.role != Role::Client {
             return false;
         }
-        let p = &event.process;
+        let p = &event.who.process;
         let (key, name) = match self.by {
             CountBy::Comm => (p.comm.as_str(), None),
             CountBy::Process => (p.name.as_str(), None),
@@ -143,7 +143,7 @@ impl Counter {
                 write!(self.key, "{}", p.pid).expect("writing to a String cannot fail");
                 (self.key.as_str(), Some(p.name.as_str()))
             }
-            CountBy::Cgroup => (&*event.cgroup, None),
+            CountBy::Cgroup => (&*event.who.cgroup, None),
             by => {
                 placement_key(by, event, &mut self.key);
                 (self.key.as_str(), None)
@@ -190,10 +190,10 @@ mod tests {
 
     fn query(pid: u32, comm: &str, name: &str) -> DnsEvent {
         let mut q = sample::query(1, "example.com", 1, 0);
-        q.process.pid = pid;
-        q.process.comm = comm.into();
-        q.process.name = name.into();
-        q.cgroup = format!("/cg{pid}").into();
+        q.who.process.pid = pid;
+        q.who.process.comm = comm.into();
+        q.who.process.name = name.into();
+        q.who.cgroup = format!("/cg{pid}").into();
         q
     }
 
@@ -279,13 +279,13 @@ mod tests {
         };
         let event = |host, container: Option<Option<&str>>, pod: Option<Option<Arc<PodInfo>>>| {
             let mut e = query(1, "t", "p");
-            e.host = host;
-            e.container = container.map(|name| Container {
+            e.who.host = host;
+            e.who.container = container.map(|name| Container {
                 id: Arc::from(id.as_str()),
                 runtime: Runtime::Containerd,
                 name: name.map(str::to_string),
             });
-            e.pod = pod.map(|info| Pod {
+            e.who.pod = pod.map(|info| Pod {
                 uid: Arc::from(uid),
                 info,
             });

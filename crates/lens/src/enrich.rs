@@ -2,8 +2,8 @@
 //! path come from caches over /proc and the cgroup mounts; the container and pod from the
 //! cgroup path ([`crate::container`], parsed once per path); pod and container names from the
 //! pod directory, when there is one, asked on every event so that a pod is named as soon as the
-//! directory has it. Nothing here waits: a directory lookup reads what it holds. DNS events and
-//! connects are enriched by the same code, through the [`Attributed`] view of their fields.
+//! directory has it. Nothing here waits: a directory lookup reads what it holds. Every event kind
+//! carries one [`Attribution`], which is what this stage fills.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use dnslens_probe::ExecEvent;
 use crate::bounded::Lru;
 use crate::cgroup::{CgroupResolver, CgroupStats};
 use crate::container::{Placement, Runtime};
-use crate::model::{ConnectEvent, Container, DnsEvent, KernelIds, Pod, ProcessInfo};
+use crate::model::{Attribution, Container, Pod};
 use crate::pods::{PodDirectory, PodInfo};
 use crate::process::{ProcessCache, ProcessStats};
 
@@ -65,46 +65,6 @@ impl Cached {
     }
 }
 
-/// The fields of an event that enrichment reads and fills, borrowed from it.
-pub struct Attribution<'a> {
-    /// The event's stamp, the clock for rate limits.
-    pub mono_ns: u64,
-    pub ids: KernelIds,
-    pub process: &'a mut ProcessInfo,
-    pub cgroup: &'a mut Arc<str>,
-    pub container: &'a mut Option<Container>,
-    pub pod: &'a mut Option<Pod>,
-    pub node: &'a mut Option<Arc<str>>,
-    pub host: &'a mut Option<bool>,
-}
-
-/// An event that carries the attribution fields.
-pub trait Attributed {
-    fn attribution(&mut self) -> Attribution<'_>;
-}
-
-/// Both event types name the attribution fields alike.
-macro_rules! attributed {
-    ($($event:ty),*) => {$(
-        impl Attributed for $event {
-            fn attribution(&mut self) -> Attribution<'_> {
-                Attribution {
-                    mono_ns: self.mono_ns,
-                    ids: self.ids,
-                    process: &mut self.process,
-                    cgroup: &mut self.cgroup,
-                    container: &mut self.container,
-                    pod: &mut self.pod,
-                    node: &mut self.node,
-                    host: &mut self.host,
-                }
-            }
-        }
-    )*};
-}
-
-attributed!(DnsEvent, ConnectEvent);
-
 pub struct Enricher {
     processes: ProcessCache,
     cgroups: CgroupResolver,
@@ -137,49 +97,53 @@ impl Enricher {
         self.node = node.map(Arc::from);
     }
 
-    /// Sets `process.exe`, `cgroup`, `container`, `pod`, `node` and `host`. The event's own
-    /// stamp is the clock for rate limits. `kernel_cgroup` gives what the kernel named (the
-    /// cgroup's and its parent's directory names), used when the ids no longer resolve: the
-    /// cgroup was removed before dnslens looked.
-    pub fn enrich(&mut self, event: &mut impl Attributed, kernel_cgroup: impl FnOnce() -> String) {
-        let mut event = event.attribution();
-        let ids = event.ids;
-        event.process.exe = self.processes.lookup_or_parent(
-            event.process.pid,
+    /// Sets `process.exe`, `cgroup`, `container`, `pod`, `node` and `host`. `mono_ns`, the
+    /// event's own stamp, is the clock for rate limits. `kernel_cgroup` gives what the kernel
+    /// named (the cgroup's and its parent's directory names), used when the ids no longer
+    /// resolve: the cgroup was removed before dnslens looked.
+    pub fn enrich(
+        &mut self,
+        who: &mut Attribution,
+        mono_ns: u64,
+        kernel_cgroup: impl FnOnce() -> String,
+    ) {
+        let ids = who.ids;
+        who.process.exe = self.processes.lookup_or_parent(
+            who.process.pid,
             ids.process_start_ns,
-            event.process.ppid,
-            &event.process.name,
+            who.process.ppid,
+            &who.process.name,
         );
-        *event.cgroup = match self
+        who.cgroup = match self
             .cgroups
-            .resolve(ids.cgroup_id, ids.cgroup_v1_id, event.mono_ns)
+            .resolve(ids.cgroup_id, ids.cgroup_v1_id, mono_ns)
         {
             Some(path) => path,
             None => Arc::from(kernel_cgroup()),
         };
-        self.place(&mut event);
+        self.place(who);
     }
 
     /// Container, pod, node and host from the event's cgroup path and the pod directory.
-    fn place(&mut self, event: &mut Attribution<'_>) {
-        *event.node = self.node.clone();
-        *event.container = None;
-        *event.pod = None;
-        if event.cgroup.is_empty() {
+    fn place(&mut self, who: &mut Attribution) {
+        who.node = self.node.clone();
+        who.container = None;
+        who.pod = None;
+        if who.cgroup.is_empty() {
             // Not resolved: neither host nor container can be told.
-            *event.host = None;
+            who.host = None;
             return;
         }
-        let cached = match self.placements.get(&**event.cgroup) {
+        let cached = match self.placements.get(&*who.cgroup) {
             Some(cached) => cached.clone(),
             None => {
                 self.stats.paths_parsed += 1;
-                let cached = Cached::parse(event.cgroup);
-                self.placements.insert(event.cgroup.clone(), cached.clone());
+                let cached = Cached::parse(&who.cgroup);
+                self.placements.insert(who.cgroup.clone(), cached.clone());
                 cached
             }
         };
-        *event.host = Some(cached.host);
+        who.host = Some(cached.host);
         let mut container = cached.container.map(|(id, runtime)| Container {
             id,
             runtime,
@@ -213,8 +177,8 @@ impl Enricher {
                 }
             }
         }
-        *event.container = container;
-        *event.pod = pod;
+        who.container = container;
+        who.pod = pod;
     }
 
     /// Remembers the executable of a process at exec: see [`ProcessCache::record_exec`].
@@ -258,7 +222,7 @@ fn lookup(
 mod tests {
     use super::*;
     use crate::cgroup::CgroupMounts;
-    use crate::model::sample;
+    use crate::model::{sample, DnsEvent};
     use crate::pods::Workload;
     use crate::testutil::TempDir;
     use std::collections::BTreeMap;
@@ -313,7 +277,7 @@ mod tests {
 
     fn event_in(cgroup: &str) -> DnsEvent {
         let mut e = sample::query(1, "example.com", 1, 0);
-        e.cgroup = Arc::from(cgroup);
+        e.who.cgroup = Arc::from(cgroup);
         e
     }
 
@@ -322,12 +286,12 @@ mod tests {
         let (mut en, _dir) = enricher(16);
         en.set_node(Some("node-1"));
         let mut host = event_in("/system.slice/sshd.service");
-        en.place(&mut host.attribution());
+        en.place(&mut host.who);
         assert_eq!(
-            (host.host, &host.container, &host.pod),
+            (host.who.host, &host.who.container, &host.who.pod),
             (Some(true), &None, &None)
         );
-        assert_eq!(host.node.as_deref(), Some("node-1"));
+        assert_eq!(host.who.node.as_deref(), Some("node-1"));
 
         let path = format!(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/\
@@ -335,25 +299,28 @@ mod tests {
             UID.replace('-', "_")
         );
         let mut c = event_in(&path);
-        en.place(&mut c.attribution());
-        assert_eq!(c.host, Some(false));
-        let container = c.container.as_ref().unwrap();
+        en.place(&mut c.who);
+        assert_eq!(c.who.host, Some(false));
+        let container = c.who.container.as_ref().unwrap();
         assert_eq!(
             (&*container.id, container.runtime, &container.name),
             (ID, Runtime::Containerd, &None)
         );
-        assert_eq!(c.pod.as_ref().map(|p| &*p.uid), Some(UID));
-        assert_eq!(c.pod.as_ref().unwrap().info, None);
+        assert_eq!(c.who.pod.as_ref().map(|p| &*p.uid), Some(UID));
+        assert_eq!(c.who.pod.as_ref().unwrap().info, None);
 
         let mut pod_level = event_in(&format!("/kubepods/pod{UID}"));
-        en.place(&mut pod_level.attribution());
-        assert_eq!(pod_level.host, Some(false));
-        assert_eq!(pod_level.container, None);
-        assert_eq!(pod_level.pod.as_ref().map(|p| &*p.uid), Some(UID));
+        en.place(&mut pod_level.who);
+        assert_eq!(pod_level.who.host, Some(false));
+        assert_eq!(pod_level.who.container, None);
+        assert_eq!(pod_level.who.pod.as_ref().map(|p| &*p.uid), Some(UID));
 
         let mut unresolved = event_in("");
-        en.place(&mut unresolved.attribution());
-        assert_eq!((unresolved.host, &unresolved.container), (None, &None));
+        en.place(&mut unresolved.who);
+        assert_eq!(
+            (unresolved.who.host, &unresolved.who.container),
+            (None, &None)
+        );
         let stats = en.container_stats();
         assert_eq!((stats.paths_parsed, stats.pod_lookups), (3, 0));
     }
@@ -367,17 +334,17 @@ mod tests {
 
         // Not listed yet: ids only, and the miss is not remembered.
         let mut early = event_in(&path);
-        en.place(&mut early.attribution());
-        assert_eq!(early.container.as_ref().unwrap().name, None);
-        assert_eq!(early.pod.as_ref().unwrap().info, None);
+        en.place(&mut early.who);
+        assert_eq!(early.who.container.as_ref().unwrap().name, None);
+        assert_eq!(early.who.pod.as_ref().unwrap().info, None);
 
         pods.0.lock().unwrap().push(Arc::new(payment_pod()));
         let mut later = event_in(&path);
-        en.place(&mut later.attribution());
-        let container = later.container.as_ref().unwrap();
+        en.place(&mut later.who);
+        let container = later.who.container.as_ref().unwrap();
         assert_eq!(container.name.as_deref(), Some("app"));
         assert_eq!(container.runtime, Runtime::Unknown);
-        let pod = later.pod.as_ref().unwrap();
+        let pod = later.who.pod.as_ref().unwrap();
         assert_eq!(pod.name(), Some("payment-svc-7d4b9f-xk2p1"));
         assert_eq!(pod.namespace(), Some("production"));
         assert_eq!(pod.workload().map(|w| w.name.as_str()), Some("payment-svc"));
@@ -385,18 +352,18 @@ mod tests {
         // A container the pod's statuses do not list (the sandbox): found by pod uid.
         let sandbox = "f".repeat(64);
         let mut pause = event_in(&format!("/kubepods/burstable/pod{UID}/{sandbox}"));
-        en.place(&mut pause.attribution());
-        assert_eq!(pause.container.as_ref().unwrap().name, None);
+        en.place(&mut pause.who);
+        assert_eq!(pause.who.container.as_ref().unwrap().name, None);
         assert_eq!(
-            pause.pod.as_ref().unwrap().name(),
+            pause.who.pod.as_ref().unwrap().name(),
             Some("payment-svc-7d4b9f-xk2p1")
         );
 
         // A container the directory knows although its cgroup names no pod (a static pod's
         // hash, a nested layout): the pod and its uid come from the directory.
         let mut docker = event_in(&format!("/docker/{ID}"));
-        en.place(&mut docker.attribution());
-        assert_eq!(docker.pod.as_ref().map(|p| &*p.uid), Some(UID));
+        en.place(&mut docker.who);
+        assert_eq!(docker.who.pod.as_ref().map(|p| &*p.uid), Some(UID));
 
         let stats = en.container_stats();
         assert_eq!(
@@ -415,9 +382,9 @@ mod tests {
     fn parsed_paths_are_bounded_and_evictions_counted() {
         let (mut en, _dir) = enricher(2);
         for i in 0..5 {
-            en.place(&mut event_in(&format!("/system.slice/s{i}.service")).attribution());
+            en.place(&mut event_in(&format!("/system.slice/s{i}.service")).who);
         }
-        en.place(&mut event_in("/system.slice/s4.service").attribution());
+        en.place(&mut event_in("/system.slice/s4.service").who);
         let stats = en.container_stats();
         assert_eq!((stats.paths_parsed, stats.evictions), (5, 3));
     }

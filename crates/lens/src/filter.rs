@@ -269,7 +269,7 @@ impl Filter {
     }
 
     fn matches_message(&self, e: &DnsEvent) -> bool {
-        let p = &e.process;
+        let p = &e.who.process;
         (self.pids.is_empty() || self.pids.contains(&p.pid))
             && (self.uids.is_empty() || self.uids.contains(&p.uid))
             && (self.comms.is_empty()
@@ -286,7 +286,7 @@ impl Filter {
 
     /// Host, container, pod, namespace and workload filters.
     fn matches_placement(&self, e: &DnsEvent) -> bool {
-        let pod = e.pod.as_ref();
+        let pod = e.who.pod.as_ref();
         let namespace = pod.and_then(Pod::namespace);
         let any = |globs: &[Glob], text: Option<&str>| {
             text.is_some_and(|t| globs.iter().any(|g| g.is_match(t)))
@@ -297,7 +297,8 @@ impl Filter {
                 || any(&self.pods, pod.and_then(Pod::name))
                 || any(&self.pods, pod.map(|p| &*p.uid)))
             && (self.containers.is_empty()
-                || e.container
+                || e.who
+                    .container
                     .as_ref()
                     .is_some_and(|c: &Container| self.containers.iter().any(|m| m.matches(c))))
             && (self.workloads.is_empty()
@@ -306,8 +307,8 @@ impl Filter {
                     .is_some_and(|w| self.workloads.iter().any(|m| m.matches(w))))
             && match self.host {
                 None => true,
-                Some(true) => e.host == Some(true),
-                Some(false) => e.host != Some(true),
+                Some(true) => e.who.host == Some(true),
+                Some(false) => e.who.host != Some(true),
             }
     }
 }
@@ -417,7 +418,7 @@ mod tests {
         use std::sync::Arc;
         let q = sample::query(1, "example.com", 1, 0);
         let mut host = q.clone();
-        host.host = Some(true);
+        host.who.host = Some(true);
         let container = |name: Option<&str>| Container {
             id: Arc::from(ID),
             runtime: Runtime::Containerd,
@@ -438,17 +439,17 @@ mod tests {
             containers: Default::default(),
         };
         let mut known = q.clone();
-        known.host = Some(false);
-        known.container = Some(container(Some("coredns")));
-        known.pod = Some(Pod {
+        known.who.host = Some(false);
+        known.who.container = Some(container(Some("coredns")));
+        known.who.pod = Some(Pod {
             uid: Arc::from(UID),
             info: Some(Arc::new(info)),
         });
         let mut unknown = known.clone();
-        unknown.container = Some(container(None));
-        unknown.pod.as_mut().unwrap().info = None;
+        unknown.who.container = Some(container(None));
+        unknown.who.pod.as_mut().unwrap().info = None;
         let mut docker = unknown.clone();
-        docker.pod = None;
+        docker.who.pod = None;
         let unresolved = q;
         [host, known, unknown, docker, unresolved]
     }

@@ -5,6 +5,7 @@
 //! Data flows one way: [`decode`] -> [`correlate`] -> [`enrich`], wired by [`pipeline`]; the
 //! caller then applies [`filter`] and hands events to its sinks or to [`count`].
 
+pub mod alert;
 pub mod bounded;
 pub mod cgroup;
 pub mod clock;
@@ -14,11 +15,11 @@ pub mod count;
 pub mod decode;
 pub mod enrich;
 pub mod filter;
-pub mod json;
 pub mod model;
 pub mod pipeline;
 pub mod pods;
 pub mod process;
+pub mod schema;
 pub mod stats;
 pub mod topk;
 

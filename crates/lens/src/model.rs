@@ -1,5 +1,5 @@
 //! The enriched events that leave the lens: DNS messages and TCP connects. Their JSON form is
-//! [`crate::json`]'s, documented field by field in docs/schema.md.
+//! [`crate::schema`]'s, documented field by field in docs/schema.md.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -203,6 +203,17 @@ pub struct DnsEvent {
     pub dst: SocketAddr,
     pub syscall: Syscall,
     pub direction: Direction,
+    /// Length of the DNS message in bytes (for TCP without the 2-byte length prefix).
+    pub size: u32,
+    /// Whether only part of the message was captured.
+    pub truncated: bool,
+    pub who: Attribution,
+}
+
+/// Whom an event belongs to: the process, where it runs and the socket it used. Every event
+/// kind and every alert carries one; [`crate::identity::Identity::of`] names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribution {
     pub process: ProcessInfo,
     /// Inode of the network namespace of the socket's process.
     pub netns: u32,
@@ -220,12 +231,25 @@ pub struct DnsEvent {
     pub host: Option<bool>,
     /// Socket inode, as in /proc/PID/fd "socket:[INODE]".
     pub socket: u64,
-    /// Length of the DNS message in bytes (for TCP without the 2-byte length prefix).
-    pub size: u32,
-    /// Whether only part of the message was captured.
-    pub truncated: bool,
     /// Kernel ids kept for enrichment, not part of the output.
     pub ids: KernelIds,
+}
+
+impl Attribution {
+    /// What the kernel said, before enrichment (`exe` None, `cgroup` "").
+    pub fn unenriched(process: ProcessInfo, netns: u32, socket: u64, ids: KernelIds) -> Self {
+        Attribution {
+            process,
+            netns,
+            cgroup: no_cgroup(),
+            container: None,
+            pod: None,
+            node: None,
+            host: None,
+            socket,
+            ids,
+        }
+    }
 }
 
 /// A TCP connect by a process (loopback destinations are not reported), attributed as DNS
@@ -236,24 +260,12 @@ pub struct ConnectEvent {
     pub time_ns: u64,
     /// The kernel's CLOCK_MONOTONIC stamp, the detectors' clock.
     pub mono_ns: u64,
-    pub process: ProcessInfo,
-    /// Inode of the network namespace of the connecting process.
-    pub netns: u32,
     /// The socket's source address; its port is 0 when the kernel had not chosen it yet (an
     /// unbound socket, the usual case).
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub transport: Transport,
-    /// Socket inode, as in /proc/PID/fd "socket:[INODE]".
-    pub socket: u64,
-    /// This and the fields below until `ids`: as in [`DnsEvent`].
-    pub cgroup: Arc<str>,
-    pub container: Option<Container>,
-    pub pod: Option<Pod>,
-    pub node: Option<Arc<str>>,
-    pub host: Option<bool>,
-    /// Kernel ids kept for enrichment, not part of the output.
-    pub ids: KernelIds,
+    pub who: Attribution,
 }
 
 impl ConnectEvent {
@@ -263,18 +275,10 @@ impl ConnectEvent {
         ConnectEvent {
             time_ns,
             mono_ns: h.timestamp_ns,
-            process: capture.process(),
-            netns: h.netns_ino,
             src: capture.local,
             dst: capture.remote,
             transport: capture.transport,
-            socket: h.socket_ino,
-            cgroup: no_cgroup(),
-            container: None,
-            pod: None,
-            node: None,
-            host: None,
-            ids: capture.ids(),
+            who: capture.attribution(),
         }
     }
 }
@@ -374,12 +378,15 @@ impl<'a> Capture<'a> {
         }
     }
 
-    fn ids(&self) -> KernelIds {
-        KernelIds {
-            process_start_ns: self.header.process_start_ns,
-            cgroup_id: self.header.cgroup_id,
-            cgroup_v1_id: self.header.cgroup_v1_id,
-        }
+    /// Whom the record belongs to, as far as the kernel said.
+    fn attribution(&self) -> Attribution {
+        let h = self.header;
+        let ids = KernelIds {
+            process_start_ns: h.process_start_ns,
+            cgroup_id: h.cgroup_id,
+            cgroup_v1_id: h.cgroup_v1_id,
+        };
+        Attribution::unenriched(self.process(), h.netns_ino, h.socket_ino, ids)
     }
 }
 
@@ -447,17 +454,9 @@ impl DnsEvent {
             dst,
             syscall: capture.syscall,
             direction: capture.direction,
-            process: capture.process(),
-            netns: h.netns_ino,
-            cgroup: no_cgroup(),
-            container: None,
-            pod: None,
-            node: None,
-            host: None,
-            socket: h.socket_ino,
             size: decoded.size,
             truncated: decoded.truncated,
-            ids: capture.ids(),
+            who: capture.attribution(),
         }
     }
 
@@ -502,25 +501,22 @@ pub mod sample {
             dst: "10.1.1.1:53".parse().unwrap(),
             syscall: Syscall::Sendmmsg,
             direction: Direction::Send,
-            process: ProcessInfo {
-                pid: 123,
-                tid: 124,
-                comm: "isc-net-0000".into(),
-                name: "dig".into(),
-                exe: None,
-                uid: 0,
-                ppid: 1,
-            },
-            netns: 4_026_531_840,
-            cgroup: no_cgroup(),
-            container: None,
-            pod: None,
-            node: None,
-            host: None,
-            socket: 12_345,
             size: 45,
             truncated: false,
-            ids: KernelIds::default(),
+            who: Attribution::unenriched(
+                ProcessInfo {
+                    pid: 123,
+                    tid: 124,
+                    comm: "isc-net-0000".into(),
+                    name: "dig".into(),
+                    exe: None,
+                    uid: 0,
+                    ppid: 1,
+                },
+                4_026_531_840,
+                12_345,
+                KernelIds::default(),
+            ),
         }
     }
 
@@ -530,18 +526,13 @@ pub mod sample {
         ConnectEvent {
             time_ns: q.time_ns,
             mono_ns,
-            process: q.process,
-            netns: q.netns,
             src: "10.1.1.2:0".parse().unwrap(),
             dst: dst.parse().unwrap(),
             transport: Transport::Tcp,
-            socket: 23_456,
-            cgroup: q.cgroup,
-            container: q.container,
-            pod: q.pod,
-            node: q.node,
-            host: q.host,
-            ids: q.ids,
+            who: Attribution {
+                socket: 23_456,
+                ..q.who
+            },
         }
     }
 

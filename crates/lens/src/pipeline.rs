@@ -111,14 +111,18 @@ impl Pipeline {
                 let time_ns = clock.wall_ns(capture.header.timestamp_ns);
                 let event = DnsEvent::new(capture, decoded, time_ns);
                 correlator.event(event, &mut |event| {
-                    enricher.enrich(event, || capture.header.cgroup_names());
+                    enricher.enrich(&mut event.who, event.mono_ns, || {
+                        capture.header.cgroup_names()
+                    });
                     out(Observed::Dns(event));
                 });
             }
             Output::Connect(capture) => {
                 let time_ns = clock.wall_ns(capture.header.timestamp_ns);
                 let mut event = ConnectEvent::new(capture, time_ns);
-                enricher.enrich(&mut event, || capture.header.cgroup_names());
+                enricher.enrich(&mut event.who, event.mono_ns, || {
+                    capture.header.cgroup_names()
+                });
                 out(Observed::Connect(&event));
             }
             Output::Exec(exec) => enricher.record_exec(exec),
@@ -207,11 +211,11 @@ mod tests {
         assert_eq!(response.src.to_string(), "10.0.0.1:53");
         assert_eq!(response.latency_us, Some(2_345));
         assert_eq!(response.answers[0].data, "93.184.215.14");
-        assert_eq!(response.process.exe.as_deref(), Some("/usr/bin/dig"));
-        assert_eq!(&*response.cgroup, format!("/kubepods/pod{uid}/{id}"));
-        assert_eq!(response.container.as_ref().map(|c| &*c.id), Some(&*id));
-        assert_eq!(response.pod.as_ref().map(|p| &*p.uid), Some(uid));
-        assert_eq!(response.host, Some(false));
+        assert_eq!(response.who.process.exe.as_deref(), Some("/usr/bin/dig"));
+        assert_eq!(&*response.who.cgroup, format!("/kubepods/pod{uid}/{id}"));
+        assert_eq!(response.who.container.as_ref().map(|c| &*c.id), Some(&*id));
+        assert_eq!(response.who.pod.as_ref().map(|p| &*p.uid), Some(uid));
+        assert_eq!(response.who.host, Some(false));
         assert_eq!(
             crate::clock::format_rfc3339(response.time_ns),
             "2026-11-26T10:54:55.012345000Z"
@@ -232,12 +236,15 @@ mod tests {
             ("10.0.0.2:0".into(), "10.0.0.1:443".into())
         );
         assert_eq!(c.transport, dnslens_probe::Transport::Tcp);
-        assert_eq!((c.process.pid, c.process.tid, c.socket), (123, 124, 777));
-        assert_eq!(c.process.exe.as_deref(), Some("/usr/bin/dig"));
-        assert_eq!(c.cgroup, response.cgroup);
-        assert_eq!(c.container, response.container);
-        assert_eq!(c.pod, response.pod);
-        assert_eq!(c.host, Some(false));
+        assert_eq!(
+            (c.who.process.pid, c.who.process.tid, c.who.socket),
+            (123, 124, 777)
+        );
+        assert_eq!(c.who.process.exe.as_deref(), Some("/usr/bin/dig"));
+        assert_eq!(c.who.cgroup, response.who.cgroup);
+        assert_eq!(c.who.container, response.who.container);
+        assert_eq!(c.who.pod, response.who.pod);
+        assert_eq!(c.who.host, Some(false));
         assert_eq!(c.mono_ns, 13 * MS);
         assert_eq!(
             crate::clock::format_rfc3339(c.time_ns),
@@ -273,12 +280,16 @@ mod tests {
         h.cgroup_name[..leaf.len()].copy_from_slice(leaf.as_bytes());
         let out = dns_events(&mut p, &record(&h, &q));
         assert_eq!(out.len(), 1);
-        assert_eq!(&*out[0].cgroup, format!("/{parent}/{leaf}"));
-        let container = out[0].container.as_ref().expect("container from the names");
+        assert_eq!(&*out[0].who.cgroup, format!("/{parent}/{leaf}"));
+        let container = out[0]
+            .who
+            .container
+            .as_ref()
+            .expect("container from the names");
         assert_eq!(&*container.id, id.as_str());
-        let pod = out[0].pod.as_ref().expect("pod from the names");
+        let pod = out[0].who.pod.as_ref().expect("pod from the names");
         assert_eq!(&*pod.uid, "1f2e3d4c-0000-4000-8000-000000000001");
-        assert_eq!(out[0].host, Some(false));
+        assert_eq!(out[0].who.host, Some(false));
     }
 
     #[test]
@@ -301,9 +312,9 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, Kind::Unanswered);
         assert_eq!(out[0].timeout_ms, Some(1_000));
-        assert_eq!(out[0].process.exe, None, "process gone from /proc");
+        assert_eq!(out[0].who.process.exe, None, "process gone from /proc");
         assert_eq!(
-            &*out[0].cgroup, "/",
+            &*out[0].who.cgroup, "/",
             "not resolvable here: the kernel's names (the root)"
         );
 
@@ -315,7 +326,7 @@ mod tests {
         h.process_start_ns = 99;
         let mut out = Vec::new();
         out.extend(dns_events(&mut p, &record(&h, &q)));
-        assert_eq!(out[0].process.exe.as_deref(), Some("/usr/bin/dig"));
+        assert_eq!(out[0].who.process.exe.as_deref(), Some("/usr/bin/dig"));
         assert_eq!(p.stats().decode.exec_records, 1);
         assert_eq!(p.stats().correlate.unanswered, 1);
     }

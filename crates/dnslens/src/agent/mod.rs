@@ -73,7 +73,7 @@ impl Sampler {
         };
         // SipHash with fixed keys: the same choice for the same exchange throughout the run.
         let mut h = std::hash::DefaultHasher::new();
-        e.socket.hash(&mut h);
+        e.who.socket.hash(&mut h);
         e.id.hash(&mut h);
         for b in e.qname.bytes() {
             // A server may answer in another case than asked (0x20 randomisation).
@@ -461,7 +461,7 @@ mod tests {
         let mut kept = 0;
         for i in 0..2_000u16 {
             let mut q = sample::query(i, &format!("host{i}.example"), 1, 0);
-            q.socket = u64::from(i) * 7;
+            q.who.socket = u64::from(i) * 7;
             let mut r = sample::response(&q, 0, &[], 10);
             r.qname = r.qname.to_ascii_uppercase();
             let mut u = q.clone();
@@ -489,7 +489,8 @@ mod tests {
             count: 1,
             window_s: 60,
             evidence: Default::default(),
-            who: dnslens_detect::Attribution::of_event(&q),
+            time_ns: q.time_ns,
+            who: q.who.clone(),
         };
         sink.alert(&alert).unwrap();
         let text = crate::metrics::encode(&sink.metrics.registry(), false);

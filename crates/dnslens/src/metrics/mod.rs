@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dnslens_detect::{Alert, Attribution};
+use dnslens_detect::Alert;
+use dnslens_lens::model::Attribution;
 use dnslens_lens::model::{Container, Kind, Pod, Role};
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
@@ -652,10 +653,10 @@ impl MetricsSink {
             return;
         }
         let end = placement_key(
-            e.host,
-            e.pod.as_ref(),
-            e.container.as_ref(),
-            &e.process.name,
+            e.who.host,
+            e.who.pod.as_ref(),
+            e.who.container.as_ref(),
+            &e.who.process.name,
             &mut self.key,
         );
         let slot = self.slot(end);
@@ -982,9 +983,9 @@ mod tests {
     }
 
     fn in_pod(mut e: DnsEvent, pod: &Pod, c: Option<&str>) -> DnsEvent {
-        e.host = Some(false);
-        e.pod = Some(pod.clone());
-        e.container = Some(container(c));
+        e.who.host = Some(false);
+        e.who.pod = Some(pod.clone());
+        e.who.container = Some(container(c));
         e
     }
 
@@ -1030,14 +1031,14 @@ mod tests {
         sink.event(&in_pod(sample::query(3, "x.test", 16, 0), &bare, None))
             .unwrap();
         let mut host = sample::query(4, "host.test", 1, 0);
-        host.host = Some(true);
+        host.who.host = Some(true);
         sink.event(&host).unwrap();
         let mut unnamed = in_pod(sample::query(5, "u.test", 65280, 0), &web, None);
-        unnamed.pod.as_mut().unwrap().info = None;
+        unnamed.who.pod.as_mut().unwrap().info = None;
         sink.event(&unnamed).unwrap();
         let mut docker = sample::query(6, "d.test", 1, 0);
-        docker.host = Some(false);
-        docker.container = Some(container(None));
+        docker.who.host = Some(false);
+        docker.who.container = Some(container(None));
         sink.event(&docker).unwrap();
         let unknown = sample::query(7, "n.test", 1, 0);
         sink.event(&unknown).unwrap();
@@ -1147,7 +1148,8 @@ mod tests {
             count: 1,
             window_s: 60,
             evidence: Evidence::default(),
-            who: Attribution::of_event(&q),
+            time_ns: q.time_ns,
+            who: q.who.clone(),
         };
         sink.alert(&alert).unwrap();
         let s = scrape(&sink);
@@ -1447,7 +1449,8 @@ mod tests {
             count: 1,
             window_s: 60,
             evidence: Evidence::default(),
-            who: Attribution::of_event(&q),
+            time_ns: q.time_ns,
+            who: q.who.clone(),
         })
         .unwrap();
         let mut st = status(Instant::now());

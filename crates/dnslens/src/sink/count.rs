@@ -125,8 +125,8 @@ mod tests {
     fn feed(sink: &mut impl Sink) {
         for (pid, name) in [(1, "curl"), (2, "dig"), (3, "dig")] {
             let mut q = sample::query(1, "example.com", 1, 0);
-            q.process.pid = pid;
-            q.process.name = name.into();
+            q.who.process.pid = pid;
+            q.who.process.name = name.into();
             assert!(!sink.event(&q).unwrap());
         }
     }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use dnslens_detect::Alert;
 use dnslens_lens::model::ConnectEvent;
-use dnslens_lens::{json, DnsEvent};
+use dnslens_lens::{schema, DnsEvent};
 
 use super::writer::{OutputStats, Writer};
 use super::Sink;
@@ -48,21 +48,20 @@ impl<W: Write + Send + 'static> JsonSink<W> {
 
 impl<W: Write + Send + 'static> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
-        json::write_event_line(&mut self.lines, event);
+        schema::write_event_line(&mut self.lines, event);
         self.hand_over_if_full()?;
         Ok(true)
     }
 
     fn connect(&mut self, connect: &ConnectEvent) -> io::Result<()> {
         if self.connects {
-            json::write_connect_line(&mut self.lines, connect);
+            schema::write_connect_line(&mut self.lines, connect);
         }
         self.hand_over_if_full()
     }
 
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
-        serde_json::to_writer(&mut self.lines, alert)?;
-        self.lines.push(b'\n');
+        schema::write_alert_line(&mut self.lines, alert);
         self.hand_over_if_full()
     }
 
@@ -106,7 +105,7 @@ mod tests {
 
     #[test]
     fn alerts_and_connects_go_in_the_same_stream() {
-        use dnslens_detect::{Attribution, Detector, Evidence, Severity};
+        use dnslens_detect::{Detector, Evidence, Severity};
         let q = sample::query(1, "x.example", 1, 0);
         let alert = Alert {
             detector: Detector::Dga,
@@ -115,7 +114,8 @@ mod tests {
             count: 1,
             window_s: 60,
             evidence: Evidence::default(),
-            who: Attribution::of_event(&q),
+            time_ns: q.time_ns,
+            who: q.who.clone(),
         };
         let connect = sample::connect("192.0.2.1:443", 0);
         let mut without = JsonSink::new(Vec::new(), false);

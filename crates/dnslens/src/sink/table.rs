@@ -13,8 +13,9 @@
 use std::fmt::{Display, Write as _};
 use std::io::{self, Write};
 
-use dnslens_detect::{Alert, Attribution, Severity};
+use dnslens_detect::{Alert, Severity};
 use dnslens_lens::clock::Civil;
+use dnslens_lens::model::Attribution;
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
 
@@ -275,12 +276,12 @@ impl<W: Write> TableSink<W> {
                     let time = format_args!("{h:02}:{m:02}:{s:02}.{ms:03}");
                     push_display(line, cell, col, time, None);
                 }
-                Cell::Pid => push_display(line, cell, col, e.process.pid, None),
+                Cell::Pid => push_display(line, cell, col, e.who.process.pid, None),
                 Cell::Process => {
-                    let name = if e.process.name.is_empty() {
-                        &e.process.comm
+                    let name = if e.who.process.name.is_empty() {
+                        &e.who.process.comm
                     } else {
-                        &e.process.name
+                        &e.who.process.name
                     };
                     // Where ROLE was left out to fit, servers are told by colour alone.
                     let server = !*has_role && e.role == Role::Server;
@@ -293,10 +294,10 @@ impl<W: Write> TableSink<W> {
                     };
                     push_cell(line, col, e.role.as_str(), role_colour);
                 }
-                Cell::Cgroup => push_cell(line, col, short_cgroup(&e.cgroup), None),
+                Cell::Cgroup => push_cell(line, col, short_cgroup(&e.who.cgroup), None),
                 Cell::Pod => {
                     cell.clear();
-                    match &e.pod {
+                    match &e.who.pod {
                         Some(pod) => match (pod.namespace(), pod.name()) {
                             (Some(ns), Some(name)) => write!(cell, "{ns}/{name}")
                                 .expect("writing to a String cannot fail"),
@@ -307,7 +308,7 @@ impl<W: Write> TableSink<W> {
                     push_cell(line, col, cell, None);
                 }
                 Cell::Container => {
-                    let text = match &e.container {
+                    let text = match &e.who.container {
                         Some(c) => match &c.name {
                             Some(name) => name.as_str(),
                             // An id prefix needs no mark where it is cut.
@@ -316,8 +317,8 @@ impl<W: Write> TableSink<W> {
                                 &id[..id.len().min(col.width)]
                             }
                         },
-                        None if e.pod.is_some() => "-",
-                        None => short_cgroup(&e.cgroup),
+                        None if e.who.pod.is_some() => "-",
+                        None => short_cgroup(&e.who.cgroup),
                     };
                     push_cell(line, col, text, None);
                 }
@@ -577,8 +578,8 @@ mod tests {
     fn server_side(response: &DnsEvent) -> DnsEvent {
         let mut e = response.clone();
         e.role = Role::Server;
-        e.process.pid = 870;
-        e.process.name = "dnsmasq".into();
+        e.who.process.pid = 870;
+        e.who.process.name = "dnsmasq".into();
         e.latency_us = Some(120);
         e
     }
@@ -594,7 +595,7 @@ mod tests {
         let q = sample::query(1, "example.com", 1, 0);
         let mut r = sample::response(&q, 0, &["93.184.215.14"], 123_456_789);
         r.latency_us = Some(2_345);
-        r.cgroup = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-\
+        r.who.cgroup = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-\
                     0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope"
             .into();
         let s = server_side(&r);
@@ -706,13 +707,13 @@ mod tests {
             })
         };
         let place = |e: &mut DnsEvent, container: Option<&str>, pod: Option<Arc<PodInfo>>| {
-            e.host = Some(false);
-            e.container = Some(Container {
+            e.who.host = Some(false);
+            e.who.container = Some(Container {
                 id: Arc::from("0123456789abcdef".repeat(4).as_str()),
                 runtime: Runtime::Containerd,
                 name: container.map(str::to_string),
             });
-            e.pod = Some(Pod {
+            e.who.pod = Some(Pod {
                 uid: Arc::from("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"),
                 info: pod,
             });
@@ -728,12 +729,12 @@ mod tests {
         let mut unknown = known.clone();
         place(&mut unknown, None, None);
         let mut host = known.clone();
-        host.host = Some(true);
-        host.container = None;
-        host.pod = None;
-        host.cgroup = "/system.slice/kubelet.service".into();
+        host.who.host = Some(true);
+        host.who.container = None;
+        host.who.pod = None;
+        host.who.cgroup = "/system.slice/kubelet.service".into();
         let mut server = server_side(&known);
-        server.process.name = "coredns".into();
+        server.who.process.name = "coredns".into();
         place(
             &mut server,
             Some("coredns"),
@@ -857,7 +858,8 @@ mod tests {
         let q = sample::query(1, "x.example", 1, 0);
         let known = &pod_events()[0];
         let alert = |severity, placed: Option<&DnsEvent>, pod: Option<Pod>| {
-            let mut who = Attribution::of_event(placed.unwrap_or(&q));
+            let event = placed.unwrap_or(&q);
+            let mut who = event.who.clone();
             who.pod = pod;
             Alert {
                 detector: Detector::ResolverBypass,
@@ -866,6 +868,7 @@ mod tests {
                 count: 1,
                 window_s: 0,
                 evidence: Evidence::default(),
+                time_ns: event.time_ns,
                 who,
             }
         };
@@ -878,7 +881,7 @@ mod tests {
             for a in [
                 alert(Severity::High, None, None),
                 alert(Severity::Medium, None, Some(unnamed.clone())),
-                alert(Severity::Low, Some(known), known.pod.clone()),
+                alert(Severity::Low, Some(known), known.who.pod.clone()),
                 alert(Severity::Low, Some(known), None),
             ] {
                 sink.alert(&a).unwrap();

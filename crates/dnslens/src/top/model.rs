@@ -537,10 +537,10 @@ impl Model {
         self.events += 1;
         self.all.record(e);
         let who = Who {
-            process: &e.process,
-            host: e.host,
-            container: e.container.as_ref(),
-            pod: e.pod.as_ref(),
+            process: &e.who.process,
+            host: e.who.host,
+            container: e.who.container.as_ref(),
+            pod: e.who.pod.as_ref(),
         };
         for grouping in [Grouping::Pod, Grouping::Process] {
             let row = self.row(grouping, &who);
@@ -549,8 +549,8 @@ impl Model {
                 row.total += 1;
                 row.domains.add(&e.qname, 1);
             }
-            if grouping == Grouping::Process && e.process.exe.is_some() {
-                row.exe.clone_from(&e.process.exe);
+            if grouping == Grouping::Process && e.who.process.exe.is_some() {
+                row.exe.clone_from(&e.who.process.exe);
             }
         }
     }
@@ -605,7 +605,7 @@ impl Model {
             self.alerts.pop_back();
         }
         self.alerts.push_front(StoredAlert {
-            time_ns: a.time_ns,
+            time_ns: alert.time_ns,
             detector: alert.detector,
             severity: alert.severity,
             summary: alert.summary.clone(),
@@ -736,7 +736,7 @@ fn compare(column: Column, a: &RowStats, b: &RowStats) -> Ordering {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use dnslens_detect::{Attribution, Evidence};
+    use dnslens_detect::Evidence;
     use dnslens_lens::model::{sample, Pod};
     use dnslens_lens::pods::PodInfo;
 
@@ -747,13 +747,13 @@ pub(crate) mod tests {
     /// A client query of `pid`/`name` in pod `ns/pod` (or on the host with `pod` empty).
     pub fn query(pid: u32, name: &str, pod: &str, qname: &str, at: u64) -> DnsEvent {
         let mut q = sample::query(1, qname, 1, at);
-        q.process.pid = pid;
-        q.process.name = name.into();
-        q.process.exe = Some(Arc::from(format!("/usr/bin/{name}")));
+        q.who.process.pid = pid;
+        q.who.process.name = name.into();
+        q.who.process.exe = Some(Arc::from(format!("/usr/bin/{name}")));
         match pod.split_once('/') {
             Some((ns, name)) => {
-                q.host = Some(false);
-                q.pod = Some(Pod {
+                q.who.host = Some(false);
+                q.who.pod = Some(Pod {
                     uid: Arc::from(format!("uid-{name}")),
                     info: Some(Arc::new(PodInfo {
                         uid: format!("uid-{name}"),
@@ -768,7 +768,7 @@ pub(crate) mod tests {
                     })),
                 });
             }
-            None => q.host = Some(true),
+            None => q.who.host = Some(true),
         }
         q
     }
@@ -795,7 +795,8 @@ pub(crate) mod tests {
             count: 1,
             window_s: 60,
             evidence: Evidence::default(),
-            who: Attribution::of_event(q),
+            time_ns: q.time_ns,
+            who: q.who.clone(),
         }
     }
 

@@ -1,16 +1,17 @@
-//! The JSON form of events and connects (docs/schema.md), written by hand into a byte buffer. Writing one
-//! line per message was most of what `dnslens trace --json` spent: serde_json escaped every
-//! key and formatted times and addresses through `fmt`, about 2 µs an event
-//! (docs/performance.md). Here text dnslens made (keys, times, addresses, mnemonics) is copied
-//! as is and only text from outside (names, process fields, paths, labels) is escaped.
+//! The JSON form of events, connects and alerts (docs/schema.md), written by hand into a byte
+//! buffer. Writing one line per message was most of what `dnslens trace --json` spent: serde_json
+//! escaped every key and formatted times and addresses through `fmt`, about 2 µs an event
+//! (bench/HISTORY.md). Here text dnslens made (keys, times, addresses, mnemonics) is copied as is
+//! and only text from outside (names, process fields, paths, labels) is escaped.
 
 use std::net::{IpAddr, SocketAddr};
 
 use dnslens_probe::{Direction, Transport};
 
+use crate::alert::Alert;
 use crate::clock::Rfc3339;
 use crate::model::{
-    Answer, ConnectEvent, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo,
+    Answer, Attribution, ConnectEvent, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo,
 };
 
 /// One event as a JSON object and a newline.
@@ -62,19 +63,9 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
         Direction::Send => b"\",\"direction\":\"send\"",
         Direction::Recv => b"\",\"direction\":\"recv\"",
     });
-    write_attribution(
-        out,
-        &Attribution {
-            process: &e.process,
-            netns: e.netns,
-            cgroup: &e.cgroup,
-            container: e.container.as_ref(),
-            pod: e.pod.as_ref(),
-            node: e.node.as_deref(),
-            host: e.host,
-            socket: e.socket,
-        },
-    );
+    write_attribution(out, &e.who);
+    out.extend_from_slice(b",\"socket\":");
+    write_int(out, e.who.socket);
     out.extend_from_slice(b",\"size\":");
     write_int(out, e.size);
     out.extend_from_slice(b",\"truncated\":");
@@ -94,19 +85,9 @@ pub fn write_connect(out: &mut Vec<u8>, c: &ConnectEvent) {
     out.extend_from_slice(&Rfc3339(c.time_ns).bytes());
     out.extend_from_slice(b"\",\"kind\":\"connect\"");
     write_endpoints(out, c.transport, c.src, c.dst);
-    write_attribution(
-        out,
-        &Attribution {
-            process: &c.process,
-            netns: c.netns,
-            cgroup: &c.cgroup,
-            container: c.container.as_ref(),
-            pod: c.pod.as_ref(),
-            node: c.node.as_deref(),
-            host: c.host,
-            socket: c.socket,
-        },
-    );
+    write_attribution(out, &c.who);
+    out.extend_from_slice(b",\"socket\":");
+    write_int(out, c.who.socket);
     out.push(b'}');
 }
 
@@ -122,42 +103,57 @@ fn write_endpoints(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, dst
     out.push(b'"');
 }
 
-/// The fields from `process` to `socket`, the same in DNS events and connects.
-struct Attribution<'a> {
-    process: &'a ProcessInfo,
-    netns: u32,
-    cgroup: &'a str,
-    container: Option<&'a Container>,
-    pod: Option<&'a Pod>,
-    node: Option<&'a str>,
-    host: Option<bool>,
-    socket: u64,
-}
-
-/// `,"process":…` through `"socket":…`
-fn write_attribution(out: &mut Vec<u8>, a: &Attribution<'_>) {
+/// `,"process":…` through `"host":…`: whom the line belongs to, the same in every kind of
+/// line (events and connects add `socket` after it).
+fn write_attribution(out: &mut Vec<u8>, a: &Attribution) {
     out.extend_from_slice(b",\"process\":");
-    write_process(out, a.process);
+    write_process(out, &a.process);
     out.extend_from_slice(b",\"netns\":");
     write_int(out, a.netns);
     out.extend_from_slice(b",\"cgroup\":");
-    write_str(out, a.cgroup);
+    write_str(out, &a.cgroup);
     out.extend_from_slice(b",\"container\":");
-    match a.container {
+    match &a.container {
         Some(container) => write_container(out, container),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"pod\":");
-    match a.pod {
+    match &a.pod {
         Some(pod) => write_pod(out, pod),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"node\":");
-    write_opt_str(out, a.node);
+    write_opt_str(out, a.node.as_deref());
     out.extend_from_slice(b",\"host\":");
     write_opt_bool(out, a.host);
-    out.extend_from_slice(b",\"socket\":");
-    write_int(out, a.socket);
+}
+
+/// One alert as a JSON object and a newline.
+pub fn write_alert_line(out: &mut Vec<u8>, a: &Alert) {
+    write_alert(out, a);
+    out.push(b'\n');
+}
+
+/// One alert as a JSON object: `kind` first (alerts are read by their kind), then what raised
+/// it, its evidence, and whom it is about. Alerts are few: the evidence, a struct of optional
+/// fields, goes through serde.
+pub fn write_alert(out: &mut Vec<u8>, a: &Alert) {
+    out.extend_from_slice(b"{\"kind\":\"alert\",\"time\":\"");
+    out.extend_from_slice(&Rfc3339(a.time_ns).bytes());
+    out.extend_from_slice(b"\",\"detector\":\"");
+    out.extend_from_slice(a.detector.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"severity\":\"");
+    out.extend_from_slice(a.severity.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"summary\":");
+    write_str(out, &a.summary);
+    out.extend_from_slice(b",\"count\":");
+    write_int(out, a.count);
+    out.extend_from_slice(b",\"window_s\":");
+    write_int(out, a.window_s);
+    out.extend_from_slice(b",\"evidence\":");
+    serde_json::to_writer(&mut *out, &a.evidence).expect("evidence always serializes");
+    write_attribution(out, &a.who);
+    out.push(b'}');
 }
 
 /// `process`: who moved the message.
@@ -434,10 +430,10 @@ mod tests {
         let q = sample::query(4660, "example.com", 1, 0);
         let mut e = sample::response(&q, 0, &["93.184.215.14"], 123_456_789);
         e.latency_us = Some(123);
-        e.process.exe = Some("/usr/bin/dig".into());
-        e.cgroup = "/user.slice/user-1000.slice/session-3.scope".into();
-        e.host = Some(true);
-        e.node = Some(Arc::from("node-1"));
+        e.who.process.exe = Some("/usr/bin/dig".into());
+        e.who.cgroup = "/user.slice/user-1000.slice/session-3.scope".into();
+        e.who.host = Some(true);
+        e.who.node = Some(Arc::from("node-1"));
         assert_eq!(
             event_to_string(&e),
             r#"{"time":"2026-11-26T10:54:55.123456789Z","kind":"response","role":"client","id":4660,"qname":"example.com","qtype":"A","qclass":"IN","rcode":"NOERROR","flags":{"qr":true,"opcode":0,"aa":false,"tc":false,"rd":true,"ra":true,"ad":false,"cd":false},"answers":[{"name":"example.com","type":"A","ttl":300,"data":"93.184.215.14"}],"latency_us":123,"transport":"udp","src":"10.1.1.1:53","dst":"10.1.1.2:45678","syscall":"recvmsg","direction":"recv","process":{"pid":123,"tid":124,"comm":"isc-net-0000","name":"dig","exe":"/usr/bin/dig","uid":0,"ppid":1},"netns":4026531840,"cgroup":"/user.slice/user-1000.slice/session-3.scope","container":null,"pod":null,"node":"node-1","host":true,"socket":12345,"size":61,"truncated":false}"#
@@ -450,21 +446,21 @@ mod tests {
     #[test]
     fn schema_of_a_connect() {
         let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
-        c.process.exe = Some("/usr/bin/curl".into());
-        c.process.name = "curl".into();
-        c.process.comm = "curl".into();
-        c.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
-        c.container = Some(Container {
+        c.who.process.exe = Some("/usr/bin/curl".into());
+        c.who.process.name = "curl".into();
+        c.who.process.comm = "curl".into();
+        c.who.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
+        c.who.container = Some(Container {
             id: Arc::from(ID),
             runtime: Runtime::Unknown,
             name: Some("app".to_string()),
         });
-        c.pod = Some(Pod {
+        c.who.pod = Some(Pod {
             uid: Arc::from(UID),
             info: None,
         });
-        c.node = Some(Arc::from("node-1"));
-        c.host = Some(false);
+        c.who.node = Some(Arc::from("node-1"));
+        c.who.host = Some(false);
         let mut line = Vec::new();
         write_connect_line(&mut line, &c);
         assert_eq!(
@@ -482,17 +478,17 @@ mod tests {
     /// The fields from `cgroup` on of a query from a container of a pod.
     fn attribution_json(container_name: Option<&str>, info: Option<PodInfo>) -> String {
         let mut q = sample::query(1, "payments.production.svc.cluster.local", 1, 0);
-        q.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
-        q.container = Some(Container {
+        q.who.cgroup = format!("/kubepods/burstable/pod{UID}/{ID}").into();
+        q.who.container = Some(Container {
             id: Arc::from(ID),
             runtime: Runtime::Unknown,
             name: container_name.map(str::to_string),
         });
-        q.pod = Some(Pod {
+        q.who.pod = Some(Pod {
             uid: Arc::from(UID),
             info: info.map(Arc::new),
         });
-        q.host = Some(false);
+        q.who.host = Some(false);
         let json = event_to_string(&q);
         let from = json.find(r#""cgroup""#).unwrap();
         json[from..].to_string()
@@ -618,8 +614,8 @@ mod tests {
     fn text_from_outside_is_escaped_and_reads_back_unchanged() {
         let hostile = "a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}é\u{2028}😀";
         let mut q = sample::query(1, hostile, 1, 0);
-        q.process.comm = hostile.into();
-        q.cgroup = hostile.into();
+        q.who.process.comm = hostile.into();
+        q.who.cgroup = hostile.into();
         let text = event_to_string(&q);
         assert!(!text.contains('\n'), "one line: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
