@@ -4,7 +4,7 @@
 //! saved trace.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter};
+use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,9 +14,8 @@ use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{clock, DnsEvent};
 
 use crate::input::{self, Line};
-use crate::run::{is_broken_pipe, local_utc_offset, terminal_width};
 use crate::settings::{Detect, Learn, Replay};
-use crate::sink::{JsonSink, Sink, TableSink, TableStyle};
+use crate::sink::{self, is_broken_pipe, Output, Sink};
 
 /// Bad input lines whose error is printed; the rest are only counted.
 const BAD_LINES_SHOWN: u64 = 5;
@@ -185,22 +184,19 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         })?;
         Box::new(BufReader::new(file))
     };
-    let mut sink: Box<dyn Sink> = if replay.json {
-        Box::new(JsonSink::new(io::stdout(), false))
-    } else {
-        Box::new(TableSink::new(
-            BufWriter::new(io::stdout().lock()),
-            TableStyle {
-                color: replay.color,
-                width: terminal_width(),
-                utc_offset: local_utc_offset,
-                pods: true,
-            },
-        ))
+    // The alerts, as `trace --alerts` shows them; the saved events name their pods.
+    let output = Output::Trace {
+        json: replay.json,
+        color: replay.color,
+        max_events: None,
+        alerts_only: true,
+        connects: false,
     };
+    let mut built = sink::build(&output, true)?;
+    let sink = built.as_sink();
     let mut detection = Detection::replay(replay.detect);
     let mut counts = InputCounts::default();
-    let result = feed(input, &name, &mut detection, sink.as_mut(), &mut counts);
+    let result = feed(input, &name, &mut detection, sink, &mut counts);
     let finished = result.and_then(|()| {
         let mut failed = None;
         detection.finish(&mut |a| {
@@ -290,6 +286,7 @@ fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::JsonSink;
     use dnslens_detect::score::looks_random;
     use dnslens_detect::{Baseline, Config};
     use dnslens_lens::model::sample;

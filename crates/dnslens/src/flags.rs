@@ -10,7 +10,7 @@ use dnslens_lens::count::CountBy;
 use dnslens_probe::CaptureMode;
 use serde::{Deserialize, Deserializer};
 
-use crate::top::Grouping;
+use crate::sink::Grouping;
 use crate::units::{self, Address, ByteSize, Duration, Fraction, RingBufferSize};
 
 #[derive(Debug, Parser)]

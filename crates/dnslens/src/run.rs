@@ -3,13 +3,12 @@
 //! pipeline makes, before the filter (which chooses the events shown, never the alerts).
 //! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink.
 
-use std::io::{self, BufWriter, IsTerminal};
+use std::io;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dnslens_detect::Alert;
 use dnslens_lens::clock::{self, WallClock};
-use dnslens_lens::count::{self, Counter};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
@@ -17,12 +16,9 @@ use dnslens_probe::{CaptureMode, HookStatus, Probe};
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
-use crate::settings::{Detect, Learn, Output, Settings};
-use crate::sink::{
-    CountFormat, CountSink, JsonSink, OutputStats, Sink, Status, TableSink, TableStyle,
-    OUTPUT_PATIENCE,
-};
-use crate::top::TopSink;
+use crate::settings::{Detect, Learn, Settings};
+use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
+use crate::stop;
 
 /// How long one poll waits for records: also how late a stop, a timeout or an interval can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -35,8 +31,6 @@ const SMALL_BATCH: usize = 256;
 /// 1 MiB). 10 ms rather than 2 ms cut dnslens's CPU per message at 10k queries/s by about 12%
 /// (docs/performance.md): fewer turns for the same messages.
 const GATHER: Duration = Duration::from_millis(10);
-/// Bytes of output gathered before a write: a batch of records is written in few syscalls.
-const OUTPUT_BUFFER: usize = 64 << 10;
 /// How often the kernel's loss counters are checked while running.
 const LOSS_CHECK: Duration = Duration::from_secs(5);
 /// How often a sink that exports the run's health gets a [`Status`].
@@ -45,16 +39,16 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// `trace`, `count` and `top`: their sinks show on stdout.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let output = settings.output.clone();
-    capture(settings, "stdout", |pods| build_sink(&output, pods))
+    capture(settings, "stdout", |pods| sink::build(&output, pods))
 }
 
 /// Loads and attaches, then runs the poll loop into the sink `make_sink` builds once the probe
 /// is attached (told whether a pod directory names pods), until stopped; `output` names where
 /// the sink writes, for errors.
-pub fn capture<'a>(
+pub fn capture(
     mut settings: Settings,
     output: &str,
-    make_sink: impl FnOnce(bool) -> Box<dyn Sink + 'a>,
+    make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
     // Started before tracing is announced, so that the first list is under way; it runs on a
@@ -86,7 +80,7 @@ pub fn capture<'a>(
         .detect
         .take()
         .map(|d| Detection::live(d, Instant::now()));
-    signals::install().context("installing the SIGINT/SIGTERM handlers")?;
+    stop::install().context("installing the SIGINT/SIGTERM handlers")?;
 
     let config = PipelineConfig {
         timeout_ns: settings.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
@@ -94,7 +88,7 @@ pub fn capture<'a>(
         ..PipelineConfig::for_host()
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
-    let mut sink = make_sink(pods.is_some());
+    let mut sink = make_sink(pods.is_some())?;
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,
@@ -110,7 +104,7 @@ pub fn capture<'a>(
         probe: &mut probe,
         pipeline: &mut pipeline,
         filter: &settings.filter,
-        sink: sink.as_mut(),
+        sink: &mut sink,
         shown: 0,
         max_events,
         detection: detection.as_mut(),
@@ -123,7 +117,7 @@ pub fn capture<'a>(
     // The detectors' summaries and a baseline still being learned, before the sink's end.
     let detected = match detection.as_mut() {
         Some(d) => {
-            let mut printed = Printed::new(sink.as_mut(), &mut shown, max_events, alerts_only);
+            let mut printed = Printed::new(&mut sink, &mut shown, max_events, alerts_only);
             let finished = d.finish(&mut |a| printed.alert(&a));
             let failed = printed.failed.take();
             finished.and(
@@ -134,7 +128,7 @@ pub fn capture<'a>(
         }
         None => Ok(()),
     };
-    let finished = sink.finish(clock::realtime_now_ns());
+    let finished = sink.as_sink().finish(clock::realtime_now_ns());
 
     let what = if alerts_only { "alerts" } else { "events" };
     report(
@@ -207,47 +201,11 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<S
     lines
 }
 
-/// `pods`: a pod directory names pods, so the table shows POD and CONTAINER.
-fn build_sink(output: &Output, pods: bool) -> Box<dyn Sink> {
-    let out = || BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
-    match *output {
-        // Its own thread writes, to stdout unlocked.
-        Output::Trace {
-            json: true,
-            connects,
-            ..
-        } => Box::new(JsonSink::new(io::stdout(), connects)),
-        Output::Trace { color, .. } => Box::new(TableSink::new(
-            out(),
-            TableStyle {
-                color,
-                width: terminal_width(),
-                utc_offset: local_utc_offset,
-                pods,
-            },
-        )),
-        Output::Count { by, interval, json } => {
-            let format = if json {
-                CountFormat::Json
-            } else {
-                CountFormat::Table {
-                    utc_offset: local_utc_offset,
-                }
-            };
-            let counter = Counter::new(by, count::DEFAULT_CAPACITY);
-            Box::new(CountSink::new(out(), counter, interval, format))
-        }
-        // Draws from a thread of its own, which takes stdout.
-        Output::Top { by, interval } => Box::new(TopSink::start(by, interval)),
-        Output::Agent(_) => unreachable!("the agent builds its own sink"),
-    }
-}
-
 struct Run<'a> {
     probe: &'a mut Probe,
     pipeline: &'a mut Pipeline,
     filter: &'a Filter,
-    sink: &'a mut dyn Sink,
+    sink: &'a mut AnySink,
     shown: u64,
     max_events: Option<u64>,
     detection: Option<&'a mut Detection>,
@@ -262,7 +220,7 @@ struct Run<'a> {
 /// alerts, counted against `--count` (events, or alerts with `--alerts`). The first write
 /// error stops the printing and is kept for the turn to return.
 struct Printed<'a> {
-    sink: &'a mut dyn Sink,
+    sink: &'a mut AnySink,
     shown: &'a mut u64,
     max: Option<u64>,
     alerts_only: bool,
@@ -270,12 +228,7 @@ struct Printed<'a> {
 }
 
 impl<'a> Printed<'a> {
-    fn new(
-        sink: &'a mut dyn Sink,
-        shown: &'a mut u64,
-        max: Option<u64>,
-        alerts_only: bool,
-    ) -> Self {
+    fn new(sink: &'a mut AnySink, shown: &'a mut u64, max: Option<u64>, alerts_only: bool) -> Self {
         Printed {
             sink,
             shown,
@@ -293,7 +246,7 @@ impl<'a> Printed<'a> {
         if self.alerts_only || self.failed.is_some() || self.full() || !filter.matches(event) {
             return;
         }
-        match self.sink.event(event) {
+        match self.sink.as_sink().event(event) {
             Ok(true) => *self.shown += 1,
             Ok(false) => {}
             Err(e) => self.failed = Some(e),
@@ -314,7 +267,7 @@ impl<'a> Printed<'a> {
         if self.failed.is_some() || (self.alerts_only && self.full()) {
             return;
         }
-        match self.sink.alert(alert) {
+        match self.sink.as_sink().alert(alert) {
             Ok(()) => *self.shown += u64::from(self.alerts_only),
             Err(e) => self.failed = Some(e),
         }
@@ -337,7 +290,7 @@ impl Run<'_> {
         let mut lost_reported = 0;
         let mut cost_reported = OutputStats::default();
         let mut last_seen = 0;
-        while !signals::stopped() {
+        while !stop::stopped() {
             let Run {
                 probe,
                 pipeline,
@@ -350,7 +303,7 @@ impl Run<'_> {
                 cluster,
                 output,
             } = self;
-            let mut printed = Printed::new(&mut **sink, shown, *max_events, *alerts_only);
+            let mut printed = Printed::new(sink, shown, *max_events, *alerts_only);
             let mut emit = |observed: Observed<'_>| match observed {
                 Observed::Dns(event) => {
                     printed.event(event, filter);
@@ -383,15 +336,16 @@ impl Run<'_> {
             }
             let full = printed.full();
             // Every sink is flushed once per batch of records.
-            sink.flush()
+            sink.as_sink()
+                .flush()
                 .with_context(|| format!("writing to {output}"))?;
             if full {
                 break;
             }
             let now = Instant::now();
-            if now >= next_status && sink.wants_status() {
-                let cost = sink.output();
-                sink.status(&status(
+            if let (true, AnySink::Agent(agent)) = (now >= next_status, &mut **sink) {
+                let cost = agent.output();
+                agent.status(&status(
                     probe,
                     pipeline,
                     detection.as_deref(),
@@ -403,8 +357,11 @@ impl Run<'_> {
             }
             if let (Some(next), Some(every)) = (next_interval.as_mut(), interval) {
                 if now >= *next {
-                    sink.interval(clock::realtime_now_ns())
-                        .with_context(|| format!("writing to {output}"))?;
+                    if let AnySink::Count(count) = &mut **sink {
+                        count
+                            .interval(clock::realtime_now_ns())
+                            .with_context(|| format!("writing to {output}"))?;
+                    }
                     while *next <= now {
                         *next += every;
                     }
@@ -525,65 +482,6 @@ fn report(
     }
 }
 
-pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Columns of the terminal on stdout, if it is one.
-pub fn terminal_width() -> Option<usize> {
-    if !io::stdout().is_terminal() {
-        return None;
-    }
-    let (columns, _rows) = ratatui::crossterm::terminal::size().ok()?;
-    (columns > 0).then_some(usize::from(columns))
-}
-
-/// Seconds east of UTC in the local time zone at `wall_ns`.
-pub fn local_utc_offset(wall_ns: u64) -> i64 {
-    let t = (wall_ns / 1_000_000_000) as libc::time_t;
-    // SAFETY: localtime_r only writes the tm passed; both pointers are valid for the call.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return 0;
-    }
-    tm.tm_gmtoff
-}
-
-/// SIGINT and SIGTERM set a flag that the poll loop checks; a second one ends the process at
-/// once, as the signal's default action would.
-mod signals {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, LazyLock};
-
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::flag;
-
-    static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
-
-    pub fn install() -> std::io::Result<()> {
-        for signal in [SIGINT, SIGTERM] {
-            // Registered first, so it sees the flag as it was before this very signal.
-            flag::register_conditional_default(signal, Arc::clone(&STOP))?;
-            flag::register(signal, Arc::clone(&STOP))?;
-        }
-        Ok(())
-    }
-
-    pub fn stopped() -> bool {
-        STOP.load(Ordering::SeqCst)
-    }
-
-    /// Ends the run as SIGINT does, from inside: `dnslens top`'s `q`.
-    pub fn stop() {
-        STOP.store(true, Ordering::SeqCst);
-    }
-}
-
-pub use signals::stop;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,19 +555,5 @@ mod tests {
             warning.contains("--namespace and --workload match no event"),
             "{warning}"
         );
-    }
-
-    #[test]
-    fn sigterm_stops_the_run() {
-        signals::install().unwrap();
-        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
-        assert!(signals::stopped());
-    }
-
-    #[test]
-    fn broken_pipe_is_recognised_through_context() {
-        let e = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing");
-        assert!(is_broken_pipe(&e));
-        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
     }
 }

@@ -7,9 +7,9 @@
 //!   schema validator makes. The objects must also agree with each other (ports, names, labels,
 //!   the config file the agent is given).
 //! - The ConfigMap's detector file loads with the detectors' own parser, and the agent file with
-//!   the agent's (`dnslens::agent::config`).
+//!   the agent's (`dnslens::settings::config`).
 //! - The dashboard and the alerting rules ask only for metrics the agent exports, with their
-//!   labels (`dnslens::metrics::names`), show every one of them, and `promtool`
+//!   labels (`dnslens::sink::metrics::names`), show every one of them, and `promtool`
 //!   parses them (skipped without promtool, except in CI).
 //! - The Dockerfile builds with the README's command, from a Rust image of the workspace's
 //!   rust-version.
@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 // The agent's own config parser and metrics table: the manifests are checked against the code.
-use dnslens::agent::config as agent_config;
-use dnslens::metrics::names::{Type as Kind, METRICS};
+use dnslens::settings::config as agent_config;
+use dnslens::sink::metrics::names::{Type as Kind, METRICS};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

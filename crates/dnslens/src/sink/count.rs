@@ -89,15 +89,18 @@ impl<W: Write> CountSink<W> {
     }
 }
 
+impl<W: Write> CountSink<W> {
+    /// An interval ended at wall-clock `wall_ns`: its counts are printed.
+    pub fn interval(&mut self, wall_ns: u64) -> io::Result<()> {
+        let rows = self.counter.take();
+        self.print(wall_ns, &rows)
+    }
+}
+
 impl<W: Write> Sink for CountSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         self.counter.event(event);
         Ok(false)
-    }
-
-    fn interval(&mut self, wall_ns: u64) -> io::Result<()> {
-        let rows = self.counter.take();
-        self.print(wall_ns, &rows)
     }
 
     fn flush(&mut self) -> io::Result<()> {

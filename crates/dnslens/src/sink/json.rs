@@ -46,18 +46,27 @@ impl<W: Write + Send + 'static> JsonSink<W> {
     }
 }
 
+impl<W: Write + Send + 'static> JsonSink<W> {
+    /// One TCP connect, with `--connects`: a line for `dnslens detect` to replay.
+    pub fn connect(&mut self, connect: &ConnectEvent) -> io::Result<()> {
+        if self.connects {
+            schema::write_connect_line(&mut self.lines, connect);
+        }
+        self.hand_over_if_full()
+    }
+
+    /// What the writer cost so far: the run loop's waits for room in its queue and the lines
+    /// dropped while it was stalled.
+    pub fn output(&self) -> OutputStats {
+        self.writer.stats()
+    }
+}
+
 impl<W: Write + Send + 'static> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         schema::write_event_line(&mut self.lines, event);
         self.hand_over_if_full()?;
         Ok(true)
-    }
-
-    fn connect(&mut self, connect: &ConnectEvent) -> io::Result<()> {
-        if self.connects {
-            schema::write_connect_line(&mut self.lines, connect);
-        }
-        self.hand_over_if_full()
     }
 
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
@@ -76,10 +85,6 @@ impl<W: Write + Send + 'static> Sink for JsonSink<W> {
     fn finish(&mut self, _wall_ns: u64) -> io::Result<()> {
         self.flush()?;
         self.writer.close().map(drop)
-    }
-
-    fn output(&self) -> OutputStats {
-        self.writer.stats()
     }
 }
 

@@ -1,35 +1,47 @@
 //! Output formats as equals behind one trait, as ripgrep's printers: the run loop hands every
-//! event and alert to a sink and knows nothing of how it is shown.
+//! event and alert to a [`Sink`] and knows nothing of how it is shown. The table, the JSON lines,
+//! `count`, `top` and the agent's metrics all live here; [`build`] is the one place a sink is
+//! made from the settings' [`Output`]. What only one sink has (connects and writer costs for the
+//! JSON lines, intervals for `count`, the run's health for the agent) are its own methods, which
+//! the owner of an [`AnySink`] calls.
+//!
+//! Nothing here knows the flags, the settings or the run loop: they depend on this module.
 
+pub mod agent;
 mod count;
+pub mod http;
 mod json;
+pub mod metrics;
+pub mod rotate;
 mod table;
+pub mod top;
 mod writer;
 
-use std::io;
-use std::time::Instant;
+use std::io::{self, BufWriter, IsTerminal, Stdout, StdoutLock, Write};
+use std::time::{Duration, Instant};
 
 use dnslens_cluster::ClusterStatus;
 use dnslens_detect::{Alert, DetectStats};
+use dnslens_lens::count::{self as counting, CountBy, Counter};
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Stats};
 use dnslens_probe::KernelCounters;
 
+pub use agent::{AgentOutput, AgentSink};
 pub use count::{CountFormat, CountSink};
 pub use json::JsonSink;
 pub use table::{TableSink, TableStyle};
+pub use top::{Grouping, TopSink};
 pub use writer::{OutputStats, PATIENCE as OUTPUT_PATIENCE};
 
+/// Bytes of output gathered before a write: a batch of records is written in few syscalls.
+const OUTPUT_BUFFER: usize = 64 << 10;
+
+/// What every sink does with the stream.
 pub trait Sink {
     /// Shows one event, or takes it into account. Returns whether something was printed for
     /// it (what `--count` counts).
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool>;
-
-    /// Shows one TCP connect. Only the JSON sink of `trace --connects` shows them, for
-    /// `dnslens detect` to replay.
-    fn connect(&mut self, _connect: &ConnectEvent) -> io::Result<()> {
-        Ok(())
-    }
 
     /// Shows one alert of the detectors, in the same stream as the events. Sinks that show
     /// none (`count`, whose runs have no detectors) keep this default.
@@ -37,38 +49,122 @@ pub trait Sink {
         Ok(())
     }
 
-    /// An interval ended at wall-clock `wall_ns` (sinks that report per interval print then).
-    fn interval(&mut self, _wall_ns: u64) -> io::Result<()> {
-        Ok(())
-    }
-
     /// Writes out anything buffered. The run loop calls it after each batch of records, so
     /// `event` need not.
     fn flush(&mut self) -> io::Result<()>;
-
-    /// What the output cost so far: the run loop's waits for room in the writer's queue (the
-    /// time a loss of the ring buffer can be blamed on the output) and lines dropped while it
-    /// was stalled. Sinks without a writer thread cost none.
-    fn output(&self) -> OutputStats {
-        OutputStats::default()
-    }
 
     /// The run is over at `wall_ns`: print what is left.
     fn finish(&mut self, _wall_ns: u64) -> io::Result<()> {
         self.flush()
     }
-
-    /// Whether the sink exports the run's own health (the agent's metrics): then the run loop
-    /// gathers a [`Status`] for it about once a second.
-    fn wants_status(&self) -> bool {
-        false
-    }
-
-    /// The run's own counters and health, gathered by the run loop.
-    fn status(&mut self, _status: &Status) {}
 }
 
-/// The run's own counters and health at `now`, for sinks that export them.
+/// What a command shows, and how: what [`build`] makes a sink from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `trace` (and `detect`'s alerts): JSON lines or the table.
+    Trace {
+        json: bool,
+        color: bool,
+        /// Stop after this many events printed (alerts, with `alerts_only`).
+        max_events: Option<u64>,
+        /// `--alerts`: alerts only, no events.
+        alerts_only: bool,
+        /// `--connects`: JSON lines of connects too.
+        connects: bool,
+    },
+    /// `count`.
+    Count {
+        by: CountBy,
+        interval: Duration,
+        json: bool,
+    },
+    /// `top`: the live view, redrawn every `interval`.
+    Top { by: Grouping, interval: Duration },
+    /// `agent`: metrics on HTTP, JSON lines to stdout or a file.
+    Agent(AgentOutput),
+}
+
+/// The sink [`build`] made, of its kind, so that what only one kind has can be reached.
+pub enum AnySink {
+    Table(TableSink<BufWriter<StdoutLock<'static>>>),
+    Json(JsonSink<Stdout>),
+    Count(CountSink<BufWriter<StdoutLock<'static>>>),
+    Top(TopSink),
+    // Boxed: the metrics' tables make it the largest by far.
+    Agent(Box<AgentSink<Box<dyn Write + Send>>>),
+}
+
+/// Builds the sink `output` asks for, on stdout (or the agent's file): the one place a sink is
+/// made. `pods`: a pod directory names pods, so the table shows POD and CONTAINER.
+pub fn build(output: &Output, pods: bool) -> anyhow::Result<AnySink> {
+    let out = || BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
+    Ok(match output {
+        // Its own thread writes, to stdout unlocked.
+        &Output::Trace {
+            json: true,
+            connects,
+            ..
+        } => AnySink::Json(JsonSink::new(io::stdout(), connects)),
+        &Output::Trace { color, .. } => AnySink::Table(TableSink::new(
+            out(),
+            TableStyle {
+                color,
+                width: terminal_width(),
+                utc_offset: local_utc_offset,
+                pods,
+            },
+        )),
+        &Output::Count { by, interval, json } => {
+            let format = if json {
+                CountFormat::Json
+            } else {
+                CountFormat::Table {
+                    utc_offset: local_utc_offset,
+                }
+            };
+            let counter = Counter::new(by, counting::DEFAULT_CAPACITY);
+            AnySink::Count(CountSink::new(out(), counter, interval, format))
+        }
+        // Draws from a thread of its own, which takes stdout.
+        &Output::Top { by, interval } => AnySink::Top(TopSink::start(by, interval)),
+        Output::Agent(agent) => AnySink::Agent(Box::new(AgentSink::open(agent)?)),
+    })
+}
+
+impl AnySink {
+    pub fn as_sink(&mut self) -> &mut dyn Sink {
+        match self {
+            AnySink::Table(s) => s,
+            AnySink::Json(s) => s,
+            AnySink::Count(s) => s,
+            AnySink::Top(s) => s,
+            AnySink::Agent(s) => &mut **s,
+        }
+    }
+
+    /// One TCP connect: only the JSON lines of `trace --connects` show them, for `dnslens
+    /// detect` to replay.
+    pub fn connect(&mut self, connect: &ConnectEvent) -> io::Result<()> {
+        match self {
+            AnySink::Json(s) => s.connect(connect),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the output cost so far: the run loop's waits for room in the JSON writer's queue
+    /// (the time a loss of the ring buffer can be blamed on the output) and lines dropped while
+    /// it was stalled. Sinks without a writer thread cost none.
+    pub fn output(&self) -> OutputStats {
+        match self {
+            AnySink::Json(s) => s.output(),
+            AnySink::Agent(s) => s.output(),
+            AnySink::Table(_) | AnySink::Count(_) | AnySink::Top(_) => OutputStats::default(),
+        }
+    }
+}
+
+/// The run's own counters and health at `now`, for the agent's sink, which exports them.
 #[derive(Clone, Debug)]
 pub struct Status {
     pub now: Instant,
@@ -76,11 +172,52 @@ pub struct Status {
     pub kernel: Option<KernelCounters>,
     /// Ring-buffer bytes not read yet, and its size.
     pub ring: (u64, u64),
-    /// The sink's [`Sink::output`].
+    /// The sink's [`AnySink::output`].
     pub output: OutputStats,
     pub lens: Stats,
     /// `None` without detectors.
     pub detect: Option<DetectStats>,
     /// `None` without a cluster.
     pub cluster: Option<ClusterStatus>,
+}
+
+/// Whether `e` says a reader of the output went away (`dnslens trace | head`): the run then
+/// ends quietly.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Columns of the terminal on stdout, if it is one.
+fn terminal_width() -> Option<usize> {
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    let (columns, _rows) = ratatui::crossterm::terminal::size().ok()?;
+    (columns > 0).then_some(usize::from(columns))
+}
+
+/// Seconds east of UTC in the local time zone at `wall_ns`.
+pub fn local_utc_offset(wall_ns: u64) -> i64 {
+    let t = (wall_ns / 1_000_000_000) as libc::time_t;
+    // SAFETY: localtime_r only writes the tm passed; both pointers are valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_recognised_through_context() {
+        let e = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing");
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
 }

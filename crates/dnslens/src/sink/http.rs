@@ -19,7 +19,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::metrics;
+use super::metrics;
 
 /// How long the poll loop may not turn before `/healthz` fails. It turns at least every 100 ms
 /// and reports once a second; the liveness probe allows three failures 10 s apart on top.

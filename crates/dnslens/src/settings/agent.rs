@@ -1,87 +1,21 @@
-//! `dnslens agent`: the long-running node agent. Its settings come from flags over a config file
-//! ([`config`]); it serves metrics and health on HTTP ([`crate::http`]) and writes events and
-//! alerts as JSON lines to stdout or a size-rotated file ([`rotate`]), a sample of the ordinary
-//! events if asked. Capture, enrichment and detectors are the run loop `trace` uses
-//! ([`crate::run::capture`]), with [`AgentSink`] as its sink.
+//! `dnslens agent`'s settings: its flags over its config file ([`super::config`]), over the
+//! defaults. A value from the file that is refused is named by file, line and key.
 
-pub mod config;
-pub mod rotate;
-
-use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use anyhow::{bail, Context};
-use dnslens_detect::Alert;
+use anyhow::bail;
 use dnslens_lens::filter::Filter;
-use dnslens_lens::DnsEvent;
 
+use super::{config, Learn, Settings};
 use crate::flags::{AgentArgs, AgentOptions};
-use crate::http::{Health, Server};
-use crate::metrics::{Limits, MetricsSink};
-use crate::settings::{self, Learn, Output, Settings};
-use crate::sink::{JsonSink, OutputStats, Sink, Status};
+use crate::sink::agent::{AgentOutput, Sampler};
+use crate::sink::rotate::Rotation;
+use crate::sink::Output;
 use crate::units::{self, Address, ByteSize, Fraction};
-use rotate::{LogFile, Rotation};
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9253";
 /// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
 const DEFAULT_ROTATE_KEEP: u32 = 5;
 /// `--timeout`'s default, as `trace`'s.
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Where and how the agent writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentOutput {
-    pub metrics_address: SocketAddr,
-    /// `None`: stdout.
-    pub path: Option<PathBuf>,
-    pub rotation: Option<Rotation>,
-    pub sample: Sampler,
-}
-
-impl AgentOutput {
-    /// What the output is called in errors.
-    fn name(&self) -> String {
-        match &self.path {
-            Some(path) => path.display().to_string(),
-            None => "stdout".to_string(),
-        }
-    }
-}
-
-/// Keeps a fraction of the ordinary events. The choice is a hash of the socket, the message id
-/// and the name, so a query, its response and its unanswered report share it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sampler {
-    /// Events whose hash is below this are kept; `None` keeps all.
-    below: Option<u64>,
-}
-
-impl Sampler {
-    pub fn new(fraction: f64) -> Sampler {
-        Sampler {
-            below: (fraction < 1.0).then(|| (fraction.max(0.0) * u64::MAX as f64) as u64),
-        }
-    }
-
-    pub fn keeps(&self, e: &DnsEvent) -> bool {
-        let Some(below) = self.below else {
-            return true;
-        };
-        // SipHash with fixed keys: the same choice for the same exchange throughout the run.
-        let mut h = std::hash::DefaultHasher::new();
-        e.who.socket.hash(&mut h);
-        e.id.hash(&mut h);
-        for b in e.qname.bytes() {
-            // A server may answer in another case than asked (0x20 randomisation).
-            b.to_ascii_lowercase().hash(&mut h);
-        }
-        h.finish() < below
-    }
-}
 
 /// The agent's settings: flags over the config file, over the defaults. A value from the file
 /// that is refused is named by file, line and key ([`config`]).
@@ -124,10 +58,10 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
     };
     let detect = match no_detect {
         true => None,
-        false => Some(settings::detect(&args.detectors, Learn::Off)?),
+        false => Some(super::detect(&args.detectors, Learn::Off)?),
     };
     Ok(Settings {
-        probe: settings::probe_config(&args.capture)?,
+        probe: super::probe_config(&args.capture)?,
         filter: Filter::default(),
         duration: args.capture.duration.map(units::Duration::get),
         timeout: timeout.map_or(DEFAULT_TIMEOUT, units::Duration::get),
@@ -137,92 +71,9 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
             rotation,
             sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
-        kubernetes: settings::kubernetes(&args.kubernetes),
+        kubernetes: super::kubernetes(&args.kubernetes),
         detect,
     })
-}
-
-/// Runs the agent: the HTTP server first (a taken port stops it before anything is attached),
-/// then the shared run loop into an [`AgentSink`], until SIGTERM or SIGINT.
-pub fn run(settings: Settings) -> anyhow::Result<()> {
-    let Output::Agent(out) = settings.output.clone() else {
-        unreachable!("agent settings have an agent output")
-    };
-    let metrics = MetricsSink::new(Limits::default());
-    let health = Arc::new(Health::new());
-    let server = Server::start(out.metrics_address, metrics.registry(), Arc::clone(&health))?;
-    eprintln!(
-        "dnslens: agent: metrics on http://{}/metrics, health on /healthz and /readyz",
-        server.address()
-    );
-    let writer: Box<dyn Write + Send> = match &out.path {
-        Some(path) => Box::new(LogFile::open(path, out.rotation).with_context(|| {
-            format!(
-                "--output {}: cannot open it for appending; give a writable file, or - for \
-                 stdout",
-                path.display()
-            )
-        })?),
-        None => Box::new(io::stdout()),
-    };
-    let name = out.name();
-    let result = crate::run::capture(settings, &name, move |_pods| {
-        Box::new(AgentSink {
-            metrics,
-            json: JsonSink::new(writer, false),
-            sample: out.sample,
-            health,
-        })
-    });
-    drop(server);
-    result
-}
-
-/// Every event and alert into the metrics; alerts and the sampled events into the JSON lines.
-pub struct AgentSink<W: Write + Send + 'static> {
-    metrics: MetricsSink,
-    json: JsonSink<W>,
-    sample: Sampler,
-    health: Arc<Health>,
-}
-
-impl<W: Write + Send + 'static> Sink for AgentSink<W> {
-    fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
-        self.metrics.event(event)?;
-        if self.sample.keeps(event) {
-            self.json.event(event)
-        } else {
-            Ok(false)
-        }
-    }
-
-    fn alert(&mut self, alert: &Alert) -> io::Result<()> {
-        self.metrics.alert(alert)?;
-        self.json.alert(alert)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.json.flush()
-    }
-
-    fn finish(&mut self, wall_ns: u64) -> io::Result<()> {
-        self.json.finish(wall_ns)
-    }
-
-    fn output(&self) -> OutputStats {
-        self.json.output()
-    }
-
-    fn wants_status(&self) -> bool {
-        true
-    }
-
-    fn status(&mut self, status: &Status) {
-        self.metrics.status(status);
-        // Without a cluster there is no pod list to wait for.
-        let listed = status.cluster.as_ref().is_none_or(|c| c.listed);
-        self.health.turned(status.now, listed);
-    }
 }
 
 #[cfg(test)]
@@ -230,8 +81,8 @@ mod tests {
     use super::*;
     use crate::flags::{Cli, Command};
     use clap::Parser;
-    use dnslens_lens::model::{sample, Kind};
     use dnslens_probe::CaptureMode;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     fn args(argv: &[&str]) -> AgentArgs {
@@ -453,53 +304,5 @@ mod tests {
             e.contains(&detect.dir().join("missing.toml").display().to_string()),
             "{e}"
         );
-    }
-
-    #[test]
-    fn sampling_keeps_an_exchange_together_and_never_drops_alerts() {
-        let half = Sampler::new(0.5);
-        let mut kept = 0;
-        for i in 0..2_000u16 {
-            let mut q = sample::query(i, &format!("host{i}.example"), 1, 0);
-            q.who.socket = u64::from(i) * 7;
-            let mut r = sample::response(&q, 0, &[], 10);
-            r.qname = r.qname.to_ascii_uppercase();
-            let mut u = q.clone();
-            u.kind = Kind::Unanswered;
-            assert_eq!(half.keeps(&q), half.keeps(&r), "{i}");
-            assert_eq!(half.keeps(&q), half.keeps(&u), "{i}");
-            kept += usize::from(half.keeps(&q));
-        }
-        assert!((850..1150).contains(&kept), "{kept} of 2000 kept at 0.5");
-        let q = sample::query(1, "a.example", 1, 0);
-        assert!(Sampler::new(1.0).keeps(&q) && !Sampler::new(0.0).keeps(&q));
-
-        // The sink: metrics see every event, the JSON lines a sample, alerts always.
-        let mut sink = AgentSink {
-            metrics: MetricsSink::new(Limits::default()),
-            json: JsonSink::new(Vec::new(), false),
-            sample: Sampler::new(0.0),
-            health: Arc::new(Health::new()),
-        };
-        assert!(!sink.event(&q).unwrap());
-        let alert = Alert {
-            detector: dnslens_detect::Detector::Dga,
-            severity: dnslens_detect::Severity::High,
-            summary: "s".to_string(),
-            count: 1,
-            window_s: 60,
-            evidence: Default::default(),
-            time_ns: q.time_ns,
-            who: q.who.clone(),
-        };
-        sink.alert(&alert).unwrap();
-        let text = crate::metrics::encode(&sink.metrics.registry(), false);
-        assert!(
-            text.contains("dnslens_queries_total{namespace=\"_unknown\""),
-            "{text}"
-        );
-        let lines = String::from_utf8(sink.json.into_inner()).unwrap();
-        assert_eq!(lines.lines().count(), 1);
-        assert!(lines.contains("\"kind\":\"alert\""), "{lines}");
     }
 }

@@ -32,7 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use crate::sink::{Sink, Status};
+use super::{Sink, Status};
 use names::Type;
 
 /// Namespace label of processes outside containers and pods (their workload: the process name).
@@ -864,12 +864,12 @@ impl Sink for MetricsSink {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
 
-    fn wants_status(&self) -> bool {
-        true
-    }
-
-    fn status(&mut self, status: &Status) {
+impl MetricsSink {
+    /// The run's own counters, about once a second: dnslens's health families, and the time
+    /// that chooses the top domains again and retires idle label sets.
+    pub fn status(&mut self, status: &Status) {
         self.health(status);
         self.refresh(status.now);
     }

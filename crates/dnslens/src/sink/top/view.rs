@@ -268,8 +268,8 @@ fn count(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::top::model::tests::{alert, query, response, unanswered, S, T0};
-    use crate::top::model::{Controls, Model};
+    use crate::sink::top::model::tests::{alert, query, response, unanswered, S, T0};
+    use crate::sink::top::model::{Controls, Model};
     use dnslens_detect::Detector;
     use dnslens_wire::Rcode;
     use ratatui::backend::TestBackend;

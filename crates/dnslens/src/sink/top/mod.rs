@@ -54,7 +54,7 @@ impl TopSink {
                 show(&view_shared, by, interval)
             });
         if view.is_err() {
-            crate::run::stop();
+            crate::stop::stop();
         }
         TopSink {
             shared,
@@ -122,7 +122,7 @@ struct StopRun;
 
 impl Drop for StopRun {
     fn drop(&mut self) {
-        crate::run::stop();
+        crate::stop::stop();
     }
 }
 
@@ -186,7 +186,7 @@ impl View {
                 &snapshot,
                 &mut self.table,
                 notice.as_deref(),
-                crate::run::local_utc_offset,
+                crate::sink::local_utc_offset,
             );
         })?;
         self.controls.page = page;

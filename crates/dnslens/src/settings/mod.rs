@@ -1,5 +1,9 @@
 //! Validated settings: the raw flags checked and turned into what builds the components (probe
 //! configuration, filter, output). Every error names the flag, the value and what would work.
+//! The agent's settings ([`agent`]) also come from its config file ([`config`]).
+
+pub mod agent;
+pub mod config;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -7,14 +11,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
-use dnslens_lens::count::CountBy;
 use dnslens_lens::filter::{Filter, Glob};
 use dnslens_probe::{ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
     CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
 };
-use crate::top::Grouping;
+use crate::sink::Output;
 use crate::units;
 
 /// What the command line asks for.
@@ -90,31 +93,6 @@ pub struct Settings {
     pub detect: Option<Detect>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// `trace`: JSON lines or the table.
-    Trace {
-        json: bool,
-        color: bool,
-        /// Stop after this many events printed (alerts, with `alerts_only`).
-        max_events: Option<u64>,
-        /// `--alerts`: alerts only, no events.
-        alerts_only: bool,
-        /// `--connects`: JSON lines of connects too.
-        connects: bool,
-    },
-    /// `count`.
-    Count {
-        by: CountBy,
-        interval: Duration,
-        json: bool,
-    },
-    /// `top`: the live view, redrawn every `interval`.
-    Top { by: Grouping, interval: Duration },
-    /// `agent`: metrics on HTTP, JSON lines to stdout or a file.
-    Agent(crate::agent::AgentOutput),
-}
-
 /// What the environment says about colour.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Terminal {
@@ -133,9 +111,7 @@ impl Action {
             Command::Trace(_) | Command::Count(_) | Command::Top(_) => {
                 Settings::from_cli(cli, terminal).map(|s| Action::Capture(Box::new(s)))
             }
-            Command::Agent(args) => {
-                crate::agent::settings(args).map(|s| Action::Agent(Box::new(s)))
-            }
+            Command::Agent(args) => agent::settings(args).map(|s| Action::Agent(Box::new(s))),
             Command::Detect(args) => {
                 let learn = if args.learn {
                     Learn::Throughout
@@ -411,7 +387,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::Grouping;
     use clap::Parser;
+    use dnslens_lens::count::CountBy;
     use dnslens_wire::{Rcode, RecordType};
 
     fn settings(args: &[&str]) -> anyhow::Result<Settings> {
