@@ -1,7 +1,7 @@
 //! The cluster layer against a fake API server on loopback, reached through the `kube` client
 //! with a kubeconfig file, as it would reach a real one. Every wait polls with a deadline.
 
-mod fake_apiserver;
+use dnslens_testkit::fake_apiserver;
 
 use std::{
     path::Path,

@@ -2,7 +2,7 @@
 //! `KUBECONFIG`, `KUBERNETES_SERVICE_HOST`). These tests change the environment, so they live
 //! in their own test binary and take a lock.
 
-mod fake_apiserver;
+use dnslens_testkit::fake_apiserver;
 
 use std::{
     path::{Path, PathBuf},

@@ -9,9 +9,8 @@
 //! failure.
 
 mod node;
-// The fake Kubernetes API server of the cluster crate's tests, shared rather than copied.
-#[path = "../../cluster/tests/fake_apiserver/mod.rs"]
-mod fake_apiserver;
+// The fake Kubernetes API server that the cluster crate's tests use too.
+use dnslens_testkit::fake_apiserver;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

@@ -4,10 +4,6 @@
 //! `dnslens trace --json` does. The process and cgroup are this host's, so the caches hit as
 //! they do on a node.
 
-#[path = "../src/testutil.rs"]
-#[allow(dead_code)]
-mod testutil;
-
 use std::hint::black_box;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
@@ -15,8 +11,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dnslens_lens::cgroup::CgroupMounts;
 use dnslens_lens::clock::{thread_cpu_time, WallClock};
+use dnslens_lens::testutil::{dns_message, header, record};
 use dnslens_lens::{schema, Observed, Pipeline, PipelineConfig};
-use testutil::{dns_message, header, record};
 
 /// Lookups per measured batch: 4,000 messages.
 const LOOKUPS: u16 = 1_000;

@@ -23,8 +23,8 @@ pub mod schema;
 pub mod stats;
 pub mod topk;
 
-#[cfg(test)]
-mod testutil;
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;
 
 pub use model::{ConnectEvent, DnsEvent, Kind, Role};
 pub use pipeline::{Observed, Pipeline, PipelineConfig};

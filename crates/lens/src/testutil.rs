@@ -1,4 +1,5 @@
-//! Test helpers: a temporary directory removed on drop.
+//! Test helpers: a temporary directory removed on drop, and ring-buffer records as the kernel
+//! writes them. For this crate's unit tests and, through the `testutil` feature, its benches.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,8 +4,7 @@
 //! `hickory-proto` parses into typed values; `hickory-proto+text` also renders the names and
 //! data to strings, which is the output dnslens-wire produces.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use dnslens_testkit::dns as support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dnslens_wire::{decode, TcpFramer};

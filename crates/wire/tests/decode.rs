@@ -1,7 +1,7 @@
 //! Message decoding: well-formed traffic, every formatted record type, and each way a hostile
 //! message can be broken.
 
-mod support;
+use dnslens_testkit::dns as support;
 
 use dnslens_wire::{decode, peek_header, DecodeError, Edns, Flags, Rcode, RecordType, Section};
 use support::{Builder, Part, ADDITIONAL, ANSWER, QUESTION};

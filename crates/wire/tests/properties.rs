@@ -1,7 +1,7 @@
 //! Property loops without a dependency: random bytes, mutated real messages and chopped TCP
 //! streams through the fuzz targets' bodies, which panic when an invariant breaks.
 
-mod support;
+use dnslens_testkit::dns as support;
 
 use dnslens_wire::fuzzing::{fuzz_decode, fuzz_tcp_framer};
 use dnslens_wire::{decode, Frame, TcpFramer};

@@ -13,9 +13,7 @@
 //! One thread per connection, `Connection: close` on every answer. [`FakeApiServer::stop`]
 //! cuts every open connection (an API server that dies) and hands back its [`State`], which
 //! [`FakeApiServer::start_with`] can serve again on the same port (one that comes back).
-//! Shared by the integration tests of this crate and, later, the end-to-end suite.
-
-#![allow(dead_code)]
+//! Shared by crates/cluster's integration tests and dnslens's end-to-end suites.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
