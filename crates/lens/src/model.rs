@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::container::Runtime;
 use crate::pods::PodInfo;
-use dnslens_probe::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
+use dnslens_abi::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
 use dnslens_wire::{Message, Rcode, RecordType};
 
 /// What the event reports.
@@ -27,7 +27,7 @@ pub enum Role {
     Server,
 }
 
-impl dnslens_probe::Named for Role {
+impl dnslens_abi::Named for Role {
     const ALL: &'static [Self] = &[Role::Client, Role::Server];
 
     fn name(self) -> &'static str {

@@ -24,7 +24,7 @@ use dnslens_lens::model::Attribution;
 use dnslens_lens::model::{Container, Kind, Pod, Role};
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
-use dnslens_probe::{KernelCounters, COUNTER_NAMES};
+use dnslens_probe::KernelCounter;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -744,9 +744,9 @@ impl MetricsSink {
         if let Some(k) = &s.kernel {
             f.events_lost
                 .inner()
-                .store(k.ringbuf_full, Ordering::Relaxed);
-            for (name, n) in COUNTER_NAMES.iter().zip(kernel_values(k)) {
-                store(&f.kernel_events, "kind", name, n);
+                .store(k.get(KernelCounter::RingbufFull), Ordering::Relaxed);
+            for (counter, n) in k.iter() {
+                store(&f.kernel_events, "kind", counter.name(), n);
             }
         }
         let (used, size) = s.ring;
@@ -835,20 +835,6 @@ impl MetricsSink {
     }
 }
 
-/// The kernel counters in [`COUNTER_NAMES`] order.
-fn kernel_values(k: &KernelCounters) -> [u64; COUNTER_NAMES.len()] {
-    [
-        k.events,
-        k.ringbuf_full,
-        k.read_failed,
-        k.truncated,
-        k.mmsg_skipped,
-        k.iov_skipped,
-        k.other_path,
-        k.exec_lost,
-    ]
-}
-
 impl Sink for MetricsSink {
     /// Counts; shows nothing.
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
@@ -880,6 +866,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use dnslens_probe::KernelCounters;
     use crate::sink::OutputStats;
     use dnslens_detect::{Detector, Evidence, Severity};
     use dnslens_lens::container::Runtime;
@@ -1366,12 +1353,11 @@ mod tests {
     fn health_comes_from_the_status() {
         let mut sink = MetricsSink::new(Limits::default());
         let mut st = status(Instant::now());
-        st.kernel = Some(KernelCounters {
-            events: 100,
-            ringbuf_full: 7,
-            read_failed: 1,
-            ..KernelCounters::default()
-        });
+        let mut kernel = KernelCounters::default();
+        kernel.set(KernelCounter::Events, 100);
+        kernel.set(KernelCounter::RingbufFull, 7);
+        kernel.set(KernelCounter::ReadFailed, 1);
+        st.kernel = Some(kernel);
         st.ring = (512, 1 << 20);
         st.output = OutputStats {
             waited: Duration::from_millis(1500),
@@ -1423,7 +1409,10 @@ mod tests {
             Some(4.0)
         );
         // Counters follow the source, which only grows.
-        st.kernel.as_mut().unwrap().ringbuf_full = 9;
+        st.kernel
+            .as_mut()
+            .unwrap()
+            .set(KernelCounter::RingbufFull, 9);
         sink.status(&st);
         assert_eq!(
             value(&scrape(&sink), "dnslens_events_lost_total", &[]),
