@@ -175,6 +175,17 @@ pub struct ProcessInfo {
     pub ppid: u32,
 }
 
+impl ProcessInfo {
+    /// The process name, or the thread name when the leader's is unknown.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.comm
+        } else {
+            &self.name
+        }
+    }
+}
+
 /// One DNS message seen in a process, or one query that was never answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsEvent {
