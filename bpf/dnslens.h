@@ -2,7 +2,7 @@
 /*
  * The one definition of what crosses from the kernel to dnslens: the ring-buffer event and the
  * counters map layout. Compiled by clang for BPF and by the host C compiler for the layout test
- * (crates/probe/tests/layout.rs), so it uses only fixed-width types and explicit padding.
+ * (crates/abi/tests/layout.rs), so it uses only fixed-width types and explicit padding.
  */
 #ifndef DNSLENS_H
 #define DNSLENS_H

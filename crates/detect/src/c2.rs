@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use dnslens_abi::Transport;
 use dnslens_lens::{ConnectEvent, DnsEvent};
-use dnslens_probe::Transport;
 use dnslens_wire::{Rcode, RecordType};
 
 use crate::alert::{Detector, Evidence, Severity, Subject};

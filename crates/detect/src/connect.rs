@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use dnslens_probe::Transport;
+pub use dnslens_abi::Transport;
 
 use dnslens_lens::bounded::Lru;
 

@@ -2,6 +2,7 @@
 //! process; a workload is the pod's owner when the cluster named it, else the pod, the
 //! container, or on the host the executable.
 
+use dnslens_lens::identity::Identity;
 use dnslens_lens::model::{Attribution, Container, Pod, ProcessInfo};
 
 /// A process: its pid and the kernel's start time of its thread-group leader.
@@ -52,48 +53,38 @@ pub fn write_workload_key(
     container: Option<&Container>,
     p: &ProcessInfo,
 ) {
-    let parts: [&str; 5] = match (pod, container) {
-        (Some(pod), _) => match pod.info.as_deref() {
-            Some(info) => match &info.workload {
-                Some(w) => [&info.namespace, "/", &w.kind, "/", &w.name],
-                None => [&info.namespace, "/Pod/", &info.name, "", ""],
-            },
-            None => ["pod:", &pod.uid, "", "", ""],
-        },
-        (None, Some(c)) => ["container:", &c.id, "", "", ""],
-        (None, None) => match p.exe.as_deref() {
+    // Host and unresolved processes alike are keyed by their executable.
+    let parts: [&str; 5] = match Identity::from_parts(pod, container, None, p) {
+        id @ Identity::Pod { info: Some(_), .. } => {
+            let w = id.workload().expect("a named pod has a workload");
+            [w.namespace, "/", w.kind, "/", w.name]
+        }
+        Identity::Pod {
+            pod, info: None, ..
+        } => ["pod:", &pod.uid, "", "", ""],
+        Identity::Container(c) => ["container:", &c.id, "", "", ""],
+        Identity::Host(p) | Identity::Unknown(p) => match p.exe.as_deref() {
             Some(exe) => ["exe:", exe_path(exe), "", "", ""],
-            None => ["comm:", process_name(p), "", "", ""],
+            None => ["comm:", p.display_name(), "", "", ""],
         },
     };
     key.clear();
     key.extend(parts);
 }
 
+/// The pod's namespace, once the cluster named it: where per-namespace settings apply.
 pub fn namespace(pod: Option<&Pod>) -> Option<&str> {
     pod.and_then(|p| p.namespace())
-}
-
-/// The process name, or the thread name when the leader's is unknown.
-pub fn process_name(p: &ProcessInfo) -> &str {
-    if p.name.is_empty() {
-        &p.comm
-    } else {
-        &p.name
-    }
 }
 
 /// "curl (pid 123) in pod shop/web-7d4b9f-xk2p1": who, for a summary sentence.
 pub fn subject(who: &Attribution) -> String {
     let p = &who.process;
-    let mut s = format!("{} (pid {})", process_name(p), p.pid);
-    if let Some(pod) = &who.pod {
-        match (pod.namespace(), pod.name()) {
-            (Some(ns), Some(name)) => s.push_str(&format!(" in pod {ns}/{name}")),
-            _ => s.push_str(&format!(" in pod {}", pod.uid)),
-        }
-    } else if let Some(c) = &who.container {
-        s.push_str(&format!(" in container {}", c.short_id()));
+    let mut s = format!("{} (pid {})", p.display_name(), p.pid);
+    match Identity::of(who) {
+        id @ Identity::Pod { .. } => s.push_str(&format!(" in pod {id}")),
+        id @ Identity::Container(_) => s.push_str(&format!(" in container {id}")),
+        Identity::Host(_) | Identity::Unknown(_) => {}
     }
     s
 }

@@ -12,7 +12,7 @@ use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
-use dnslens_probe::{CaptureMode, HookStatus, Probe};
+use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, Probe};
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
@@ -374,11 +374,11 @@ impl Run<'_> {
                 // Loss is said when it happens, not only in the final counters.
                 let cost = self.sink.output();
                 if let Ok(counters) = self.probe.counters() {
-                    let lost = counters.ringbuf_full - lost_reported;
+                    let lost = counters.get(KernelCounter::RingbufFull) - lost_reported;
                     for line in loss_warnings(lost, cost.since(cost_reported)) {
                         eprintln!("{line}");
                     }
-                    lost_reported = counters.ringbuf_full;
+                    lost_reported = counters.get(KernelCounter::RingbufFull);
                     cost_reported = cost;
                 }
                 next_loss_check = now + LOSS_CHECK;
@@ -455,20 +455,7 @@ fn report(
     shown: Option<(u64, &str)>,
 ) {
     match probe.counters() {
-        Ok(k) => eprintln!(
-            "dnslens: kernel: {} events, {} lost (ring buffer full {}, read failed {}, \
-             past the sendmmsg/recvmmsg limit {}, not from a hooked syscall {}), \
-             {} cut at the payload limit, {} with iovecs past the limit, {} exec records lost",
-            k.events,
-            k.lost(),
-            k.ringbuf_full,
-            k.read_failed,
-            k.mmsg_skipped,
-            k.other_path,
-            k.truncated,
-            k.iov_skipped,
-            k.exec_lost
-        ),
+        Ok(k) => eprintln!("dnslens: kernel: {k}"),
         Err(e) => eprintln!("dnslens: kernel counters unavailable: {e}"),
     }
     for line in pipeline.stats().to_string().lines() {

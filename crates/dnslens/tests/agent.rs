@@ -337,14 +337,14 @@ fn root_agent_metrics_reach_a_real_prometheus() {
     );
 
     // Labels: without a cluster, pods by uid, containers by short id, namespace and workload
-    // _unknown; process names are not labels of pods.
+    // (unknown); process names are not labels of pods.
     let series = prometheus.query(&format!("dnslens_queries_total{{pod=\"{}\"}}", web.pod_uid));
     let labels = &series.first().expect("web's queries").0;
-    assert_eq!(labels["namespace"], "_unknown", "{labels:?}");
-    assert_eq!(labels["workload"], "_unknown", "{labels:?}");
+    assert_eq!(labels["namespace"], "(unknown)", "{labels:?}");
+    assert_eq!(labels["workload"], "(unknown)", "{labels:?}");
     assert_eq!(labels["container"], &web.container_id[..12], "{labels:?}");
     let latency = prometheus.query(
-        "sum(dnslens_response_latency_seconds_count{namespace=\"_unknown\", workload=\"_unknown\"})",
+        "sum(dnslens_response_latency_seconds_count{namespace=\"(unknown)\", workload=\"(unknown)\"})",
     );
     let answered: u64 = want_responses.values().sum();
     assert!(

@@ -33,7 +33,7 @@ pub enum Runtime {
     Unknown,
 }
 
-impl dnslens_probe::Named for Runtime {
+impl dnslens_abi::Named for Runtime {
     const ALL: &'static [Self] = &[
         Runtime::Containerd,
         Runtime::CriO,

@@ -7,19 +7,17 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::identity::{write_into, Identity};
 use crate::model::{Container, DnsEvent, Kind, Role};
 
 /// Distinct keys counted per interval before new keys fold into [`OTHER`].
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// The row that collects keys past the capacity.
 pub const OTHER: &str = "(other)";
-/// Pod, namespace, workload and container keys of processes outside containers and pods.
-pub const HOST: &str = "(host)";
-/// ... of events whose cgroup was not resolved, or whose pod the directory does not know.
-pub const UNKNOWN: &str = "(unknown)";
-/// ... of containers outside pods (pod, namespace, workload), or of processes in a pod's own
-/// cgroup (container).
-pub const NONE: &str = "(none)";
+/// The keys of processes outside containers and pods, of events whose cgroup was not
+/// resolved or whose pod the directory does not know, and of what a process lacks (the pod of a
+/// container outside pods, the container of a process in a pod's own cgroup).
+pub use crate::identity::{HOST, NONE, UNKNOWN};
 
 /// What the queries are counted by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,36 +56,25 @@ impl CountBy {
 
 /// Writes the pod, namespace, workload or container key of `e` into `out` (cleared first).
 fn placement_key(by: CountBy, e: &DnsEvent, out: &mut String) {
-    out.clear();
-    let pod = e.who.pod.as_ref();
-    let info = pod.and_then(|p| p.info.as_deref());
-    let key = match (e.who.host, by) {
-        (None, _) => Err(UNKNOWN),
-        (Some(true), _) => Err(HOST),
-        (Some(false), CountBy::Container) => match (e.who.container.as_ref(), info) {
-            (None, _) => Err(NONE),
-            (Some(Container { name: Some(c), .. }), Some(p)) => {
-                Ok(write!(out, "{}/{}/{c}", p.namespace, p.name))
+    let id = Identity::of(&e.who);
+    match (id, by) {
+        (Identity::Unknown(_), _) => write_into(out, UNKNOWN),
+        (Identity::Host(_), _) => write_into(out, HOST),
+        (_, CountBy::Container) => match (id.container(), id) {
+            (None, _) => write_into(out, NONE),
+            (Some(Container { name: Some(c), .. }), Identity::Pod { info: Some(p), .. }) => {
+                write_into(out, format_args!("{}/{}/{c}", p.namespace, p.name))
             }
-            (Some(c), _) => Ok(out.write_str(c.short_id())),
+            (Some(c), _) => write_into(out, c.short_id()),
         },
-        (Some(false), by) => match (pod, info) {
-            (None, _) => Err(NONE),
-            (Some(pod), None) if by == CountBy::Pod => Ok(out.write_str(&pod.uid)),
-            (Some(_), None) => Err(UNKNOWN),
-            (_, Some(p)) => Ok(match (by, &p.workload) {
-                (CountBy::Namespace, _) => out.write_str(&p.namespace),
-                (CountBy::Workload, Some(w)) => {
-                    write!(out, "{}/{}/{}", p.namespace, w.kind, w.name)
-                }
-                (CountBy::Workload, None) => write!(out, "{}/Pod/{}", p.namespace, p.name),
-                _ => write!(out, "{}/{}", p.namespace, p.name),
-            }),
+        (Identity::Container(_), _) => write_into(out, NONE),
+        (Identity::Pod { info: None, .. }, CountBy::Pod) => write_into(out, id),
+        (Identity::Pod { info: None, .. }, _) => write_into(out, UNKNOWN),
+        (Identity::Pod { info: Some(p), .. }, by) => match (by, id.workload()) {
+            (CountBy::Namespace, _) => write_into(out, &p.namespace),
+            (CountBy::Workload, Some(w)) => write_into(out, w),
+            _ => write_into(out, id),
         },
-    };
-    match key {
-        Ok(written) => written.expect("writing to a String cannot fail"),
-        Err(sentinel) => out.push_str(sentinel),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use dnslens_probe::{Direction, ExecEvent, Record, Transport};
+use dnslens_abi::{Direction, ExecEvent, Record, Transport};
 use dnslens_wire::{DecodeError, Frame, Message, Section, TcpFramer};
 
 use crate::bounded::Lru;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use dnslens_probe::ExecEvent;
+use dnslens_abi::ExecEvent;
 
 use crate::bounded::Lru;
 use crate::cgroup::{CgroupResolver, CgroupStats};

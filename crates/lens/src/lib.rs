@@ -15,6 +15,7 @@ pub mod count;
 pub mod decode;
 pub mod enrich;
 pub mod filter;
+pub mod identity;
 pub mod model;
 pub mod pipeline;
 pub mod pods;

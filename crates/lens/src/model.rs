@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::container::Runtime;
 use crate::pods::PodInfo;
-use dnslens_probe::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
+use dnslens_abi::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
 use dnslens_wire::{Message, Rcode, RecordType};
 
 /// What the event reports.
@@ -27,7 +27,7 @@ pub enum Role {
     Server,
 }
 
-impl dnslens_probe::Named for Role {
+impl dnslens_abi::Named for Role {
     const ALL: &'static [Self] = &[Role::Client, Role::Server];
 
     fn name(self) -> &'static str {
@@ -173,6 +173,17 @@ pub struct ProcessInfo {
     pub exe: Option<Arc<str>>,
     pub uid: u32,
     pub ppid: u32,
+}
+
+impl ProcessInfo {
+    /// The process name, or the thread name when the leader's is unknown.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.comm
+        } else {
+            &self.name
+        }
+    }
 }
 
 /// One DNS message seen in a process, or one query that was never answered.

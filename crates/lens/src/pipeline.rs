@@ -235,7 +235,7 @@ mod tests {
             (c.src.to_string(), c.dst.to_string()),
             ("10.0.0.2:0".into(), "10.0.0.1:443".into())
         );
-        assert_eq!(c.transport, dnslens_probe::Transport::Tcp);
+        assert_eq!(c.transport, dnslens_abi::Transport::Tcp);
         assert_eq!(
             (c.who.process.pid, c.who.process.tid, c.who.socket),
             (123, 124, 777)

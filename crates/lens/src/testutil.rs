@@ -62,8 +62,8 @@ pub fn dns_message(
 
 /// Header of an IPv4 UDP event of pid 123 on socket 777: `send` from 10.0.0.2:40000 to
 /// 10.0.0.1:53, or `recv` of the reverse.
-pub fn header(send: bool, mono_ns: u64, payload_len: usize) -> dnslens_probe::EventHeader {
-    let mut h = dnslens_probe::EventHeader {
+pub fn header(send: bool, mono_ns: u64, payload_len: usize) -> dnslens_abi::EventHeader {
+    let mut h = dnslens_abi::EventHeader {
         kind: 1,
         timestamp_ns: mono_ns,
         process_start_ns: 99,
@@ -91,9 +91,9 @@ pub fn header(send: bool, mono_ns: u64, payload_len: usize) -> dnslens_probe::Ev
 }
 
 /// Header of a connect record of pid 123 from 10.0.0.2 (no port yet) to 10.0.0.1:443.
-pub fn connect_header(mono_ns: u64) -> dnslens_probe::EventHeader {
+pub fn connect_header(mono_ns: u64) -> dnslens_abi::EventHeader {
     let mut h = header(true, mono_ns, 0);
-    h.kind = dnslens_probe::RECORD_CONNECT;
+    h.kind = dnslens_abi::RECORD_CONNECT;
     h.protocol = 6;
     h.syscall = 11;
     h.local_port = 0;
@@ -112,7 +112,7 @@ pub fn pod_bytes<T: Copy>(value: &T) -> Vec<u8> {
 }
 
 /// A ring-buffer record: the header bytes then the payload.
-pub fn record(header: &dnslens_probe::EventHeader, payload: &[u8]) -> Vec<u8> {
+pub fn record(header: &dnslens_abi::EventHeader, payload: &[u8]) -> Vec<u8> {
     let mut out = pod_bytes(header);
     out.extend_from_slice(payload);
     out
@@ -120,9 +120,9 @@ pub fn record(header: &dnslens_probe::EventHeader, payload: &[u8]) -> Vec<u8> {
 
 /// An exec record.
 pub fn exec_record(tgid: u32, start_ns: u64, path: &str) -> Vec<u8> {
-    let mut filename = [0u8; dnslens_probe::PATH_LEN];
+    let mut filename = [0u8; dnslens_abi::PATH_LEN];
     filename[..path.len()].copy_from_slice(path.as_bytes());
-    pod_bytes(&dnslens_probe::ExecHeader {
+    pod_bytes(&dnslens_abi::ExecHeader {
         kind: 2,
         tgid,
         process_start_ns: start_ns,

@@ -3,7 +3,6 @@
 //! Order, as in libbpf-bootstrap: preflight (BTF, tracefs) -> set config -> load -> attach ->
 //! poll. Dropping [`Probe`] drops the links, which detaches every hook.
 
-mod event;
 mod preflight;
 
 use std::{
@@ -17,18 +16,10 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-pub use event::*;
+pub use dnslens_abi::*;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnslens.bpf.o"));
 
-/// `DNSLENS_MAX_PORTS`.
-pub const MAX_PORTS: usize = 8;
-
-/// Syscalls that move DNS, for the per-syscall tracepoint fallback.
-const SYSCALLS: &[&str] = &[
-    "sendto", "sendmsg", "sendmmsg", "write", "writev", "recvfrom", "recvmsg", "recvmmsg", "read",
-    "readv",
-];
 const EXIT_BTF_PROGRAM: &str = "sys_exit_btf";
 const EXIT_TRACEPOINT_PROGRAM: &str = "sys_exit_tracepoint";
 const EXEC_PROGRAM: &str = "sched_process_exec";
@@ -132,46 +123,6 @@ pub struct ProgramStats {
     pub name: String,
     pub run_count: u64,
     pub run_time: Duration,
-}
-
-/// `enum dnslens_counter`, in index order.
-pub const COUNTER_NAMES: [&str; 8] = [
-    "events",
-    "ringbuf_full",
-    "read_failed",
-    "truncated",
-    "mmsg_skipped",
-    "iov_skipped",
-    "other_path",
-    "exec_lost",
-];
-
-/// The kernel side's counters (`enum dnslens_counter`), summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelCounters {
-    /// Events (DNS messages and connects) written to the ring buffer.
-    pub events: u64,
-    /// Events (DNS messages and connects) lost because the ring buffer was full.
-    pub ringbuf_full: u64,
-    /// Events lost because user memory could not be read.
-    pub read_failed: u64,
-    /// Events whose payload was cut at [`MAX_PAYLOAD`].
-    pub truncated: u64,
-    /// Messages past the per-call limit in one sendmmsg/recvmmsg, not captured.
-    pub mmsg_skipped: u64,
-    /// Messages with more iovecs than are read; the tail was not captured.
-    pub iov_skipped: u64,
-    /// DNS socket I/O not from a hooked syscall (sendfile, io_uring, kernel callers).
-    pub other_path: u64,
-    /// Exec records lost because the ring buffer was full (those processes' exe may be null).
-    pub exec_lost: u64,
-}
-
-impl KernelCounters {
-    /// Messages the kernel side saw but did not deliver whole.
-    pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.read_failed + self.mmsg_skipped + self.other_path
-    }
 }
 
 /// The loaded, attached BPF object. Dropping it detaches everything.
@@ -320,26 +271,15 @@ impl Probe {
 
     /// The kernel side's counters, summed over CPUs.
     pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
-        let mut sums = [0u64; COUNTER_NAMES.len()];
-        for (index, sum) in (0u32..).zip(sums.iter_mut()) {
+        let mut sums = KernelCounters::default();
+        for counter in KernelCounter::ALL {
             let per_cpu = self
                 .counters
-                .get(&index, 0)
+                .get(&(counter as u32), 0)
                 .map_err(|e| ProbeError::Read(e.to_string()))?;
-            *sum = per_cpu.iter().sum();
+            sums.0[counter as usize] = per_cpu.iter().sum();
         }
-        let [events, ringbuf_full, read_failed, truncated, mmsg_skipped, iov_skipped, other_path, exec_lost] =
-            sums;
-        Ok(KernelCounters {
-            events,
-            ringbuf_full,
-            read_failed,
-            truncated,
-            mmsg_skipped,
-            iov_skipped,
-            other_path,
-            exec_lost,
-        })
+        Ok(sums)
     }
 }
 
@@ -415,10 +355,10 @@ fn attach_capture(
                 hooks
             }
             CaptureMode::SyscallExit => vec![attach_btf(ebpf, btf, EXIT_BTF_PROGRAM, "sys_exit")],
-            _ => SYSCALLS
+            _ => Syscall::MESSAGES
                 .iter()
                 .map(|syscall| {
-                    let tracepoint = format!("sys_exit_{syscall}");
+                    let tracepoint = format!("sys_exit_{}", syscall.as_str());
                     attach_tracepoint(ebpf, EXIT_TRACEPOINT_PROGRAM, "syscalls", &tracepoint)
                 })
                 .collect(),

@@ -195,7 +195,7 @@ mod tests {
         sink.alert(&alert).unwrap();
         let text = super::super::metrics::encode(&sink.metrics.registry(), false);
         assert!(
-            text.contains("dnslens_queries_total{namespace=\"_unknown\""),
+            text.contains("dnslens_queries_total{namespace=\"(unknown)\""),
             "{text}"
         );
         let lines = String::from_utf8(sink.json.into_inner()).unwrap();

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 
 use dnslens_detect::{Alert, Severity};
 use dnslens_lens::clock::Civil;
-use dnslens_lens::model::Attribution;
+use dnslens_lens::identity::{write_into, Identity};
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
 
@@ -296,14 +296,9 @@ impl<W: Write> TableSink<W> {
                 }
                 Cell::Cgroup => push_cell(line, col, short_cgroup(&e.who.cgroup), None),
                 Cell::Pod => {
-                    cell.clear();
-                    match &e.who.pod {
-                        Some(pod) => match (pod.namespace(), pod.name()) {
-                            (Some(ns), Some(name)) => write!(cell, "{ns}/{name}")
-                                .expect("writing to a String cannot fail"),
-                            _ => cell.push_str(&pod.uid),
-                        },
-                        None => cell.push('-'),
+                    match Identity::of(&e.who) {
+                        id @ Identity::Pod { .. } => write_into(cell, id),
+                        _ => write_into(cell, '-'),
                     }
                     push_cell(line, col, cell, None);
                 }
@@ -402,7 +397,7 @@ impl<W: Write> Sink for TableSink<W> {
             "{start}ALERT {} {} {} {}{end}",
             alert.detector,
             alert.severity.as_str(),
-            AlertSubject(&alert.who),
+            Identity::of(&alert.who),
             alert.summary
         )
     }
@@ -480,28 +475,6 @@ impl Display for Latency {
             1_000..10_000 => write!(f, "{:.2}ms", us as f64 / 1e3),
             10_000..1_000_000 => write!(f, "{:.1}ms", us as f64 / 1e3),
             _ => write!(f, "{:.2}s", us as f64 / 1e6),
-        }
-    }
-}
-
-/// Whom an alert line names: the pod (`namespace/name`, or its uid while unnamed), else the
-/// container (12 hex digits of its id), else the process (`name[pid]`).
-struct AlertSubject<'a>(&'a Attribution);
-
-impl Display for AlertSubject<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let who = self.0;
-        match (&who.pod, &who.container) {
-            (Some(pod), _) => match (pod.namespace(), pod.name()) {
-                (Some(ns), Some(name)) => write!(f, "{ns}/{name}"),
-                _ => f.write_str(&pod.uid),
-            },
-            (None, Some(c)) => f.write_str(c.short_id()),
-            (None, None) => {
-                let p = &who.process;
-                let name = if p.name.is_empty() { &p.comm } else { &p.name };
-                write!(f, "{name}[{}]", p.pid)
-            }
         }
     }
 }
@@ -893,7 +866,7 @@ mod tests {
         assert_eq!(
             lines(false),
             [
-                format!("ALERT resolver_bypass high dig[123] {tail}"),
+                format!("ALERT resolver_bypass high (unknown) dig {tail}"),
                 format!("ALERT resolver_bypass medium {} {tail}", unnamed.uid),
                 format!("ALERT resolver_bypass low production/payment-svc-7d4b9f-xk2p1 {tail}"),
                 format!("ALERT resolver_bypass low 0123456789ab {tail}"),

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use dnslens_probe::{Direction, Transport};
+use dnslens_abi::{Direction, Transport};
 
 use crate::alert::Alert;
 use crate::clock::Rfc3339;

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnslens_detect::Alert;
+use dnslens_lens::identity::Identity;
 use dnslens_lens::model::Attribution;
-use dnslens_lens::model::{Container, Kind, Pod, Role};
+use dnslens_lens::model::{Container, Kind, Role};
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
-use dnslens_probe::{KernelCounters, COUNTER_NAMES};
+use dnslens_probe::KernelCounter;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,13 +36,11 @@ use prometheus_client::registry::{Metric, Registry, Unit};
 use super::{Sink, Status};
 use names::Type;
 
-/// Namespace label of processes outside containers and pods (their workload: the process name).
-pub const HOST: &str = "_host";
-/// Namespace and workload labels of pods not named yet (no cluster, or not listed yet) and of
-/// events whose cgroup is unknown.
-pub const UNKNOWN: &str = "_unknown";
-/// Namespace and workload labels of containers outside pods (plain Docker, Podman).
-pub const NO_POD: &str = "_none";
+/// The namespace label of processes outside containers and pods (their workload: the process
+/// name); the namespace and workload labels of pods not named yet (no cluster, or not listed yet)
+/// and of events whose cgroup is unknown; those of containers outside pods (plain Docker,
+/// Podman). The markers every view uses.
+pub use dnslens_lens::identity::{HOST, NONE, UNKNOWN};
 /// Namespace label of folded label sets; their other labels are [`OTHER`].
 pub const FOLDED_NAMESPACE: &str = "_other";
 /// Label value for what is not exported by name.
@@ -486,53 +485,33 @@ impl Workload {
 /// holding it only makes its own key.
 const SEP: char = '\u{1f}';
 
-/// Writes `namespace SEP workload SEP pod SEP container` of a process placed as given into `key`;
-/// returns where the workload key (`namespace SEP workload`) ends.
-fn placement_key(
-    host: Option<bool>,
-    pod: Option<&Pod>,
-    container: Option<&Container>,
-    process_name: &str,
-    key: &mut String,
-) -> usize {
+/// Writes `namespace SEP workload SEP pod SEP container` of `who` into `key`; returns where the
+/// workload key (`namespace SEP workload`) ends.
+fn placement_key(who: &Attribution, key: &mut String) -> usize {
     key.clear();
-    let container_label = |key: &mut String| match container {
+    let id = Identity::of(who);
+    let written = match id {
+        Identity::Host(p) => write!(key, "{HOST}{SEP}{}", p.display_name()),
+        Identity::Pod { .. } => match id.workload() {
+            Some(w) => write!(key, "{}{SEP}{}/{}", w.namespace, w.kind, w.name),
+            None => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
+        },
+        Identity::Container(_) => write!(key, "{NONE}{SEP}{NONE}"),
+        Identity::Unknown(_) => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
+    };
+    written.expect("writing to a String cannot fail");
+    let workload_end = key.len();
+    key.push(SEP);
+    if let Identity::Pod { pod, info, .. } = id {
+        key.push_str(info.map_or(&*pod.uid, |p| &p.name));
+    }
+    key.push(SEP);
+    match id.container() {
         Some(Container {
             name: Some(name), ..
         }) => key.push_str(name),
         Some(c) => key.push_str(c.short_id()),
         None => {}
-    };
-    match (host, pod) {
-        (Some(true), _) => {
-            let _ = write!(key, "{HOST}{SEP}{process_name}");
-        }
-        (Some(false), Some(pod)) => match pod.info.as_deref() {
-            Some(info) => {
-                let _ = match &info.workload {
-                    Some(w) => write!(key, "{}{SEP}{}/{}", info.namespace, w.kind, w.name),
-                    None => write!(key, "{}{SEP}Pod/{}", info.namespace, info.name),
-                };
-            }
-            None => {
-                let _ = write!(key, "{UNKNOWN}{SEP}{UNKNOWN}");
-            }
-        },
-        (Some(false), None) if container.is_some() => {
-            let _ = write!(key, "{NO_POD}{SEP}{NO_POD}");
-        }
-        _ => {
-            let _ = write!(key, "{UNKNOWN}{SEP}{UNKNOWN}");
-        }
-    }
-    let workload_end = key.len();
-    key.push(SEP);
-    if let (Some(false), Some(pod)) = (host, pod) {
-        key.push_str(pod.name().unwrap_or(&pod.uid));
-    }
-    key.push(SEP);
-    if host == Some(false) {
-        container_label(key);
     }
     workload_end
 }
@@ -652,13 +631,7 @@ impl MetricsSink {
         if e.role != Role::Client {
             return;
         }
-        let end = placement_key(
-            e.who.host,
-            e.who.pod.as_ref(),
-            e.who.container.as_ref(),
-            &e.who.process.name,
-            &mut self.key,
-        );
+        let end = placement_key(&e.who, &mut self.key);
         let slot = self.slot(end);
         let (placement, folded_placement) = match slot {
             Slot::Known => (
@@ -706,20 +679,7 @@ impl MetricsSink {
     }
 
     fn count_alert(&mut self, a: &Alert) {
-        let Attribution {
-            host,
-            pod,
-            container,
-            process,
-            ..
-        } = &a.who;
-        let end = placement_key(
-            *host,
-            pod.as_ref(),
-            container.as_ref(),
-            &process.name,
-            &mut self.key,
-        );
+        let end = placement_key(&a.who, &mut self.key);
         let workload = match self.workload_slot(end) {
             Some(key) => self.workloads.get_mut(&key).expect("just made"),
             None => {
@@ -744,9 +704,9 @@ impl MetricsSink {
         if let Some(k) = &s.kernel {
             f.events_lost
                 .inner()
-                .store(k.ringbuf_full, Ordering::Relaxed);
-            for (name, n) in COUNTER_NAMES.iter().zip(kernel_values(k)) {
-                store(&f.kernel_events, "kind", name, n);
+                .store(k.get(KernelCounter::RingbufFull), Ordering::Relaxed);
+            for (counter, n) in k.iter() {
+                store(&f.kernel_events, "kind", counter.name(), n);
             }
         }
         let (used, size) = s.ring;
@@ -835,20 +795,6 @@ impl MetricsSink {
     }
 }
 
-/// The kernel counters in [`COUNTER_NAMES`] order.
-fn kernel_values(k: &KernelCounters) -> [u64; COUNTER_NAMES.len()] {
-    [
-        k.events,
-        k.ringbuf_full,
-        k.read_failed,
-        k.truncated,
-        k.mmsg_skipped,
-        k.iov_skipped,
-        k.other_path,
-        k.exec_lost,
-    ]
-}
-
 impl Sink for MetricsSink {
     /// Counts; shows nothing.
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
@@ -884,8 +830,10 @@ mod tests {
     use dnslens_detect::{Detector, Evidence, Severity};
     use dnslens_lens::container::Runtime;
     use dnslens_lens::model::sample;
+    use dnslens_lens::model::Pod;
     use dnslens_lens::pods::{PodInfo, Workload as PodWorkload};
     use dnslens_lens::Stats;
+    use dnslens_probe::KernelCounters;
 
     /// One sample line of the exposition.
     #[derive(Debug, Clone, PartialEq)]
@@ -1095,7 +1043,7 @@ mod tests {
         );
         assert_eq!(
             only([
-                ("namespace", "_host"),
+                ("namespace", "(host)"),
                 ("workload", "dig"),
                 ("pod", ""),
                 ("container", ""),
@@ -1105,8 +1053,8 @@ mod tests {
         );
         assert_eq!(
             only([
-                ("namespace", "_unknown"),
-                ("workload", "_unknown"),
+                ("namespace", "(unknown)"),
+                ("workload", "(unknown)"),
                 ("pod", "uid-shop-web-7d9f-abcde"),
                 ("container", "0123456789ab"),
                 ("qtype", "other")
@@ -1115,8 +1063,8 @@ mod tests {
         );
         assert_eq!(
             only([
-                ("namespace", "_none"),
-                ("workload", "_none"),
+                ("namespace", "(none)"),
+                ("workload", "(none)"),
                 ("pod", ""),
                 ("container", "0123456789ab"),
                 ("qtype", "A")
@@ -1125,8 +1073,8 @@ mod tests {
         );
         assert_eq!(
             only([
-                ("namespace", "_unknown"),
-                ("workload", "_unknown"),
+                ("namespace", "(unknown)"),
+                ("workload", "(unknown)"),
                 ("pod", ""),
                 ("container", ""),
                 ("qtype", "A")
@@ -1366,12 +1314,11 @@ mod tests {
     fn health_comes_from_the_status() {
         let mut sink = MetricsSink::new(Limits::default());
         let mut st = status(Instant::now());
-        st.kernel = Some(KernelCounters {
-            events: 100,
-            ringbuf_full: 7,
-            read_failed: 1,
-            ..KernelCounters::default()
-        });
+        let mut kernel = KernelCounters::default();
+        kernel.set(KernelCounter::Events, 100);
+        kernel.set(KernelCounter::RingbufFull, 7);
+        kernel.set(KernelCounter::ReadFailed, 1);
+        st.kernel = Some(kernel);
         st.ring = (512, 1 << 20);
         st.output = OutputStats {
             waited: Duration::from_millis(1500),
@@ -1423,7 +1370,10 @@ mod tests {
             Some(4.0)
         );
         // Counters follow the source, which only grows.
-        st.kernel.as_mut().unwrap().ringbuf_full = 9;
+        st.kernel
+            .as_mut()
+            .unwrap()
+            .set(KernelCounter::RingbufFull, 9);
         sink.status(&st);
         assert_eq!(
             value(&scrape(&sink), "dnslens_events_lost_total", &[]),

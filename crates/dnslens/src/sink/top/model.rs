@@ -8,12 +8,12 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use dnslens_detect::{Alert, Detector, Severity};
 use dnslens_lens::bounded::Lru;
-use dnslens_lens::model::{Container, Pod, ProcessInfo};
+use dnslens_lens::identity::{write_into, Identity};
+use dnslens_lens::model::Attribution;
 use dnslens_lens::topk::TopK;
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
@@ -363,44 +363,12 @@ impl Sums {
     }
 }
 
-/// Who an event or an alert is about: enough to find its row in either grouping.
-struct Who<'a> {
-    process: &'a ProcessInfo,
-    host: Option<bool>,
-    container: Option<&'a Container>,
-    pod: Option<&'a Pod>,
-}
-
-impl Who<'_> {
-    fn name(&self) -> &str {
-        match self.process.name.as_str() {
-            "" => &self.process.comm,
-            name => name,
-        }
-    }
-
-    /// The pod row's key, which is also its label: `namespace/name`, the pod's uid while the
-    /// directory does not know it, `runtime:id` for a container outside pods, `(host) name`
-    /// for a process outside containers, `(unknown) name` while its cgroup is not resolved.
-    fn place(&self, out: &mut String) {
-        out.clear();
-        let written = match (self.pod, self.container, self.host) {
-            (Some(pod), _, _) => match (pod.namespace(), pod.name()) {
-                (Some(ns), Some(name)) => write!(out, "{ns}/{name}"),
-                _ => out.write_str(&pod.uid),
-            },
-            (None, Some(c), _) => write!(out, "{}:{}", c.runtime.as_str(), c.short_id()),
-            (None, None, Some(true)) => write!(out, "(host) {}", self.name()),
-            (None, None, _) => write!(out, "(unknown) {}", self.name()),
-        };
-        written.expect("writing to a String cannot fail");
-    }
-
-    /// The process row's key: pid and name (a reused pid is another process).
-    fn process_key(&self, out: &mut String) {
-        out.clear();
-        write!(out, "{} {}", self.process.pid, self.name()).expect("writing to a String");
-    }
+/// The process row's key: pid and name (a reused pid is another process).
+fn process_key(who: &Attribution, out: &mut String) {
+    write_into(
+        out,
+        format_args!("{} {}", who.process.pid, who.process.display_name()),
+    );
 }
 
 /// One row's state.
@@ -536,14 +504,8 @@ impl Model {
         }
         self.events += 1;
         self.all.record(e);
-        let who = Who {
-            process: &e.who.process,
-            host: e.who.host,
-            container: e.who.container.as_ref(),
-            pod: e.who.pod.as_ref(),
-        };
         for grouping in [Grouping::Pod, Grouping::Process] {
-            let row = self.row(grouping, &who);
+            let row = self.row(grouping, &e.who);
             row.window.record(e);
             if e.kind == Kind::Query {
                 row.total += 1;
@@ -556,10 +518,10 @@ impl Model {
     }
 
     /// The row of `who` in `grouping`, made if new (evicting the least recent when full).
-    fn row(&mut self, grouping: Grouping, who: &Who<'_>) -> &mut Row {
+    fn row(&mut self, grouping: Grouping, who: &Attribution) -> &mut Row {
         match grouping {
-            Grouping::Pod => who.place(&mut self.key),
-            Grouping::Process => who.process_key(&mut self.key),
+            Grouping::Pod => write_into(&mut self.key, Identity::of(who)),
+            Grouping::Process => process_key(who, &mut self.key),
         }
         let rows = &mut self.tables[grouping.index()].rows;
         if rows.contains(self.key.as_str()) {
@@ -568,9 +530,9 @@ impl Model {
         let (pid, name, place) = match grouping {
             Grouping::Pod => (None, self.key.clone(), String::new()),
             Grouping::Process => {
-                let mut place = String::new();
-                who.place(&mut place);
-                (Some(who.process.pid), who.name().to_string(), place)
+                let place = Identity::of(who).to_string();
+                let name = who.process.display_name().to_string();
+                (Some(who.process.pid), name, place)
             }
         };
         rows.get_or_insert_with(self.key.clone(), || Row {
@@ -587,19 +549,13 @@ impl Model {
 
     /// Keeps `alert` among the recent ones.
     pub fn alert(&mut self, alert: &Alert) {
-        let a = &alert.who;
-        let who = Who {
-            process: &a.process,
-            host: a.host,
-            container: a.container.as_ref(),
-            pod: a.pod.as_ref(),
-        };
+        let who = &alert.who;
         let mut keys = [String::new(), String::new()];
-        who.place(&mut keys[Grouping::Pod.index()]);
-        who.process_key(&mut keys[Grouping::Process.index()]);
+        write_into(&mut keys[Grouping::Pod.index()], Identity::of(who));
+        process_key(who, &mut keys[Grouping::Process.index()]);
         let subjects = [
             keys[Grouping::Pod.index()].clone(),
-            format!("{}[{}]", who.name(), a.process.pid),
+            format!("{}[{}]", who.process.display_name(), who.process.pid),
         ];
         if self.alerts.len() == MAX_ALERTS {
             self.alerts.pop_back();

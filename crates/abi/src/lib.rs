@@ -1,12 +1,18 @@
-//! The Rust view of the records in `bpf/dnslens.h`: `struct dnslens_event` (DNS messages, and
-//! connects, which are its header alone) and `struct dnslens_exec_event`. The layout is checked
-//! against the C header by `tests/layout.rs`; change both together.
+//! The kernel/user boundary: the Rust view of `bpf/dnslens.h`. The records (`struct
+//! dnslens_event` for DNS messages and connects, which are its header alone, and `struct
+//! dnslens_exec_event`), and one list each of the values its enums name: record kinds,
+//! directions, syscalls and counters. `tests/layout.rs` compiles the C header and checks every
+//! offset, size and enum value against this file; change both together.
+//!
+//! No I/O and no BPF library: the pure crates (lens, detect) depend on this, not on the loader.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// `DNSLENS_MAX_PAYLOAD`: bytes of one message copied per event.
 pub const MAX_PAYLOAD: usize = 4096;
 const COMM_LEN: usize = 16;
+/// `DNSLENS_MAX_PORTS`: ports that count as DNS.
+pub const MAX_PORTS: usize = 8;
 /// `DNSLENS_CGROUP_NAME_LEN`.
 pub const CGROUP_NAME_LEN: usize = 128;
 /// `DNSLENS_PATH_LEN`.
@@ -228,6 +234,20 @@ impl Named for Syscall {
 }
 
 impl Syscall {
+    /// The syscalls that move DNS messages (all but `Connect`): the per-syscall tracepoints.
+    pub const MESSAGES: &'static [Syscall] = &[
+        Syscall::Sendto,
+        Syscall::Sendmsg,
+        Syscall::Sendmmsg,
+        Syscall::Write,
+        Syscall::Writev,
+        Syscall::Recvfrom,
+        Syscall::Recvmsg,
+        Syscall::Recvmmsg,
+        Syscall::Read,
+        Syscall::Readv,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Syscall::Sendto => "sendto",
@@ -242,6 +262,133 @@ impl Syscall {
             Syscall::Readv => "readv",
             Syscall::Connect => "connect",
         }
+    }
+}
+
+/// `enum dnslens_counter`: the kernel side's counters, in index order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelCounter {
+    /// Events (DNS messages and connects) written to the ring buffer.
+    Events,
+    /// Events lost because the ring buffer was full.
+    RingbufFull,
+    /// Events lost because user memory could not be read.
+    ReadFailed,
+    /// Events whose payload was cut at [`MAX_PAYLOAD`].
+    Truncated,
+    /// Messages past the per-call limit in one sendmmsg/recvmmsg, not captured.
+    MmsgSkipped,
+    /// Messages with more iovecs than are read; the tail was not captured.
+    IovSkipped,
+    /// DNS socket I/O not from a hooked syscall (sendfile, io_uring, kernel callers).
+    OtherPath,
+    /// Exec records lost because the ring buffer was full (those processes' exe may be null).
+    ExecLost,
+}
+
+impl KernelCounter {
+    /// Every counter, at its index (`DNSLENS_CNT_MAX` of them).
+    pub const ALL: [KernelCounter; 8] = [
+        KernelCounter::Events,
+        KernelCounter::RingbufFull,
+        KernelCounter::ReadFailed,
+        KernelCounter::Truncated,
+        KernelCounter::MmsgSkipped,
+        KernelCounter::IovSkipped,
+        KernelCounter::OtherPath,
+        KernelCounter::ExecLost,
+    ];
+
+    /// The name in metrics (`kind` label) and in the C enum (`DNSLENS_CNT_<NAME>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelCounter::Events => "events",
+            KernelCounter::RingbufFull => "ringbuf_full",
+            KernelCounter::ReadFailed => "read_failed",
+            KernelCounter::Truncated => "truncated",
+            KernelCounter::MmsgSkipped => "mmsg_skipped",
+            KernelCounter::IovSkipped => "iov_skipped",
+            KernelCounter::OtherPath => "other_path",
+            KernelCounter::ExecLost => "exec_lost",
+        }
+    }
+
+    /// What the final report calls it, after the number.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            KernelCounter::Events => "events",
+            KernelCounter::RingbufFull => "ring buffer full",
+            KernelCounter::ReadFailed => "read failed",
+            KernelCounter::Truncated => "cut at the payload limit",
+            KernelCounter::MmsgSkipped => "past the sendmmsg/recvmmsg limit",
+            KernelCounter::IovSkipped => "with iovecs past the limit",
+            KernelCounter::OtherPath => "not from a hooked syscall",
+            KernelCounter::ExecLost => "exec records lost",
+        }
+    }
+
+    /// Whether it counts DNS messages the kernel side saw but did not deliver whole.
+    pub fn is_loss(self) -> bool {
+        matches!(
+            self,
+            KernelCounter::RingbufFull
+                | KernelCounter::ReadFailed
+                | KernelCounter::MmsgSkipped
+                | KernelCounter::OtherPath
+        )
+    }
+}
+
+/// The kernel side's counters, summed over CPUs, indexed by [`KernelCounter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters(pub [u64; KernelCounter::ALL.len()]);
+
+impl KernelCounters {
+    pub fn get(&self, counter: KernelCounter) -> u64 {
+        self.0[counter as usize]
+    }
+
+    pub fn set(&mut self, counter: KernelCounter, value: u64) {
+        self.0[counter as usize] = value;
+    }
+
+    /// Messages the kernel side saw but did not deliver whole.
+    pub fn lost(&self) -> u64 {
+        KernelCounter::ALL
+            .into_iter()
+            .filter(|c| c.is_loss())
+            .map(|c| self.get(c))
+            .sum()
+    }
+
+    /// Every counter with its value, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (KernelCounter, u64)> + '_ {
+        KernelCounter::ALL.into_iter().map(|c| (c, self.get(c)))
+    }
+}
+
+impl std::fmt::Display for KernelCounters {
+    /// The final report's sentence: `18 events, 0 lost (ring buffer full 0, ...), 0 cut at ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} events, {} lost (",
+            self.get(KernelCounter::Events),
+            self.lost()
+        )?;
+        let losses = self.iter().filter(|(c, _)| c.is_loss());
+        for (i, (c, n)) in losses.enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            write!(f, "{sep}{} {n}", c.phrase())?;
+        }
+        f.write_str(")")?;
+        let others = self
+            .iter()
+            .filter(|(c, _)| *c != KernelCounter::Events && !c.is_loss());
+        for (c, n) in others {
+            write!(f, ", {n} {}", c.phrase())?;
+        }
+        Ok(())
     }
 }
 
@@ -443,6 +590,21 @@ fn c_str(bytes: &[u8]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_counters_report_losses_first_then_the_rest() {
+        let mut k = KernelCounters::default();
+        for (i, c) in KernelCounter::ALL.into_iter().enumerate() {
+            k.set(c, 10 + i as u64);
+        }
+        assert_eq!(k.lost(), 11 + 12 + 14 + 16);
+        assert_eq!(
+            k.to_string(),
+            "10 events, 53 lost (ring buffer full 11, read failed 12, \
+             past the sendmmsg/recvmmsg limit 14, not from a hooked syscall 16), \
+             13 cut at the payload limit, 15 with iovecs past the limit, 17 exec records lost"
+        );
+    }
 
     fn bytes(header: &EventHeader) -> Vec<u8> {
         // SAFETY: a repr(C) struct of integers and byte arrays with explicit padding.

@@ -1,10 +1,12 @@
-//! The Rust event header must match `struct dnslens_event` in bpf/dnslens.h byte for byte:
-//! compile the header with the host C compiler and compare every offset and size, and the enum
-//! values the records carry.
+//! The Rust view must match bpf/dnslens.h byte for byte: compile the header with the host C
+//! compiler (no clang needed) and compare every offset and size, and every enum value the
+//! records and the counters map carry.
 
 use std::{mem::offset_of, path::Path, process::Command};
 
-use dnslens_probe::{EventHeader, ExecHeader, Named, Syscall, MAX_PAYLOAD, MAX_PORTS};
+use dnslens_abi::{
+    Direction, EventHeader, ExecHeader, KernelCounter, Named, Syscall, MAX_PAYLOAD, MAX_PORTS,
+};
 
 macro_rules! fields {
     ($($field:ident),* $(,)?) => {
@@ -63,6 +65,14 @@ fn event_header_matches_the_c_header() {
     for kind in ["DNS", "EXEC", "CONNECT"] {
         program += &format!("printf(\"RECORD_{kind} %d\\n\", DNSLENS_RECORD_{kind});\n");
     }
+    for counter in KernelCounter::ALL {
+        let upper = counter.name().to_uppercase();
+        program += &format!("printf(\"CNT_{upper} %d\\n\", DNSLENS_CNT_{upper});\n");
+    }
+    for &direction in Direction::ALL {
+        let upper = direction.name().to_uppercase();
+        program += &format!("printf(\"DIR_{upper} %d\\n\", DNSLENS_DIR_{upper});\n");
+    }
     for &syscall in Syscall::ALL {
         let upper = syscall.as_str().to_uppercase();
         program += &format!("printf(\"SYS_{upper} %d\\n\", DNSLENS_SYS_{upper});\n");
@@ -115,11 +125,29 @@ fn event_header_matches_the_c_header() {
     );
     assert_eq!(c["exec.filename"], offset_of!(ExecHeader, filename));
     assert_eq!(c["exec.size"], std::mem::size_of::<ExecHeader>());
-    assert_eq!(c["PATH_LEN"], dnslens_probe::PATH_LEN);
-    assert_eq!(c["CNT_MAX"], dnslens_probe::COUNTER_NAMES.len());
-    assert_eq!(c["RECORD_DNS"], dnslens_probe::RECORD_DNS as usize);
-    assert_eq!(c["RECORD_EXEC"], dnslens_probe::RECORD_EXEC as usize);
-    assert_eq!(c["RECORD_CONNECT"], dnslens_probe::RECORD_CONNECT as usize);
+    assert_eq!(c["PATH_LEN"], dnslens_abi::PATH_LEN);
+    // One list, indexed by the C enum: every counter at its index, and no other.
+    assert_eq!(c["CNT_MAX"], KernelCounter::ALL.len());
+    for (index, counter) in KernelCounter::ALL.into_iter().enumerate() {
+        let name = format!("CNT_{}", counter.name().to_uppercase());
+        assert_eq!(c[name.as_str()], index, "DNSLENS_{name}");
+        assert_eq!(counter as usize, index, "{counter:?}");
+    }
+    for &direction in Direction::ALL {
+        let value = c[format!("DIR_{}", direction.name().to_uppercase()).as_str()];
+        let header = EventHeader {
+            direction: value as u8,
+            ..EventHeader::default()
+        };
+        assert_eq!(
+            header.direction(),
+            Ok(direction),
+            "DNSLENS_DIR_* value {value}"
+        );
+    }
+    assert_eq!(c["RECORD_DNS"], dnslens_abi::RECORD_DNS as usize);
+    assert_eq!(c["RECORD_EXEC"], dnslens_abi::RECORD_EXEC as usize);
+    assert_eq!(c["RECORD_CONNECT"], dnslens_abi::RECORD_CONNECT as usize);
     // Every `enum dnslens_syscall` value reads back as its syscall.
     for &syscall in Syscall::ALL {
         let value = c[format!("SYS_{}", syscall.as_str().to_uppercase()).as_str()];
