@@ -1,7 +1,7 @@
 //! The command line as typed: clap definitions only, values already of their type
 //! ([`crate::units`]). Checking values together and turning them into the settings that build
 //! the components is `settings.rs`. The agent's groups of flags are also the keys of its config
-//! file (`agent/config.rs`), so they derive `Deserialize` too.
+//! file (`settings/config.rs`), so they derive `Deserialize` too.
 
 use std::path::PathBuf;
 
