@@ -10,7 +10,6 @@ mod cluster;
 mod detect;
 mod flags;
 mod http;
-mod input;
 mod metrics;
 mod run;
 mod settings;
