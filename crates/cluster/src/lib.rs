@@ -21,6 +21,7 @@ use std::{
     time::Duration,
 };
 
+use dnslens_lens::counters::Counter;
 use dnslens_lens::pods::PodDirectory;
 
 pub use error::ClusterError;
@@ -83,6 +84,16 @@ pub struct ClusterStatus {
     pub relists: u64,
     /// Why the API server was last unreachable or refused, if it ever was.
     pub last_error: Option<String>,
+}
+
+impl ClusterStatus {
+    /// The cluster layer's rows of the health table ([`dnslens_lens::counters`]).
+    pub fn counters(&self, out: &mut Vec<Counter>) {
+        out.extend([
+            Counter::eviction("kubernetes", "pods", self.evicted),
+            Counter::eviction("kubernetes", "owner_cache", self.owner_cache_evicted),
+        ]);
+    }
 }
 
 /// The running watch. Dropping it stops the background thread.

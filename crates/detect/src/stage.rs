@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use dnslens_lens::counters::Counter;
 use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 
 use crate::aggregate::Aggregator;
@@ -88,6 +89,24 @@ pub struct DetectStats {
 impl DetectStats {
     pub fn alerts(&self, d: Detector) -> u64 {
         self.alerts[d.index()]
+    }
+
+    /// The detectors' rows of the health table ([`dnslens_lens::counters`]): their bounded
+    /// tables, and the baseline entries not learned at a limit.
+    pub fn counters(&self, out: &mut Vec<Counter>) {
+        let e = &self.evictions;
+        out.extend(
+            [
+                ("detector_processes", e.processes),
+                ("detector_tunnels", e.tunnels),
+                ("detector_lookups", e.lookups),
+                ("detector_workloads", e.workloads),
+                ("detector_answers", e.answers),
+                ("detector_aggregates", e.aggregates),
+                ("baseline", self.baseline_dropped),
+            ]
+            .map(|(table, n)| Counter::eviction("detectors", table, n)),
+        );
     }
 }
 

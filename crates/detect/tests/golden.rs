@@ -50,9 +50,7 @@ fn output(capture: &[u8]) -> Vec<u8> {
     let mut last_mono = 0;
     let write_alerts = |out: &mut Vec<u8>, alerts: &mut Vec<_>| {
         for alert in alerts.drain(..) {
-            let alert: dnslens_detect::Alert = alert;
-            out.extend_from_slice(alert.to_json_line().as_bytes());
-            out.push(b'\n');
+            schema::write_alert_line(out, &alert);
         }
     };
     for record in records(capture) {

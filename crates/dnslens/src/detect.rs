@@ -13,9 +13,9 @@ use dnslens_detect::{Alert, Config, DetectStats, Detector, Detectors, FakeProces
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{clock, DnsEvent};
 
-use crate::input::{self, Line};
 use crate::settings::{Detect, Learn, Replay};
 use crate::sink::{self, is_broken_pipe, Output, Sink};
+use dnslens_lens::schema::{self, Line};
 
 /// Bad input lines whose error is printed; the rest are only counted.
 const BAD_LINES_SHOWN: u64 = 5;
@@ -243,7 +243,7 @@ fn feed(
         counts.lines += 1;
         let parsed = std::str::from_utf8(&buf)
             .map_err(|e| anyhow::anyhow!("not UTF-8: {e}"))
-            .and_then(input::parse_line);
+            .and_then(|line| Ok(schema::parse_line(line)?));
         match parsed {
             Ok(None) => {}
             Ok(Some(Line::Alert)) => counts.alerts_skipped += 1,

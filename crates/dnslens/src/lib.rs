@@ -10,7 +10,6 @@ pub mod agent;
 mod cluster;
 pub mod detect;
 pub mod flags;
-mod input;
 pub mod run;
 pub mod settings;
 pub mod sink;
@@ -24,8 +23,7 @@ mod tests {
 
     /// The modules in layers: each may use only those after it, so no two import each other.
     const LAYERS: &[&str] = &[
-        "agent", "whois", "run", "detect", "cluster", "settings", "flags", "input", "sink", "stop",
-        "units",
+        "agent", "whois", "run", "detect", "cluster", "settings", "flags", "sink", "stop", "units",
     ];
 
     /// Every `crate::module` each file under `dir` names, with the file's own top module.

@@ -150,6 +150,20 @@ pub fn format_rfc3339(wall_ns: u64) -> String {
     Rfc3339(wall_ns).to_string()
 }
 
+/// The reader's side of [`Rfc3339`]: `2026-11-26T10:54:55.123456789Z` (1 to 9 digits of
+/// fraction, or none) to ns since the epoch; `None` for any other form or a time before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    // humantime takes a `.` without digits and cuts digits past the ninth: the writer makes
+    // neither, so they are refused here.
+    let fraction = text.get(19..text.len().checked_sub(1)?)?;
+    if !fraction.is_empty() && !(2..=10).contains(&fraction.len()) {
+        return None;
+    }
+    let time = humantime::parse_rfc3339(text).ok()?;
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -167,6 +181,40 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn times_read_back_as_formatted() {
+        for ns in [
+            0,
+            1,
+            951_782_400_123_456_789,   // 2000-02-29
+            1_795_690_495_123_456_789, // 2026-11-26
+            4_102_444_799_999_999_999, // 2099-12-31T23:59:59.999999999
+        ] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ns)), Some(ns), "{ns}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-26T10:54:55.5Z"),
+            Some(1_795_690_495_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-26T10:54:55Z"),
+            Some(1_795_690_495_000_000_000)
+        );
+        for bad in [
+            "",
+            "2026-11-26 10:54:55Z",
+            "2026-11-26T10:54:55",
+            "2026-11-26T10:54:55+01:00",
+            "2026-11-26T10:54:55.Z",
+            "2026-11-26T10:54:55.1234567890Z",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "２026-11-26T10:54:55Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_rfc3339_with_nanoseconds() {

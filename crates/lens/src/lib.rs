@@ -12,6 +12,7 @@ pub mod clock;
 pub mod container;
 pub mod correlate;
 pub mod count;
+pub mod counters;
 pub mod decode;
 pub mod enrich;
 pub mod filter;

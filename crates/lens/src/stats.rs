@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::cgroup::CgroupStats;
 use crate::correlate::CorrelateStats;
+use crate::counters::{Counter, CounterKind};
 use crate::decode::DecodeStats;
 use crate::enrich::ContainerStats;
 use crate::process::ProcessStats;
@@ -15,6 +16,37 @@ pub struct Stats {
     pub process: ProcessStats,
     pub cgroup: CgroupStats,
     pub containers: ContainerStats,
+}
+
+impl Stats {
+    /// The lens's rows of the health table ([`crate::counters`]).
+    pub fn counters(&self, out: &mut Vec<Counter>) {
+        let d = &self.decode;
+        let decode_error = |name, value| Counter {
+            stage: "decode",
+            name,
+            kind: CounterKind::DecodeError,
+            value,
+        };
+        out.push(decode_error("bad_record", d.bad_records));
+        out.extend(d.errors.iter().map(|(&kind, &n)| decode_error(kind, n)));
+        let miss = |stage, name, value| Counter {
+            stage,
+            name,
+            kind: CounterKind::Miss,
+            value,
+        };
+        out.extend([
+            Counter::eviction("pairing", "pairing", self.correlate.evicted),
+            Counter::eviction("decode", "tcp_streams", d.tcp_streams_evicted),
+            Counter::eviction("attribution", "process_cache", self.process.evictions),
+            Counter::eviction("attribution", "cgroup_cache", self.cgroup.evictions),
+            Counter::eviction("attribution", "container_cache", self.containers.evictions),
+            miss("attribution", "process", self.process.gone),
+            miss("attribution", "cgroup", self.cgroup.misses),
+            miss("attribution", "pod", self.containers.unknown),
+        ]);
+    }
 }
 
 /// One line per stage, for stderr.
@@ -102,5 +134,27 @@ mod tests {
         assert_eq!(text.lines().count(), 5);
         assert!(text.contains("2 decode errors (truncated 2)"), "{text}");
         assert!(text.contains("3 unmatched responses"), "{text}");
+    }
+
+    #[test]
+    fn counters_table_has_every_bounded_table_and_decode_error() {
+        let mut s = Stats::default();
+        s.decode.errors.insert("truncated", 2);
+        s.correlate.evicted = 4;
+        s.cgroup.evictions = 5;
+        let mut rows = Vec::new();
+        s.counters(&mut rows);
+        let mut report = String::new();
+        crate::counters::write_rows(&mut report, &rows, CounterKind::Eviction).unwrap();
+        assert_eq!(
+            report,
+            "pairing 4, tcp_streams 0, process_cache 0, cgroup_cache 5, container_cache 0"
+        );
+        let errors: Vec<(&str, u64)> = rows
+            .iter()
+            .filter(|c| c.kind == CounterKind::DecodeError)
+            .map(|c| (c.name, c.value))
+            .collect();
+        assert_eq!(errors, [("bad_record", 0), ("truncated", 2)]);
     }
 }

@@ -1,6 +1,6 @@
 //! Reads back the JSON lines `dnslens trace --json [--connects]` writes (docs/schema.md): the
-//! inverse of crates/lens/src/json.rs, for `dnslens detect --input`. Alert lines of the run that
-//! wrote the trace are recognised and skipped (the replay raises its own).
+//! inverse of [`super::write`], for `dnslens detect --input`. Alert lines of the run that wrote
+//! the trace are recognised and skipped (the replay raises its own).
 //!
 //! What the JSON does not carry is filled in as a replay needs it:
 //! - `mono_ns`, the detectors' clock, is the line's wall time (`time`): lines are fed in
@@ -15,17 +15,34 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
-use dnslens_lens::model::{
-    Answer, Attribution, ConnectEvent, Container, DnsEvent, KernelIds, MessageFlags, Pod,
-    ProcessInfo, TaskName,
-};
-use dnslens_lens::pods::{PodInfo, Workload};
-use dnslens_lens::{schema, Kind};
-use dnslens_probe::Named;
+use dnslens_abi::Named;
 use dnslens_wire::{Rcode, RecordType};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+
+use crate::clock::parse_rfc3339;
+use crate::model::{
+    Answer, Attribution, ConnectEvent, Container, DnsEvent, KernelIds, Kind, MessageFlags, Pod,
+    ProcessInfo, TaskName,
+};
+use crate::pods::{PodInfo, Workload};
+use crate::schema::parse_class;
+
+/// Why a line is not one the schema reads: which field and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(String);
+
+impl From<serde_json::Error> for ReadError {
+    fn from(e: serde_json::Error) -> Self {
+        ReadError(e.to_string())
+    }
+}
+
+/// `field: why`, as a context on an error.
+fn context(field: &str) -> impl Fn(&dyn std::fmt::Display) -> ReadError + '_ {
+    move |e| ReadError(format!("{field}: {e}"))
+}
 
 /// One line of a trace.
 #[derive(Debug)]
@@ -38,7 +55,7 @@ pub enum Line {
 
 /// Parses one line; `Ok(None)` for a blank one. Errors say which field and why; the caller
 /// adds the line number.
-pub fn parse_line(line: &str) -> anyhow::Result<Option<Line>> {
+pub fn parse_line(line: &str) -> Result<Option<Line>, ReadError> {
     if line.trim().is_empty() {
         return Ok(None);
     }
@@ -146,12 +163,12 @@ struct PodJson {
     labels: BTreeMap<String, String>,
 }
 
-fn time(text: &str) -> anyhow::Result<u64> {
-    parse_rfc3339(text).ok_or_else(|| anyhow!("time {text:?}: not an RFC 3339 UTC time"))
+fn time(text: &str) -> Result<u64, ReadError> {
+    parse_rfc3339(text).ok_or_else(|| ReadError(format!("time {text:?}: not an RFC 3339 UTC time")))
 }
 
 impl ConnectJson {
-    fn into_connect(self) -> anyhow::Result<ConnectEvent> {
+    fn into_connect(self) -> Result<ConnectEvent, ReadError> {
         let time_ns = time(&self.time)?;
         Ok(ConnectEvent {
             time_ns,
@@ -175,27 +192,27 @@ impl ConnectJson {
 }
 
 impl EventJson {
-    fn into_event(self, kind: Kind) -> anyhow::Result<DnsEvent> {
+    fn into_event(self, kind: Kind) -> Result<DnsEvent, ReadError> {
         let time_ns = time(&self.time)?;
-        let qtype: RecordType = self.qtype.parse().context("qtype")?;
+        let qtype: RecordType = self.qtype.parse().map_err(|e| context("qtype")(&e))?;
         let rcode = self
             .rcode
             .as_deref()
             .map(str::parse::<Rcode>)
             .transpose()
-            .context("rcode")?;
+            .map_err(|e| context("rcode")(&e))?;
         let answers = self
             .answers
             .into_iter()
             .map(|a| {
                 Ok(Answer {
-                    rtype: a.rtype.parse().context("answers: type")?,
+                    rtype: a.rtype.parse().map_err(|e| context("answers: type")(&e))?,
                     name: a.name,
                     ttl: a.ttl,
                     data: a.data,
                 })
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<Result<_, ReadError>>()?;
         Ok(DnsEvent {
             time_ns,
             mono_ns: time_ns,
@@ -204,11 +221,11 @@ impl EventJson {
             id: self.id,
             qname: self.qname,
             qtype,
-            qclass: schema::parse_class(&self.qclass).ok_or_else(|| {
-                anyhow!(
+            qclass: parse_class(&self.qclass).ok_or_else(|| {
+                ReadError(format!(
                     "qclass {:?}: expected IN, CH, HS, NONE, ANY or CLASSn",
                     self.qclass
-                )
+                ))
             })?,
             rcode,
             flags: self.flags,
@@ -252,9 +269,9 @@ impl From<ProcessJson> for ProcessInfo {
 }
 
 impl TryFrom<ContainerJson> for Container {
-    type Error = anyhow::Error;
+    type Error = ReadError;
 
-    fn try_from(c: ContainerJson) -> anyhow::Result<Container> {
+    fn try_from(c: ContainerJson) -> Result<Container, ReadError> {
         Ok(Container {
             id: Arc::from(c.id),
             runtime: named("container.runtime", &c.runtime)?,
@@ -288,36 +305,23 @@ impl From<PodJson> for Pod {
 }
 
 /// A value of one of the schema's named enums (`role`, `syscall`, ...).
-fn named<T: Named>(field: &str, text: &str) -> anyhow::Result<T> {
+fn named<T: Named>(field: &str, text: &str) -> Result<T, ReadError> {
     T::from_name(text).ok_or_else(|| {
         let names: Vec<&str> = T::ALL.iter().map(|v| v.name()).collect();
-        anyhow!("{field} {text:?}: expected one of {}", names.join(", "))
+        ReadError(format!(
+            "{field} {text:?}: expected one of {}",
+            names.join(", ")
+        ))
     })
-}
-
-/// `2026-11-26T10:54:55.123456789Z` (up to 9 digits of fraction, or none) to ns since the
-/// epoch; `None` when it is not that form or before 1970.
-pub fn parse_rfc3339(text: &str) -> Option<u64> {
-    // humantime takes a `.` without digits and cuts digits past the ninth: the writer makes
-    // neither, so they are refused here.
-    let fraction = text.get(19..text.len().checked_sub(1)?)?;
-    if !fraction.is_empty() && !(2..=10).contains(&fraction.len()) {
-        return None;
-    }
-    let time = humantime::parse_rfc3339(text).ok()?;
-    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
-    u64::try_from(since_epoch.as_nanos()).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnslens_lens::clock::format_rfc3339;
-    use dnslens_lens::container::Runtime;
-    use dnslens_lens::model::sample;
-    use dnslens_lens::schema::event_to_string;
-    use dnslens_lens::Role;
-    use dnslens_probe::{Direction, Syscall, Transport};
+    use crate::container::Runtime;
+    use crate::model::{sample, Role};
+    use crate::schema::{connect_to_string, event_to_string};
+    use dnslens_abi::{Direction, Syscall, Transport};
 
     /// What reading back the writer's line of `e` must give: the wall time as the clock, no
     /// kernel ids.
@@ -466,7 +470,6 @@ mod tests {
 
     #[test]
     fn connects_read_back_as_written() {
-        use dnslens_lens::schema::connect_to_string;
         let mut c = sample::connect("[2606:2800:220:1::1]:443", 5_000_000);
         c.who.process.exe = Some(Arc::from("/usr/bin/curl"));
         c.who.ids.process_start_ns = 7;
@@ -512,41 +515,6 @@ mod tests {
         ] {
             let e = error(bad);
             assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn times_read_back_as_formatted() {
-        for ns in [
-            0,
-            1,
-            951_782_400_123_456_789,   // 2000-02-29
-            1_795_690_495_123_456_789, // 2026-11-26
-            4_102_444_799_999_999_999, // 2099-12-31T23:59:59.999999999
-        ] {
-            assert_eq!(parse_rfc3339(&format_rfc3339(ns)), Some(ns), "{ns}");
-        }
-        assert_eq!(
-            parse_rfc3339("2026-11-26T10:54:55.5Z"),
-            Some(1_795_690_495_500_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-11-26T10:54:55Z"),
-            Some(1_795_690_495_000_000_000)
-        );
-        for bad in [
-            "",
-            "2026-11-26 10:54:55Z",
-            "2026-11-26T10:54:55",
-            "2026-11-26T10:54:55+01:00",
-            "2026-11-26T10:54:55.Z",
-            "2026-11-26T10:54:55.1234567890Z",
-            "2026-02-29T00:00:00Z",
-            "2026-13-01T00:00:00Z",
-            "1969-12-31T23:59:59Z",
-            "２026-11-26T10:54:55Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 }
