@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use dnslens_detect::{Alert, Config, DetectStats, Detector, Detectors, FakeProcesses};
+use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{clock, DnsEvent};
 
@@ -142,7 +143,8 @@ fn report_lines(s: &DetectStats) -> Vec<String> {
         .iter()
         .map(|&d| format!("{d} {}", s.alerts(d)))
         .collect();
-    let e = &s.evictions;
+    let mut rows = Vec::new();
+    s.counters(&mut rows);
     vec![
         format!(
             "detectors: {total} alerts ({}), {} repeats folded into summaries",
@@ -150,15 +152,9 @@ fn report_lines(s: &DetectStats) -> Vec<String> {
             s.aggregated
         ),
         format!(
-            "detector state: evicted processes {}, tunnels {}, lookups {}, workloads {}, \
-             answers {}, aggregates {}; baseline entries dropped at a limit {}",
-            e.processes,
-            e.tunnels,
-            e.lookups,
-            e.workloads,
-            e.answers,
-            e.aggregates,
-            s.baseline_dropped
+            "detector state, entries evicted from full tables (baseline: not learned at a \
+             limit): {}",
+            counters::rows_text(&rows, CounterKind::Eviction)
         ),
     ]
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use dnslens_detect::Alert;
 use dnslens_lens::clock::{self, WallClock};
+use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
@@ -458,9 +459,16 @@ fn report(
         Ok(k) => eprintln!("dnslens: kernel: {k}"),
         Err(e) => eprintln!("dnslens: kernel counters unavailable: {e}"),
     }
-    for line in pipeline.stats().to_string().lines() {
+    let stats = pipeline.stats();
+    for line in stats.to_string().lines() {
         eprintln!("dnslens: {line}");
     }
+    let mut rows = Vec::new();
+    stats.counters(&mut rows);
+    eprintln!(
+        "dnslens: pipeline state, entries evicted from full tables: {}",
+        counters::rows_text(&rows, CounterKind::Eviction)
+    );
     for line in detection.iter().flat_map(|d| d.report()) {
         eprintln!("dnslens: {line}");
     }

@@ -36,16 +36,12 @@ impl Counter {
     }
 }
 
-/// Writes `name value` for each row of `kind`, comma-separated: the exit report's form.
-pub fn write_rows(
-    out: &mut impl std::fmt::Write,
-    rows: &[Counter],
-    kind: CounterKind,
-) -> std::fmt::Result {
-    let of_kind = rows.iter().filter(|c| c.kind == kind);
-    for (i, c) in of_kind.enumerate() {
-        let sep = if i > 0 { ", " } else { "" };
-        write!(out, "{sep}{} {}", c.name, c.value)?;
-    }
-    Ok(())
+/// `name value` for each row of `kind`, comma-separated: the exit report's form.
+pub fn rows_text(rows: &[Counter], kind: CounterKind) -> String {
+    let of_kind: Vec<String> = rows
+        .iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| format!("{} {}", c.name, c.value))
+        .collect();
+    of_kind.join(", ")
 }

@@ -144,10 +144,8 @@ mod tests {
         s.cgroup.evictions = 5;
         let mut rows = Vec::new();
         s.counters(&mut rows);
-        let mut report = String::new();
-        crate::counters::write_rows(&mut report, &rows, CounterKind::Eviction).unwrap();
         assert_eq!(
-            report,
+            crate::counters::rows_text(&rows, CounterKind::Eviction),
             "pairing 4, tcp_streams 0, process_cache 0, cgroup_cache 5, container_cache 0"
         );
         let errors: Vec<(&str, u64)> = rows

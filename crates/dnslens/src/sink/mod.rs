@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use dnslens_cluster::ClusterStatus;
 use dnslens_detect::{Alert, DetectStats};
 use dnslens_lens::count::{self as counting, CountBy, Counter};
+use dnslens_lens::counters::Counter as HealthCounter;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Stats};
 use dnslens_probe::KernelCounters;
@@ -179,6 +180,21 @@ pub struct Status {
     pub detect: Option<DetectStats>,
     /// `None` without a cluster.
     pub cluster: Option<ClusterStatus>,
+}
+
+impl Status {
+    /// Every stage's rows of the health table ([`dnslens_lens::counters`]).
+    pub fn counters(&self) -> Vec<HealthCounter> {
+        let mut rows = Vec::new();
+        self.lens.counters(&mut rows);
+        if let Some(d) = &self.detect {
+            d.counters(&mut rows);
+        }
+        if let Some(c) = &self.cluster {
+            c.counters(&mut rows);
+        }
+        rows
+    }
 }
 
 /// Whether `e` says a reader of the output went away (`dnslens trace | head`): the run then

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnslens_detect::Alert;
+use dnslens_lens::counters::CounterKind;
 use dnslens_lens::identity::Identity;
 use dnslens_lens::model::Attribution;
 use dnslens_lens::model::{Container, Kind, Role};
@@ -718,47 +719,13 @@ impl MetricsSink {
         f.output_dropped
             .inner()
             .store(s.output.dropped_lines, Ordering::Relaxed);
-        let lens = &s.lens;
-        store(
-            &f.decode_errors,
-            "kind",
-            "bad_record",
-            lens.decode.bad_records,
-        );
-        for (&kind, &n) in &lens.decode.errors {
-            store(&f.decode_errors, "kind", kind, n);
-        }
-        let mut evictions = vec![
-            ("pairing", lens.correlate.evicted),
-            ("tcp_streams", lens.decode.tcp_streams_evicted),
-            ("process_cache", lens.process.evictions),
-            ("cgroup_cache", lens.cgroup.evictions),
-            ("container_cache", lens.containers.evictions),
-        ];
-        if let Some(d) = &s.detect {
-            let e = &d.evictions;
-            evictions.extend([
-                ("detector_processes", e.processes),
-                ("detector_tunnels", e.tunnels),
-                ("detector_lookups", e.lookups),
-                ("detector_workloads", e.workloads),
-                ("detector_answers", e.answers),
-                ("detector_aggregates", e.aggregates),
-                ("baseline", d.baseline_dropped),
-            ]);
-        }
-        if let Some(c) = &s.cluster {
-            evictions.extend([("pods", c.evicted), ("owner_cache", c.owner_cache_evicted)]);
-        }
-        for (table, n) in evictions {
-            store(&f.state_evictions, "table", table, n);
-        }
-        for (what, n) in [
-            ("process", lens.process.gone),
-            ("cgroup", lens.cgroup.misses),
-            ("pod", lens.containers.unknown),
-        ] {
-            store(&f.enrichment_misses, "what", what, n);
+        for row in s.counters() {
+            let (family, label) = match row.kind {
+                CounterKind::Eviction => (&f.state_evictions, "table"),
+                CounterKind::DecodeError => (&f.decode_errors, "kind"),
+                CounterKind::Miss => (&f.enrichment_misses, "what"),
+            };
+            store(family, label, row.name, row.value);
         }
     }
 
