@@ -149,7 +149,9 @@ impl Default for EventHeader {
     }
 }
 
-/// An enum whose values have fixed names (the JSON schema's): one list, read both ways.
+/// An enum whose values have fixed names (the JSON schema's, the metrics' labels): one list,
+/// read both ways. Every enum that derives strum's `IntoStaticStr` and `VariantArray` has it;
+/// the names are strum's `serialize_all` (or a variant's own `serialize`).
 pub trait Named: Copy + 'static {
     const ALL: &'static [Self];
 
@@ -160,22 +162,36 @@ pub trait Named: Copy + 'static {
     }
 }
 
+impl<T> Named for T
+where
+    T: Copy + strum::VariantArray + Into<&'static str>,
+{
+    const ALL: &'static [Self] = T::VARIANTS;
+
+    fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Transport of the socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
 }
 
 /// Whether the process sent or received the bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 pub enum Direction {
     Send,
     Recv,
 }
 
 /// The syscall that moved the bytes (`enum dnslens_syscall`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 pub enum Syscall {
     Sendto,
     Sendmsg,
@@ -189,48 +205,6 @@ pub enum Syscall {
     Readv,
     /// A TCP connect (connect records only).
     Connect,
-}
-
-impl Named for Transport {
-    const ALL: &'static [Self] = &[Transport::Udp, Transport::Tcp];
-
-    fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
-
-impl Named for Direction {
-    const ALL: &'static [Self] = &[Direction::Send, Direction::Recv];
-
-    fn name(self) -> &'static str {
-        match self {
-            Direction::Send => "send",
-            Direction::Recv => "recv",
-        }
-    }
-}
-
-impl Named for Syscall {
-    const ALL: &'static [Self] = &[
-        Syscall::Sendto,
-        Syscall::Sendmsg,
-        Syscall::Sendmmsg,
-        Syscall::Write,
-        Syscall::Writev,
-        Syscall::Recvfrom,
-        Syscall::Recvmsg,
-        Syscall::Recvmmsg,
-        Syscall::Read,
-        Syscall::Readv,
-        Syscall::Connect,
-    ];
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
 }
 
 impl Syscall {
@@ -247,26 +221,12 @@ impl Syscall {
         Syscall::Read,
         Syscall::Readv,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Syscall::Sendto => "sendto",
-            Syscall::Sendmsg => "sendmsg",
-            Syscall::Sendmmsg => "sendmmsg",
-            Syscall::Write => "write",
-            Syscall::Writev => "writev",
-            Syscall::Recvfrom => "recvfrom",
-            Syscall::Recvmsg => "recvmsg",
-            Syscall::Recvmmsg => "recvmmsg",
-            Syscall::Read => "read",
-            Syscall::Readv => "readv",
-            Syscall::Connect => "connect",
-        }
-    }
 }
 
-/// `enum dnslens_counter`: the kernel side's counters, in index order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// `enum dnslens_counter`: the kernel side's counters, in index order. The name is the metrics'
+/// `kind` label and, upper-cased, the C enum's (`DNSLENS_CNT_<NAME>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum KernelCounter {
     /// Events (DNS messages and connects) written to the ring buffer.
     Events,
@@ -287,32 +247,6 @@ pub enum KernelCounter {
 }
 
 impl KernelCounter {
-    /// Every counter, at its index (`DNSLENS_CNT_MAX` of them).
-    pub const ALL: [KernelCounter; 8] = [
-        KernelCounter::Events,
-        KernelCounter::RingbufFull,
-        KernelCounter::ReadFailed,
-        KernelCounter::Truncated,
-        KernelCounter::MmsgSkipped,
-        KernelCounter::IovSkipped,
-        KernelCounter::OtherPath,
-        KernelCounter::ExecLost,
-    ];
-
-    /// The name in metrics (`kind` label) and in the C enum (`DNSLENS_CNT_<NAME>`).
-    pub fn name(self) -> &'static str {
-        match self {
-            KernelCounter::Events => "events",
-            KernelCounter::RingbufFull => "ringbuf_full",
-            KernelCounter::ReadFailed => "read_failed",
-            KernelCounter::Truncated => "truncated",
-            KernelCounter::MmsgSkipped => "mmsg_skipped",
-            KernelCounter::IovSkipped => "iov_skipped",
-            KernelCounter::OtherPath => "other_path",
-            KernelCounter::ExecLost => "exec_lost",
-        }
-    }
-
     /// What the final report calls it, after the number.
     pub fn phrase(self) -> &'static str {
         match self {
@@ -341,7 +275,7 @@ impl KernelCounter {
 
 /// The kernel side's counters, summed over CPUs, indexed by [`KernelCounter`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelCounters(pub [u64; KernelCounter::ALL.len()]);
+pub struct KernelCounters(pub [u64; <KernelCounter as strum::VariantArray>::VARIANTS.len()]);
 
 impl KernelCounters {
     pub fn get(&self, counter: KernelCounter) -> u64 {
@@ -355,15 +289,15 @@ impl KernelCounters {
     /// Messages the kernel side saw but did not deliver whole.
     pub fn lost(&self) -> u64 {
         KernelCounter::ALL
-            .into_iter()
+            .iter()
             .filter(|c| c.is_loss())
-            .map(|c| self.get(c))
+            .map(|&c| self.get(c))
             .sum()
     }
 
     /// Every counter with its value, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (KernelCounter, u64)> + '_ {
-        KernelCounter::ALL.into_iter().map(|c| (c, self.get(c)))
+        KernelCounter::ALL.iter().map(|&c| (c, self.get(c)))
     }
 }
 
@@ -594,7 +528,7 @@ mod tests {
     #[test]
     fn kernel_counters_report_losses_first_then_the_rest() {
         let mut k = KernelCounters::default();
-        for (i, c) in KernelCounter::ALL.into_iter().enumerate() {
+        for (i, &c) in KernelCounter::ALL.iter().enumerate() {
             k.set(c, 10 + i as u64);
         }
         assert_eq!(k.lost(), 11 + 12 + 14 + 16);
@@ -645,7 +579,7 @@ mod tests {
         assert_eq!(c.header.remote().to_string(), "198.18.77.1:443");
         assert_eq!(c.header.local().to_string(), "[::]:0");
         assert_eq!(c.header.comm(), "curl");
-        assert_eq!(Syscall::Connect.as_str(), "connect");
+        assert_eq!(Syscall::Connect.name(), "connect");
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn event_header_matches_the_c_header() {
     for kind in ["DNS", "EXEC", "CONNECT"] {
         program += &format!("printf(\"RECORD_{kind} %d\\n\", DNSLENS_RECORD_{kind});\n");
     }
-    for counter in KernelCounter::ALL {
+    for &counter in KernelCounter::ALL {
         let upper = counter.name().to_uppercase();
         program += &format!("printf(\"CNT_{upper} %d\\n\", DNSLENS_CNT_{upper});\n");
     }
@@ -74,7 +74,7 @@ fn event_header_matches_the_c_header() {
         program += &format!("printf(\"DIR_{upper} %d\\n\", DNSLENS_DIR_{upper});\n");
     }
     for &syscall in Syscall::ALL {
-        let upper = syscall.as_str().to_uppercase();
+        let upper = syscall.name().to_uppercase();
         program += &format!("printf(\"SYS_{upper} %d\\n\", DNSLENS_SYS_{upper});\n");
     }
     program += "printf(\"size %zu\\n\", sizeof(struct dnslens_event));\nreturn 0;\n}\n";
@@ -128,7 +128,7 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["PATH_LEN"], dnslens_abi::PATH_LEN);
     // One list, indexed by the C enum: every counter at its index, and no other.
     assert_eq!(c["CNT_MAX"], KernelCounter::ALL.len());
-    for (index, counter) in KernelCounter::ALL.into_iter().enumerate() {
+    for (index, &counter) in KernelCounter::ALL.iter().enumerate() {
         let name = format!("CNT_{}", counter.name().to_uppercase());
         assert_eq!(c[name.as_str()], index, "DNSLENS_{name}");
         assert_eq!(counter as usize, index, "{counter:?}");
@@ -150,7 +150,7 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["RECORD_CONNECT"], dnslens_abi::RECORD_CONNECT as usize);
     // Every `enum dnslens_syscall` value reads back as its syscall.
     for &syscall in Syscall::ALL {
-        let value = c[format!("SYS_{}", syscall.as_str().to_uppercase()).as_str()];
+        let value = c[format!("SYS_{}", syscall.name().to_uppercase()).as_str()];
         let header = EventHeader {
             syscall: value as u8,
             ..EventHeader::default()

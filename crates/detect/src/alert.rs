@@ -63,6 +63,7 @@ pub fn add_example(examples: &mut Vec<String>, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dnslens_abi::Named;
 
     #[test]
     fn evidence_lists_stay_bounded() {
@@ -83,7 +84,8 @@ mod tests {
         }
         assert_eq!(ex.len(), MAX_EXAMPLES);
         assert_eq!(ex[..3], ["n0", "n1", "n2"]);
-        assert_eq!(Detector::ALL.map(|d| d.index()), [0, 1, 2, 3, 4, 5, 6, 7]);
+        let indexes: Vec<usize> = Detector::ALL.iter().map(|d| d.index()).collect();
+        assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(Detector::NewDomainConnect.to_string(), "new_domain_connect");
     }
 }

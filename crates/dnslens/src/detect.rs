@@ -13,6 +13,7 @@ use dnslens_detect::{Alert, Config, DetectStats, Detector, Detectors, FakeProces
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{clock, DnsEvent};
+use dnslens_probe::Named;
 
 use crate::settings::{Detect, Learn, Replay};
 use crate::sink::{self, is_broken_pipe, Output, Sink};

@@ -2,6 +2,7 @@
 //! attributed: /proc/PID/cgroup (the v2 line, and the v1 memory line on hybrid hosts) -> the
 //! container and pod the path names -> the pod's metadata from the Kubernetes API.
 
+use dnslens_probe::Named;
 use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::path::Path;
@@ -219,7 +220,7 @@ fn render(
             qos,
         }) => {
             let name = container_name.map_or(String::new(), |n| format!("  {n}"));
-            line("container", &format!("{id}  {}{name}", runtime.as_str()));
+            line("container", &format!("{id}  {}{name}", runtime.name()));
             (pod_uid.as_deref(), qos.as_deref())
         }
     };

@@ -2,7 +2,6 @@
 //! schema writes them as `kind: "alert"` lines beside the events they came from.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +10,23 @@ use crate::model::Attribution;
 /// Example names an alert carries at most.
 pub const MAX_EXAMPLES: usize = 10;
 
-/// Which detector raised an alert.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// Which detector raised an alert. Its name is the JSON value and the config section's.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Detector {
     Tunneling,
     Nxdomain,
@@ -26,59 +39,32 @@ pub enum Detector {
 }
 
 impl Detector {
-    pub const ALL: [Detector; 8] = [
-        Detector::Tunneling,
-        Detector::Nxdomain,
-        Detector::Dga,
-        Detector::NewDomainConnect,
-        Detector::UnresolvedConnect,
-        Detector::UnexpectedDomain,
-        Detector::UnknownBinary,
-        Detector::ResolverBypass,
-    ];
-
-    /// The JSON value and the config section name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Detector::Tunneling => "tunneling",
-            Detector::Nxdomain => "nxdomain",
-            Detector::Dga => "dga",
-            Detector::NewDomainConnect => "new_domain_connect",
-            Detector::UnresolvedConnect => "unresolved_connect",
-            Detector::UnexpectedDomain => "unexpected_domain",
-            Detector::UnknownBinary => "unknown_binary",
-            Detector::ResolverBypass => "resolver_bypass",
-        }
-    }
-
     /// Index into per-detector counters.
     pub fn index(self) -> usize {
         self as usize
     }
 }
 
-impl fmt::Display for Detector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Severity {
     Low,
     Medium,
     High,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
 }
 
 /// What triggered an alert. Every field is optional and bounded (names up to

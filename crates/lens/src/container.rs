@@ -22,42 +22,18 @@
 //! Pods: `kubepods[-<qos>]-pod<uid with _ for ->.slice` (systemd driver, any slice prefix) or
 //! `kubepods[/<qos>]/pod<uid>` (cgroupfs driver); no QoS level means Guaranteed.
 
-/// The runtime that made a container, as far as its cgroup name tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The runtime that made a container, as far as its cgroup name tells. Its name is the JSON
+/// value: `containerd`, `cri-o`, `docker`, `podman`, `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 pub enum Runtime {
     Containerd,
+    #[strum(serialize = "cri-o")]
     CriO,
     Docker,
     Podman,
     /// A bare id (the kubelet's cgroupfs driver names every runtime's containers so).
     Unknown,
-}
-
-impl dnslens_abi::Named for Runtime {
-    const ALL: &'static [Self] = &[
-        Runtime::Containerd,
-        Runtime::CriO,
-        Runtime::Docker,
-        Runtime::Podman,
-        Runtime::Unknown,
-    ];
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl Runtime {
-    /// The JSON value: `containerd`, `cri-o`, `docker`, `podman`, `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Runtime::Containerd => "containerd",
-            Runtime::CriO => "cri-o",
-            Runtime::Docker => "docker",
-            Runtime::Podman => "podman",
-            Runtime::Unknown => "unknown",
-        }
-    }
 }
 
 /// A container found in a cgroup path.
@@ -218,6 +194,7 @@ fn qos_class(level: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dnslens_abi::Named;
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     const OUTER: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -381,7 +358,7 @@ mod tests {
             None
         );
         let c = ContainerRef::from_cgroup(&format!("/docker/{ID}")).unwrap();
-        assert_eq!((c.id.as_str(), c.runtime.as_str()), (ID, "docker"));
+        assert_eq!((c.id.as_str(), c.runtime.name()), (ID, "docker"));
         let names: Vec<&str> = [
             Runtime::Containerd,
             Runtime::CriO,
@@ -390,7 +367,7 @@ mod tests {
             Runtime::Unknown,
         ]
         .iter()
-        .map(|r| r.as_str())
+        .map(|r| r.name())
         .collect();
         assert_eq!(
             names,

@@ -19,9 +19,10 @@ pub const OTHER: &str = "(other)";
 /// container outside pods, the container of a process in a pod's own cgroup).
 pub use crate::identity::{HOST, NONE, UNKNOWN};
 
-/// What the queries are counted by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What the queries are counted by; its name is the JSON `by` and the flag's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[strum(serialize_all = "lowercase")]
 pub enum CountBy {
     /// Thread name.
     Comm,
@@ -37,21 +38,6 @@ pub enum CountBy {
     /// `namespace/pod/container`, or the first 12 hex digits of the id when the name is not
     /// known.
     Container,
-}
-
-impl CountBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CountBy::Comm => "comm",
-            CountBy::Process => "process",
-            CountBy::Pid => "pid",
-            CountBy::Cgroup => "cgroup",
-            CountBy::Pod => "pod",
-            CountBy::Namespace => "namespace",
-            CountBy::Workload => "workload",
-            CountBy::Container => "container",
-        }
-    }
 }
 
 /// Writes the pod, namespace, workload or container key of `e` into `out` (cleared first).

@@ -9,8 +9,9 @@ use crate::pods::PodInfo;
 use dnslens_abi::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
 use dnslens_wire::{Message, Rcode, RecordType};
 
-/// What the event reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What the event reports; its name is the JSON `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 pub enum Kind {
     Query,
     Response,
@@ -18,8 +19,9 @@ pub enum Kind {
     Unanswered,
 }
 
-/// Which end of the exchange the process is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which end of the exchange the process is. Its name is the JSON value and the table's ROLE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// The process sent a query or received a response.
     Client,
@@ -27,27 +29,11 @@ pub enum Role {
     Server,
 }
 
-impl dnslens_abi::Named for Role {
-    const ALL: &'static [Self] = &[Role::Client, Role::Server];
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
 impl Role {
     pub fn of(is_response: bool, direction: Direction) -> Role {
         match (is_response, direction) {
             (false, Direction::Send) | (true, Direction::Recv) => Role::Client,
             (false, Direction::Recv) | (true, Direction::Send) => Role::Server,
-        }
-    }
-
-    /// The JSON value, also the table's ROLE cell.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Client => "client",
-            Role::Server => "server",
         }
     }
 }

@@ -272,7 +272,7 @@ impl Probe {
     /// The kernel side's counters, summed over CPUs.
     pub fn counters(&self) -> Result<KernelCounters, ProbeError> {
         let mut sums = KernelCounters::default();
-        for counter in KernelCounter::ALL {
+        for &counter in KernelCounter::ALL {
             let per_cpu = self
                 .counters
                 .get(&(counter as u32), 0)
@@ -358,7 +358,7 @@ fn attach_capture(
             _ => Syscall::MESSAGES
                 .iter()
                 .map(|syscall| {
-                    let tracepoint = format!("sys_exit_{}", syscall.as_str());
+                    let tracepoint = format!("sys_exit_{}", syscall.name());
                     attach_tracepoint(ebpf, EXIT_TRACEPOINT_PROGRAM, "syscalls", &tracepoint)
                 })
                 .collect(),

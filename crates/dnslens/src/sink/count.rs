@@ -1,6 +1,7 @@
 //! `count` output: the queries of each interval by key, most first, as a small table or as one
 //! JSON object per interval.
 
+use dnslens_probe::Named;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ impl<W: Write> CountSink<W> {
                 let line = IntervalJson {
                     time: clock::format_rfc3339(wall_ns),
                     interval_ms: self.interval.as_millis() as u64,
-                    by: by.as_str(),
+                    by: by.name(),
                     total,
                     counts: rows,
                 };
@@ -74,7 +75,7 @@ impl<W: Write> CountSink<W> {
                     c.hour,
                     c.minute,
                     c.second,
-                    by.as_str()
+                    by.name()
                 )?;
                 for row in rows {
                     let key = if row.key.is_empty() { "-" } else { &row.key };

@@ -10,6 +10,7 @@
 //! Alerts of the detectors come between the rows as lines of their own, whole (never cut to
 //! the width): `ALERT <detector> <severity> <pod or process> <summary>`.
 
+use dnslens_probe::Named;
 use std::fmt::{Display, Write as _};
 use std::io::{self, Write};
 
@@ -292,7 +293,7 @@ impl<W: Write> TableSink<W> {
                         Role::Client => None,
                         Role::Server => colour(CYAN),
                     };
-                    push_cell(line, col, e.role.as_str(), role_colour);
+                    push_cell(line, col, e.role.name(), role_colour);
                 }
                 Cell::Cgroup => push_cell(line, col, short_cgroup(&e.who.cgroup), None),
                 Cell::Pod => {
@@ -396,7 +397,7 @@ impl<W: Write> Sink for TableSink<W> {
             self.out,
             "{start}ALERT {} {} {} {}{end}",
             alert.detector,
-            alert.severity.as_str(),
+            alert.severity.name(),
             Identity::of(&alert.who),
             alert.summary
         )

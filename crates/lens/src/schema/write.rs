@@ -4,6 +4,7 @@
 //! (bench/HISTORY.md). Here text dnslens made (keys, times, addresses, mnemonics) is copied as is
 //! and only text from outside (names, process fields, paths, labels) is escaped.
 
+use dnslens_abi::Named;
 use std::net::{IpAddr, SocketAddr};
 
 use dnslens_abi::{Direction, Transport};
@@ -11,7 +12,7 @@ use dnslens_abi::{Direction, Transport};
 use crate::alert::Alert;
 use crate::clock::Rfc3339;
 use crate::model::{
-    Answer, Attribution, ConnectEvent, Container, DnsEvent, Kind, MessageFlags, Pod, ProcessInfo,
+    Answer, Attribution, ConnectEvent, Container, DnsEvent, MessageFlags, Pod, ProcessInfo,
 };
 
 /// One event as a JSON object and a newline.
@@ -25,9 +26,9 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(&Rfc3339(e.time_ns).bytes());
     out.extend_from_slice(b"\",\"kind\":\"");
-    out.extend_from_slice(kind_str(e.kind).as_bytes());
+    out.extend_from_slice(e.kind.name().as_bytes());
     out.extend_from_slice(b"\",\"role\":\"");
-    out.extend_from_slice(e.role.as_str().as_bytes());
+    out.extend_from_slice(e.role.name().as_bytes());
     out.extend_from_slice(b"\",\"id\":");
     write_int(out, e.id);
     out.extend_from_slice(b",\"qname\":");
@@ -58,7 +59,7 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
     }
     write_endpoints(out, e.transport, e.src, e.dst);
     out.extend_from_slice(b",\"syscall\":\"");
-    out.extend_from_slice(e.syscall.as_str().as_bytes());
+    out.extend_from_slice(e.syscall.name().as_bytes());
     out.extend_from_slice(match e.direction {
         Direction::Send => b"\",\"direction\":\"send\"",
         Direction::Recv => b"\",\"direction\":\"recv\"",
@@ -141,9 +142,9 @@ pub fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     out.extend_from_slice(b"{\"kind\":\"alert\",\"time\":\"");
     out.extend_from_slice(&Rfc3339(a.time_ns).bytes());
     out.extend_from_slice(b"\",\"detector\":\"");
-    out.extend_from_slice(a.detector.as_str().as_bytes());
+    out.extend_from_slice(a.detector.name().as_bytes());
     out.extend_from_slice(b"\",\"severity\":\"");
-    out.extend_from_slice(a.severity.as_str().as_bytes());
+    out.extend_from_slice(a.severity.name().as_bytes());
     out.extend_from_slice(b"\",\"summary\":");
     write_str(out, &a.summary);
     out.extend_from_slice(b",\"count\":");
@@ -180,7 +181,7 @@ pub fn write_container(out: &mut Vec<u8>, c: &Container) {
     out.extend_from_slice(b"{\"id\":");
     write_str(out, &c.id);
     out.extend_from_slice(b",\"runtime\":\"");
-    out.extend_from_slice(c.runtime.as_str().as_bytes());
+    out.extend_from_slice(c.runtime.name().as_bytes());
     out.extend_from_slice(b"\",\"name\":");
     write_opt_str(out, c.name.as_deref());
     out.push(b'}');
@@ -248,14 +249,6 @@ fn write_answer(out: &mut Vec<u8>, a: &Answer) {
     out.extend_from_slice(b",\"data\":");
     write_str(out, &a.data);
     out.push(b'}');
-}
-
-fn kind_str(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Query => "query",
-        Kind::Response => "response",
-        Kind::Unanswered => "unanswered",
-    }
 }
 
 /// A mnemonic (`"AAAA"`), or the RFC 3597 form of a code without one (`"TYPE65280"`).
@@ -422,7 +415,7 @@ mod tests {
     use dnslens_wire::RecordType;
 
     use crate::container::Runtime;
-    use crate::model::sample;
+    use crate::model::{sample, Kind};
     use crate::pods::{PodInfo, Workload};
 
     #[test]

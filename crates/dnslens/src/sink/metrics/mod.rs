@@ -12,6 +12,7 @@
 
 pub mod names;
 
+use dnslens_probe::Named;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
@@ -455,8 +456,8 @@ impl Workload {
 
     fn alert(&mut self, a: &Alert, f: &Families) {
         let labels = AlertLabels {
-            detector: a.detector.as_str(),
-            severity: a.severity.as_str(),
+            detector: a.detector.name(),
+            severity: a.severity.name(),
             namespace: self.namespace.clone(),
             workload: self.workload.clone(),
         };

@@ -30,8 +30,19 @@ pub const DOMAINS_SHOWN: usize = 5;
 
 const NS_PER_S: u64 = 1_000_000_000;
 
-/// What a row stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+/// What a row stands for; its name is the flag's value.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    clap::ValueEnum,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Grouping {
     /// A pod (`namespace/name`, its uid while unnamed); outside pods a container, or a host
     /// process by name.
@@ -41,13 +52,6 @@ pub enum Grouping {
 }
 
 impl Grouping {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Grouping::Pod => "pod",
-            Grouping::Process => "process",
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }

@@ -3,6 +3,7 @@
 //! and the help line; keys become [`Command`]s. Fits an 80x24 terminal: on narrower screens
 //! the name columns give way first.
 
+use dnslens_probe::Named;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -75,7 +76,7 @@ fn status_line<'a>(s: &Snapshot, notice: Option<&'a str>) -> Line<'a> {
         Span::styled("dnslens top", Style::new().bold()),
         Span::raw(format!(
             "  by {}  {} rows  {} q/s over {WINDOW_S}s  {} events  {} alerts",
-            s.grouping.as_str(),
+            s.grouping.name(),
             s.rows.len(),
             qps(s.qps),
             s.events,
