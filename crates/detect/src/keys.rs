@@ -94,23 +94,10 @@ mod tests {
     use std::sync::Arc;
 
     use dnslens_lens::container::Runtime;
-    use dnslens_lens::pods::{PodInfo, Workload};
+    use dnslens_lens::model::sample;
+    use dnslens_lens::pods::Workload;
 
     use super::*;
-
-    fn info(workload: Option<Workload>) -> Arc<PodInfo> {
-        Arc::new(PodInfo {
-            uid: "u-1".into(),
-            name: "web-7d4b9f-xk2p1".into(),
-            namespace: "shop".into(),
-            node: None,
-            pod_ip: None,
-            service_account: None,
-            labels: Default::default(),
-            workload,
-            containers: Default::default(),
-        })
-    }
 
     #[test]
     fn workload_keys_prefer_the_owner() {
@@ -121,14 +108,14 @@ mod tests {
         };
         let deployment = Pod {
             uid: Arc::from("u-1"),
-            info: Some(info(Some(Workload {
+            info: Some(sample::pod_info(Some(Workload {
                 kind: "Deployment".into(),
                 name: "web".into(),
             }))),
         };
         let bare = Pod {
             uid: Arc::from("u-1"),
-            info: Some(info(None)),
+            info: Some(sample::pod_info(None)),
         };
         let unnamed = Pod {
             uid: Arc::from("u-1"),
@@ -164,7 +151,7 @@ mod tests {
 
     #[test]
     fn subjects_name_process_and_pod() {
-        let mut who = dnslens_lens::model::sample::query(1, "", 1, 0).who;
+        let mut who = sample::query(1, "", 1, 0).who;
         who.process = ProcessInfo {
             pid: 7,
             comm: "worker".into(),
@@ -172,7 +159,7 @@ mod tests {
         };
         who.pod = Some(Pod {
             uid: Arc::from("u-1"),
-            info: Some(info(None)),
+            info: Some(sample::pod_info(None)),
         });
         who.host = Some(false);
         assert_eq!(subject(&who), "worker (pid 7) in pod shop/web-7d4b9f-xk2p1");

@@ -157,20 +157,6 @@ mod tests {
     use crate::model::sample;
     use crate::pods::Workload;
 
-    fn info(workload: Option<Workload>) -> Arc<PodInfo> {
-        Arc::new(PodInfo {
-            uid: "u-1".into(),
-            name: "web-7d4b9f-xk2p1".into(),
-            namespace: "shop".into(),
-            node: None,
-            pod_ip: None,
-            service_account: None,
-            labels: Default::default(),
-            workload,
-            containers: Default::default(),
-        })
-    }
-
     #[test]
     fn one_rule_one_display_form() {
         let mut who = sample::query(1, "x.test", 1, 0).who;
@@ -199,7 +185,7 @@ mod tests {
         assert_eq!(Identity::of(&who).to_string(), "u-1");
         assert_eq!(Identity::of(&who).workload(), None);
 
-        who.pod.as_mut().unwrap().info = Some(info(None));
+        who.pod.as_mut().unwrap().info = Some(sample::pod_info(None));
         let id = Identity::of(&who);
         assert_eq!(id.to_string(), "shop/web-7d4b9f-xk2p1");
         assert_eq!(id.namespace(), Some("shop"));
@@ -208,7 +194,7 @@ mod tests {
             "shop/Pod/web-7d4b9f-xk2p1"
         );
 
-        who.pod.as_mut().unwrap().info = Some(info(Some(Workload {
+        who.pod.as_mut().unwrap().info = Some(sample::pod_info(Some(Workload {
             kind: "Deployment".into(),
             name: "web".into(),
         })));

@@ -473,6 +473,22 @@ fn no_cgroup() -> Arc<str> {
 #[doc(hidden)]
 pub mod sample {
     use super::*;
+    use crate::pods::Workload;
+
+    /// The pod `shop/web-7d4b9f-xk2p1` (uid `u-1`) as the cluster names it, run by `workload`.
+    pub fn pod_info(workload: Option<Workload>) -> Arc<PodInfo> {
+        Arc::new(PodInfo {
+            uid: "u-1".into(),
+            name: "web-7d4b9f-xk2p1".into(),
+            namespace: "shop".into(),
+            node: None,
+            pod_ip: None,
+            service_account: None,
+            labels: Default::default(),
+            workload,
+            containers: Default::default(),
+        })
+    }
 
     /// A client query for `qname`/`qtype` sent by pid 123 (`dig`) at `mono_ns`.
     pub fn query(id: u16, qname: &str, qtype: u16, mono_ns: u64) -> DnsEvent {

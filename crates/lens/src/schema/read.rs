@@ -86,14 +86,8 @@ struct ConnectJson {
     transport: String,
     src: SocketAddr,
     dst: SocketAddr,
-    process: ProcessJson,
-    netns: u32,
-    cgroup: String,
-    container: Option<ContainerJson>,
-    pod: Option<PodJson>,
-    node: Option<String>,
-    host: Option<bool>,
-    socket: u64,
+    #[serde(flatten)]
+    who: AttributionJson,
 }
 
 /// An event line's fields after `kind`, as the writer names them.
@@ -115,6 +109,15 @@ struct EventJson {
     dst: SocketAddr,
     syscall: String,
     direction: String,
+    #[serde(flatten)]
+    who: AttributionJson,
+    size: u32,
+    truncated: bool,
+}
+
+/// Whom a line belongs to: the same fields in events and connects.
+#[derive(Deserialize)]
+struct AttributionJson {
     process: ProcessJson,
     netns: u32,
     cgroup: String,
@@ -123,8 +126,24 @@ struct EventJson {
     node: Option<String>,
     host: Option<bool>,
     socket: u64,
-    size: u32,
-    truncated: bool,
+}
+
+impl TryFrom<AttributionJson> for Attribution {
+    type Error = ReadError;
+
+    fn try_from(a: AttributionJson) -> Result<Attribution, ReadError> {
+        Ok(Attribution {
+            process: a.process.into(),
+            netns: a.netns,
+            cgroup: Arc::from(a.cgroup),
+            container: a.container.map(Container::try_from).transpose()?,
+            pod: a.pod.map(Pod::from),
+            node: a.node.map(Arc::from),
+            host: a.host,
+            socket: a.socket,
+            ids: KernelIds::default(),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -176,17 +195,7 @@ impl ConnectJson {
             src: self.src,
             dst: self.dst,
             transport: named("transport", &self.transport)?,
-            who: Attribution {
-                process: self.process.into(),
-                netns: self.netns,
-                cgroup: Arc::from(self.cgroup),
-                container: self.container.map(Container::try_from).transpose()?,
-                pod: self.pod.map(Pod::from),
-                node: self.node.map(Arc::from),
-                host: self.host,
-                socket: self.socket,
-                ids: KernelIds::default(),
-            },
+            who: self.who.try_into()?,
         })
     }
 }
@@ -239,17 +248,7 @@ impl EventJson {
             direction: named("direction", &self.direction)?,
             size: self.size,
             truncated: self.truncated,
-            who: Attribution {
-                process: self.process.into(),
-                netns: self.netns,
-                cgroup: Arc::from(self.cgroup),
-                container: self.container.map(Container::try_from).transpose()?,
-                pod: self.pod.map(Pod::from),
-                node: self.node.map(Arc::from),
-                host: self.host,
-                socket: self.socket,
-                ids: KernelIds::default(),
-            },
+            who: self.who.try_into()?,
         })
     }
 }
