@@ -10,13 +10,13 @@
 //! workload's few most queried ([`TopK`]). A label set not seen for an hour leaves the
 //! exposition, making room.
 
+mod families;
 pub mod names;
 
-use dnslens_probe::Named;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,16 +27,18 @@ use dnslens_lens::model::Attribution;
 use dnslens_lens::model::{Container, Kind, Role};
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
-use dnslens_probe::KernelCounter;
-use prometheus_client::encoding::EncodeLabelSet;
+use dnslens_probe::{KernelCounter, Named};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Metric, Registry, Unit};
+use prometheus_client::registry::Registry;
 
 use super::{Sink, Status};
-use names::Type;
+pub use families::encode;
+use families::{
+    AlertLabels, DomainLabels, Families, One, PodLabels, QueryLabels, ResponseLabels,
+    WorkloadLabels,
+};
 
 /// The namespace label of processes outside containers and pods (their workload: the process
 /// name); the namespace and workload labels of pods not named yet (no cluster, or not listed yet)
@@ -48,11 +50,6 @@ pub const FOLDED_NAMESPACE: &str = "_other";
 /// Label value for what is not exported by name.
 pub const OTHER: &str = "other";
 
-/// Upper bounds of the latency histogram, in seconds: from a node-local cache (~50 µs) to a
-/// resolver's retry timeouts.
-const LATENCY_BUCKETS: [f64; 15] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
 /// How often idle label sets are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -80,166 +77,6 @@ impl Default for Limits {
             idle: Duration::from_secs(3600),
         }
     }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueryLabels {
-    namespace: Arc<str>,
-    workload: Arc<str>,
-    pod: Arc<str>,
-    container: Arc<str>,
-    qtype: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResponseLabels {
-    namespace: Arc<str>,
-    workload: Arc<str>,
-    pod: Arc<str>,
-    container: Arc<str>,
-    qtype: &'static str,
-    rcode: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PodLabels {
-    namespace: Arc<str>,
-    workload: Arc<str>,
-    pod: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WorkloadLabels {
-    namespace: Arc<str>,
-    workload: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AlertLabels {
-    detector: &'static str,
-    severity: &'static str,
-    namespace: Arc<str>,
-    workload: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DomainLabels {
-    namespace: Arc<str>,
-    workload: Arc<str>,
-    domain: Arc<str>,
-}
-
-/// One fixed label: `kind`, `table` or `what`, with a value from a fixed set.
-type One = [(&'static str, &'static str); 1];
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
-}
-
-#[derive(Clone, Debug)]
-struct Families {
-    queries: Family<QueryLabels, Counter>,
-    responses: Family<ResponseLabels, Counter>,
-    latency: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
-    unanswered: Family<PodLabels, Counter>,
-    alerts: Family<AlertLabels, Counter>,
-    top_domains: Family<DomainLabels, Counter>,
-    events_lost: Counter,
-    kernel_events: Family<One, Counter>,
-    decode_errors: Family<One, Counter>,
-    state_evictions: Family<One, Counter>,
-    ringbuf_used: Gauge,
-    ringbuf_size: Gauge,
-    output_wait: Counter<f64, AtomicU64>,
-    output_dropped: Counter,
-    enrichment_misses: Family<One, Counter>,
-    folded: Family<One, Counter>,
-}
-
-impl Families {
-    fn new() -> Families {
-        Families {
-            queries: Family::default(),
-            responses: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            unanswered: Family::default(),
-            alerts: Family::default(),
-            top_domains: Family::default(),
-            events_lost: Counter::default(),
-            kernel_events: Family::default(),
-            decode_errors: Family::default(),
-            state_evictions: Family::default(),
-            ringbuf_used: Gauge::default(),
-            ringbuf_size: Gauge::default(),
-            output_wait: Counter::default(),
-            output_dropped: Counter::default(),
-            enrichment_misses: Family::default(),
-            folded: Family::default(),
-        }
-    }
-
-    /// A registry of every family, each under its row of [`names::METRICS`].
-    fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("dnslens");
-        let f = self.clone();
-        add(&mut r, "dnslens_queries_total", f.queries);
-        add(&mut r, "dnslens_responses_total", f.responses);
-        add(&mut r, "dnslens_response_latency_seconds", f.latency);
-        add(&mut r, "dnslens_unanswered_total", f.unanswered);
-        add(&mut r, "dnslens_alerts_total", f.alerts);
-        add(&mut r, "dnslens_top_domains_queries_total", f.top_domains);
-        add(&mut r, "dnslens_events_lost_total", f.events_lost);
-        add(&mut r, "dnslens_kernel_events_total", f.kernel_events);
-        add(&mut r, "dnslens_decode_errors_total", f.decode_errors);
-        add(&mut r, "dnslens_state_evictions_total", f.state_evictions);
-        add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);
-        add(&mut r, "dnslens_ringbuf_size_bytes", f.ringbuf_size);
-        add(&mut r, "dnslens_output_wait_seconds_total", f.output_wait);
-        add(
-            &mut r,
-            "dnslens_output_dropped_lines_total",
-            f.output_dropped,
-        );
-        add(
-            &mut r,
-            "dnslens_enrichment_misses_total",
-            f.enrichment_misses,
-        );
-        add(&mut r, "dnslens_metrics_folded_total", f.folded);
-        r
-    }
-}
-
-/// Registers `metric` under `name` as exposed: the registry adds the prefix, the `_total` of
-/// counters and the unit, so they are taken off here.
-fn add(registry: &mut Registry, name: &'static str, metric: impl Metric) {
-    let row = names::metric(name);
-    let mut base = name
-        .strip_prefix("dnslens_")
-        .expect("names start with dnslens_");
-    if row.kind == Type::Counter {
-        base = base.strip_suffix("_total").expect("counters end in _total");
-    }
-    let unit = [("_seconds", Unit::Seconds), ("_bytes", Unit::Bytes)]
-        .into_iter()
-        .find_map(|(suffix, unit)| Some((base.strip_suffix(suffix)?, unit)));
-    match unit {
-        Some((base, unit)) => registry.register_with_unit(base, row.help, unit, metric),
-        None => registry.register(base, row.help, metric),
-    }
-}
-
-/// The OpenMetrics text (`application/openmetrics-text; version=1.0.0`), or with `openmetrics`
-/// false the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
-pub fn encode(registry: &Registry, openmetrics: bool) -> String {
-    let mut text = String::new();
-    let encoded = if openmetrics {
-        prometheus_client::encoding::text::encode(&mut text, registry)
-    } else {
-        prometheus_client::encoding::prometheus_text::encode(&mut text, registry)
-    };
-    encoded.expect("writing to a String cannot fail");
-    text
 }
 
 /// The labels of one (namespace, workload, pod, container).
@@ -802,6 +639,7 @@ mod tests {
     use dnslens_lens::pods::{PodInfo, Workload as PodWorkload};
     use dnslens_lens::Stats;
     use dnslens_probe::KernelCounters;
+    use names::Type;
 
     /// One sample line of the exposition.
     #[derive(Debug, Clone, PartialEq)]

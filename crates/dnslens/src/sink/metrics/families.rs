@@ -1,0 +1,179 @@
+//! The metric families and their label sets, and the registry that names them (rows of
+//! [`super::names::METRICS`]).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use super::names::{self, Type};
+
+/// Upper bounds of the latency histogram, in seconds: from a node-local cache (~50 µs) to a
+/// resolver's retry timeouts.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct QueryLabels {
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+    pub(super) pod: Arc<str>,
+    pub(super) container: Arc<str>,
+    pub(super) qtype: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ResponseLabels {
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+    pub(super) pod: Arc<str>,
+    pub(super) container: Arc<str>,
+    pub(super) qtype: &'static str,
+    pub(super) rcode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PodLabels {
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+    pub(super) pod: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct WorkloadLabels {
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AlertLabels {
+    pub(super) detector: &'static str,
+    pub(super) severity: &'static str,
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct DomainLabels {
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+    pub(super) domain: Arc<str>,
+}
+
+/// One fixed label: `kind`, `table` or `what`, with a value from a fixed set.
+pub(super) type One = [(&'static str, &'static str); 1];
+
+pub(super) fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Families {
+    pub(super) queries: Family<QueryLabels, Counter>,
+    pub(super) responses: Family<ResponseLabels, Counter>,
+    pub(super) latency: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
+    pub(super) unanswered: Family<PodLabels, Counter>,
+    pub(super) alerts: Family<AlertLabels, Counter>,
+    pub(super) top_domains: Family<DomainLabels, Counter>,
+    pub(super) events_lost: Counter,
+    pub(super) kernel_events: Family<One, Counter>,
+    pub(super) decode_errors: Family<One, Counter>,
+    pub(super) state_evictions: Family<One, Counter>,
+    pub(super) ringbuf_used: Gauge,
+    pub(super) ringbuf_size: Gauge,
+    pub(super) output_wait: Counter<f64, AtomicU64>,
+    pub(super) output_dropped: Counter,
+    pub(super) enrichment_misses: Family<One, Counter>,
+    pub(super) folded: Family<One, Counter>,
+}
+
+impl Families {
+    pub(super) fn new() -> Families {
+        Families {
+            queries: Family::default(),
+            responses: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            unanswered: Family::default(),
+            alerts: Family::default(),
+            top_domains: Family::default(),
+            events_lost: Counter::default(),
+            kernel_events: Family::default(),
+            decode_errors: Family::default(),
+            state_evictions: Family::default(),
+            ringbuf_used: Gauge::default(),
+            ringbuf_size: Gauge::default(),
+            output_wait: Counter::default(),
+            output_dropped: Counter::default(),
+            enrichment_misses: Family::default(),
+            folded: Family::default(),
+        }
+    }
+
+    /// A registry of every family, each under its row of [`names::METRICS`].
+    pub(super) fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("dnslens");
+        let f = self.clone();
+        add(&mut r, "dnslens_queries_total", f.queries);
+        add(&mut r, "dnslens_responses_total", f.responses);
+        add(&mut r, "dnslens_response_latency_seconds", f.latency);
+        add(&mut r, "dnslens_unanswered_total", f.unanswered);
+        add(&mut r, "dnslens_alerts_total", f.alerts);
+        add(&mut r, "dnslens_top_domains_queries_total", f.top_domains);
+        add(&mut r, "dnslens_events_lost_total", f.events_lost);
+        add(&mut r, "dnslens_kernel_events_total", f.kernel_events);
+        add(&mut r, "dnslens_decode_errors_total", f.decode_errors);
+        add(&mut r, "dnslens_state_evictions_total", f.state_evictions);
+        add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);
+        add(&mut r, "dnslens_ringbuf_size_bytes", f.ringbuf_size);
+        add(&mut r, "dnslens_output_wait_seconds_total", f.output_wait);
+        add(
+            &mut r,
+            "dnslens_output_dropped_lines_total",
+            f.output_dropped,
+        );
+        add(
+            &mut r,
+            "dnslens_enrichment_misses_total",
+            f.enrichment_misses,
+        );
+        add(&mut r, "dnslens_metrics_folded_total", f.folded);
+        r
+    }
+}
+
+/// Registers `metric` under `name` as exposed: the registry adds the prefix, the `_total` of
+/// counters and the unit, so they are taken off here.
+pub(super) fn add(registry: &mut Registry, name: &'static str, metric: impl Metric) {
+    let row = names::metric(name);
+    let mut base = name
+        .strip_prefix("dnslens_")
+        .expect("names start with dnslens_");
+    if row.kind == Type::Counter {
+        base = base.strip_suffix("_total").expect("counters end in _total");
+    }
+    let unit = [("_seconds", Unit::Seconds), ("_bytes", Unit::Bytes)]
+        .into_iter()
+        .find_map(|(suffix, unit)| Some((base.strip_suffix(suffix)?, unit)));
+    match unit {
+        Some((base, unit)) => registry.register_with_unit(base, row.help, unit, metric),
+        None => registry.register(base, row.help, metric),
+    }
+}
+
+/// The OpenMetrics text (`application/openmetrics-text; version=1.0.0`), or with `openmetrics`
+/// false the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+pub fn encode(registry: &Registry, openmetrics: bool) -> String {
+    let mut text = String::new();
+    let encoded = if openmetrics {
+        prometheus_client::encoding::text::encode(&mut text, registry)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut text, registry)
+    };
+    encoded.expect("writing to a String cannot fail");
+    text
+}
