@@ -5,8 +5,9 @@
 //!
 //! Layouts are recognised component by component, not anchored at the start of the path: kind
 //! nodes put the kubelet's tree under `/kubelet.slice/kubelet-kubepods.slice/…`, nested runtimes
-//! under the outer container's cgroup (`/system.slice/docker-<id>.scope/kubepods/…`), rootless
-//! Podman under a user's systemd instance. The innermost container wins; cgroups a container
+//! under the outer container's cgroup (`/system.slice/docker-<id>.scope/kubepods/…`). Paths under
+//! `user.slice` (users' own, delegated subtrees, rootless Podman's among them) are host
+//! processes whatever their names say. The innermost container wins; cgroups a container
 //! makes below its own (Podman's `…/libpod-<id>.scope/container`, systemd in a container) still
 //! belong to it.
 //!
@@ -79,6 +80,13 @@ impl Placement {
     /// resolved) is `Host` here: callers that know it is unresolved say so themselves.
     pub fn of(path: &str) -> Placement {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        // systemd delegates `user.slice` subtrees to their users (`user@UID.service`), who may
+        // create and name cgroups there as they like: nothing under them is taken as a container
+        // or pod, or a user could pass for any pod on the node.
+        let delegated = |part: &&str| part.starts_with("user@") && part.ends_with(".service");
+        if parts.first() == Some(&"user.slice") || parts.iter().any(delegated) {
+            return Placement::Host;
+        }
         let mut container = None;
         let mut pod = None;
         for (i, part) in parts.iter().enumerate() {
@@ -275,10 +283,6 @@ mod tests {
             (format!("/machine.slice/libpod-{ID}.scope"), container(Podman, None, None)),
             (format!("/machine.slice/libpod-{ID}.scope/container"), container(Podman, None, None)),
             (format!("/libpod_parent/libpod-{ID}"), container(Podman, None, None)),
-            (
-                format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
-                container(Podman, None, None),
-            ),
             (format!("/system.slice/nerdctl-{ID}.scope"), container(Containerd, None, None)),
             // Sub-cgroups of a container (systemd running in it) belong to it.
             (format!("/system.slice/docker-{ID}.scope/init.scope"), container(Docker, None, None)),
@@ -319,6 +323,14 @@ mod tests {
             "/system.slice/kubelet.service",
             "/user.slice/user-1000.slice/session-3.scope",
             "/user.slice/user-1000.slice/user@1000.service/app.slice/podman-pause.scope",
+            // A user's own subtree is the user's to name: rootless Podman, and a user posing as a
+            // pod's container with ids read from /proc, are host processes of that user.
+            &format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
+            &format!(
+                "/user.slice/user-1000.slice/user@1000.service/x/kubepods-besteffort-pod{UID_}.slice/\
+                 cri-containerd-{ID}.scope"
+            ),
+            &format!("/user.slice/kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope"),
             "/kubepods.slice",
             "/kubepods.slice/kubepods-burstable.slice",
             "/kubepods/burstable",
