@@ -3,9 +3,13 @@
 //! reads /proc; [`FakeProcesses`] answers from a table (tests, replays of saved traces).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +93,46 @@ pub struct ProcFs {
     cache: Lru<u64, (Arc<ResolvConf>, Instant, FileId)>,
 }
 
+/// A resolv.conf larger than this is not read (glibc's own are a few lines).
+const MAX_RESOLV_CONF: u64 = 64 << 10;
+
+/// Opens `path` inside `root` (a process's `/proc/PID/root`) for reading as that process would
+/// see it, without ever waiting: symlinks resolve inside the root (openat2 `RESOLVE_IN_ROOT`,
+/// Linux 5.6+; on older kernels from dnslens's own root), and `O_NONBLOCK` makes a FIFO or a
+/// device open at once, to be refused by the caller's regular-file check, instead of blocking
+/// the capture thread.
+fn open_in_root(root: &Path, path: &str) -> Option<File> {
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let dir = File::open(root).ok()?;
+    let name = CString::new(path).ok()?;
+    // SAFETY: zero is a valid open_how (all fields are integers); the fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a valid directory fd, a NUL-terminated name and a live open_how of the size given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel just returned this fd, owned by nothing else.
+        return Some(unsafe { File::from_raw_fd(fd as i32) });
+    }
+    if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(root.join(path))
+        .ok()
+}
+
 /// Which file, in which version.
 type FileId = (u64, u64, u64, i64, i64);
 
@@ -119,14 +163,23 @@ impl ProcessView for ProcFs {
     fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>> {
         let proc = self.root.join(pid.to_string());
         let mnt = std::fs::metadata(proc.join("ns/mnt")).ok()?.ino();
-        let path = proc.join("root/etc/resolv.conf");
-        let id = file_id(&std::fs::metadata(&path).ok()?);
+        let mut file = open_in_root(&proc.join("root"), "etc/resolv.conf")?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.size() > MAX_RESOLV_CONF {
+            return None;
+        }
+        let id = file_id(&meta);
         if let Some((rc, at, was)) = self.cache.peek(&mnt) {
             if *was == id && at.elapsed() < self.refresh {
                 return Some(rc.clone());
             }
         }
-        let text = std::fs::read_to_string(&path).ok()?;
+        let mut text = String::new();
+        // The size was checked, but the file may grow while it is read.
+        (&mut file)
+            .take(MAX_RESOLV_CONF)
+            .read_to_string(&mut text)
+            .ok()?;
         let rc = Arc::new(ResolvConf::parse(&text));
         self.cache.insert(mnt, (rc.clone(), Instant::now(), id));
         Some(rc)
@@ -247,6 +300,57 @@ mod tests {
         assert_eq!(fs.file_exists(10, "/tool"), Some(true));
         assert_eq!(fs.file_exists(10, "/tmp/x"), Some(false));
         assert_eq!(fs.file_exists(12, "/tool"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A process's resolv.conf is the attacker's: a FIFO must not block (it would stop capture),
+    /// a huge or endless file must not be read whole, and a symlink resolves inside the
+    /// process's root, not dnslens's.
+    #[test]
+    fn hostile_resolv_confs_cost_nothing_and_resolve_in_the_process_root() {
+        let dir =
+            std::env::temp_dir().join(format!("dnslens-detect-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for pid in [20, 21, 22, 23] {
+            let p = dir.join(format!("{pid}"));
+            std::fs::create_dir_all(p.join("root/etc")).unwrap();
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+            std::fs::write(p.join("ns/mnt"), "").unwrap();
+        }
+        let fifo = CString::new(dir.join("20/root/etc/resolv.conf").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/dev/zero", dir.join("21/root/etc/resolv.conf")).unwrap();
+        let big = "# padding\n".repeat(8000) + "nameserver 10.0.0.3\n";
+        std::fs::write(dir.join("22/root/etc/resolv.conf"), big).unwrap();
+        // An absolute symlink means the process's own /run, not the host's.
+        std::fs::create_dir_all(dir.join("23/root/run")).unwrap();
+        std::fs::write(
+            dir.join("23/root/run/dlresolv.conf"),
+            "nameserver 10.0.0.4\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/run/dlresolv.conf", dir.join("23/root/etc/resolv.conf"))
+            .unwrap();
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = dir.clone();
+        std::thread::spawn(move || {
+            let mut fs = ProcFs::at(&root, 4);
+            let got: Vec<Option<Arc<ResolvConf>>> = [20, 21, 22, 23]
+                .into_iter()
+                .map(|pid| fs.resolv_conf(pid))
+                .collect();
+            tx.send(got).unwrap();
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("reading hostile resolv.confs must not block");
+        assert_eq!(got[0], None, "a FIFO is not a resolv.conf");
+        assert_eq!(got[1], None, "nor a device");
+        assert_eq!(got[2], None, "nor a file over 64 KiB");
+        let in_root = got[3].as_ref().expect("a symlink inside the root");
+        assert_eq!(in_root.nameservers, ["10.0.0.4".parse::<IpAddr>().unwrap()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
