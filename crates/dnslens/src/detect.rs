@@ -18,6 +18,7 @@ use dnslens_probe::Named;
 use crate::settings::{Detect, Learn, Replay};
 use crate::sink::{self, is_broken_pipe, Output, Sink};
 use dnslens_lens::schema::{self, Line};
+use dnslens_lens::text::Printable;
 
 /// Bad input lines whose error is printed; the rest are only counted.
 const BAD_LINES_SHOWN: u64 = 5;
@@ -263,7 +264,13 @@ fn feed(
             Err(e) => {
                 counts.bad += 1;
                 if counts.bad <= BAD_LINES_SHOWN {
-                    eprintln!("dnslens: {name}:{}: {e:#}; line skipped", counts.lines);
+                    // The error quotes the line, which is the trace's: no control characters.
+                    let why = format!("{e:#}");
+                    eprintln!(
+                        "dnslens: {name}:{}: {}; line skipped",
+                        counts.lines,
+                        Printable(&why)
+                    );
                 }
             }
         }

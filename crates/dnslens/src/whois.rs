@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use dnslens_lens::container::{ContainerRef, Placement};
 use dnslens_lens::pods::{PodDirectory, PodInfo};
+use dnslens_lens::text::Printable;
 
 use crate::cluster::Connection;
 use crate::settings::Whois;
@@ -177,8 +178,9 @@ fn render(
     names: &Names,
 ) -> String {
     let mut out = String::new();
+    // Names, paths and labels are the workload's: no control character reaches the terminal.
     let mut line = |label: &str, text: &str| {
-        writeln!(out, "{label:<10} {text}").expect("writing to a String cannot fail");
+        writeln!(out, "{label:<10} {}", Printable(text)).expect("writing to a String cannot fail");
     };
     line("pid", &process.pid.to_string());
     let exe = match &process.exe {

@@ -879,6 +879,52 @@ for i in range(count):
 print("sent", count, "kept open", len(kept))
 "#;
 
+/// Names a process for itself (`\x1b[2J` clears a terminal, `\x1b[1;1H` homes the cursor), then
+/// resolves `argv[1]` through the libc resolver.
+const FORGED_NAME: &str = r#"
+import ctypes, socket, sys
+ctypes.CDLL(None).prctl(15, b"\x1b[2J\x1b[1;1Hforged\x07", 0, 0, 0)
+try:
+    socket.getaddrinfo(sys.argv[1], None, socket.AF_INET)
+except OSError:
+    pass
+print("asked")
+"#;
+
+/// A process name is the workload's to choose: the table on a terminal shows its control
+/// characters written out, never the bytes themselves.
+#[test]
+fn root_a_hostile_process_name_reaches_no_terminal() {
+    if !have_root() {
+        return;
+    }
+    let _guard = no_flood();
+    let node = Node::start(1);
+    let trace = Trace::printing(&["--no-detect", "--color", "never", "--domain", DOMAIN]);
+    let name = unique_name("forged");
+    let run = node.run("forged", 0, None, &python(), &["-c", FORGED_NAME, &name]);
+    run.expect_ok().expect_output("asked");
+    wait_until(Duration::from_secs(5), || {
+        trace.stdout_text().contains(&name)
+    });
+    let stopped = trace.stop();
+    // The table's rows are what a JSON reader calls bad lines.
+    let table = stopped.bad_lines.join("\n");
+    let mut problems = Vec::new();
+    if !table.contains(&name) {
+        problems.push(format!("{name} is not in the table:\n{table}"));
+    }
+    if let Some(c) = table.chars().find(|&c| c.is_control() && c != '\n') {
+        problems.push(format!(
+            "a control character {c:?} reached the table: {table:?}"
+        ));
+    }
+    if !table.contains("\\x1b[2J") {
+        problems.push(format!("the name is not shown written out: {table:?}"));
+    }
+    assert_no_problems("hostile process name", &problems, &[&stopped]);
+}
+
 /// The pairing key dnslens uses (crates/lens/src/correlate.rs), from a JSON event.
 fn pairing_key(e: &Value) -> (u64, u64, String, u64, String, String) {
     (

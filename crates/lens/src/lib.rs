@@ -23,6 +23,7 @@ pub mod pods;
 pub mod process;
 pub mod schema;
 pub mod stats;
+pub mod text;
 pub mod topk;
 
 #[cfg(any(test, feature = "testutil"))]

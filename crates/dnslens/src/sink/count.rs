@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dnslens_lens::clock::{self, Civil};
 use dnslens_lens::count::{CountRow, Counter};
+use dnslens_lens::text::Printable;
 use dnslens_lens::DnsEvent;
 use serde::Serialize;
 
@@ -78,9 +79,12 @@ impl<W: Write> CountSink<W> {
                     by.name()
                 )?;
                 for row in rows {
-                    let key = if row.key.is_empty() { "-" } else { &row.key };
+                    let key = Printable(if row.key.is_empty() { "-" } else { &row.key });
                     match &row.name {
-                        Some(name) => writeln!(self.out, "{:>10}  {key} ({name})", row.queries)?,
+                        Some(name) => {
+                            let name = Printable(name);
+                            writeln!(self.out, "{:>10}  {key} ({name})", row.queries)?
+                        }
                         None => writeln!(self.out, "{:>10}  {key}", row.queries)?,
                     }
                 }

@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use dnslens_detect::{Alert, Severity};
 use dnslens_lens::clock::Civil;
 use dnslens_lens::identity::{write_into, Identity};
+use dnslens_lens::text::{printable, Printable};
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
 
@@ -398,8 +399,8 @@ impl<W: Write> Sink for TableSink<W> {
             "{start}ALERT {} {} {} {}{end}",
             alert.detector,
             alert.severity.name(),
-            Identity::of(&alert.who),
-            alert.summary
+            Printable(&Identity::of(&alert.who).to_string()),
+            Printable(&alert.summary)
         )
     }
 
@@ -411,6 +412,8 @@ impl<W: Write> Sink for TableSink<W> {
 /// Appends `text` fitted to `col` (cut and padded to its width), in `colour` if given, then
 /// the separator.
 fn push_cell(line: &mut String, col: &Column, text: &str, colour: Option<&str>) {
+    // Names, paths and labels are the workloads': no control character reaches the terminal.
+    let text = &*printable(text);
     let shown = text.chars().count().min(col.width);
     let pad = col.width - shown;
     if let Some(c) = colour {
@@ -562,6 +565,38 @@ mod tests {
         let mut line = String::new();
         push_cut(&mut line, text, width, keep_tail);
         line
+    }
+
+    /// Names are the workloads' to choose: no control character of theirs reaches the
+    /// terminal, in rows or in alert lines.
+    #[test]
+    fn hostile_names_do_not_reach_the_terminal() {
+        use dnslens_detect::{Detector, Evidence};
+        use std::sync::Arc;
+        let forged = "\x1b[2J\x1b[1;1Hforged";
+        let mut q = sample::query(1, "x.example", 1, 0);
+        q.who.process.name = forged.into();
+        q.who.cgroup = Arc::from(format!("/system.slice/{forged}.service").as_str());
+        let r = sample::response(&q, 0, &["10.0.0.1"], 1_000_000);
+        let mut sink = TableSink::new(Vec::new(), style());
+        sink.event(&r).unwrap();
+        let alert = Alert {
+            detector: Detector::UnknownBinary,
+            severity: Severity::High,
+            summary: format!("{forged} (pid 123) queried x.example"),
+            count: 1,
+            window_s: 0,
+            evidence: Evidence::default(),
+            time_ns: r.time_ns,
+            who: r.who.clone(),
+        };
+        sink.alert(&alert).unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\x1b[2J"), "{text}");
     }
 
     #[test]

@@ -43,11 +43,18 @@ impl Trace {
 
     /// Starts `dnslens trace --json ARGS`, the detectors on unless ARGS say otherwise.
     pub fn with_detectors(args: &[&str]) -> Trace {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        Trace::printing(&all)
+    }
+
+    /// Starts `dnslens trace ARGS`: the table unless ARGS say `--json`.
+    pub fn printing(args: &[&str]) -> Trace {
         let (tag, _) = unique_tag();
         let dir = TempDir::new(&format!("{tag}-trace"));
-        let out = dir.path().join("stdout.jsonl");
+        let out = dir.path().join("stdout");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dnslens"))
-            .args(["trace", "--json"])
+            .arg("trace")
             .args(args)
             .stdin(Stdio::null())
             .stdout(File::create(&out).expect("trace stdout file"))
@@ -68,7 +75,7 @@ impl Trace {
         });
         assert!(
             ready && exited.is_none(),
-            "dnslens trace --json {args:?} did not start tracing (exit: {exited:?})\nstderr:\n{}",
+            "dnslens trace {args:?} did not start tracing (exit: {exited:?})\nstderr:\n{}",
             trace.stderr()
         );
         trace

@@ -25,6 +25,7 @@ use dnslens_lens::counters::CounterKind;
 use dnslens_lens::identity::Identity;
 use dnslens_lens::model::Attribution;
 use dnslens_lens::model::{Container, Kind, Role};
+use dnslens_lens::text::Printable;
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
 use dnslens_probe::{KernelCounter, Named};
@@ -325,14 +326,21 @@ impl Workload {
 const SEP: char = '\u{1f}';
 
 /// Writes `namespace SEP workload SEP pod SEP container` of `who` into `key`; returns where the
-/// workload key (`namespace SEP workload`) ends.
+/// workload key (`namespace SEP workload`) ends. Names are [`Printable`]: a control character
+/// in a process name (SEP among them) can neither shift the labels nor reach a dashboard.
 fn placement_key(who: &Attribution, key: &mut String) -> usize {
     key.clear();
     let id = Identity::of(who);
     let written = match id {
-        Identity::Host(p) => write!(key, "{HOST}{SEP}{}", p.display_name()),
+        Identity::Host(p) => write!(key, "{HOST}{SEP}{}", Printable(p.display_name())),
         Identity::Pod { .. } => match id.workload() {
-            Some(w) => write!(key, "{}{SEP}{}/{}", w.namespace, w.kind, w.name),
+            Some(w) => write!(
+                key,
+                "{}{SEP}{}/{}",
+                Printable(w.namespace),
+                Printable(w.kind),
+                Printable(w.name)
+            ),
             None => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
         },
         Identity::Container(_) => write!(key, "{NONE}{SEP}{NONE}"),
@@ -341,17 +349,19 @@ fn placement_key(who: &Attribution, key: &mut String) -> usize {
     written.expect("writing to a String cannot fail");
     let workload_end = key.len();
     key.push(SEP);
-    if let Identity::Pod { pod, info, .. } = id {
-        key.push_str(info.map_or(&*pod.uid, |p| &p.name));
-    }
-    key.push(SEP);
-    match id.container() {
+    let pod = match id {
+        Identity::Pod { pod, info, .. } => info.map_or(&*pod.uid, |p| &p.name),
+        _ => "",
+    };
+    let container = match id.container() {
         Some(Container {
             name: Some(name), ..
-        }) => key.push_str(name),
-        Some(c) => key.push_str(c.short_id()),
-        None => {}
-    }
+        }) => name,
+        Some(c) => c.short_id(),
+        None => "",
+    };
+    write!(key, "{}{SEP}{}", Printable(pod), Printable(container))
+        .expect("writing to a String cannot fail");
     workload_end
 }
 
@@ -972,6 +982,31 @@ mod tests {
             sum,
             3.0 + 15.0,
             "every query is under one domain series, or was"
+        );
+    }
+
+    /// A process name is the workload's to choose: a control character (the key's separator
+    /// among them) neither shifts the labels nor reaches the exposition.
+    #[test]
+    fn hostile_process_names_keep_their_label() {
+        let mut sink = MetricsSink::new(Limits::default());
+        let mut q = sample::query(1, "x.example", 1, 0);
+        q.who.host = Some(true);
+        q.who.process.name = "a\x1fb\x1b[2J".into();
+        sink.event(&q).unwrap();
+        let s = scrape(&sink);
+        let labels = [
+            ("namespace", "(host)"),
+            ("workload", "a\\x1fb\\x1b[2J"),
+            ("pod", ""),
+            ("container", ""),
+            ("qtype", "A"),
+        ];
+        assert_eq!(value(&s, "dnslens_queries_total", &labels), Some(1.0));
+        let text = encode(&sink.registry(), true);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
         );
     }
 

@@ -3,7 +3,6 @@
 //! and the help line; keys become [`Command`]s. Fits an 80x24 terminal: on narrower screens
 //! the name columns give way first.
 
-use dnslens_probe::Named;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -13,6 +12,8 @@ use ratatui::Frame;
 
 use dnslens_detect::Severity;
 use dnslens_lens::clock::Civil;
+use dnslens_lens::text::{printable, Printable};
+use dnslens_probe::Named;
 
 use super::model::{AlertLine, Column, Command, Grouping, RowStats, Snapshot, WINDOW_S};
 
@@ -154,9 +155,9 @@ fn table_row(r: &RowStats, with_pod: bool) -> Row<'static> {
     if let Some(pid) = r.pid {
         cells.push(Cell::from(Line::from(pid.to_string()).right_aligned()));
     }
-    cells.push(Cell::from(r.name.clone()));
+    cells.push(Cell::from(printable(&r.name).into_owned()));
     if with_pod {
-        cells.push(Cell::from(r.place.clone()));
+        cells.push(Cell::from(printable(&r.place).into_owned()));
     }
     let figures = [
         qps(r.qps),
@@ -181,15 +182,15 @@ fn domains_panel(s: &Snapshot, height: u16) -> Paragraph<'static> {
         return Paragraph::new("no queries yet").block(Block::bordered().title(" top domains "));
     };
     let label = match (r.pid, &r.exe) {
-        (Some(pid), Some(exe)) => format!("{pid} {exe}"),
-        (Some(pid), None) => format!("{pid} {}", r.name),
-        (None, _) => r.name.clone(),
+        (Some(pid), Some(exe)) => format!("{pid} {}", Printable(exe)),
+        (Some(pid), None) => format!("{pid} {}", Printable(&r.name)),
+        (None, _) => printable(&r.name).into_owned(),
     };
     let mut lines = vec![Line::styled(label, Style::new().bold())];
     lines.extend(
         s.domains
             .iter()
-            .map(|(domain, n)| Line::from(format!("{:>7} {domain}", count(*n)))),
+            .map(|(domain, n)| Line::from(format!("{:>7} {}", count(*n), Printable(domain)))),
     );
     if s.domains_other > 0 {
         lines.push(Line::from(format!("{:>7} (other)", count(s.domains_other))));
@@ -232,7 +233,10 @@ fn alert_line(a: &AlertLine, utc_offset: fn(u64) -> i64) -> Line<'static> {
             style,
         ),
         Span::styled(format!("{} ", a.detector), style.fg(colour)),
-        Span::styled(format!("{} {}", a.subject, a.summary), style),
+        Span::styled(
+            format!("{} {}", Printable(&a.subject), Printable(&a.summary)),
+            style,
+        ),
     ])
 }
 
