@@ -13,6 +13,7 @@
 //! to the service (`orders.shop.svc.cluster.local`), other cluster names whole.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -130,7 +131,9 @@ impl Baseline {
         serde_json::from_str(text).map_err(parse_err)
     }
 
-    /// Writes the file whole: to a temporary file beside it, then renamed over it.
+    /// Writes the file whole: to a new temporary file beside it (a random name, created
+    /// exclusively, mode 0600: nothing planted there is followed or overwritten), flushed to
+    /// disk, then renamed over it.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), BaselineError> {
         let path = path.as_ref();
         let err = |source| BaselineError::Write {
@@ -139,10 +142,18 @@ impl Baseline {
         };
         let mut json = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
         json.push(b'\n');
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, json).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".dnslens-baseline.")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(&json).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        Ok(())
     }
 
     pub fn workload(&self, key: &str) -> Option<&WorkloadBaseline> {
@@ -249,6 +260,29 @@ mod tests {
         let loaded = Baseline::load(&file.0).unwrap();
         assert_eq!(loaded, b);
         assert!(!loaded.workloads["shop/Deployment/web"].cluster_only("cluster.local"));
+    }
+
+    /// dnslens runs as root and the baseline's folder may be writable by others: a symlink
+    /// planted where the old fixed temporary name was must not be followed, and the file is
+    /// not world-readable.
+    #[test]
+    fn saving_follows_no_planted_symlink_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dnslens-detect-plant-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.join("baseline.json");
+        std::os::unix::fs::symlink(&victim, dir.join("baseline.json.tmp")).unwrap();
+        Baseline::new("cluster.local").save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        assert!(Baseline::load(&path).is_ok());
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 3, "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

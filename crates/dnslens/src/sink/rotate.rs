@@ -5,6 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// When to rotate.
@@ -109,11 +110,16 @@ impl Write for LogFile {
     }
 }
 
+/// Every DNS name of the node goes in here, written as root: a new file is readable by its
+/// owner and group only, and a symlink at `path` (planted in a folder others can write) is
+/// refused rather than followed.
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| named(path, e))
 }
@@ -254,6 +260,29 @@ mod tests {
             out.write_all(line(n).as_bytes()).unwrap();
         }
         assert_eq!(fs::read_to_string(&plain).unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn new_files_are_private_and_symlinks_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Dir::new("private");
+        let path = dir.0.join("events.jsonl");
+        let mut log = LogFile::open(&path, None).unwrap();
+        log.write_all(line(1).as_bytes()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "not world-readable: {mode:o}");
+        let victim = dir.0.join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let planted = dir.0.join("planted.jsonl");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let e = LogFile::open(&planted, None)
+            .err()
+            .expect("a symlink is refused");
+        assert!(
+            e.to_string().starts_with(&planted.display().to_string()),
+            "{e}"
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]
