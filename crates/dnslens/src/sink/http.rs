@@ -1,5 +1,5 @@
-//! The agent's HTTP endpoints, served by `tiny_http` on a thread of its own (a blocking server:
-//! no async runtime, which only exists with Kubernetes on; four small dependencies):
+//! The agent's HTTP endpoints, served by hyper on a thread of its own with a tokio runtime of
+//! its own (the capture never waits on a client; a client can stop no other):
 //!
 //! - `/metrics`: the registry, as OpenMetrics text when the scraper accepts it (Prometheus
 //!   does), else the Prometheus text format 0.0.4 (curl, promtool);
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
-use tiny_http::{Header, Method, Request, Response};
 
 use super::metrics;
 
@@ -89,78 +88,146 @@ impl Health {
     }
 }
 
+/// Connections served at once; more are closed as they come. Prometheus and the kubelet need a
+/// few; a client holding one idle loses it after [`HEADER_TIMEOUT`]. At most [`MAX_HEAD`] bytes
+/// are buffered for each: 8 MiB in all.
+const MAX_CONNECTIONS: usize = 512;
+/// Time a client has to send its request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may take in all, answer included (a client that does not read).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a request's head; more and the connection is closed.
+const MAX_HEAD: usize = 16 << 10;
+
 /// The running server; dropping it stops it.
 pub struct Server {
-    server: Arc<tiny_http::Server>,
+    address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `address` and serves from a new thread.
+    /// Binds `address` and serves from a new thread. Every client is the network's: a
+    /// request's head must come within [`HEADER_TIMEOUT`] and [`MAX_HEAD`] bytes, a connection
+    /// ends within [`CONNECTION_TIMEOUT`], at most [`MAX_CONNECTIONS`] are served at once, and
+    /// bodies are never read. hyper on a tokio runtime of this thread's own: one slow client
+    /// is a parked task, not a blocked server.
     pub fn start(
         address: SocketAddr,
         registry: Arc<Registry>,
         health: Arc<Health>,
     ) -> anyhow::Result<Server> {
-        let server = tiny_http::Server::http(address).map_err(|e| {
-            anyhow::anyhow!(
-                "--metrics-address {address}: cannot listen there ({e}); another agent or \
-                 program may have the port: give another address"
-            )
-        })?;
-        let server = Arc::new(server);
-        let serving = Arc::clone(&server);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .context("starting the HTTP server's runtime")?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(address))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--metrics-address {address}: cannot listen there ({e}); another agent or \
+                     program may have the port: give another address"
+                )
+            })?;
+        let address = listener.local_addr().context("the metrics address")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("dnslens-http".to_string())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    // A client that went away is its own problem, not the agent's.
-                    let _ = respond(request, &registry, &health);
-                }
-            })
+            .spawn(move || runtime.block_on(serve(listener, registry, health, stopped)))
             .context("starting the HTTP server's thread")?;
         Ok(Server {
-            server,
+            address,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
 
     /// The address bound (the port chosen, when 0 was given).
     pub fn address(&self) -> SocketAddr {
-        self.server
-            .server_addr()
-            .to_ip()
-            .expect("an IP listener has an IP address")
+        self.address
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.server.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn respond(request: Request, registry: &Registry, health: &Health) -> std::io::Result<()> {
-    if !matches!(request.method(), Method::Get | Method::Head) {
-        return request.respond(text(405, "only GET and HEAD\n".to_string()));
-    }
-    let path = request.url().split('?').next().unwrap_or("");
-    let now = Instant::now();
-    let response = match path {
-        "/metrics" => {
-            let openmetrics = request.headers().iter().any(|h| {
-                h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text")
+async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of fds, say: wait a little rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue; // Dropped: closed at once.
+        };
+        let (registry, health) = (Arc::clone(&registry), Arc::clone(&health));
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&request, &registry, &health);
+                async move { Ok::<_, std::convert::Infallible>(response) }
             });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(false)
+                // Clients that match header names exactly (they were title case) keep working.
+                .title_case_headers(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A client that went away or was too slow is its own problem, not the agent's.
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(slot);
+        });
+    }
+}
+
+type Reply = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
+
+fn respond<B>(request: &hyper::Request<B>, registry: &Registry, health: &Health) -> Reply {
+    use hyper::Method;
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return text(405, "only GET and HEAD\n".to_string());
+    }
+    let now = Instant::now();
+    match request.uri().path() {
+        "/metrics" => {
+            let openmetrics = request
+                .headers()
+                .get_all(hyper::header::ACCEPT)
+                .iter()
+                .any(|v| {
+                    v.to_str()
+                        .is_ok_and(|v| v.contains("application/openmetrics-text"))
+                });
             let body = metrics::encode(registry, openmetrics);
             let kind = if openmetrics {
                 OPENMETRICS
             } else {
                 PROMETHEUS_TEXT
             };
-            Response::from_string(body).with_header(header(kind))
+            reply(200, kind, body)
         }
         "/healthz" => status(health.live(now)),
         "/readyz" => status(health.ready(now)),
@@ -168,25 +235,26 @@ fn respond(request: Request, registry: &Registry, health: &Health) -> std::io::R
             404,
             "not found: /metrics, /healthz or /readyz\n".to_string(),
         ),
-    };
-    request.respond(response)
+    }
 }
 
-fn status(state: Result<(), String>) -> Response<std::io::Cursor<Vec<u8>>> {
+fn status(state: Result<(), String>) -> Reply {
     match state {
         Ok(()) => text(200, "ok\n".to_string()),
         Err(why) => text(503, format!("{why}\n")),
     }
 }
 
-fn text(code: u16, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body)
-        .with_status_code(code)
-        .with_header(header("text/plain; charset=utf-8"))
+fn text(code: u16, body: String) -> Reply {
+    reply(code, "text/plain; charset=utf-8", body)
 }
 
-fn header(content_type: &str) -> Header {
-    Header::from_bytes("Content-Type", content_type).expect("a valid header")
+fn reply(code: u16, content_type: &str, body: String) -> Reply {
+    hyper::Response::builder()
+        .status(code)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .expect("a valid status and header")
 }
 
 #[cfg(test)]
@@ -250,12 +318,54 @@ mod tests {
         assert!(body.ends_with("# EOF\n"), "{body}");
         assert_eq!(get(at, "/nope", "*/*").0, 404);
         drop(server);
-        // tiny_http closes its listener from its accept thread, just after.
-        let closed = (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            TcpStream::connect(at).is_err()
-        });
-        assert!(closed, "stopped on drop");
+        assert!(TcpStream::connect(at).is_err(), "stopped on drop");
+    }
+
+    /// The port is reachable from the network: no client may stop the endpoints. A
+    /// Content-Length near 2^64, 200 clients that never
+    /// finish their head, and a 4 MiB header line leave /healthz answering within a second.
+    #[test]
+    fn hostile_clients_cannot_stop_the_endpoints() {
+        let health = Arc::new(Health::new());
+        health.turned(Instant::now(), true);
+        let server = Server::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Registry::default()),
+            Arc::clone(&health),
+        )
+        .unwrap();
+        let at = server.address();
+        let mut huge = TcpStream::connect(at).unwrap();
+        write!(
+            huge,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        let _ = huge.read_to_string(&mut reply);
+        let mut slow: Vec<TcpStream> = (0..200)
+            .map(|_| {
+                let mut s = TcpStream::connect(at).unwrap();
+                write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+                s
+            })
+            .collect();
+        let mut long = TcpStream::connect(at).unwrap();
+        let line = format!("GET /metrics HTTP/1.1\r\nX-Long: {}", "a".repeat(4 << 20));
+        // The server closes the connection long before 4 MiB: the write may fail.
+        let _ = long.write_all(line.as_bytes());
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let (code, _, body) = get(at, "/healthz", "*/*");
+            assert_eq!((code, body.as_str()), (200, "ok\n"));
+            assert!(
+                asked.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                asked.elapsed()
+            );
+        }
+        slow.clear();
+        drop(server);
     }
 
     #[test]
