@@ -292,6 +292,32 @@ mod tests {
         assert_eq!(out[0].who.host, Some(false));
     }
 
+    /// The answer section of a query is the sender's to fill: it is not kept, so crafted
+    /// queries (a CNAME bomb to a port nothing answers) cannot fill the pending table with it.
+    #[test]
+    fn queries_keep_no_answers() {
+        let empty = TempDir::new("proc");
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                proc_root: empty.path().to_path_buf(),
+                ..PipelineConfig::default()
+            },
+            WallClock::with_offset(0),
+        );
+        let bomb: Vec<[u8; 4]> = (0..200u8).map(|i| [10, 0, 0, i]).collect();
+        let q = dns_message(1, false, 0, "bomb.example", 1, &bomb);
+        let events = dns_events(&mut p, &record(&header(true, 0, q.len()), &q));
+        assert_eq!(events.len(), 1);
+        assert!(
+            events[0].answers.is_empty(),
+            "{} answers kept",
+            events[0].answers.len()
+        );
+        let r = dns_message(1, true, 0, "bomb.example", 1, &bomb);
+        let events = dns_events(&mut p, &record(&header(false, MS, r.len()), &r));
+        assert_eq!(events[0].answers.len(), 200, "a response keeps its answers");
+    }
+
     #[test]
     fn unanswered_queries_come_out_of_expire() {
         let empty = TempDir::new("proc");
