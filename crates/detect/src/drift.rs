@@ -166,6 +166,9 @@ impl Detectors {
         if path.starts_with("/memfd:") {
             return Some((Severity::High, "memfd"));
         }
+        // Exec records carry the path as passed to execve, which the process chose:
+        // `//tmp/x` and `/usr/../tmp/x` are in /tmp too.
+        let path = lexical(path);
         let in_dir = |d: &String| {
             let d = d.trim_end_matches('/');
             !d.is_empty() && path.strip_prefix(d).is_some_and(|r| r.starts_with('/'))
@@ -178,10 +181,34 @@ impl Detectors {
         }
         // An upgrade replaces the file: the old process shows "(deleted)" but the path exists.
         // A process that exited before the check cannot tell which: medium.
-        match self.view.file_exists(pid, path) {
+        match self.view.file_exists(pid, &path) {
             Some(true) => None,
             Some(false) => Some((Severity::High, "deleted")),
             None => Some((Severity::Medium, "deleted")),
         }
     }
+}
+
+/// `path` with repeated `/`, `.` and `..` folded as the kernel would without symlinks.
+fn lexical(path: &str) -> String {
+    use std::path::Component;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for part in std::path::Path::new(path).components() {
+        match part {
+            Component::Normal(name) => parts.push(name),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for part in parts {
+        out.push('/');
+        out.push_str(&part.to_string_lossy());
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }

@@ -898,6 +898,9 @@ fn binaries_in_temporary_places_or_deleted_alert() {
     sim.feed(&mk(86, "/tmpfoo/bin").query("example.com", 1, T0));
     // Exited before its root could be checked.
     sim.feed(&mk(87, "/usr/bin/gone (deleted)").query("example.com", 1, T0));
+    // Paths as passed to execve, which the process chose.
+    sim.feed(&mk(88, "//tmp/x").query("example.com", 1, T0));
+    sim.feed(&mk(89, "/usr/../dev/shm/./y").query("example.com", 1, T0));
     let a = sim.of(Detector::UnknownBinary);
     let reasons: Vec<(&str, &str)> = a
         .iter()
@@ -916,11 +919,13 @@ fn binaries_in_temporary_places_or_deleted_alert() {
             ("/memfd:payload (deleted)", "memfd"),
             ("/dev/shm/x", "temporary directory"),
             ("/usr/bin/gone (deleted)", "deleted"),
+            ("//tmp/x", "temporary directory"),
+            ("/usr/../dev/shm/./y", "temporary directory"),
         ]
     );
     let severities: Vec<Severity> = a.iter().map(|a| a.severity).collect();
     use Severity::{High, Medium};
-    assert_eq!(severities, [High, High, High, High, Medium]);
+    assert_eq!(severities, [High, High, High, High, Medium, High, High]);
     assert!(
         a[0].summary.contains("/tmp/.x/miner (temporary directory)"),
         "{}",
