@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
@@ -120,6 +121,7 @@ struct Manifests {
     config: ConfigMap,
     daemon_set: DaemonSet,
     service: Service,
+    network_policy: NetworkPolicy,
 }
 
 /// Every manifest the kustomization lists, each read into its type and round-tripped.
@@ -154,6 +156,8 @@ fn manifests() -> Manifests {
     let daemon_set = typed(&p, &v);
     let (p, v) = take("Service");
     let service = typed(&p, &v);
+    let (p, v) = take("NetworkPolicy");
+    let network_policy = typed(&p, &v);
     assert!(
         by_kind.is_empty(),
         "objects no test reads: {:?}",
@@ -167,6 +171,7 @@ fn manifests() -> Manifests {
         config,
         daemon_set,
         service,
+        network_policy,
     }
 }
 
@@ -202,6 +207,7 @@ fn manifests_are_kubernetes_objects() {
         ("ConfigMap", &m.config.metadata.namespace),
         ("DaemonSet", &m.daemon_set.metadata.namespace),
         ("Service", &m.service.metadata.namespace),
+        ("NetworkPolicy", &m.network_policy.metadata.namespace),
     ] {
         assert_eq!(namespace.as_deref(), Some(ns), "{what} in namespace {ns}");
     }
@@ -454,6 +460,60 @@ fn daemonset_service_rbac_and_config_agree() {
             "{what}"
         );
     }
+}
+
+/// The metrics name every tenant's pods and domains: the NetworkPolicy lets only the
+/// monitoring namespace reach the agents' metrics port, and only that port.
+#[test]
+fn only_the_monitoring_namespace_reaches_the_metrics() {
+    let m = manifests();
+    let spec = m.network_policy.spec.as_ref().expect("NetworkPolicy spec");
+    let pod_labels = m
+        .daemon_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap();
+    let pod_labels = pod_labels.labels.clone().unwrap_or_default();
+    let selects = spec
+        .pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone());
+    let selects = selects.unwrap_or_default();
+    assert!(!selects.is_empty(), "the policy selects pods");
+    for (k, v) in &selects {
+        assert_eq!(pod_labels.get(k), Some(v), "the agent's pods carry {k}={v}");
+    }
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
+    let rules = spec.ingress.as_deref().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "one rule: the metrics port from monitoring");
+    let from = rules[0].from.as_deref().unwrap_or_default();
+    assert!(
+        !from.is_empty()
+            && from.iter().all(|peer| peer.ip_block.is_none()
+                && peer.namespace_selector.as_ref().is_some_and(|ns| ns
+                    .match_labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("kubernetes.io/metadata.name")))),
+        "only a namespace chosen by name: {from:?}"
+    );
+    let metrics_port = agent(&m.daemon_set)
+        .ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|p| p.container_port == 9253)
+        .and_then(|p| p.name.clone())
+        .expect("the agent's metrics port has a name");
+    let ports = rules[0].ports.as_deref().unwrap_or_default();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].port, Some(IntOrString::String(metrics_port)));
 }
 
 #[test]
