@@ -141,6 +141,20 @@ impl EventHeader {
     }
 }
 
+impl EventHeader {
+    /// The header's bytes as the kernel writes them (tests and fuzzing build records so).
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C), integers and byte arrays only, with the padding an explicit field:
+        // every byte is initialized.
+        unsafe {
+            std::slice::from_raw_parts(
+                (self as *const EventHeader).cast::<u8>(),
+                std::mem::size_of::<EventHeader>(),
+            )
+        }
+    }
+}
+
 impl Default for EventHeader {
     /// All zero, as the kernel side starts from (arrays past 32 elements have no derived Default).
     fn default() -> Self {

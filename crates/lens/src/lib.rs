@@ -16,6 +16,7 @@ pub mod counters;
 pub mod decode;
 pub mod enrich;
 pub mod filter;
+pub mod fuzzing;
 pub mod identity;
 pub mod model;
 pub mod pipeline;
