@@ -160,7 +160,7 @@ fn decode_one(
     size: u32,
     truncated: bool,
 ) -> Option<Decoded> {
-    let message = match dnslens_wire::decode(bytes) {
+    let message = match dnslens_wire::decode_brief(bytes) {
         Ok(message) => message,
         Err(error) => match truncated.then(|| salvage(bytes, &error)).flatten() {
             Some(message) => {
@@ -206,7 +206,7 @@ fn salvage(bytes: &[u8], error: &DecodeError) -> Option<Message> {
         copy[4 + 2 * count] = 0;
         copy[5 + 2 * count] = 0;
     }
-    dnslens_wire::decode(&copy).ok()
+    dnslens_wire::decode_brief(&copy).ok()
 }
 
 #[cfg(test)]

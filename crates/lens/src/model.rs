@@ -435,20 +435,17 @@ impl DnsEvent {
             qclass,
             rcode: is_response.then_some(rcode),
             flags: MessageFlags::from(&flags),
-            // A query's answer section is the sender's to fill: nothing resolves with it, and
-            // kept it would let a flood of crafted queries fill the pending table with records.
-            answers: match is_response {
-                true => answers
-                    .into_iter()
-                    .map(|r| Answer {
-                        name: r.name,
-                        rtype: r.rtype,
-                        ttl: r.ttl,
-                        data: r.data,
-                    })
-                    .collect(),
-                false => Vec::new(),
-            },
+            // A query's are none: decode_brief skips them (crafted queries full of records
+            // would fill the pending table).
+            answers: answers
+                .into_iter()
+                .map(|r| Answer {
+                    name: r.name,
+                    rtype: r.rtype,
+                    ttl: r.ttl,
+                    data: r.data,
+                })
+                .collect(),
             latency_us: None,
             timeout_ms: None,
             transport: capture.transport,

@@ -1,15 +1,42 @@
 //! The fuzz targets' bodies, kept here so they also run as ordinary tests on stable and the
 //! `fuzz/` project stays a thin wrapper. Each panics when an invariant breaks.
 
-use crate::{decode, peek_header, Frame, Message, TcpFramer};
+use crate::{decode, decode_brief, peek_header, Frame, Message, TcpFramer};
 
 /// Decodes arbitrary bytes; a message that decodes must be self-consistent and its names and
 /// data must be safe, unambiguous presentation text.
 pub fn fuzz_decode(data: &[u8]) {
-    let Ok(msg) = decode(data) else {
+    let decoded = decode(data);
+    check_brief(data, &decoded);
+    let Ok(msg) = decoded else {
         return;
     };
     check_message(data, &msg);
+}
+
+/// [`decode_brief`] agrees with [`decode`]: the same error, or the same header, question, EDNS
+/// and (for a response) answers, and no other records.
+fn check_brief(data: &[u8], full: &Result<Message, crate::DecodeError>) {
+    let brief = decode_brief(data);
+    match (full, &brief) {
+        (Err(a), Err(b)) => assert_eq!(a, b, "the same error"),
+        (Ok(full), Ok(brief)) => {
+            assert_eq!(
+                (full.id, full.flags, full.rcode, &full.questions, &full.edns),
+                (
+                    brief.id,
+                    brief.flags,
+                    brief.rcode,
+                    &brief.questions,
+                    &brief.edns
+                )
+            );
+            let answers: &[crate::Record] = if full.flags.qr { &full.answers } else { &[] };
+            assert_eq!(brief.answers, answers);
+            assert!(brief.authority.is_empty() && brief.additional.is_empty());
+        }
+        _ => panic!("decode gave {full:?}, decode_brief {brief:?}"),
+    }
 }
 
 /// Replays `data` as a captured TCP stream: each chunk is a control byte (low 7 bits: captured

@@ -24,6 +24,6 @@ mod tcp;
 mod types;
 
 pub use error::{DecodeError, Section};
-pub use message::{decode, peek_header, Edns, Flags, Message, Question, Record};
+pub use message::{decode, decode_brief, peek_header, Edns, Flags, Message, Question, Record};
 pub use tcp::{Frame, TcpFramer};
 pub use types::{ParseCodeError, Rcode, RecordType};

@@ -111,10 +111,31 @@ pub fn peek_header(bytes: &[u8]) -> Option<(u16, Flags, u16)> {
 /// whose typed data does not parse keeps its place with the data in RFC 3597 generic form.
 /// Work is linear in `bytes.len()` and nothing is allocated from the header counts alone.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    decode_keeping(bytes, Keep::All)
+}
+
+/// [`decode`] for a view that shows the question and a response's answers only: the same checks,
+/// the same errors and the same EDNS, but the answers of a query and the authority and
+/// additional records are framed and skipped rather than formatted (a 64 KiB message of crafted
+/// records formats to megabytes of text, only to be dropped).
+pub fn decode_brief(bytes: &[u8]) -> Result<Message, DecodeError> {
+    decode_keeping(bytes, Keep::Brief)
+}
+
+/// Which records [`decode_keeping`] formats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    All,
+    /// A response's answers; nothing else.
+    Brief,
+}
+
+fn decode_keeping(bytes: &[u8], keep: Keep) -> Result<Message, DecodeError> {
     let (id, flags, _) = peek_header(bytes).ok_or(DecodeError::ShortHeader { len: bytes.len() })?;
     let count = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
     let counts = [count(4), count(6), count(8), count(10)];
     check_counts(bytes.len(), counts)?;
+    let all = keep == Keep::All;
 
     let mut d = Decoder {
         msg: bytes,
@@ -125,15 +146,15 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     for _ in 0..counts[0] {
         questions.push(d.question()?);
     }
-    let answers = d.records(Section::Answer, counts[1])?;
-    let authority = d.records(Section::Authority, counts[2])?;
+    let answers = d.records(Section::Answer, counts[1], all || flags.qr)?;
+    let authority = d.records(Section::Authority, counts[2], all)?;
 
-    let mut additional = Vec::with_capacity(counts[3].into());
+    let mut additional = Vec::with_capacity(if all { counts[3].into() } else { 0 });
     let mut edns = None;
     let mut extended_rcode = 0;
     for _ in 0..counts[3] {
         let start = d.pos;
-        let raw = d.record_header(Section::Additional)?;
+        let raw = d.record_header(Section::Additional, all)?;
         if raw.rtype == RecordType::OPT {
             if edns.is_some() {
                 return Err(DecodeError::DuplicateOpt { offset: start });
@@ -145,7 +166,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
                 dnssec_ok: raw.ttl & 0x8000 != 0,
                 options: edns_options(bytes, raw.data_start, d.pos)?,
             });
-        } else {
+        } else if all {
             additional.push(d.finish_record(Section::Additional, raw));
         }
     }
@@ -256,18 +277,33 @@ impl Decoder<'_> {
         })
     }
 
-    fn records(&mut self, section: Section, count: u16) -> Result<Vec<Record>, DecodeError> {
-        let mut records = Vec::with_capacity(count.into());
+    /// The section's records; with `keep` false they are checked and skipped, none kept.
+    fn records(
+        &mut self,
+        section: Section,
+        count: u16,
+        keep: bool,
+    ) -> Result<Vec<Record>, DecodeError> {
+        let mut records = Vec::with_capacity(if keep { count.into() } else { 0 });
         for _ in 0..count {
-            let raw = self.record_header(section)?;
-            records.push(self.finish_record(section, raw));
+            let raw = self.record_header(section, keep)?;
+            if keep {
+                records.push(self.finish_record(section, raw));
+            }
         }
         Ok(records)
     }
 
-    /// Reads a record up to and past its data, leaving the data unformatted.
-    fn record_header(&mut self, section: Section) -> Result<RawRecord, DecodeError> {
-        let name = self.name(section)?;
+    /// Reads a record up to and past its data, leaving the data unformatted; the owner name is
+    /// checked in any case, and kept only when `named`.
+    fn record_header(&mut self, section: Section, named: bool) -> Result<RawRecord, DecodeError> {
+        let name = if named {
+            self.name(section)?
+        } else {
+            self.pos = read_name(self.msg, self.pos, section, &mut self.scratch)?;
+            self.scratch.clear();
+            String::new()
+        };
         let [t0, t1, c0, c1, l0, l1, l2, l3, r0, r1] = self.fixed(section)?;
         let data_start = self.pos;
         let data_end = data_start + usize::from(u16::from_be_bytes([r0, r1]));
