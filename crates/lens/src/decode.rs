@@ -13,6 +13,10 @@ use crate::model::{Capture, Decoded};
 
 /// TCP streams followed at once.
 pub const DEFAULT_TCP_STREAMS: usize = 4096;
+/// Bytes the followed TCP streams may hold in all: past it the least recently used streams are
+/// dropped (and counted), so peers that each promise a 64 KiB message and send most of it cost
+/// at most this, not 4,096 times 128 KiB.
+pub const DEFAULT_TCP_BYTES: usize = 32 << 20;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
@@ -37,7 +41,7 @@ pub struct DecodeStats {
     pub tcp_desyncs: u64,
     /// Bytes skipped while resynchronizing.
     pub tcp_skipped_bytes: u64,
-    /// TCP streams forgotten because the stream map was full.
+    /// TCP streams forgotten because the stream map was full, or held too many bytes.
     pub tcp_streams_evicted: u64,
     /// TCP streams followed now that stopped inside a message: a peer that promised more than
     /// it sent (and maybe closed), or one still sending. Counted when the stats are taken.
@@ -67,16 +71,32 @@ pub enum Output<'a> {
 /// Turns raw records into decoded messages.
 pub struct Decoder {
     streams: Lru<(u64, Direction), TcpFramer>,
+    /// Bytes the streams' buffers have reserved, and how many they may.
+    stream_bytes: usize,
+    stream_budget: usize,
     stats: DecodeStats,
 }
 
 impl Decoder {
-    /// `tcp_streams`: how many (socket, direction) framers to keep; the least recently used is
-    /// dropped (and counted) when a new stream needs room.
-    pub fn new(tcp_streams: usize) -> Self {
+    /// `tcp_streams`: how many (socket, direction) framers to keep, `tcp_bytes`: how many bytes
+    /// they may reserve in all; the least recently used are dropped (and counted) when a new
+    /// stream needs room or the bytes run out.
+    pub fn new(tcp_streams: usize, tcp_bytes: usize) -> Self {
         Decoder {
-            streams: Lru::new(tcp_streams),
+            // One more than the streams kept: room is made here, so that the bytes of a stream
+            // dropped are known.
+            streams: Lru::new(tcp_streams + 1),
+            stream_bytes: 0,
+            stream_budget: tcp_bytes,
             stats: DecodeStats::default(),
+        }
+    }
+
+    /// Drops the least recently used stream, and counts it.
+    fn drop_oldest_stream(&mut self) {
+        if let Some((_, framer)) = self.streams.pop_oldest() {
+            self.stream_bytes -= framer.buffer_capacity();
+            self.stats.tcp_streams_evicted += 1;
         }
     }
 
@@ -116,8 +136,13 @@ impl Decoder {
             }
             Transport::Tcp => {
                 let key = (capture.header.socket_ino, capture.direction);
+                if !self.streams.contains(&key) && self.streams.len() + 1 >= self.streams.capacity()
+                {
+                    self.drop_oldest_stream();
+                }
                 let stats = &mut self.stats;
                 let framer = self.streams.get_or_insert_with(key, TcpFramer::new);
+                let before = framer.buffer_capacity();
                 framer.push(payload, missing, &mut |frame| match frame {
                     Frame::Message(bytes) => {
                         if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
@@ -134,6 +159,11 @@ impl Decoder {
                         stats.tcp_skipped_bytes += skipped as u64;
                     }
                 });
+                self.stream_bytes = self.stream_bytes - before + framer.buffer_capacity();
+                // The stream just used is the most recent: the others go first.
+                while self.stream_bytes > self.stream_budget && self.streams.len() > 1 {
+                    self.drop_oldest_stream();
+                }
             }
         }
     }
@@ -146,7 +176,6 @@ impl Decoder {
             .filter(|&held| held > 0)
             .collect();
         DecodeStats {
-            tcp_streams_evicted: self.streams.evictions(),
             tcp_streams_mid_message: held.len() as u64,
             tcp_bytes_held: held.iter().map(|&n| n as u64).sum(),
             ..self.stats.clone()
@@ -239,7 +268,7 @@ mod tests {
 
     #[test]
     fn udp_payload_is_one_message() {
-        let mut d = Decoder::new(4);
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES);
         let msg = dns_message(0x1234, false, 0, "example.com", 1, &[]);
         let out = run(&mut d, &record(&header(true, 5, msg.len()), &msg));
         assert_eq!(out.len(), 1);
@@ -254,7 +283,7 @@ mod tests {
 
     #[test]
     fn errors_are_counted_by_kind_and_bad_records_apart() {
-        let mut d = Decoder::new(4);
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES);
         assert!(run(&mut d, &record(&header(true, 0, 3), b"abc")).is_empty());
         assert!(run(&mut d, b"short").is_empty());
         let mut bad = header(true, 0, 0);
@@ -270,7 +299,7 @@ mod tests {
 
     #[test]
     fn truncated_udp_response_keeps_its_question() {
-        let mut d = Decoder::new(4);
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES);
         let msg = dns_message(7, true, 0, "big.example", 16, &[[1, 2, 3, 4], [5, 6, 7, 8]]);
         let cut = &msg[..msg.len() - 3];
         let mut h = header(false, 0, cut.len());
@@ -294,7 +323,7 @@ mod tests {
 
     #[test]
     fn tcp_messages_are_reassembled_per_socket_and_direction() {
-        let mut d = Decoder::new(4);
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES);
         let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
         let r = framed(&dns_message(1, true, 0, "a.example", 1, &[[9, 9, 9, 9]]));
         // The query arrives in two writes; the response's first half sits in between on the
@@ -315,7 +344,7 @@ mod tests {
 
     #[test]
     fn tcp_stream_map_is_bounded() {
-        let mut d = Decoder::new(1);
+        let mut d = Decoder::new(1, DEFAULT_TCP_BYTES);
         let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
         run(&mut d, &tcp(true, &q[..5], 5));
         // Another stream takes the only slot; the first one's tail then cannot frame.
@@ -324,11 +353,36 @@ mod tests {
         assert_eq!(d.stats().tcp_streams_evicted, 2);
     }
 
+    /// Peers that each promise a large message and send most of it: the streams' bytes stay
+    /// within the budget, the oldest streams dropped and counted.
+    #[test]
+    fn tcp_stream_bytes_are_bounded() {
+        const BUDGET: usize = 256 << 10;
+        let mut d = Decoder::new(64, BUDGET);
+        let part = [&60_000u16.to_be_bytes()[..], &[7; 40_000]].concat();
+        for socket in 0..32 {
+            // In reads of 4,000 bytes: a record carries at most MAX_PAYLOAD.
+            for read in part.chunks(4_000) {
+                let mut h = header(true, 0, read.len());
+                (h.protocol, h.socket_ino) = (6, socket);
+                assert!(run(&mut d, &record(&h, read)).is_empty());
+                assert!(d.stream_bytes <= BUDGET, "{} bytes", d.stream_bytes);
+            }
+        }
+        let stats = d.stats();
+        assert!(stats.tcp_bytes_held <= BUDGET as u64, "{stats:?}");
+        assert!(stats.tcp_streams_evicted >= 32 - 6, "{stats:?}");
+        assert!(
+            stats.tcp_streams_mid_message >= 2,
+            "the newest are kept: {stats:?}"
+        );
+    }
+
     /// Regression: a TCP peer that sent a length prefix promising more than it then sent (and
     /// closed) left no trace in the counters; its bytes sat in the stream map unreported.
     #[test]
     fn lying_tcp_length_is_reported_as_a_stream_stopped_mid_message() {
-        let mut d = Decoder::new(4);
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES);
         let lie = [&5000u16.to_be_bytes()[..], &[7; 20]].concat();
         assert!(run(&mut d, &tcp(true, &lie, lie.len())).is_empty());
         let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
@@ -342,7 +396,7 @@ mod tests {
 
     #[test]
     fn connect_and_exec_records_pass_through_counted() {
-        let mut d = Decoder::new(4);
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES);
         let mut seen = Vec::new();
         let mut h = connect_header(5);
         d.record(&record(&h, &[]), &mut |o| match o {

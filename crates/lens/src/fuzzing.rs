@@ -1,8 +1,8 @@
 //! The records fuzz target's body (`fuzz/fuzz_targets/records.rs`), kept here so that it also
 //! runs as an ordinary test on stable. Ring-buffer records are the kernel's, but their payload is
 //! any workload's bytes: whatever arrives, the pipeline must not panic, its tables must stay
-//! within their bounds, and every event it emits must be written as a JSON line the schema
-//! reads back.
+//! within their bounds (entries and TCP bytes), and every event it emits must be written as a
+//! JSON line the schema reads back.
 
 use std::net::Ipv4Addr;
 
@@ -14,8 +14,10 @@ use crate::model::Kind;
 use crate::schema::{self, Line};
 use crate::{Observed, Pipeline, PipelineConfig};
 
-/// Small tables, so that the fuzzer reaches their bounds.
+/// Small tables, so that the fuzzer reaches their bounds. The bytes: room for one stream's
+/// largest message twice over, no more.
 const PENDING: usize = 16;
+const TCP_BYTES: usize = 4 * 65_538;
 
 /// Feeds `data` as records through decode -> correlate -> enrich, then expires what is pending.
 /// `data` is a sequence of chunks, each a control byte and a little-endian u16 length, then
@@ -27,6 +29,7 @@ pub fn fuzz_records(data: &[u8]) -> usize {
     let mut pipeline = Pipeline::new(
         PipelineConfig {
             tcp_streams: 4,
+            tcp_bytes: TCP_BYTES,
             pending_queries: PENDING,
             timeout_ns: 1_000_000_000,
             processes: 8,
@@ -61,7 +64,9 @@ pub fn fuzz_records(data: &[u8]) -> usize {
             check(observed);
             events += 1;
         });
-        assert!(pipeline.stats().correlate.pending <= PENDING as u64);
+        let stats = pipeline.stats();
+        assert!(stats.correlate.pending <= PENDING as u64);
+        assert!(stats.decode.tcp_bytes_held <= TCP_BYTES as u64);
     }
     pipeline.expire(u64::MAX / 2, &mut |event| {
         check(Observed::Dns(event));

@@ -20,6 +20,8 @@ use crate::stats::Stats;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineConfig {
     pub tcp_streams: usize,
+    /// Bytes the TCP streams may hold in all.
+    pub tcp_bytes: usize,
     pub pending_queries: usize,
     pub timeout_ns: u64,
     pub processes: usize,
@@ -37,6 +39,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             tcp_streams: decode::DEFAULT_TCP_STREAMS,
+            tcp_bytes: decode::DEFAULT_TCP_BYTES,
             pending_queries: correlate::DEFAULT_CAPACITY,
             timeout_ns: correlate::DEFAULT_TIMEOUT_NS,
             processes: process::DEFAULT_CAPACITY,
@@ -82,7 +85,7 @@ impl Pipeline {
         );
         enricher.set_node(config.node.as_deref());
         Pipeline {
-            decoder: Decoder::new(config.tcp_streams),
+            decoder: Decoder::new(config.tcp_streams, config.tcp_bytes),
             correlator: Correlator::new(config.timeout_ns, config.pending_queries),
             enricher,
             clock,

@@ -178,8 +178,9 @@ impl TcpFramer {
         self.in_flight().0
     }
 
-    /// Bytes the buffer has reserved, for the memory check in [`crate::fuzzing`].
-    pub(crate) fn buffer_capacity(&self) -> usize {
+    /// Bytes the buffer has reserved: what a stream costs in memory (at most twice what it
+    /// holds, or 4 KiB).
+    pub fn buffer_capacity(&self) -> usize {
         self.buf.capacity()
     }
 
