@@ -66,6 +66,39 @@ pub struct Limits {
     pub tracked_domains: usize,
     /// A label set not counted for this long leaves the exposition.
     pub idle: Duration,
+    /// New top-domain series an hour, all workloads together.
+    pub new_domain_series: u64,
+}
+
+/// New series allowed in the current hour.
+#[derive(Debug)]
+struct SeriesBudget {
+    limit: u64,
+    left: u64,
+    renews: Instant,
+}
+
+impl SeriesBudget {
+    fn new(limit: u64, now: Instant) -> SeriesBudget {
+        SeriesBudget {
+            limit,
+            left: limit,
+            renews: now + Duration::from_secs(3600),
+        }
+    }
+
+    fn renew(&mut self, now: Instant) {
+        if now >= self.renews {
+            *self = SeriesBudget::new(self.limit, now);
+        }
+    }
+
+    /// Takes room for one series; false when the hour's are used up.
+    fn take(&mut self) -> bool {
+        let room = self.left > 0;
+        self.left = self.left.saturating_sub(1);
+        room
+    }
 }
 
 impl Default for Limits {
@@ -76,6 +109,8 @@ impl Default for Limits {
             top_domains: 10,
             tracked_domains: 50,
             idle: Duration::from_secs(3600),
+            // Every workload's domains twice over, at the default limits.
+            new_domain_series: 20_000,
         }
     }
 }
@@ -266,30 +301,56 @@ impl Workload {
         self.other.as_ref().expect("just set").inc();
     }
 
-    /// Exports the `n` most queried domains now: new ones start at 0, and the series of
-    /// domains that left the top are removed.
-    fn choose_domains(&mut self, n: usize, f: &Families) {
+    /// Exports the `n` most queried domains, with hysteresis so that names made up to rotate
+    /// mint no series without end: an exported domain stays while it is among the `2n` most
+    /// queried; one of the `n` most queried takes a free place, or the place of the least
+    /// queried exported domain when it has more than twice its queries; a new series needs
+    /// room in `budget`. New series start at 0. Returns how many domains the budget refused.
+    fn choose_domains(&mut self, n: usize, f: &Families, budget: &mut SeriesBudget) -> u64 {
         if !self.dirty {
-            return;
+            return 0;
         }
         self.dirty = false;
-        let top: Vec<&str> = self.domains.top(n).into_iter().map(|(d, _)| d).collect();
+        let ranked = self.domains.top(2 * n);
+        let count = |d: &str| ranked.iter().find(|(r, _)| *r == d).map(|(_, c)| *c);
         let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exported)
             .into_iter()
-            .partition(|(d, _)| top.contains(&&**d));
+            .partition(|(d, _)| count(d).is_some());
+        self.exported = kept;
         for (domain, _) in gone {
             f.top_domains.remove(&self.domain_labels(&domain));
         }
-        self.exported = kept;
-        for domain in top {
-            if !self.exported.iter().any(|(d, _)| **d == *domain) {
-                let domain: Arc<str> = Arc::from(domain);
-                let counter = f
-                    .top_domains
-                    .get_or_create_owned(&self.domain_labels(&domain));
-                self.exported.push((domain, counter));
+        let mut refused = 0;
+        for &(domain, queries) in ranked.iter().take(n) {
+            if self.exported.iter().any(|(d, _)| **d == *domain) {
+                continue;
             }
+            if self.exported.len() >= n {
+                let weakest = self
+                    .exported
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (d, _))| count(d).unwrap_or(0))
+                    .map(|(i, (d, _))| (i, count(d).unwrap_or(0)));
+                match weakest {
+                    Some((i, least)) if queries > 2 * least => {
+                        let (old, _) = self.exported.swap_remove(i);
+                        f.top_domains.remove(&self.domain_labels(&old));
+                    }
+                    _ => continue,
+                }
+            }
+            if !budget.take() {
+                refused += 1;
+                continue;
+            }
+            let domain: Arc<str> = Arc::from(domain);
+            let counter = f
+                .top_domains
+                .get_or_create_owned(&self.domain_labels(&domain));
+            self.exported.push((domain, counter));
         }
+        refused
     }
 
     fn alert(&mut self, a: &Alert, f: &Families) {
@@ -385,6 +446,7 @@ pub struct MetricsSink {
     /// tell idle label sets).
     now: Instant,
     next_sweep: Instant,
+    series_budget: SeriesBudget,
     /// Reused for keys and lower-case domains, so that counting allocates nothing.
     key: String,
     domain: String,
@@ -409,7 +471,7 @@ impl MetricsSink {
         );
         let folded_workload = Workload::new(folded_ns, other, &limits);
         // At 0 from the start: a fold shows as an increase, not as a series appearing.
-        for table in ["placements", "workloads"] {
+        for table in ["placements", "workloads", "top_domains"] {
             drop(families.folded.get_or_create(&[("table", table)]));
         }
         MetricsSink {
@@ -422,6 +484,7 @@ impl MetricsSink {
             folded_workload,
             now,
             next_sweep: now + SWEEP_EVERY,
+            series_budget: SeriesBudget::new(limits.new_domain_series, now),
             key: String::new(),
             domain: String::new(),
         }
@@ -581,10 +644,16 @@ impl MetricsSink {
     fn refresh(&mut self, now: Instant) {
         self.now = now;
         let (n, f) = (self.limits.top_domains, &self.families);
+        self.series_budget.renew(now);
+        let budget = &mut self.series_budget;
+        let mut refused = 0;
         for w in self.workloads.values_mut() {
-            w.choose_domains(n, f);
+            refused += w.choose_domains(n, f, budget);
         }
-        self.folded_workload.choose_domains(n, f);
+        refused += self.folded_workload.choose_domains(n, f, budget);
+        for _ in 0..refused {
+            self.fold("top_domains");
+        }
         if now < self.next_sweep {
             return;
         }
@@ -1008,6 +1077,69 @@ mod tests {
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "{text:?}"
         );
+    }
+
+    /// Names made up to rotate cannot churn the top-domain series: a domain enters only with
+    /// more than twice the queries of the one it replaces, and new series an hour are bounded
+    /// for all workloads together (the refused are folded and counted).
+    #[test]
+    fn rotating_names_mint_no_series_and_new_series_are_budgeted() {
+        let limits = Limits {
+            top_domains: 2,
+            tracked_domains: 8,
+            new_domain_series: 5,
+            ..Limits::default()
+        };
+        let mut sink = MetricsSink::new(limits);
+        let ask = |sink: &mut MetricsSink, pod: &Pod, name: &str, n: usize| {
+            for _ in 0..n {
+                sink.event(&in_pod(sample::query(1, name, 1, 0), pod, Some("app")))
+                    .unwrap();
+            }
+        };
+        let top = "dnslens_top_domains_queries_total";
+        let exported = |sink: &MetricsSink| -> BTreeSet<String> {
+            scrape(sink)
+                .into_iter()
+                .filter(|s| s.name == top)
+                .map(|s| s.labels["domain"].clone())
+                .filter(|d| d != OTHER)
+                .collect()
+        };
+        let web = pod("shop", "web-1", Some(("Deployment", "web")));
+        ask(&mut sink, &web, "a.example", 10);
+        ask(&mut sink, &web, "b.example", 10);
+        sink.status(&status(Instant::now()));
+        let want: BTreeSet<String> = ["a.example", "b.example"].map(String::from).into();
+        assert_eq!(exported(&sink), want);
+        // Two new names, each queried more than a and b: without hysteresis they would take
+        // both places, and a name made up each second would mint a series each second.
+        ask(&mut sink, &web, "r1.example", 15);
+        ask(&mut sink, &web, "r2.example", 15);
+        sink.status(&status(Instant::now()));
+        assert_eq!(exported(&sink), want, "15 queries do not displace 10");
+        ask(&mut sink, &web, "hot.example", 21);
+        sink.status(&status(Instant::now()));
+        let now: BTreeSet<String> = exported(&sink);
+        assert!(now.contains("hot.example") && now.len() == 2, "{now:?}");
+        // Three more workloads with two busy domains each: 6 new series, room for 2.
+        for w in 0..3 {
+            let p = pod(
+                "shop",
+                &format!("w{w}-1"),
+                Some(("Deployment", &format!("w{w}"))),
+            );
+            ask(&mut sink, &p, &format!("x{w}.example"), 5);
+            ask(&mut sink, &p, &format!("y{w}.example"), 5);
+        }
+        sink.status(&status(Instant::now()));
+        assert_eq!(exported(&sink).len(), 2 + 2);
+        let folded = value(
+            &scrape(&sink),
+            "dnslens_metrics_folded_total",
+            &[("table", "top_domains")],
+        );
+        assert_eq!(folded, Some(4.0));
     }
 
     /// 100,000 random names from 20,000 pods: the series stay within the limits, the rest is
