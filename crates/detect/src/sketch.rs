@@ -2,13 +2,10 @@
 //! switches to a HyperLogLog of 4,096 one-byte registers (4 KiB, 1.6% standard error) whose
 //! estimate is kept up to date on every insert, so reading it costs nothing.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
-/// A 64-bit hash of a name, the same in every run (SipHash with fixed keys).
+/// A 64-bit hash of a name, keyed per run ([`dnslens_lens::hash`]): names an attacker picks
+/// cannot be made to collide or to keep a count low.
 pub fn hash64(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+    dnslens_lens::hash::keyed(bytes)
 }
 
 const SPARSE_MAX: usize = 256;
@@ -159,8 +156,9 @@ mod tests {
             }
             let e = d.estimate() as f64;
             let err = (e - n as f64).abs() / n as f64;
-            // 3 standard errors of a 4,096-register HyperLogLog.
-            assert!(err < 0.05, "{n}: estimate {e}, error {err:.3}");
+            // 5 standard errors of a 4,096-register HyperLogLog (1.6% each): the hash is keyed
+            // at random per run, so the bound must hold for every key, not one.
+            assert!(err < 0.08, "{n}: estimate {e}, error {err:.3}");
             assert!(matches!(d, Distinct::Dense(_)));
         }
         assert!(std::mem::size_of::<Hll>() <= 4096 + 16);

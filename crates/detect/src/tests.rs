@@ -1334,6 +1334,13 @@ fn alert_json_shape() {
     tunnel(&mut sim, &p, "evil-tunnel.com", 500, 16, 0);
     let mut a = sim.alerts[0].clone();
     a.evidence.examples.truncate(2);
+    // The distinct count is an estimate under a hash keyed per run: the shape is pinned here,
+    // not the estimate (1.6% standard error: within five of them).
+    let estimate = a.evidence.distinct_names.take().unwrap();
+    assert!((460..=540).contains(&estimate), "{estimate}");
+    a.summary = a
+        .summary
+        .replace(&format!("for {estimate} distinct"), "for 500 distinct");
     a.evidence.distinct_names = Some(500);
     let json = a.to_json_line();
     let ex = &a.evidence.examples;

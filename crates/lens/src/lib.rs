@@ -17,6 +17,7 @@ pub mod decode;
 pub mod enrich;
 pub mod filter;
 pub mod fuzzing;
+pub mod hash;
 pub mod identity;
 pub mod model;
 pub mod pipeline;

@@ -58,8 +58,9 @@ impl Sampler {
         let Some(below) = self.below else {
             return true;
         };
-        // SipHash with fixed keys: the same choice for the same exchange throughout the run.
-        let mut h = std::hash::DefaultHasher::new();
+        // Keyed per run: the same choice for the same exchange throughout the run, and no name
+        // an attacker can pick to be always left out.
+        let mut h = dnslens_lens::hash::keyed_hasher();
         e.who.socket.hash(&mut h);
         e.id.hash(&mut h);
         for b in e.qname.bytes() {
