@@ -260,16 +260,22 @@ mod tests {
         assert_eq!(stats.process.proc_reads, 1, "one /proc read for both kinds");
     }
 
-    #[test]
-    fn a_removed_cgroup_is_named_from_the_kernel_event() {
+    /// A pipeline that reads nothing of this host: an empty /proc, no cgroup mounts.
+    fn without_host() -> (Pipeline, TempDir) {
         let empty = TempDir::new("proc");
-        let mut p = Pipeline::new(
+        let p = Pipeline::new(
             PipelineConfig {
                 proc_root: empty.path().to_path_buf(),
                 ..PipelineConfig::default()
             },
             WallClock::with_offset(0),
         );
+        (p, empty)
+    }
+
+    #[test]
+    fn a_removed_cgroup_is_named_from_the_kernel_event() {
+        let (mut p, _empty) = without_host();
         let id = "a".repeat(64);
         let (parent, leaf) = (
             "kubepods-besteffort-pod1f2e3d4c_0000_4000_8000_000000000001.slice".to_string(),
@@ -299,14 +305,7 @@ mod tests {
     /// queries (a CNAME bomb to a port nothing answers) cannot fill the pending table with it.
     #[test]
     fn queries_keep_no_answers() {
-        let empty = TempDir::new("proc");
-        let mut p = Pipeline::new(
-            PipelineConfig {
-                proc_root: empty.path().to_path_buf(),
-                ..PipelineConfig::default()
-            },
-            WallClock::with_offset(0),
-        );
+        let (mut p, _empty) = without_host();
         let bomb: Vec<[u8; 4]> = (0..200u8).map(|i| [10, 0, 0, i]).collect();
         let q = dns_message(1, false, 0, "bomb.example", 1, &bomb);
         let events = dns_events(&mut p, &record(&header(true, 0, q.len()), &q));

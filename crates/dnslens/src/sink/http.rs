@@ -322,8 +322,8 @@ mod tests {
     }
 
     /// The port is reachable from the network: no client may stop the endpoints. A
-    /// Content-Length near 2^64, 200 clients that never
-    /// finish their head, and a 4 MiB header line leave /healthz answering within a second.
+    /// Content-Length near 2^64, 200 clients that never finish their head and a 4 MiB header
+    /// line leave /healthz answering within a second.
     #[test]
     fn hostile_clients_cannot_stop_the_endpoints() {
         let health = Arc::new(Health::new());
