@@ -321,7 +321,8 @@ fn tunneling_at_the_rate_threshold_alerts_and_just_below_does_not() {
     assert_eq!(ev.queries, Some(500));
     assert_eq!(ev.rate_per_s, Some(50.0));
     let distinct = ev.distinct_names.unwrap();
-    assert!((490..=510).contains(&distinct), "{distinct}");
+    // An estimate under a hash keyed per run: within five standard errors (1.6% each).
+    assert!((460..=540).contains(&distinct), "{distinct}");
     assert_eq!(ev.long_or_random, Some(500));
     assert_eq!(ev.qtypes, BTreeMap::from([("TXT".to_string(), 500)]));
     assert_eq!(ev.examples.len(), 10);
