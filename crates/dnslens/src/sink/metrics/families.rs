@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -176,4 +177,35 @@ pub fn encode(registry: &Registry, openmetrics: bool) -> String {
     };
     encoded.expect("writing to a String cannot fail");
     text
+}
+
+/// New series allowed in the current hour.
+#[derive(Debug)]
+pub(super) struct SeriesBudget {
+    limit: u64,
+    left: u64,
+    renews: Instant,
+}
+
+impl SeriesBudget {
+    pub(super) fn new(limit: u64, now: Instant) -> SeriesBudget {
+        SeriesBudget {
+            limit,
+            left: limit,
+            renews: now + Duration::from_secs(3600),
+        }
+    }
+
+    pub(super) fn renew(&mut self, now: Instant) {
+        if now >= self.renews {
+            *self = SeriesBudget::new(self.limit, now);
+        }
+    }
+
+    /// Takes room for one series; false when the hour's are used up.
+    pub(super) fn take(&mut self) -> bool {
+        let room = self.left > 0;
+        self.left = self.left.saturating_sub(1);
+        room
+    }
 }

@@ -37,7 +37,7 @@ use prometheus_client::registry::Registry;
 use super::{Sink, Status};
 pub use families::encode;
 use families::{
-    AlertLabels, DomainLabels, Families, One, PodLabels, QueryLabels, ResponseLabels,
+    AlertLabels, DomainLabels, Families, One, PodLabels, QueryLabels, ResponseLabels, SeriesBudget,
     WorkloadLabels,
 };
 
@@ -68,37 +68,6 @@ pub struct Limits {
     pub idle: Duration,
     /// New top-domain series an hour, all workloads together.
     pub new_domain_series: u64,
-}
-
-/// New series allowed in the current hour.
-#[derive(Debug)]
-struct SeriesBudget {
-    limit: u64,
-    left: u64,
-    renews: Instant,
-}
-
-impl SeriesBudget {
-    fn new(limit: u64, now: Instant) -> SeriesBudget {
-        SeriesBudget {
-            limit,
-            left: limit,
-            renews: now + Duration::from_secs(3600),
-        }
-    }
-
-    fn renew(&mut self, now: Instant) {
-        if now >= self.renews {
-            *self = SeriesBudget::new(self.limit, now);
-        }
-    }
-
-    /// Takes room for one series; false when the hour's are used up.
-    fn take(&mut self) -> bool {
-        let room = self.left > 0;
-        self.left = self.left.saturating_sub(1);
-        room
-    }
 }
 
 impl Default for Limits {
