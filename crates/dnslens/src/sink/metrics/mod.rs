@@ -68,6 +68,15 @@ pub struct Limits {
     pub idle: Duration,
     /// New top-domain series an hour, all workloads together.
     pub new_domain_series: u64,
+    /// Of the tables above, what host processes (each process name a workload) may take.
+    pub host_share: HostShare,
+}
+
+/// Entries of the placement and workload tables host processes may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostShare {
+    pub placements: usize,
+    pub workloads: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +89,11 @@ impl Default for Limits {
             idle: Duration::from_secs(3600),
             // Every workload's domains twice over, at the default limits.
             new_domain_series: 20_000,
+            // A tenth: the rest is the pods'.
+            host_share: HostShare {
+                placements: 1_000,
+                workloads: 100,
+            },
         }
     }
 }
@@ -395,6 +409,12 @@ fn placement_key(who: &Attribution, key: &mut String) -> usize {
     workload_end
 }
 
+/// Whether a table key is a host process's: `(host) SEP name ...`.
+fn is_host(key: &str) -> bool {
+    key.strip_prefix(HOST)
+        .is_some_and(|rest| rest.starts_with(SEP))
+}
+
 /// Where an event or alert is counted.
 enum Slot {
     /// `key` in the placement table.
@@ -416,6 +436,9 @@ pub struct MetricsSink {
     now: Instant,
     next_sweep: Instant,
     series_budget: SeriesBudget,
+    /// Entries of host processes in the tables (see [`HostShare`]).
+    host_placements: usize,
+    host_workloads: usize,
     /// Reused for keys and lower-case domains, so that counting allocates nothing.
     key: String,
     domain: String,
@@ -454,6 +477,8 @@ impl MetricsSink {
             now,
             next_sweep: now + SWEEP_EVERY,
             series_budget: SeriesBudget::new(limits.new_domain_series, now),
+            host_placements: 0,
+            host_workloads: 0,
             key: String::new(),
             domain: String::new(),
         }
@@ -475,9 +500,13 @@ impl MetricsSink {
     fn workload_slot(&mut self, end: usize) -> Option<Box<str>> {
         let wkey = &self.key[..end];
         if !self.workloads.contains_key(wkey) {
-            if self.workloads.len() >= self.limits.workloads {
+            let share = self.limits.host_share.workloads;
+            if self.workloads.len() >= self.limits.workloads
+                || Self::host_full(wkey, self.host_workloads, share)
+            {
                 return None;
             }
+            self.host_workloads += usize::from(is_host(wkey));
             let (namespace, workload) = wkey.split_once(SEP).expect("namespace SEP workload");
             let w = Workload::new(Arc::from(namespace), Arc::from(workload), &self.limits);
             self.workloads.insert(wkey.into(), w);
@@ -485,14 +514,24 @@ impl MetricsSink {
         Some(wkey.into())
     }
 
+    /// Whether `key` is a host process's and host processes have their share of `table`
+    /// already: any process can take a name, and names must not crowd out the pods.
+    fn host_full(key: &str, held: usize, share: usize) -> bool {
+        is_host(key) && held >= share
+    }
+
     /// Finds or makes the placement of `self.key`.
     fn slot(&mut self, workload_end: usize) -> Slot {
         if self.placements.contains_key(&*self.key) {
             return Slot::Known;
         }
-        if self.placements.len() >= self.limits.placements {
+        let share = self.limits.host_share.placements;
+        if self.placements.len() >= self.limits.placements
+            || Self::host_full(&self.key, self.host_placements, share)
+        {
             return Slot::Folded;
         }
+        self.host_placements += usize::from(is_host(&self.key));
         let workload = self.workload_slot(workload_end);
         let mut parts = self.key.split(SEP).map(Arc::<str>::from);
         let mut next = || parts.next().expect("four fields");
@@ -645,6 +684,8 @@ impl MetricsSink {
             }
             keep
         });
+        self.host_placements = self.placements.keys().filter(|k| is_host(k)).count();
+        self.host_workloads = self.workloads.keys().filter(|k| is_host(k)).count();
     }
 }
 
@@ -1109,6 +1150,55 @@ mod tests {
             &[("table", "top_domains")],
         );
         assert_eq!(folded, Some(4.0));
+    }
+
+    /// Any process can take a name, and every host process name is a workload: host
+    /// processes get their share of the tables, and pods the rest.
+    #[test]
+    fn host_process_names_cannot_crowd_out_the_pods() {
+        let limits = Limits {
+            placements: 10,
+            workloads: 10,
+            host_share: HostShare {
+                placements: 3,
+                workloads: 3,
+            },
+            ..Limits::default()
+        };
+        let mut sink = MetricsSink::new(limits);
+        for i in 0..50 {
+            let mut q = sample::query(1, "x.example", 1, 0);
+            q.who.host = Some(true);
+            q.who.process.name = format!("tool{i}").as_str().into();
+            sink.event(&q).unwrap();
+        }
+        let web = pod("shop", "web-1", Some(("Deployment", "web")));
+        sink.event(&in_pod(
+            sample::query(1, "x.example", 1, 0),
+            &web,
+            Some("app"),
+        ))
+        .unwrap();
+        let s = scrape(&sink);
+        let hosts = s
+            .iter()
+            .filter(|x| x.name == "dnslens_queries_total" && x.labels["namespace"] == HOST)
+            .count();
+        assert_eq!(hosts, 3, "host processes keep to their share");
+        let pod_labels = [
+            ("namespace", "shop"),
+            ("workload", "Deployment/web"),
+            ("pod", "web-1"),
+            ("container", "app"),
+            ("qtype", "A"),
+        ];
+        assert_eq!(value(&s, "dnslens_queries_total", &pod_labels), Some(1.0));
+        let folded = value(
+            &s,
+            "dnslens_metrics_folded_total",
+            &[("table", "placements")],
+        );
+        assert_eq!(folded, Some(47.0));
     }
 
     /// 100,000 random names from 20,000 pods: the series stay within the limits, the rest is
