@@ -11,6 +11,7 @@
 //! exposition, making room.
 
 mod families;
+mod limits;
 pub mod names;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use families::{
     AlertLabels, DomainLabels, Families, One, PodLabels, QueryLabels, ResponseLabels, SeriesBudget,
     WorkloadLabels,
 };
+pub use limits::{HostShare, Limits};
 
 /// The namespace label of processes outside containers and pods (their workload: the process
 /// name); the namespace and workload labels of pods not named yet (no cluster, or not listed yet)
@@ -53,50 +55,6 @@ pub const OTHER: &str = "other";
 
 /// How often idle label sets are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Distinct (namespace, workload, pod, container) label sets.
-    pub placements: usize,
-    /// Distinct (namespace, workload) label sets: latency, top domains and alerts.
-    pub workloads: usize,
-    /// Domains exported per workload, besides `other`.
-    pub top_domains: usize,
-    /// Domains each workload's summary tracks to find those (space-saving capacity).
-    pub tracked_domains: usize,
-    /// A label set not counted for this long leaves the exposition.
-    pub idle: Duration,
-    /// New top-domain series an hour, all workloads together.
-    pub new_domain_series: u64,
-    /// Of the tables above, what host processes (each process name a workload) may take.
-    pub host_share: HostShare,
-}
-
-/// Entries of the placement and workload tables host processes may take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HostShare {
-    pub placements: usize,
-    pub workloads: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            placements: 10_000,
-            workloads: 1_000,
-            top_domains: 10,
-            tracked_domains: 50,
-            idle: Duration::from_secs(3600),
-            // Every workload's domains twice over, at the default limits.
-            new_domain_series: 20_000,
-            // A tenth: the rest is the pods'.
-            host_share: HostShare {
-                placements: 1_000,
-                workloads: 100,
-            },
-        }
-    }
-}
 
 /// The labels of one (namespace, workload, pod, container).
 #[derive(Clone, Debug)]
