@@ -65,16 +65,6 @@ impl<'a> Identity<'a> {
         }
     }
 
-    /// The pod's namespace, once the cluster named the pod.
-    pub fn namespace(&self) -> Option<&'a str> {
-        match self {
-            Identity::Pod {
-                info: Some(info), ..
-            } => Some(&info.namespace),
-            _ => None,
-        }
-    }
-
     /// What runs the pod, as a user names it: `namespace/Kind/name` (`namespace/Pod/name` for a
     /// pod without an owner), once the cluster named the pod.
     pub fn workload(&self) -> Option<WorkloadName<'a>> {
@@ -176,7 +166,7 @@ mod tests {
         who.container = Some(container.clone());
         let id = Identity::of(&who);
         assert_eq!(id.to_string(), "abababababab");
-        assert_eq!((id.namespace(), id.container()), (None, Some(&container)));
+        assert_eq!(id.container(), Some(&container));
 
         who.pod = Some(Pod {
             uid: Arc::from("u-1"),
@@ -188,7 +178,6 @@ mod tests {
         who.pod.as_mut().unwrap().info = Some(sample::pod_info(None));
         let id = Identity::of(&who);
         assert_eq!(id.to_string(), "shop/web-7d4b9f-xk2p1");
-        assert_eq!(id.namespace(), Some("shop"));
         assert_eq!(
             id.workload().unwrap().to_string(),
             "shop/Pod/web-7d4b9f-xk2p1"
