@@ -277,7 +277,7 @@ impl Probe {
                 .counters
                 .get(&(counter as u32), 0)
                 .map_err(|e| ProbeError::Read(e.to_string()))?;
-            sums.0[counter as usize] = per_cpu.iter().sum();
+            sums.set(counter, per_cpu.iter().sum());
         }
         Ok(sums)
     }
