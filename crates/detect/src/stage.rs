@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use dnslens_lens::counters::Counter;
+use dnslens_lens::counters::{Counter, CounterKind};
 use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
 
 use crate::aggregate::Aggregator;
@@ -23,13 +24,16 @@ use dnslens_lens::bounded::Lru;
 use dnslens_lens::filter::DomainPattern;
 
 use crate::names::{domain_pattern, normalize, SearchSuffixes};
-use crate::resolv::{ProcFs, ProcessView, ResolvConf};
+use crate::resolv::{Patient, ProcFs, ProcessView, ResolvConf};
 use crate::tunneling::TunnelWindow;
 
 pub(crate) const NS: u64 = 1_000_000_000;
 /// How often, in event time, expired windows are swept without a `tick`.
 const SWEEP_NS: u64 = NS;
 /// How long a process's resolv.conf is trusted before it is asked again.
+/// How long the capture thread waits for a process's file (its resolv.conf, its executable):
+/// a local file answers in microseconds; one on a file system that hangs costs this, once.
+const PROC_PATIENCE: Duration = Duration::from_millis(50);
 const RESOLV_REFRESH_NS: u64 = 60 * NS;
 
 /// A namespace's sections with their patterns compiled.
@@ -84,6 +88,8 @@ pub struct DetectStats {
     pub evictions: TableCounts,
     /// Baseline entries not learned because a baseline limit was reached.
     pub baseline_dropped: u64,
+    /// Questions about a process's files not answered in time.
+    pub view_timeouts: u64,
 }
 
 impl DetectStats {
@@ -107,6 +113,12 @@ impl DetectStats {
             ]
             .map(|(table, n)| Counter::eviction("detectors", table, n)),
         );
+        out.push(Counter {
+            stage: "detectors",
+            name: "process_files",
+            kind: CounterKind::Miss,
+            value: self.view_timeouts,
+        });
     }
 }
 
@@ -155,7 +167,8 @@ impl Detectors {
     /// Detectors that ask the host's /proc about processes (resolv.conf, executables).
     pub fn new(config: Config) -> Self {
         let cache = config.limits.processes.min(1024);
-        Detectors::with_view(config, Box::new(ProcFs::new(cache)))
+        let view = Patient::new(ProcFs::new(cache), PROC_PATIENCE);
+        Detectors::with_view(config, Box::new(view))
     }
 
     /// Detectors that ask `view` about processes: a fake in tests, nothing in replays.
@@ -307,6 +320,7 @@ impl Detectors {
             entries: counts(&|t| t.entries()),
             evictions: counts(&|t| t.evicted()),
             baseline_dropped: self.baseline.dropped,
+            view_timeouts: self.view.timeouts(),
         }
     }
 
