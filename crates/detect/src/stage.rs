@@ -30,10 +30,11 @@ use crate::tunneling::TunnelWindow;
 pub(crate) const NS: u64 = 1_000_000_000;
 /// How often, in event time, expired windows are swept without a `tick`.
 const SWEEP_NS: u64 = NS;
-/// How long a process's resolv.conf is trusted before it is asked again.
 /// How long the capture thread waits for a process's file (its resolv.conf, its executable):
-/// a local file answers in microseconds; one on a file system that hangs costs this, once.
-const PROC_PATIENCE: Duration = Duration::from_millis(50);
+/// a local file answers in microseconds, even on a loaded node; one on a file system that hangs
+/// costs this, once.
+const PROC_PATIENCE: Duration = Duration::from_millis(250);
+/// How long a process's resolv.conf is trusted before it is asked again.
 const RESOLV_REFRESH_NS: u64 = 60 * NS;
 
 /// A namespace's sections with their patterns compiled.
