@@ -7,6 +7,7 @@ use std::path::Path;
 
 use dnslens_abi::{EventHeader, RECORD_DNS};
 use dnslens_lens::fuzzing::fuzz_records;
+use dnslens_testkit::dns::Rng;
 
 /// The golden capture's records (tests/golden/capture.bin: a u32 length, then the bytes).
 fn golden_records() -> Vec<Vec<u8>> {
@@ -28,22 +29,6 @@ fn chunk(out: &mut Vec<u8>, control: u8, bytes: &[u8]) {
     out.push(control);
     out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
     out.extend_from_slice(bytes);
-}
-
-/// xorshift64*: the same inputs on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 #[test]
@@ -89,7 +74,10 @@ fn mutated_payloads_and_noise_neither_panic_nor_grow() {
                     bytes.truncate(at);
                     bytes.extend_from_slice(&other[rng.below(other.len())..]);
                 }
-                3 => bytes = (0..rng.below(600)).map(|_| rng.next() as u8).collect(),
+                3 => {
+                    let len = rng.below(600);
+                    bytes = rng.bytes(len);
+                }
                 _ => {}
             }
             // Mostly well-formed records around the bytes, sometimes the bytes as a record.
