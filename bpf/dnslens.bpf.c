@@ -45,6 +45,15 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/* Each cgroup's share of the ring buffer and its losses; see DNSLENS_SHARE_DIVISOR. Touched only
+ * under pressure or on a loss, so a calm node pays one ring-buffer query per event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DNSLENS_MAX_SOURCES);
+	__type(key, struct dnslens_source_key);
+	__type(value, struct dnslens_source);
+} sources SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DNSLENS_CNT_MAX);
@@ -475,6 +484,49 @@ static __always_inline void copy_iov(struct dnslens_event *ev, const struct iove
 	ev->payload_len = off;
 }
 
+static __always_inline struct dnslens_source *source_of(const struct dnslens_event *ev)
+{
+	struct dnslens_source_key key = {
+		.cgroup_id = ev->cgroup_id,
+		.cgroup_v1_id = ev->cgroup_v1_id,
+	};
+	struct dnslens_source *src = bpf_map_lookup_elem(&sources, &key);
+	if (src)
+		return src;
+	struct dnslens_source fresh = {.window_start_ns = ev->timestamp_ns};
+	bpf_map_update_elem(&sources, &key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&sources, &key);
+}
+
+/* Whether an event of `size` bytes may go in: see DNSLENS_SHARE_DIVISOR. Counts a refusal. */
+static __always_inline bool within_share(const struct dnslens_event *ev, __u64 size)
+{
+	__u64 ring = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	__u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (used < ring / 2)
+		return true;
+	struct dnslens_source *src = source_of(ev);
+	if (!src)
+		return true;
+	if (used + size > ring - ring / DNSLENS_EXEC_RESERVE_DIVISOR) {
+		__sync_fetch_and_add(&src->ringbuf_full, 1);
+		count(DNSLENS_CNT_RINGBUF_FULL);
+		return false;
+	}
+	/* Races between CPUs here only blur the window's edge by a few events. */
+	if (ev->timestamp_ns - src->window_start_ns >= DNSLENS_SHARE_WINDOW_NS) {
+		src->window_start_ns = ev->timestamp_ns;
+		src->window_bytes = 0;
+	}
+	if (src->window_bytes + size > ring / DNSLENS_SHARE_DIVISOR) {
+		__sync_fetch_and_add(&src->over_share, 1);
+		count(DNSLENS_CNT_OVER_SHARE);
+		return false;
+	}
+	__sync_fetch_and_add(&src->window_bytes, size);
+	return true;
+}
+
 static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 {
 	ev->msg_len = msg_len > 0xffffffff ? 0xffffffff : msg_len;
@@ -485,10 +537,17 @@ static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 	if (msg_len > ev->payload_len)
 		count(DNSLENS_CNT_TRUNCATED);
 	__u64 size = copy_bound(ev->payload_len);
-	if (bpf_ringbuf_output(&events, ev, offsetof(struct dnslens_event, payload) + size, 0))
+	__u64 bytes = offsetof(struct dnslens_event, payload) + size;
+	if (!within_share(ev, bytes))
+		return;
+	if (bpf_ringbuf_output(&events, ev, bytes, 0)) {
+		struct dnslens_source *src = source_of(ev);
+		if (src)
+			__sync_fetch_and_add(&src->ringbuf_full, 1);
 		count(DNSLENS_CNT_RINGBUF_FULL);
-	else
+	} else {
 		count(DNSLENS_CNT_EVENTS);
+	}
 }
 
 /* Emits one message described by a user msghdr; `len` is what the syscall moved for it. The

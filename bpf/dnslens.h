@@ -63,7 +63,35 @@ enum dnslens_counter {
 	DNSLENS_CNT_OTHER_PATH,      /* DNS socket I/O not from a hooked syscall (sendfile, io_uring,
 	                              * kernel callers): its buffer is unknown, not captured */
 	DNSLENS_CNT_EXEC_LOST,       /* exec records lost: ring buffer full */
+	DNSLENS_CNT_OVER_SHARE,      /* events (DNS and connect) dropped: their cgroup was over its
+	                              * share while the ring buffer was under pressure */
 	DNSLENS_CNT_MAX,
+};
+
+/* Fair share of the ring buffer. While it is less than half full every event goes in. From half
+ * full on, a cgroup may add at most 1/DNSLENS_SHARE_DIVISOR of its size per
+ * DNSLENS_SHARE_WINDOW_NS; beyond that its events are dropped and counted against it, so a
+ * flooding workload cannot take the room every other workload's few events need. The last
+ * 1/DNSLENS_EXEC_RESERVE_DIVISOR is kept for exec records, which the unknown-binary detector
+ * needs. */
+#define DNSLENS_SHARE_WINDOW_NS 100000000ULL
+#define DNSLENS_SHARE_DIVISOR 64
+#define DNSLENS_EXEC_RESERVE_DIVISOR 16
+/* Cgroups whose share is tracked at once (least recently used ones are forgotten). */
+#define DNSLENS_MAX_SOURCES 4096
+
+/* Key of the `sources` map: the cgroup an event's task is in, as the event names it. */
+struct dnslens_source_key {
+	__u64 cgroup_id;          /* as dnslens_event.cgroup_id */
+	__u64 cgroup_v1_id;       /* as dnslens_event.cgroup_v1_id */
+};
+
+/* Value of the `sources` map: a cgroup's budget window and the events it lost. */
+struct dnslens_source {
+	__u64 window_start_ns;    /* bpf_ktime_get_ns when the current window began */
+	__u64 window_bytes;       /* bytes it added in that window while under pressure */
+	__u64 over_share;         /* events dropped: over its share (DNSLENS_CNT_OVER_SHARE) */
+	__u64 ringbuf_full;       /* events dropped: ring buffer full (DNSLENS_CNT_RINGBUF_FULL) */
 };
 
 /* A DNS message (DNSLENS_RECORD_DNS), or a TCP connect (DNSLENS_RECORD_CONNECT: the header up to

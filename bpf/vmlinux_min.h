@@ -44,6 +44,11 @@ enum {
 	BPF_SK_STORAGE_GET_F_CREATE = 1,
 };
 
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+	BPF_RB_RING_SIZE = 1,
+};
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct in6_addr {

@@ -258,6 +258,8 @@ pub enum KernelCounter {
     OtherPath,
     /// Exec records lost because the ring buffer was full (those processes' exe may be null).
     ExecLost,
+    /// Events dropped because their cgroup was over its share of a ring buffer under pressure.
+    OverShare,
 }
 
 impl KernelCounter {
@@ -272,6 +274,7 @@ impl KernelCounter {
             KernelCounter::IovSkipped => "with iovecs past the limit",
             KernelCounter::OtherPath => "not from a hooked syscall",
             KernelCounter::ExecLost => "exec records lost",
+            KernelCounter::OverShare => "over their cgroup's share",
         }
     }
 
@@ -280,6 +283,7 @@ impl KernelCounter {
         matches!(
             self,
             KernelCounter::RingbufFull
+                | KernelCounter::OverShare
                 | KernelCounter::ReadFailed
                 | KernelCounter::MmsgSkipped
                 | KernelCounter::OtherPath
@@ -337,6 +341,52 @@ impl std::fmt::Display for KernelCounters {
             write!(f, ", {n} {}", c.phrase())?;
         }
         Ok(())
+    }
+}
+
+/// `DNSLENS_MAX_SOURCES`: cgroups whose share of the ring buffer the kernel tracks at once.
+pub const MAX_SOURCES: usize = 4096;
+
+/// `struct dnslens_source_key`: the cgroup the kernel charges an event to, by the event's ids.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    pub cgroup_id: u64,
+    pub cgroup_v1_id: u64,
+}
+
+/// `struct dnslens_source`: a cgroup's budget window and what it lost, counted since it was
+/// first tracked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    pub window_start_ns: u64,
+    pub window_bytes: u64,
+    /// Events dropped as [`KernelCounter::OverShare`].
+    pub over_share: u64,
+    /// Events dropped as [`KernelCounter::RingbufFull`].
+    pub ringbuf_full: u64,
+}
+
+impl SourceKey {
+    /// From the map key's words, in field order (a BPF map reader hands out plain arrays).
+    pub fn from_words([cgroup_id, cgroup_v1_id]: [u64; 2]) -> Self {
+        SourceKey {
+            cgroup_id,
+            cgroup_v1_id,
+        }
+    }
+}
+
+impl Source {
+    /// From the map value's words, in field order.
+    pub fn from_words([window_start_ns, window_bytes, over_share, ringbuf_full]: [u64; 4]) -> Self {
+        Source {
+            window_start_ns,
+            window_bytes,
+            over_share,
+            ringbuf_full,
+        }
     }
 }
 
@@ -545,11 +595,12 @@ mod tests {
         for (i, &c) in KernelCounter::ALL.iter().enumerate() {
             k.set(c, 10 + i as u64);
         }
-        assert_eq!(k.lost(), 11 + 12 + 14 + 16);
+        assert_eq!(k.lost(), 11 + 12 + 14 + 16 + 18);
         assert_eq!(
             k.to_string(),
-            "10 events, 53 lost (ring buffer full 11, read failed 12, \
-             past the sendmmsg/recvmmsg limit 14, not from a hooked syscall 16), \
+            "10 events, 71 lost (ring buffer full 11, read failed 12, \
+             past the sendmmsg/recvmmsg limit 14, not from a hooked syscall 16, \
+             over their cgroup's share 18), \
              13 cut at the payload limit, 15 with iovecs past the limit, 17 exec records lost"
         );
     }

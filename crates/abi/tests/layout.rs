@@ -5,7 +5,8 @@
 use std::{mem::offset_of, path::Path, process::Command};
 
 use dnslens_abi::{
-    Direction, EventHeader, ExecHeader, KernelCounter, Named, Syscall, MAX_PAYLOAD, MAX_PORTS,
+    Direction, EventHeader, ExecHeader, KernelCounter, Named, Source, SourceKey, Syscall,
+    MAX_PAYLOAD, MAX_PORTS,
 };
 
 macro_rules! fields {
@@ -58,6 +59,24 @@ fn event_header_matches_the_c_header() {
         );
     }
     program += "printf(\"exec.size %zu\\n\", sizeof(struct dnslens_exec_event));\n";
+    for field in ["cgroup_id", "cgroup_v1_id"] {
+        program += &format!(
+            "printf(\"source_key.{field} %zu\\n\", offsetof(struct dnslens_source_key, {field}));\n"
+        );
+    }
+    for field in [
+        "window_start_ns",
+        "window_bytes",
+        "over_share",
+        "ringbuf_full",
+    ] {
+        program += &format!(
+            "printf(\"source.{field} %zu\\n\", offsetof(struct dnslens_source, {field}));\n"
+        );
+    }
+    program += "printf(\"source_key.size %zu\\n\", sizeof(struct dnslens_source_key));\n";
+    program += "printf(\"source.size %zu\\n\", sizeof(struct dnslens_source));\n";
+    program += "printf(\"MAX_SOURCES %d\\n\", DNSLENS_MAX_SOURCES);\n";
     program += "printf(\"PATH_LEN %d\\n\", DNSLENS_PATH_LEN);\n";
     program += "printf(\"MAX_PAYLOAD %d\\n\", DNSLENS_MAX_PAYLOAD);\n";
     program += "printf(\"MAX_PORTS %d\\n\", DNSLENS_MAX_PORTS);\n";
@@ -126,6 +145,34 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["exec.filename"], offset_of!(ExecHeader, filename));
     assert_eq!(c["exec.size"], std::mem::size_of::<ExecHeader>());
     assert_eq!(c["PATH_LEN"], dnslens_abi::PATH_LEN);
+    // The loader reads the sources map as arrays of words in field order.
+    let key = SourceKey::from_words([1, 2]);
+    assert_eq!(c["source_key.size"], std::mem::size_of::<SourceKey>());
+    assert_eq!(c["source_key.cgroup_id"], offset_of!(SourceKey, cgroup_id));
+    assert_eq!(
+        c["source_key.cgroup_v1_id"],
+        offset_of!(SourceKey, cgroup_v1_id)
+    );
+    assert_eq!((key.cgroup_id, key.cgroup_v1_id), (1, 2));
+    let source = Source::from_words([1, 2, 3, 4]);
+    assert_eq!(c["source.size"], std::mem::size_of::<Source>());
+    assert_eq!(
+        c["source.window_start_ns"],
+        offset_of!(Source, window_start_ns)
+    );
+    assert_eq!(c["source.window_bytes"], offset_of!(Source, window_bytes));
+    assert_eq!(c["source.over_share"], offset_of!(Source, over_share));
+    assert_eq!(c["source.ringbuf_full"], offset_of!(Source, ringbuf_full));
+    assert_eq!(
+        [
+            source.window_start_ns,
+            source.window_bytes,
+            source.over_share,
+            source.ringbuf_full
+        ],
+        [1, 2, 3, 4]
+    );
+    assert_eq!(c["MAX_SOURCES"], dnslens_abi::MAX_SOURCES);
     // One list, indexed by the C enum: every counter at its index, and no other.
     assert_eq!(c["CNT_MAX"], KernelCounter::ALL.len());
     for (index, &counter) in KernelCounter::ALL.iter().enumerate() {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
@@ -129,6 +129,8 @@ pub struct ProgramStats {
 pub struct Probe {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    // Read as words: aya's map types need its `Pod`, which the pure abi crate does not know.
+    sources: HashMap<MapData, [u64; 2], [u64; 4]>,
     hooks: Vec<HookStatus>,
     mode: CaptureMode,
     epoll: Epoll,
@@ -193,11 +195,17 @@ impl Probe {
                 detail: e.to_string(),
             })
         })?;
+        let sources = take_map(&mut ebpf, "sources").and_then(|m| {
+            HashMap::try_from(m).map_err(|e| ProbeError::Load {
+                detail: e.to_string(),
+            })
+        })?;
         let epoll = Epoll::new(ring.as_fd().as_raw_fd())?;
         let positions = RingPositions::map(ring.as_fd().as_raw_fd(), ring_bytes)?;
         Ok(Probe {
             ring,
             counters,
+            sources,
             hooks,
             mode,
             epoll,
@@ -267,6 +275,17 @@ impl Probe {
     /// ring buffer's size: how close the kernel is to dropping events.
     pub fn ring_use(&self) -> (u64, u64) {
         (self.positions.used(), self.positions.size)
+    }
+
+    /// Every cgroup the kernel charges for its share of the ring buffer, with what it lost
+    /// since it was first tracked. Entries the kernel evicts or replaces while this reads are
+    /// skipped.
+    pub fn sources(&self) -> Vec<(SourceKey, Source)> {
+        self.sources
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, value)| (SourceKey::from_words(key), Source::from_words(value)))
+            .collect()
     }
 
     /// The kernel side's counters, summed over CPUs.

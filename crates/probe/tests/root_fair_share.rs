@@ -1,0 +1,194 @@
+//! Needs root: loads the real BPF object with a small ring buffer that this test does not read
+//! while a process in one cgroup floods a DNS port with 4 KiB datagrams on loopback, and a
+//! process in another cgroup sends a few queries. The ring buffer fills; the flooder must lose
+//! its events (counted against its cgroup), the other process none.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt, unix::process::CommandExt},
+    path::PathBuf,
+    process::{Child, Command},
+    time::Duration,
+};
+
+use dnslens_probe::{KernelCounter, Probe, ProbeConfig, Record};
+
+/// A port nothing listens on: sends to it are captured, answers never come.
+const PORT: u16 = 53_417;
+const VICTIM_QUERIES: usize = 50;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this test must not skip"
+        );
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+/// The cgroup2 mount: `/sys/fs/cgroup` or, on hybrid hosts, `/sys/fs/cgroup/unified`.
+fn cgroup2_mount() -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .expect("a cgroup2 mount")
+}
+
+/// A v2 cgroup of this test, removed on drop (after its processes were waited for).
+struct Cgroup {
+    path: PathBuf,
+}
+
+impl Cgroup {
+    fn new(role: &str) -> Cgroup {
+        let path = cgroup2_mount().join(format!("dlfs-{}-{role}", std::process::id()));
+        std::fs::create_dir(&path).unwrap();
+        Cgroup { path }
+    }
+
+    fn id(&self) -> u64 {
+        std::fs::metadata(&self.path).unwrap().ino()
+    }
+
+    /// Runs python3 `script` with `args` inside this cgroup from its first instruction.
+    fn spawn(&self, script: &str, args: &[String]) -> Child {
+        let procs = File::options()
+            .write(true)
+            .open(self.path.join("cgroup.procs"))
+            .unwrap();
+        let fd = procs.as_raw_fd();
+        let mut command = Command::new("python3");
+        command.arg("-c").arg(script).args(args);
+        // SAFETY: only write(2) runs between fork and exec; the fd stays open in the parent.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = command.spawn().expect("python3");
+        drop(procs);
+        child
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            eprintln!("cleanup: rmdir {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Sends 4 KiB datagrams to the port as fast as it can for the given seconds.
+const FLOOD: &str = r#"
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x3f" * 4084
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    for _ in range(64):
+        s.sendto(payload, ("127.0.0.1", port))
+"#;
+
+/// Sends small queries, one every 20 ms, after a delay that puts them inside the flood, then
+/// execs: the exec record must get through too.
+const VICTIM: &str = r#"
+import socket, struct, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+time.sleep(0.3)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(count):
+    query = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"\x06victim\x07example\x00\x00\x01\x00\x01"
+    s.sendto(query, ("127.0.0.1", port))
+    time.sleep(0.02)
+import os
+os.execv("/bin/true", ["true"])
+"#;
+
+#[test]
+fn root_a_flooding_cgroup_loses_its_own_events_not_another_cgroups() {
+    if !is_root() {
+        return;
+    }
+    let config = ProbeConfig {
+        ports: vec![PORT],
+        ring_buffer_bytes: 1 << 20,
+        ..ProbeConfig::default()
+    };
+    let mut probe = Probe::load(&config).expect("load the BPF object");
+    let flood_cgroup = Cgroup::new("flood");
+    let victim_cgroup = Cgroup::new("victim");
+    let mut flood = flood_cgroup.spawn(FLOOD, &[PORT.to_string(), "2".into()]);
+    let mut victim = victim_cgroup.spawn(VICTIM, &[PORT.to_string(), VICTIM_QUERIES.to_string()]);
+    // Nothing reads the ring buffer until both are done: the flood fills it.
+    assert!(victim.wait().unwrap().success());
+    assert!(flood.wait().unwrap().success());
+
+    let victim_pid = victim.id();
+    let (mut victims, mut floods, mut execs) = (0, 0, 0);
+    while probe
+        .poll(Duration::from_millis(100), |record| {
+            if let Ok(Record::Exec(exec)) = Record::parse(record) {
+                if exec.tgid == victim_pid && exec.filename == "/bin/true" {
+                    execs += 1;
+                }
+            }
+            if let Ok(Record::Dns(event)) = Record::parse(record) {
+                if event.header.remote_port != PORT {
+                    return;
+                }
+                if event.header.cgroup_id == victim_cgroup.id() {
+                    victims += 1;
+                } else if event.header.cgroup_id == flood_cgroup.id() {
+                    floods += 1;
+                }
+            }
+        })
+        .unwrap()
+        > 0
+    {}
+    let counters = probe.counters().unwrap();
+    let sources = probe.sources();
+    let lost_by = |id: u64| {
+        sources
+            .iter()
+            .filter(|(key, _)| key.cgroup_id == id)
+            .map(|(_, s)| (s.over_share, s.ringbuf_full))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    };
+    let flooder_lost = lost_by(flood_cgroup.id());
+    eprintln!(
+        "flooder: {floods} captured, lost {flooder_lost:?} (over share, ring full); \
+         victim: {victims} captured; kernel: {counters}"
+    );
+    assert_eq!(
+        victims, VICTIM_QUERIES,
+        "every query of the victim captured"
+    );
+    assert_eq!(
+        lost_by(victim_cgroup.id()),
+        (0, 0),
+        "the victim lost nothing"
+    );
+    assert!(
+        flooder_lost.0 > 0,
+        "the flood was cut at its share, and counted against its cgroup"
+    );
+    assert!(counters.get(KernelCounter::OverShare) >= flooder_lost.0);
+    assert!(
+        sources.len() <= dnslens_probe::MAX_SOURCES,
+        "the sources map is bounded"
+    );
+}
