@@ -498,6 +498,15 @@ static __always_inline struct dnslens_source *source_of(const struct dnslens_eve
 	return bpf_map_lookup_elem(&sources, &key);
 }
 
+/* Counts a dropped event against its cgroup, and names its process. */
+static __always_inline void charge(struct dnslens_source *src, const struct dnslens_event *ev,
+				   __u64 *reason)
+{
+	__sync_fetch_and_add(reason, 1);
+	src->last_tgid = ev->tgid;
+	__builtin_memcpy(src->last_comm, ev->leader_comm, sizeof(src->last_comm));
+}
+
 /* Whether an event of `size` bytes may go in: see DNSLENS_SHARE_DIVISOR. Counts a refusal. */
 static __always_inline bool within_share(const struct dnslens_event *ev, __u64 size)
 {
@@ -509,7 +518,7 @@ static __always_inline bool within_share(const struct dnslens_event *ev, __u64 s
 	if (!src)
 		return true;
 	if (used + size > ring - ring / DNSLENS_EXEC_RESERVE_DIVISOR) {
-		__sync_fetch_and_add(&src->ringbuf_full, 1);
+		charge(src, ev, &src->ringbuf_full);
 		count(DNSLENS_CNT_RINGBUF_FULL);
 		return false;
 	}
@@ -519,7 +528,7 @@ static __always_inline bool within_share(const struct dnslens_event *ev, __u64 s
 		src->window_bytes = 0;
 	}
 	if (src->window_bytes + size > ring / DNSLENS_SHARE_DIVISOR) {
-		__sync_fetch_and_add(&src->over_share, 1);
+		charge(src, ev, &src->over_share);
 		count(DNSLENS_CNT_OVER_SHARE);
 		return false;
 	}
@@ -543,7 +552,7 @@ static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 	if (bpf_ringbuf_output(&events, ev, bytes, 0)) {
 		struct dnslens_source *src = source_of(ev);
 		if (src)
-			__sync_fetch_and_add(&src->ringbuf_full, 1);
+			charge(src, ev, &src->ringbuf_full);
 		count(DNSLENS_CNT_RINGBUF_FULL);
 	} else {
 		count(DNSLENS_CNT_EVENTS);

@@ -92,6 +92,9 @@ struct dnslens_source {
 	__u64 window_bytes;       /* bytes it added in that window while under pressure */
 	__u64 over_share;         /* events dropped: over its share (DNSLENS_CNT_OVER_SHARE) */
 	__u64 ringbuf_full;       /* events dropped: ring buffer full (DNSLENS_CNT_RINGBUF_FULL) */
+	__u32 last_tgid;          /* the process of the last dropped event: where many processes */
+	__u32 _pad;               /* share a cgroup (the host's root), the cgroup names nobody */
+	char last_comm[DNSLENS_COMM_LEN];    /* its leader_comm */
 };
 
 /* A DNS message (DNSLENS_RECORD_DNS), or a TCP connect (DNSLENS_RECORD_CONNECT: the header up to

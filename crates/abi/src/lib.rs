@@ -366,6 +366,10 @@ pub struct Source {
     pub over_share: u64,
     /// Events dropped as [`KernelCounter::RingbufFull`].
     pub ringbuf_full: u64,
+    /// The process of the last dropped event, and its name (NUL-padded).
+    pub last_tgid: u32,
+    pub _pad: u32,
+    pub last_comm: [u8; COMM_LEN],
 }
 
 impl SourceKey {
@@ -379,14 +383,31 @@ impl SourceKey {
 }
 
 impl Source {
+    /// Words in a `struct dnslens_source`.
+    pub const WORDS: usize = std::mem::size_of::<Source>() / 8;
+
     /// From the map value's words, in field order.
-    pub fn from_words([window_start_ns, window_bytes, over_share, ringbuf_full]: [u64; 4]) -> Self {
-        Source {
-            window_start_ns,
-            window_bytes,
-            over_share,
-            ringbuf_full,
+    pub fn from_words(words: [u64; Source::WORDS]) -> Self {
+        let tgid_word = words[4].to_ne_bytes();
+        let half = |at: usize| u32::from_ne_bytes(tgid_word[at..at + 4].try_into().expect("4"));
+        let mut last_comm = [0u8; COMM_LEN];
+        for (chunk, word) in last_comm.chunks_exact_mut(8).zip(&words[5..]) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
         }
+        Source {
+            window_start_ns: words[0],
+            window_bytes: words[1],
+            over_share: words[2],
+            ringbuf_full: words[3],
+            last_tgid: half(0),
+            _pad: half(4),
+            last_comm,
+        }
+    }
+
+    /// The name of the last dropped event's process.
+    pub fn last_comm(&self) -> &str {
+        c_str(&self.last_comm)
     }
 }
 

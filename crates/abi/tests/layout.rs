@@ -69,6 +69,8 @@ fn event_header_matches_the_c_header() {
         "window_bytes",
         "over_share",
         "ringbuf_full",
+        "last_tgid",
+        "last_comm",
     ] {
         program += &format!(
             "printf(\"source.{field} %zu\\n\", offsetof(struct dnslens_source, {field}));\n"
@@ -154,7 +156,13 @@ fn event_header_matches_the_c_header() {
         offset_of!(SourceKey, cgroup_v1_id)
     );
     assert_eq!((key.cgroup_id, key.cgroup_v1_id), (1, 2));
-    let source = Source::from_words([1, 2, 3, 4]);
+    let mut words = [1, 2, 3, 4, 0, 0, 0];
+    words[4] = u64::from_ne_bytes([7, 0, 0, 0, 0, 0, 0, 0]);
+    words[5] = u64::from_ne_bytes(*b"flooder\0");
+    let source = Source::from_words(words);
+    assert_eq!((source.last_tgid, source.last_comm()), (7, "flooder"));
+    assert_eq!(c["source.last_tgid"], offset_of!(Source, last_tgid));
+    assert_eq!(c["source.last_comm"], offset_of!(Source, last_comm));
     assert_eq!(c["source.size"], std::mem::size_of::<Source>());
     assert_eq!(
         c["source.window_start_ns"],

@@ -130,7 +130,7 @@ pub struct Probe {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     // Read as words: aya's map types need its `Pod`, which the pure abi crate does not know.
-    sources: HashMap<MapData, [u64; 2], [u64; 4]>,
+    sources: HashMap<MapData, [u64; 2], [u64; Source::WORDS]>,
     hooks: Vec<HookStatus>,
     mode: CaptureMode,
     epoll: Epoll,

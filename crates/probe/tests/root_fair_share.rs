@@ -136,7 +136,7 @@ fn root_a_flooding_cgroup_loses_its_own_events_not_another_cgroups() {
     assert!(victim.wait().unwrap().success());
     assert!(flood.wait().unwrap().success());
 
-    let victim_pid = victim.id();
+    let (victim_pid, flood_pid) = (victim.id(), flood.id());
     let (mut victims, mut floods, mut execs) = (0, 0, 0);
     while probe
         .poll(Duration::from_millis(100), |record| {
@@ -187,6 +187,15 @@ fn root_a_flooding_cgroup_loses_its_own_events_not_another_cgroups() {
         "the flood was cut at its share, and counted against its cgroup"
     );
     assert!(counters.get(KernelCounter::OverShare) >= flooder_lost.0);
+    let (_, flooder) = sources
+        .iter()
+        .find(|(key, _)| key.cgroup_id == flood_cgroup.id())
+        .expect("the flooder's cgroup is tracked");
+    assert_eq!(
+        (flooder.last_tgid, flooder.last_comm()),
+        (flood_pid, "python3"),
+        "the dropping process is named"
+    );
     assert!(
         sources.len() <= dnslens_probe::MAX_SOURCES,
         "the sources map is bounded"
