@@ -13,10 +13,11 @@ use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
-use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, Probe};
+use dnslens_probe::{CaptureMode, HookStatus, KernelCounters, Probe};
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
+use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::settings::{Detect, Learn, Settings};
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
@@ -290,6 +291,8 @@ impl Run<'_> {
         let mut next_status = start;
         let mut lost_reported = 0;
         let mut cost_reported = OutputStats::default();
+        let mut sources = SourceLosses::default();
+        let mut loss_window = LossWindow::default();
         let mut last_seen = 0;
         while !stop::stopped() {
             let Run {
@@ -344,16 +347,27 @@ impl Run<'_> {
                 break;
             }
             let now = Instant::now();
-            if let (true, AnySink::Agent(agent)) = (now >= next_status, &mut **sink) {
-                let cost = agent.output();
-                agent.status(&status(
-                    probe,
-                    pipeline,
-                    detection.as_deref(),
-                    cluster,
-                    cost,
-                    now,
-                ));
+            if now >= next_status {
+                let kernel = probe.counters().ok();
+                let lost = kernel.as_ref().map_or_else(Vec::new, |k| {
+                    sources.read(&probe.sources(), k, |key, source| {
+                        pipeline.attribute_source(key, source, mono_now)
+                    })
+                });
+                loss_window.add(&lost);
+                if let AnySink::Agent(agent) = &mut **sink {
+                    let status = Status {
+                        now,
+                        output: agent.output(),
+                        kernel,
+                        ring: probe.ring_use(),
+                        lost,
+                        lens: pipeline.stats(),
+                        detect: detection.as_deref().map(Detection::stats),
+                        cluster: cluster.status(),
+                    };
+                    agent.status(&status);
+                }
                 next_status = now + STATUS_EVERY;
             }
             if let (Some(next), Some(every)) = (next_interval.as_mut(), interval) {
@@ -375,11 +389,14 @@ impl Run<'_> {
                 // Loss is said when it happens, not only in the final counters.
                 let cost = self.sink.output();
                 if let Ok(counters) = self.probe.counters() {
-                    let lost = counters.get(KernelCounter::RingbufFull) - lost_reported;
-                    for line in loss_warnings(lost, cost.since(cost_reported)) {
+                    let dropped = dropped(&counters);
+                    for line in loss_warnings(dropped - lost_reported, cost.since(cost_reported)) {
                         eprintln!("{line}");
                     }
-                    lost_reported = counters.get(KernelCounter::RingbufFull);
+                    if let Some(line) = loss_window.take_line() {
+                        eprintln!("{line}");
+                    }
+                    lost_reported = dropped;
                     cost_reported = cost;
                 }
                 next_loss_check = now + LOSS_CHECK;
@@ -393,24 +410,9 @@ impl Run<'_> {
     }
 }
 
-/// The run's own counters, for a sink that exports them.
-fn status(
-    probe: &Probe,
-    pipeline: &Pipeline,
-    detection: Option<&Detection>,
-    cluster: &Connection,
-    output: OutputStats,
-    now: Instant,
-) -> Status {
-    Status {
-        now,
-        output,
-        kernel: probe.counters().ok(),
-        ring: probe.ring_use(),
-        lens: pipeline.stats(),
-        detect: detection.map(Detection::stats),
-        cluster: cluster.status(),
-    }
+/// Events the kernel dropped for want of room in the ring buffer, for any reason.
+fn dropped(counters: &KernelCounters) -> u64 {
+    REASONS.iter().map(|&r| counters.get(r)).sum()
 }
 
 /// The warnings for what was lost since the last check: messages the kernel dropped because

@@ -114,6 +114,18 @@ impl Enricher {
             who.process.ppid,
             &who.process.name,
         );
+        self.enrich_cgroup(who, mono_ns, kernel_cgroup);
+    }
+
+    /// Sets `cgroup`, `container`, `pod`, `node` and `host` alone: for what the kernel names by
+    /// cgroup only (the ring buffer's losses per cgroup).
+    pub fn enrich_cgroup(
+        &mut self,
+        who: &mut Attribution,
+        mono_ns: u64,
+        kernel_cgroup: impl FnOnce() -> String,
+    ) {
+        let ids = who.ids;
         who.cgroup = match self
             .cgroups
             .resolve(ids.cgroup_id, ids.cgroup_v1_id, mono_ns)

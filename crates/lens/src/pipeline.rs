@@ -6,12 +6,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use dnslens_abi::{Source, SourceKey};
+
 use crate::cgroup::{self, CgroupMounts, CgroupResolver};
 use crate::clock::WallClock;
 use crate::correlate::{self, Correlator};
 use crate::decode::{self, Decoder, Output};
 use crate::enrich::{self, Enricher};
-use crate::model::{ConnectEvent, DnsEvent};
+use crate::model::{Attribution, ConnectEvent, DnsEvent, KernelIds, ProcessInfo, TaskName};
 use crate::pods::PodDirectory;
 use crate::process::{self, ProcessCache};
 use crate::stats::Stats;
@@ -130,6 +132,32 @@ impl Pipeline {
             }
             Output::Exec(exec) => enricher.record_exec(exec),
         });
+    }
+
+    /// Whom the events the kernel dropped for cgroup `key` belong to: its container and pod,
+    /// and the process of the last one dropped (`source`).
+    pub fn attribute_source(
+        &mut self,
+        key: SourceKey,
+        source: &Source,
+        mono_ns: u64,
+    ) -> Attribution {
+        let name = TaskName::new(source.last_comm());
+        let process = ProcessInfo {
+            pid: source.last_tgid,
+            tid: source.last_tgid,
+            comm: name,
+            name,
+            ..ProcessInfo::default()
+        };
+        let ids = KernelIds {
+            process_start_ns: 0,
+            cgroup_id: key.cgroup_id,
+            cgroup_v1_id: key.cgroup_v1_id,
+        };
+        let mut who = Attribution::unenriched(process, 0, 0, ids);
+        self.enricher.enrich_cgroup(&mut who, mono_ns, String::new);
+        who
     }
 
     /// Reports queries unanswered at `now_mono_ns` (CLOCK_MONOTONIC). They were enriched when

@@ -28,6 +28,8 @@ use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Stats};
 use dnslens_probe::KernelCounters;
 
+use crate::losses::Lost;
+
 pub use agent::{AgentOutput, AgentSink};
 pub use count::{CountFormat, CountSink};
 pub use json::JsonSink;
@@ -173,6 +175,8 @@ pub struct Status {
     pub kernel: Option<KernelCounters>,
     /// Ring-buffer bytes not read yet, and its size.
     pub ring: (u64, u64),
+    /// What each source lost since the last status.
+    pub lost: Vec<Lost>,
     /// The sink's [`AnySink::output`].
     pub output: OutputStats,
     pub lens: Stats,

@@ -39,6 +39,15 @@ pub(super) struct ResponseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct LossLabels {
+    pub(super) reason: &'static str,
+    pub(super) namespace: Arc<str>,
+    pub(super) workload: Arc<str>,
+    pub(super) pod: Arc<str>,
+    pub(super) container: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PodLabels {
     pub(super) namespace: Arc<str>,
     pub(super) workload: Arc<str>,
@@ -81,7 +90,7 @@ pub(super) struct Families {
     pub(super) unanswered: Family<PodLabels, Counter>,
     pub(super) alerts: Family<AlertLabels, Counter>,
     pub(super) top_domains: Family<DomainLabels, Counter>,
-    pub(super) events_lost: Counter,
+    pub(super) events_lost: Family<LossLabels, Counter>,
     pub(super) kernel_events: Family<One, Counter>,
     pub(super) decode_errors: Family<One, Counter>,
     pub(super) state_evictions: Family<One, Counter>,
@@ -102,7 +111,7 @@ impl Families {
             unanswered: Family::default(),
             alerts: Family::default(),
             top_domains: Family::default(),
-            events_lost: Counter::default(),
+            events_lost: Family::default(),
             kernel_events: Family::default(),
             decode_errors: Family::default(),
             state_evictions: Family::default(),

@@ -29,17 +29,18 @@ use dnslens_lens::model::{Container, Kind, Role};
 use dnslens_lens::text::Printable;
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
-use dnslens_probe::{KernelCounter, Named};
+use dnslens_probe::Named;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::{Sink, Status};
+use crate::losses::{Lost, REASONS};
 pub use families::encode;
 use families::{
-    AlertLabels, DomainLabels, Families, One, PodLabels, QueryLabels, ResponseLabels, SeriesBudget,
-    WorkloadLabels,
+    AlertLabels, DomainLabels, Families, LossLabels, One, PodLabels, QueryLabels, ResponseLabels,
+    SeriesBudget, WorkloadLabels,
 };
 pub use limits::{HostShare, Limits};
 
@@ -74,6 +75,7 @@ struct Placement {
     queries: Vec<(&'static str, Counter)>,
     responses: Vec<(&'static str, &'static str, Counter)>,
     unanswered: Option<Counter>,
+    lost: Vec<(&'static str, Counter)>,
     last_seen: Instant,
 }
 
@@ -85,6 +87,7 @@ impl Placement {
             queries: Vec::new(),
             responses: Vec::new(),
             unanswered: None,
+            lost: Vec::new(),
             last_seen: now,
         }
     }
@@ -148,6 +151,28 @@ impl Placement {
         }
     }
 
+    fn loss_labels(&self, reason: &'static str) -> LossLabels {
+        let l = &self.labels;
+        LossLabels {
+            reason,
+            namespace: l.namespace.clone(),
+            workload: l.workload.clone(),
+            pod: l.pod.clone(),
+            container: l.container.clone(),
+        }
+    }
+
+    fn lost(&mut self, f: &Families, reason: &'static str) -> &Counter {
+        match self.lost.iter().position(|(r, _)| *r == reason) {
+            Some(i) => &self.lost[i].1,
+            None => {
+                let counter = f.events_lost.get_or_create_owned(&self.loss_labels(reason));
+                self.lost.push((reason, counter));
+                &self.lost.last().expect("just pushed").1
+            }
+        }
+    }
+
     fn unanswered(&mut self, f: &Families) -> &Counter {
         if self.unanswered.is_none() {
             self.unanswered = Some(f.unanswered.get_or_create_owned(&self.pod_labels()));
@@ -165,6 +190,9 @@ impl Placement {
         }
         if self.unanswered.is_some() {
             f.unanswered.remove(&self.pod_labels());
+        }
+        for (reason, _) in &self.lost {
+            f.events_lost.remove(&self.loss_labels(reason));
         }
     }
 }
@@ -424,6 +452,19 @@ impl MetricsSink {
         for table in ["placements", "workloads", "top_domains"] {
             drop(families.folded.get_or_create(&[("table", table)]));
         }
+        // Losses the kernel could not charge to a workload are `(unknown)`'s: their series are
+        // there from the start too, so that an alert on the family has something to rate.
+        let unknown: Arc<str> = Arc::from(UNKNOWN);
+        let none: Arc<str> = Arc::from("");
+        for reason in REASONS {
+            drop(families.events_lost.get_or_create(&LossLabels {
+                reason: reason.name(),
+                namespace: unknown.clone(),
+                workload: unknown.clone(),
+                pod: none.clone(),
+                container: none.clone(),
+            }));
+        }
         MetricsSink {
             families,
             registry,
@@ -556,6 +597,22 @@ impl MetricsSink {
         }
     }
 
+    /// Events the kernel dropped, counted against the workload that lost them.
+    fn count_loss(&mut self, lost: &Lost) {
+        let end = placement_key(&lost.who, &mut self.key);
+        let placement = match self.slot(end) {
+            Slot::Known => self.placements.get_mut(&*self.key).expect("slot made it"),
+            Slot::Folded => {
+                self.fold("placements");
+                &mut self.folded_placement
+            }
+        };
+        placement.last_seen = self.now;
+        placement
+            .lost(&self.families, lost.reason.name())
+            .inc_by(lost.events);
+    }
+
     fn count_alert(&mut self, a: &Alert) {
         let end = placement_key(&a.who, &mut self.key);
         let workload = match self.workload_slot(end) {
@@ -580,9 +637,6 @@ impl MetricsSink {
                     .store(n, Ordering::Relaxed);
             };
         if let Some(k) = &s.kernel {
-            f.events_lost
-                .inner()
-                .store(k.get(KernelCounter::RingbufFull), Ordering::Relaxed);
             for (counter, n) in k.iter() {
                 store(&f.kernel_events, "kind", counter.name(), n);
             }
@@ -669,6 +723,9 @@ impl MetricsSink {
     /// that chooses the top domains again and retires idle label sets.
     pub fn status(&mut self, status: &Status) {
         self.health(status);
+        for lost in &status.lost {
+            self.count_loss(lost);
+        }
         self.refresh(status.now);
     }
 }
@@ -685,7 +742,7 @@ mod tests {
     use dnslens_lens::model::Pod;
     use dnslens_lens::pods::{PodInfo, Workload as PodWorkload};
     use dnslens_lens::Stats;
-    use dnslens_probe::KernelCounters;
+    use dnslens_probe::{KernelCounter, KernelCounters};
     use names::Type;
 
     /// One sample line of the exposition.
@@ -801,6 +858,7 @@ mod tests {
             now,
             kernel: None,
             ring: (0, 4096),
+            lost: Vec::new(),
             output: OutputStats::default(),
             lens: Stats::default(),
             detect: None,
@@ -1318,10 +1376,40 @@ mod tests {
         st.lens.decode.bad_records = 2;
         st.lens.correlate.evicted = 5;
         st.lens.containers.unknown = 4;
+        let flooder = pod("shop", "flood-1", Some(("Deployment", "flood")));
+        let flooder = in_pod(sample::query(1, "x.example", 1, 0), &flooder, Some("app")).who;
+        let unknown = sample::query(1, "x.example", 1, 0).who;
+        let lost = |who: &Attribution, reason, events| Lost {
+            who: who.clone(),
+            reason,
+            events,
+        };
+        st.lost = vec![
+            lost(&flooder, KernelCounter::OverShare, 7),
+            lost(&unknown, KernelCounter::RingbufFull, 2),
+        ];
         sink.status(&st);
         let s = scrape(&sink);
         let one = |name, label, v| value(&s, name, &[(label, v)]);
-        assert_eq!(value(&s, "dnslens_events_lost_total", &[]), Some(7.0));
+        let flooder_lost = [
+            ("reason", "over_share"),
+            ("namespace", "shop"),
+            ("workload", "Deployment/flood"),
+            ("pod", "flood-1"),
+            ("container", "app"),
+        ];
+        assert_eq!(
+            value(&s, "dnslens_events_lost_total", &flooder_lost),
+            Some(7.0)
+        );
+        assert_eq!(
+            value(
+                &s,
+                "dnslens_events_lost_total",
+                &[("reason", "ringbuf_full"), ("namespace", UNKNOWN)]
+            ),
+            Some(2.0)
+        );
         assert_eq!(
             value(&s, "dnslens_output_wait_seconds_total", &[]),
             Some(1.5)
@@ -1359,15 +1447,25 @@ mod tests {
             one("dnslens_enrichment_misses_total", "what", "pod"),
             Some(4.0)
         );
-        // Counters follow the source, which only grows.
+        // Kernel counters follow the source, which only grows; losses come as increments.
         st.kernel
             .as_mut()
             .unwrap()
-            .set(KernelCounter::RingbufFull, 9);
+            .set(KernelCounter::ReadFailed, 9);
+        st.lost = vec![lost(&flooder, KernelCounter::OverShare, 3)];
         sink.status(&st);
+        let s = scrape(&sink);
         assert_eq!(
-            value(&scrape(&sink), "dnslens_events_lost_total", &[]),
+            value(
+                &s,
+                "dnslens_kernel_events_total",
+                &[("kind", "read_failed")]
+            ),
             Some(9.0)
+        );
+        assert_eq!(
+            value(&s, "dnslens_events_lost_total", &flooder_lost),
+            Some(10.0)
         );
     }
 

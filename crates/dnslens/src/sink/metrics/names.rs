@@ -60,8 +60,8 @@ pub const METRICS: &[Metric] = &[
     Metric {
         name: "dnslens_events_lost_total",
         kind: Type::Counter,
-        labels: &[],
-        help: "Events the kernel dropped because the ring buffer was full",
+        labels: &["reason", "namespace", "workload", "pod", "container"],
+        help: "Events the kernel dropped for want of room in the ring buffer, by the workload that lost them: reason=\"over_share\" while it was more than half full and the workload over its share, \"ringbuf_full\" when full",
     },
     Metric {
         name: "dnslens_kernel_events_total",
