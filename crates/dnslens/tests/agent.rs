@@ -14,68 +14,19 @@ use dnslens_testkit::fake_apiserver;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use node::agent::{free_port, get, Agent};
 use node::cgroup::{Driver, Hierarchies, PodCgroup};
 use node::dnsmasq::{HOST, NX};
 use node::net::{Node, Run};
 use node::resolvers::tool;
 use node::{have_root, have_tool, unique_tag, wait_until, ChildGuard, TempDir};
 use serde_json::Value;
-
-/// A free port on loopback (bound, then released for the child to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// `GET path` over HTTP/1.1 with `Connection: close`: the status and the body.
-fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).ok()?;
-    let reply = String::from_utf8_lossy(&reply);
-    let (head, body) = reply.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    // Prometheus answers its API in chunks.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((code, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
 
 /// `%XX` for everything but unreserved characters: a PromQL query in a URL.
 fn url_encode(text: &str) -> String {
@@ -87,65 +38,6 @@ fn url_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A running `dnslens agent`, killed by its pid on drop if it did not exit.
-struct Agent {
-    child: ChildGuard,
-    address: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    fn start(args: &[&str]) -> Agent {
-        let port = free_port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dnslens"))
-            .arg("agent")
-            .args(["--metrics-address", &address.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dnslens agent");
-        let stderr = node::trace::collect_stderr(&mut child);
-        Agent {
-            child: ChildGuard::new(child),
-            address,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits (60 s at most) for `/readyz` to say 200.
-    fn wait_ready(&mut self) {
-        let mut last = None;
-        let ready = wait_until(Duration::from_secs(60), || {
-            if self.child.wait_timeout(Duration::ZERO).is_some() {
-                return true;
-            }
-            last = get(self.address, "/readyz");
-            last.as_ref().is_some_and(|(code, _)| *code == 200)
-        });
-        assert!(
-            ready && self.child.wait_timeout(Duration::ZERO).is_none(),
-            "the agent did not get ready (last /readyz: {last:?})\nstderr:\n{}",
-            self.stderr()
-        );
-    }
-
-    /// SIGTERM, then its exit status (10 s at most) and stderr.
-    fn terminate(mut self) -> (Option<std::process::ExitStatus>, String) {
-        self.child.signal(libc::SIGTERM);
-        let status = self.child.wait_timeout(Duration::from_secs(10));
-        // The stderr reader ends at EOF, right after the exit.
-        std::thread::sleep(Duration::from_millis(100));
-        (status, self.stderr())
-    }
 }
 
 /// A real Prometheus scraping `target` every second, its data in a temporary directory.

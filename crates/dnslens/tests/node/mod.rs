@@ -10,6 +10,7 @@
 // Shared by two test binaries (e2e.rs, faults.rs), each of which uses a part of it.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod bpf;
 pub mod cgroup;
 pub mod check;

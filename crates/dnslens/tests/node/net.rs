@@ -339,6 +339,30 @@ impl Node {
         DnsmasqLog::parse(&fs::read_to_string(self.log_path()).unwrap_or_default())
     }
 
+    /// An address on the node's subnet that no namespace has: datagrams from client 0 to it go
+    /// nowhere. It gets a permanent neighbour entry (a MAC no one has, dropped by the bridge):
+    /// without one, sends wait for ARP in the socket's buffer, and a burst blocks.
+    pub fn nowhere(&self) -> Ipv4Addr {
+        let [a, b, c, _] = self.server.v4.octets();
+        let addr = Ipv4Addr::new(a, b, c, 250);
+        let ns = &self.clients[0].ns;
+        let addr_text = addr.to_string();
+        super::ip(&[
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            &addr_text,
+            "lladdr",
+            "02:00:00:00:00:fa",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        addr
+    }
+
     /// The server's DNS address in the family of `client`.
     pub fn server_addr_for(&self, client: IpAddr) -> SocketAddr {
         match client {
