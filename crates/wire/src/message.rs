@@ -249,7 +249,7 @@ impl Decoder<'_> {
     }
 
     fn name(&mut self, section: Section) -> Result<String, DecodeError> {
-        self.pos = read_name(self.msg, self.pos, section, &mut self.scratch)?;
+        self.pos = read_name(self.msg, self.pos, section, Some(&mut self.scratch))?;
         Ok(self.take_scratch())
     }
 
@@ -300,8 +300,8 @@ impl Decoder<'_> {
         let name = if named {
             self.name(section)?
         } else {
-            self.pos = read_name(self.msg, self.pos, section, &mut self.scratch)?;
-            self.scratch.clear();
+            // Checked, not formatted: a crafted owner name formats to ~1 KB of escapes.
+            self.pos = read_name(self.msg, self.pos, section, None)?;
             String::new()
         };
         let [t0, t1, c0, c1, l0, l1, l2, l3, r0, r1] = self.fixed(section)?;

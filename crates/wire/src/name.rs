@@ -9,8 +9,9 @@ const MAX_NAME_OCTETS: usize = 255;
 /// A 255-octet name has at most 127 labels, so no encoder needs more pointers than that.
 const MAX_POINTERS: usize = 127;
 
-/// Reads the name at `start`, appends its presentation form to `out` and returns the offset
-/// just past the name where it sits (past its first pointer, if compressed).
+/// Reads the name at `start`, appends its presentation form to `out` (`None` only checks it),
+/// and returns the offset just past the name where it sits (past its first pointer, if
+/// compressed).
 ///
 /// A pointer must land below every byte of the name read so far, which rules out loops, and a
 /// name follows at most [`MAX_POINTERS`] of them: the work per name is bounded by 255 octets.
@@ -18,9 +19,9 @@ pub(crate) fn read_name(
     msg: &[u8],
     start: usize,
     section: Section,
-    out: &mut Vec<u8>,
+    mut out: Option<&mut Vec<u8>>,
 ) -> Result<usize, DecodeError> {
-    let out_start = out.len();
+    let mut written = false;
     let mut pos = start;
     // Lowest offset of this name read so far: pointers must land strictly below it.
     let mut lowest = start;
@@ -34,7 +35,7 @@ pub(crate) fn read_name(
         })?;
         match len {
             0 => {
-                if out.len() == out_start {
+                if let (Some(out), false) = (out, written) {
                     out.push(b'.');
                 }
                 return Ok(resume.unwrap_or(pos + 1));
@@ -49,10 +50,13 @@ pub(crate) fn read_name(
                 if octets > MAX_NAME_OCTETS {
                     return Err(DecodeError::NameTooLong { offset: start });
                 }
-                if out.len() != out_start {
-                    out.push(b'.');
+                if let Some(out) = out.as_deref_mut() {
+                    if written {
+                        out.push(b'.');
+                    }
+                    push_label(out, label);
                 }
-                push_label(out, label);
+                written = true;
                 pos = end;
             }
             64..=127 => return Err(DecodeError::LabelTooLong { offset: pos, len }),
@@ -124,7 +128,7 @@ mod tests {
 
     fn name(msg: &[u8], start: usize) -> Result<(String, usize), DecodeError> {
         let mut out = Vec::new();
-        read_name(msg, start, Section::Answer, &mut out)
+        read_name(msg, start, Section::Answer, Some(&mut out))
             .map(|next| (String::from_utf8(out).unwrap(), next))
     }
 

@@ -303,7 +303,7 @@ impl<'a> Rdata<'a> {
 
     /// A name that starts, and ends where it sits, inside the data.
     fn name(&mut self, out: &mut Vec<u8>) -> Option<()> {
-        let next = read_name(self.msg, self.pos, self.section, out).ok()?;
+        let next = read_name(self.msg, self.pos, self.section, Some(out)).ok()?;
         if next > self.end {
             return None;
         }
