@@ -23,7 +23,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         unreachable!("an agent output builds the agent's sink")
     };
     let server = Server::start(address, agent.registry(), agent.health())?;
-    eprintln!(
+    say!(
         "dnslens: agent: metrics on http://{}/metrics, health on /healthz and /readyz",
         server.address()
     );

@@ -94,10 +94,10 @@ impl Detection {
             let learned = self.detectors.baseline().clone();
             self.detectors.set_baseline(learned);
             match self.save() {
-                Ok(line) => eprintln!("dnslens: {line}; judging against it from now on"),
-                Err(e) => eprintln!(
-                    "dnslens: {e:#}; judging against what was learned, saving again on exit"
-                ),
+                Ok(line) => say!("dnslens: {line}; judging against it from now on"),
+                Err(e) => {
+                    say!("dnslens: {e:#}; judging against what was learned, saving again on exit")
+                }
             }
         }
     }
@@ -108,7 +108,7 @@ impl Detection {
         self.detectors.finish(out);
         if self.unsaved {
             let line = self.save()?;
-            eprintln!("dnslens: {line}");
+            say!("dnslens: {line}");
         }
         Ok(())
     }
@@ -206,13 +206,17 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         sink.finish(clock::realtime_now_ns())
             .context("writing to stdout")
     });
-    eprintln!(
+    say!(
         "dnslens: input: {} lines, {} DNS events, {} connects, {} alert lines skipped, {} bad \
          lines skipped",
-        counts.lines, counts.events, counts.connects, counts.alerts_skipped, counts.bad
+        counts.lines,
+        counts.events,
+        counts.connects,
+        counts.alerts_skipped,
+        counts.bad
     );
     for line in detection.report() {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     match finished {
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -266,7 +270,7 @@ fn feed(
                 if counts.bad <= BAD_LINES_SHOWN {
                     // The error quotes the line, which is the trace's: no control characters.
                     let why = format!("{e:#}");
-                    eprintln!(
+                    say!(
                         "dnslens: {name}:{}: {}; line skipped",
                         counts.lines,
                         Printable(&why)
@@ -279,7 +283,7 @@ fn feed(
         }
     }
     if counts.bad > BAD_LINES_SHOWN {
-        eprintln!(
+        say!(
             "dnslens: {name}: {} more bad lines skipped",
             counts.bad - BAD_LINES_SHOWN
         );

@@ -49,12 +49,17 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// One JSON object per message and per unanswered query (schema: docs/schema.md).
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 
     /// Stop after printing N events (N alerts with --alerts).
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    /// At the end, every stage's counters rather than one line (they are shown anyway when
+    /// something was lost).
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Report a query as unanswered when no response came within this time.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
@@ -105,8 +110,13 @@ pub struct CountArgs {
     pub interval: Duration,
 
     /// One JSON object per interval.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
+
+    /// At the end, every stage's counters rather than one line (they are shown anyway when
+    /// something was lost).
+    #[arg(short, long)]
+    pub verbose: bool,
 
     #[command(flatten)]
     pub capture: CaptureArgs,
@@ -342,7 +352,7 @@ impl KubernetesArgs {
 #[serde(default)]
 pub struct CaptureArgs {
     /// Another port that carries DNS, besides 53 (repeatable; 8 ports at most in all).
-    #[arg(long = "port", value_name = "PORT")]
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     #[serde(rename = "port", deserialize_with = "units::ports")]
     pub ports: Vec<u16>,
 
@@ -406,19 +416,21 @@ fn capture_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CaptureMode>, 
 #[command(next_help_heading = "Filters")]
 pub struct FilterArgs {
     /// Only this process id.
-    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    #[arg(short, long, value_name = "PID", value_delimiter = ',')]
     pub pid: Vec<u32>,
 
-    /// Only this thread or process name (exact, or a glob with * and ?).
+    /// Only this thread or process name (exact, or a glob with * and ?): a thread's own name
+    /// (Go and Java name theirs) or its process's.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub comm: Vec<String>,
 
-    /// Only this process name (exact, or a glob with * and ?).
+    /// Only this process name (exact, or a glob with * and ?): the process's, whatever its
+    /// threads call themselves.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub name: Vec<String>,
 
     /// Only names in this domain (example.com matches it and a.example.com), or a glob.
-    #[arg(long, value_name = "DOMAIN", value_delimiter = ',')]
+    #[arg(short, long, value_name = "DOMAIN", value_delimiter = ',')]
     pub domain: Vec<String>,
 
     /// Leave out names in this domain, or matching this glob.
@@ -429,9 +441,23 @@ pub struct FilterArgs {
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub qtype: Vec<String>,
 
-    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23...
+    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23..., or TIMEOUT for
+    /// queries left unanswered.
     #[arg(long, value_name = "RCODE", value_delimiter = ',')]
     pub rcode: Vec<String>,
+
+    /// Only queries left unanswered (the table's TIMEOUT rows): the same as --rcode TIMEOUT.
+    #[arg(long)]
+    pub unanswered: bool,
+
+    /// Only this end of an exchange: client (the process that asked) or server (the one that
+    /// answered, when it runs on this host).
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<RoleArg>,
+
+    /// Only exchanges that took at least this long, e.g. 100ms, and queries left unanswered.
+    #[arg(long, value_name = "DURATION")]
+    pub min_latency: Option<Duration>,
 
     /// Only processes of this user id.
     #[arg(long, value_name = "UID", value_delimiter = ',')]
@@ -464,6 +490,13 @@ pub struct FilterArgs {
     /// Leave out processes outside containers and pods.
     #[arg(long)]
     pub no_host: bool,
+}
+
+/// `--role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Client,
+    Server,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,16 @@
 //! process. `main.rs` only parses the flags, dispatches and prints the error; tests and
 //! benches link to this library.
 
+/// `eprintln!` that never panics: a reader of stderr that went away (`dnslens trace 2>&1 |
+/// head`) must not end the run with a panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agent;
 mod cluster;
 pub mod detect;

@@ -62,10 +62,10 @@ pub fn capture(
         cluster.node(),
         settings.kubernetes.enabled && settings.filter.needs_pod_metadata(),
     ) {
-        eprintln!("{line}");
+        say!("{line}");
     }
     for line in announce(probe.hooks(), &settings.probe.ports, probe.mode()) {
-        eprintln!("{line}");
+        say!("{line}");
     }
     if let Some(Detect {
         learn: Learn::For(d),
@@ -73,7 +73,7 @@ pub fn capture(
         ..
     }) = &settings.detect
     {
-        eprintln!(
+        say!(
             "dnslens: learning what each workload resolves and runs for {d:?}, into {}",
             path.display()
         );
@@ -141,7 +141,7 @@ pub fn capture(
     );
     let cost = sink.output();
     if !cost.is_zero() {
-        eprintln!(
+        say!(
             "dnslens: output: reading waited {} ms in all for the output to take lines; {} \
              lines dropped while it took none for {} s or more",
             cost.waited.as_millis(),
@@ -150,7 +150,7 @@ pub fn capture(
         );
     }
     if let Some(line) = cluster.report() {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     match result.and(detected).and(finished.map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -391,10 +391,10 @@ impl Run<'_> {
                 if let Ok(counters) = self.probe.counters() {
                     let dropped = dropped(&counters);
                     for line in loss_warnings(dropped - lost_reported, cost.since(cost_reported)) {
-                        eprintln!("{line}");
+                        say!("{line}");
                     }
                     if let Some(line) = loss_window.take_line() {
-                        eprintln!("{line}");
+                        say!("{line}");
                     }
                     lost_reported = dropped;
                     cost_reported = cost;
@@ -458,24 +458,24 @@ fn report(
     shown: Option<(u64, &str)>,
 ) {
     match probe.counters() {
-        Ok(k) => eprintln!("dnslens: kernel: {k}"),
-        Err(e) => eprintln!("dnslens: kernel counters unavailable: {e}"),
+        Ok(k) => say!("dnslens: kernel: {k}"),
+        Err(e) => say!("dnslens: kernel counters unavailable: {e}"),
     }
     let stats = pipeline.stats();
     for line in stats.to_string().lines() {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     let mut rows = Vec::new();
     stats.counters(&mut rows);
-    eprintln!(
+    say!(
         "dnslens: pipeline state, entries evicted from full tables: {}",
         counters::rows_text(&rows, CounterKind::Eviction)
     );
     for line in detection.iter().flat_map(|d| d.report()) {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     if let Some((shown, what)) = shown {
-        eprintln!("dnslens: {shown} {what} printed");
+        say!("dnslens: {shown} {what} printed");
     }
 }
 

@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
 use dnslens_lens::filter::{Filter, Glob};
+use dnslens_lens::Role;
 use dnslens_probe::{ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
-    CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
+    CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs, RoleArg,
 };
 use crate::sink::Output;
 use crate::units;
@@ -349,6 +350,13 @@ fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
             })
             .collect()
     };
+    // The table's TIMEOUT, as a user would filter for it.
+    let (timeouts, rcodes): (Vec<String>, Vec<String>) = args
+        .rcode
+        .iter()
+        .cloned()
+        .partition(|r| r.trim().eq_ignore_ascii_case("TIMEOUT"));
+    let timeout = !timeouts.is_empty();
     Ok(Filter {
         pids: args.pid.clone(),
         uids: args.uid.clone(),
@@ -357,7 +365,16 @@ fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
         domains: parse_each("--domain", &args.domain)?,
         exclude_domains: parse_each("--exclude-domain", &args.exclude_domain)?,
         qtypes: parse_each("--qtype", &args.qtype)?,
-        rcodes: parse_each("--rcode", &args.rcode)?,
+        rcodes: parse_each("--rcode", &rcodes)?,
+        unanswered: args.unanswered || timeout,
+        roles: match args.role {
+            Some(RoleArg::Client) => vec![Role::Client],
+            Some(RoleArg::Server) => vec![Role::Server],
+            None => Vec::new(),
+        },
+        min_latency_us: args
+            .min_latency
+            .map(|d| u64::try_from(d.get().as_micros()).unwrap_or(u64::MAX)),
         namespaces: globs(&args.namespace).context("--namespace")?,
         exclude_namespaces: globs(&args.exclude_namespace).context("--exclude-namespace")?,
         pods: globs(&args.pod).context("--pod")?,
@@ -733,6 +750,13 @@ mod tests {
     fn clear_errors() {
         let e = error(&["trace", "--qtype", "AAA"]);
         assert!(e.contains("--qtype \"AAA\"") && e.contains("TYPEN"), "{e}");
+        let s = settings(&["trace", "--qtype", "65280,A", "--rcode", "timeout,NXDOMAIN"]).unwrap();
+        assert_eq!(s.filter.qtypes, vec![RecordType(65280), RecordType::A]);
+        assert_eq!(s.filter.rcodes, vec![Rcode::NXDOMAIN]);
+        assert!(s.filter.unanswered);
+        let s = settings(&["trace", "--role", "server", "--min-latency", "100ms"]).unwrap();
+        assert_eq!(s.filter.roles, vec![dnslens_lens::Role::Server]);
+        assert_eq!(s.filter.min_latency_us, Some(100_000));
         let e = error(&["trace", "--rcode", "nope"]);
         assert!(e.contains("--rcode \"nope\""), "{e}");
         let e = error(&["trace", "--duration", "10x"]);
@@ -745,7 +769,14 @@ mod tests {
         let e = error(&["trace", "--ring-buffer-size", "10MiB"]);
         assert!(e.contains("power of two"), "{e}");
         let e = error(&["trace", "--port", "0"]);
-        assert!(e.contains("--port 0"), "{e}");
+        assert!(
+            e.contains("'0' for '--port <PORT>'") && e.contains("1..=65535"),
+            "{e}"
+        );
+        let e = error(&["trace", "--count", "0"]);
+        assert!(e.contains("'0' for '--count <N>'"), "{e}");
+        let e = error(&["trace", "--domain", "["]);
+        assert!(e.contains("no [...] classes"), "{e}");
         let many: Vec<String> = (1..=8).map(|p| format!("--port={}", 1000 + p)).collect();
         let mut args = vec!["trace"];
         args.extend(many.iter().map(String::as_str));
