@@ -10,6 +10,7 @@ pub mod agent;
 mod cluster;
 pub mod detect;
 pub mod flags;
+mod privileges;
 pub mod run;
 pub mod settings;
 pub mod sink;
@@ -23,7 +24,17 @@ mod tests {
 
     /// The modules in layers: each may use only those after it, so no two import each other.
     const LAYERS: &[&str] = &[
-        "agent", "whois", "run", "detect", "cluster", "settings", "flags", "sink", "stop", "units",
+        "agent",
+        "whois",
+        "run",
+        "privileges",
+        "detect",
+        "cluster",
+        "settings",
+        "flags",
+        "sink",
+        "stop",
+        "units",
     ];
 
     /// Every `crate::module` each file under `dir` names, with the file's own top module.
