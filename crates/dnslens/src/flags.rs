@@ -212,6 +212,20 @@ pub struct AgentOptions {
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_address: Option<Address>,
 
+    /// Serve the metrics port as HTTPS only, with this PEM certificate chain; needs
+    /// --metrics-tls-key. Read again when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --metrics-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_tls_key: Option<PathBuf>,
+
+    /// /metrics answers only requests with `Authorization: Bearer TOKEN`, TOKEN this file's
+    /// line (read again when it changes); /healthz and /readyz stay open for the kubelet.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+
     /// Events and alerts as JSON lines: a file, or `-` for stdout [default: -].
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
@@ -255,6 +269,9 @@ impl AgentOptions {
     fn or(self, file: AgentOptions) -> AgentOptions {
         let AgentOptions {
             metrics_address,
+            metrics_tls_cert,
+            metrics_tls_key,
+            metrics_token_file,
             output,
             rotate_size,
             rotate_keep,
@@ -264,6 +281,9 @@ impl AgentOptions {
         } = file;
         AgentOptions {
             metrics_address: self.metrics_address.or(metrics_address),
+            metrics_tls_cert: self.metrics_tls_cert.or(metrics_tls_cert),
+            metrics_tls_key: self.metrics_tls_key.or(metrics_tls_key),
+            metrics_token_file: self.metrics_token_file.or(metrics_token_file),
             output: self.output.or(output),
             rotate_size: self.rotate_size.or(rotate_size),
             rotate_keep: self.rotate_keep.or(rotate_keep),

@@ -21,6 +21,7 @@ mod cluster;
 pub mod detect;
 pub mod flags;
 pub mod losses;
+mod privileges;
 pub mod run;
 pub mod settings;
 pub mod sink;
@@ -34,8 +35,18 @@ mod tests {
 
     /// The modules in layers: each may use only those after it, so no two import each other.
     const LAYERS: &[&str] = &[
-        "agent", "whois", "run", "detect", "cluster", "settings", "flags", "sink", "losses",
-        "stop", "units",
+        "agent",
+        "whois",
+        "run",
+        "privileges",
+        "detect",
+        "cluster",
+        "settings",
+        "flags",
+        "sink",
+        "losses",
+        "stop",
+        "units",
     ];
 
     /// Every `crate::module` each file under `dir` names, with the file's own top module.

@@ -1,7 +1,8 @@
 //! The run, in libbpf-bootstrap's order: load and attach, announce, poll -> pipeline -> filter
 //! -> sink until stopped, then the counters on stderr. The detectors see every event the
 //! pipeline makes, before the filter (which chooses the events shown, never the alerts).
-//! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink.
+//! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink. Once
+//! attached, the capabilities the run no longer needs are dropped ([`crate::privileges`]).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use dnslens_probe::{CaptureMode, HookStatus, KernelCounters, Probe};
 use crate::cluster::Connection;
 use crate::detect::Detection;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
+use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
@@ -53,6 +55,20 @@ pub fn capture(
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
+    // Before any thread is started: each keeps the capabilities it was started with.
+    let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
+        || settings
+            .detect
+            .as_ref()
+            .is_some_and(|d| d.learn != Learn::Off && d.baseline_path.is_some());
+    match privileges::drop_after_attach(writes_files, || probe.counters().is_ok()) {
+        Ok(kept) if kept.bpf() => say!(
+            "dnslens: CAP_BPF kept after attaching: this kernel asks for it to read a map \
+             (Linux before 6.5 with kernel.unprivileged_bpf_disabled set); kept: {kept}"
+        ),
+        Ok(_) => {}
+        Err(e) => say!("dnslens: warning: capabilities not dropped after attaching: {e:#}"),
+    }
     // Started before tracing is announced, so that the first list is under way; it runs on a
     // thread of its own and enrichment only reads what it has.
     let cluster = Connection::start(&settings.kubernetes)?;
