@@ -730,6 +730,67 @@ mod tests {
         assert_eq!((stats.by_handle, stats.misses, stats.walks), (10, 0, 0));
     }
 
+    /// Drops capabilities from the effective set of the calling thread only (capset, unlike
+    /// glibc's setuid, acts on one thread).
+    fn drop_effective(caps: &[u32]) {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: a version 3 header and the two data structs version 3 reads and writes.
+        let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+        assert_eq!(got, 0);
+        for cap in caps {
+            data[*cap as usize / 32].effective &= !(1 << (cap % 32));
+        }
+        // SAFETY: as above.
+        let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        assert_eq!(set, 0);
+    }
+
+    /// Handles refused once running (an agent dropping capabilities after it attached): the
+    /// hierarchy is walked instead, and the cgroup still named. Without CAP_DAC_READ_SEARCH,
+    /// Linux 6.10+ still decodes handles for CAP_SYS_ADMIN with CAP_DAC_OVERRIDE: both dropped.
+    #[test]
+    fn root_refused_handles_fall_back_to_a_walk() {
+        const CAP_DAC_READ_SEARCH: u32 = 2;
+        const CAP_SYS_ADMIN: u32 = 21;
+        let mounts = CgroupMounts::discover().unwrap();
+        let Some(v2) = TestCgroups::new(mounts.v2.clone(), "refused") else {
+            return;
+        };
+        let pod = v2.make("kubepods.slice/pod2.slice");
+        let (id, expected) = (ino(&pod), v2.expected(&pod));
+        let mut r = CgroupResolver::with_patience(mounts, 64, Duration::from_secs(10));
+        assert_eq!(
+            r.resolve(ino(&v2.dir), 0, 0).as_deref(),
+            Some(v2.expected(&v2.dir).as_str())
+        );
+        // The resolver moves to a thread of its own, which alone loses the capabilities.
+        let r = std::thread::spawn(move || {
+            drop_effective(&[CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN]);
+            assert_eq!(r.resolve(id, 0, 0).as_deref(), Some(expected.as_str()));
+            r
+        })
+        .join()
+        .unwrap();
+        let stats = r.stats();
+        assert_eq!((stats.by_handle, stats.walks, stats.misses), (2, 1, 0));
+    }
+
     /// A lookup costs the same with 20,000 cgroups as with none; the walk it replaces does not.
     /// Prints both times (timings are not asserted in tests).
     #[test]
