@@ -412,25 +412,7 @@ mod tests {
             .and_then(|b| b.serve(Arc::new(Registry::default()), Arc::clone(&health)))
             .unwrap();
         let at = server.address();
-        let mut huge = TcpStream::connect(at).unwrap();
-        write!(
-            huge,
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        let _ = huge.read_to_string(&mut reply);
-        let mut slow: Vec<TcpStream> = (0..200)
-            .map(|_| {
-                let mut s = TcpStream::connect(at).unwrap();
-                write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
-                s
-            })
-            .collect();
-        let mut long = TcpStream::connect(at).unwrap();
-        let line = format!("GET /metrics HTTP/1.1\r\nX-Long: {}", "a".repeat(4 << 20));
-        // The server closes the connection long before 4 MiB: the write may fail.
-        let _ = long.write_all(line.as_bytes());
+        let attack = dnslens_testkit::http_attacks::attack(at).unwrap();
         for _ in 0..3 {
             let asked = Instant::now();
             let (code, _, body) = get(at, "/healthz", "*/*");
@@ -441,7 +423,7 @@ mod tests {
                 asked.elapsed()
             );
         }
-        slow.clear();
+        drop(attack);
         drop(server);
     }
 
