@@ -546,8 +546,8 @@ fn root_bad_flags_and_config_say_why_in_one_line_and_attach_nothing() {
         (
             "--port 0",
             vec!["--port", "0", "--duration", "1s"],
-            "dnslens: --port 0 is not a port".into(),
-            true,
+            "invalid value '0' for '--port <PORT>': 0 is not in 1..=65535".into(),
+            false,
         ),
         (
             "--port 70000",
