@@ -459,7 +459,7 @@ fn root_ring_buffer_overflow_is_counted_and_recovers() {
     // Half full or more, then empty once read: what the agent's ring-buffer gauge shows.
     let (used, size) = probe.ring_use();
     assert_eq!(size, 4096);
-    assert!(used >= 2048 && used <= 4096, "{used} bytes unread");
+    assert!((2048..=4096).contains(&used), "{used} bytes unread");
     collect(&mut probe, usize::MAX); // drain
     assert_eq!(probe.ring_use(), (0, 4096));
     let after = msg(250, 40);
