@@ -12,6 +12,7 @@ use anyhow::Context;
 use dnslens_detect::{Alert, Config, DetectStats, Detector, Detectors, FakeProcesses};
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::model::ConnectEvent;
+use dnslens_lens::text::counted;
 use dnslens_lens::{clock, DnsEvent};
 use dnslens_probe::Named;
 
@@ -123,8 +124,8 @@ impl Detection {
         baseline.save(path)?;
         self.unsaved = false;
         Ok(format!(
-            "baseline of {} workloads saved to {}",
-            baseline.workloads.len(),
+            "baseline of {} saved to {}",
+            counted(baseline.workloads.len() as u64, "workload", "workloads"),
             path.display()
         ))
     }
@@ -149,9 +150,10 @@ fn report_lines(s: &DetectStats) -> Vec<String> {
     s.counters(&mut rows);
     vec![
         format!(
-            "detectors: {total} alerts ({}), {} repeats folded into summaries",
+            "detectors: {} ({}), {} folded into summaries",
+            counted(total, "alert", "alerts"),
             per.join(", "),
-            s.aggregated
+            counted(s.aggregated, "repeat", "repeats")
         ),
         format!(
             "detector state, entries evicted from full tables (baseline: not learned at a \

@@ -13,8 +13,9 @@ use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
+use dnslens_lens::text::counted;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
-use dnslens_probe::{CaptureMode, HookStatus, KernelCounters, Probe};
+use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, KernelCounters, Probe};
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
@@ -148,12 +149,19 @@ pub fn capture(
     };
     let finished = sink.as_sink().finish(clock::realtime_now_ns());
 
-    let what = if alerts_only { "alerts" } else { "events" };
+    let what = if alerts_only {
+        ("alert", "alerts")
+    } else {
+        ("event", "events")
+    };
+    // Only trace prints rows to count; top draws and count prints intervals.
+    let printed = matches!(settings.output, Output::Trace { .. }).then_some((shown, what));
     report(
         &probe,
         &pipeline,
         detection.as_ref(),
-        interval.is_none().then_some((shown, what)),
+        printed,
+        settings.verbose,
     );
     let cost = sink.output();
     if !cost.is_zero() {
@@ -212,9 +220,11 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<S
         .collect();
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let attached = hooks.iter().filter(|h| h.attached).count();
+    let port_word = if ports.len() == 1 { "port" } else { "ports" };
     lines.push(format!(
-        "dnslens: tracing DNS on ports {} with {mode} ({attached} hooks attached)",
-        ports.join(", ")
+        "dnslens: tracing DNS on {port_word} {} with {mode} ({} attached)",
+        ports.join(", "),
+        counted(attached as u64, "hook", "hooks")
     ));
     lines
 }
@@ -466,18 +476,29 @@ fn loss_warnings(newly_lost: u64, output: OutputStats) -> Vec<String> {
     lines
 }
 
-/// The counters, on stderr, one line per stage; `shown`: how many of what `trace` printed.
+/// What was printed and lost in one line on stderr; with `verbose`, or when the kernel lost
+/// messages, every stage's counters. `shown`: how many of what `trace` printed.
 fn report(
     probe: &Probe,
     pipeline: &Pipeline,
     detection: Option<&Detection>,
-    shown: Option<(u64, &str)>,
+    shown: Option<(u64, (&str, &str))>,
+    verbose: bool,
 ) {
-    match probe.counters() {
+    let kernel = probe.counters();
+    let stats = pipeline.stats();
+    let alerts = detection.map(|d| d.stats().alerts.iter().sum());
+    let lost = kernel.as_ref().map_or(0, KernelCounters::lost);
+    if !verbose && lost == 0 && kernel.is_ok() {
+        let captured = kernel.as_ref().map_or(0, |k| k.get(KernelCounter::Events));
+        let unanswered = stats.correlate.unanswered;
+        say!("dnslens: {}", summary(shown, captured, unanswered, alerts));
+        return;
+    }
+    match kernel {
         Ok(k) => say!("dnslens: kernel: {k}"),
         Err(e) => say!("dnslens: kernel counters unavailable: {e}"),
     }
-    let stats = pipeline.stats();
     for line in stats.to_string().lines() {
         say!("dnslens: {line}");
     }
@@ -490,9 +511,28 @@ fn report(
     for line in detection.iter().flat_map(|d| d.report()) {
         say!("dnslens: {line}");
     }
-    if let Some((shown, what)) = shown {
-        say!("dnslens: {shown} {what} printed");
+    if let Some((n, (one, many))) = shown {
+        say!("dnslens: {} printed", counted(n, one, many));
     }
+}
+
+/// The end's one line: what was printed (or captured), lost (none, or the detail is shown
+/// instead), unanswered, and alerted.
+fn summary(
+    shown: Option<(u64, (&str, &str))>,
+    captured: u64,
+    unanswered: u64,
+    alerts: Option<u64>,
+) -> String {
+    let mut line = match shown {
+        Some((n, (one, many))) => format!("{} printed", counted(n, one, many)),
+        None => format!("{} captured", counted(captured, "message", "messages")),
+    };
+    line += &format!(", 0 lost, {} unanswered", unanswered);
+    if let Some(alerts) = alerts {
+        line += &format!(", {}", counted(alerts, "alert", "alerts"));
+    }
+    line + " (-v for every stage's counters)"
 }
 
 #[cfg(test)]
@@ -536,6 +576,18 @@ mod tests {
     }
 
     #[test]
+    fn the_end_is_one_line_with_the_right_nouns() {
+        assert_eq!(
+            summary(Some((1, ("event", "events"))), 9, 0, Some(1)),
+            "1 event printed, 0 lost, 0 unanswered, 1 alert (-v for every stage's counters)"
+        );
+        assert_eq!(
+            summary(None, 1, 2, None),
+            "1 message captured, 0 lost, 2 unanswered (-v for every stage's counters)"
+        );
+    }
+
+    #[test]
     fn announce_lists_failed_hooks_then_says_tracing() {
         let hook = |name: &str, error: Option<&str>| HookStatus {
             name: name.to_string(),
@@ -553,6 +605,10 @@ mod tests {
                 "dnslens: hook sched/sched_process_exec not attached, skipped: tracepoint not found",
                 "dnslens: tracing DNS on ports 53, 5353 with syscall tracepoints (2 hooks attached)",
             ]
+        );
+        assert_eq!(
+            announce(&hooks[..1], &[53], CaptureMode::Sockets),
+            vec!["dnslens: tracing DNS on port 53 with socket tracepoints (1 hook attached)"]
         );
     }
 

@@ -36,6 +36,11 @@ impl Display for Printable<'_> {
     }
 }
 
+/// `n` and the noun that goes with it: `1 event`, `2 events`, `0 alerts`.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +60,12 @@ mod tests {
         assert_eq!(Printable("x\0").to_string(), "x\\x00");
         let all: String = (0u32..0x200).filter_map(char::from_u32).collect();
         assert!(!printable(&all).chars().any(char::is_control));
+    }
+
+    #[test]
+    fn counted_takes_the_noun_that_goes_with_the_number() {
+        assert_eq!(counted(1, "event", "events"), "1 event");
+        assert_eq!(counted(0, "alert", "alerts"), "0 alerts");
+        assert_eq!(counted(2, "query", "queries"), "2 queries");
     }
 }

@@ -91,6 +91,8 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
         }),
         kubernetes: super::kubernetes(&args.kubernetes),
         detect,
+        // The agent's end is a SIGTERM in a pod's log: every counter, for the record.
+        verbose: true,
     })
 }
 

@@ -92,6 +92,8 @@ pub struct Settings {
     pub kubernetes: Kubernetes,
     /// `None` with `--no-detect`, and for `count`.
     pub detect: Option<Detect>,
+    /// `-v`: every stage's counters at the end, not one line.
+    pub verbose: bool,
 }
 
 /// What the environment says about colour.
@@ -184,6 +186,11 @@ pub fn detect(args: &DetectorArgs, learn: Learn) -> anyhow::Result<Detect> {
 
 impl Settings {
     pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
+        let verbose = match &cli.command {
+            Command::Trace(args) => args.verbose,
+            Command::Count(args) => args.verbose,
+            _ => false,
+        };
         let (capture, filters, timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
                 let output = Output::Trace {
@@ -215,8 +222,12 @@ impl Settings {
                 )
             }
             Command::Count(args) => {
-                if !args.filters.rcode.is_empty() {
-                    bail!("--rcode filters responses, and count counts queries: leave it out");
+                let f = &args.filters;
+                if !f.rcode.is_empty() || f.unanswered || f.min_latency.is_some() {
+                    bail!(
+                        "--rcode, --unanswered and --min-latency filter by what came back, and \
+                         count counts queries: leave them out"
+                    );
                 }
                 let by = args.by;
                 let output = Output::Count {
@@ -283,6 +294,7 @@ impl Settings {
             output,
             kubernetes,
             detect,
+            verbose,
         })
     }
 }
