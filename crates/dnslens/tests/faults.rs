@@ -470,7 +470,7 @@ fn root_sigint_stops_dnslens_under_sustained_load() {
 /// `dnslens trace ARGS` run to its end (it must end by itself within 20 s).
 fn dnslens(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnslens"));
-    cmd.arg("trace").args(args);
+    cmd.arg("trace").arg("-v").args(args);
     run_with_timeout(cmd)
 }
 
