@@ -743,8 +743,14 @@ int sys_exit_tracepoint(struct trace_event_raw_sys_exit *ctx)
 
 #define MSG_PEEK 2
 
+/* Set by mmsg_call_end the first time it runs: from then on every sendmmsg/recvmmsg call ends
+ * by dropping its cursor, so a cursor found belongs to the call under way, however long that
+ * call waits between two messages (a blocked TCP send, a preempted thread). */
+__u32 mmsg_call_ends_seen = 0;
+
 /* Which message of the current sendmmsg/recvmmsg call this is: the hooks below fire once per
- * message, in order, within one call. A cursor older than the call could be is ignored. */
+ * message, in order, within one call. Until calls are seen to end, a cursor older than 10 ms
+ * is taken for a past call's. */
 static __always_inline __u32 mmsg_index(__u64 msgvec, __u64 vlen)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -752,11 +758,22 @@ static __always_inline __u32 mmsg_index(__u64 msgvec, __u64 vlen)
 	struct mmsg_cursor *cursor = bpf_map_lookup_elem(&mmsg_cursors, &id);
 	__u64 index = 0;
 	if (cursor && cursor->msgvec == msgvec && cursor->next < vlen &&
-	    now - cursor->time_ns < 10 * 1000 * 1000)
+	    (mmsg_call_ends_seen || now - cursor->time_ns < 10 * 1000 * 1000))
 		index = cursor->next;
 	struct mmsg_cursor next = {.msgvec = msgvec, .time_ns = now, .next = index + 1};
 	bpf_map_update_elem(&mmsg_cursors, &id, &next, BPF_ANY);
 	return index;
+}
+
+/* Socket mode, attached to syscalls/sys_exit_sendmmsg and sys_exit_recvmmsg: the call is over,
+ * so is its cursor. Optional: without tracefs the 10 ms rule above stands. */
+SEC("tracepoint")
+int mmsg_call_end(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&mmsg_cursors, &id);
+	mmsg_call_ends_seen = 1;
+	return 0;
 }
 
 /* Takes a received datagram's sender. The address is as the socket reports it: IPv4 senders

@@ -656,7 +656,7 @@ fn root_no_tracefs_is_mounted_or_said_and_no_btf_is_said() {
         );
         let out = in_private_mounts(&script, dir.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() || !stderr.contains("dnslens: tracing DNS on ports 53 with") {
+        if !out.status.success() || !stderr.contains("dnslens: tracing DNS on port 53 with") {
             problems.push(format!(
                 "--capture {mode} without tracefs: exit {}, stderr:\n{stderr}",
                 out.status

@@ -25,6 +25,7 @@ const EXIT_TRACEPOINT_PROGRAM: &str = "sys_exit_tracepoint";
 const EXEC_PROGRAM: &str = "sched_process_exec";
 const SOURCE_PROGRAM: &str = "net_dev_queue";
 const CONNECT_PROGRAM: &str = "inet_sock_set_state";
+const MMSG_END_PROGRAM: &str = "mmsg_call_end";
 
 /// What to capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +185,21 @@ impl Probe {
             Ok(()) => attach_tracepoint(&mut ebpf, EXEC_PROGRAM, "sched", EXEC_PROGRAM),
             Err(e) => hook_status(format!("sched/{EXEC_PROGRAM}"), Err(e.to_string())),
         });
+
+        // Optional, socket mode: without it a sendmmsg or recvmmsg that waits more than 10 ms
+        // between two of its messages can show the first message twice.
+        if mode == CaptureMode::Sockets {
+            for syscall in ["sys_exit_sendmmsg", "sys_exit_recvmmsg"] {
+                hooks.push(match &tracefs {
+                    Ok(()) => attach_tracepoint(&mut ebpf, MMSG_END_PROGRAM, "syscalls", syscall),
+                    Err(e) => hook_status(format!("syscalls/{syscall}"), Err(e.to_string())),
+                });
+            }
+            // One call that ends at once (no such descriptor) tells the hook's program that
+            // calls are seen to end, before any workload's call relies on it.
+            // SAFETY: vlen 0 with a null vector; the kernel checks the fd first.
+            unsafe { libc::sendmmsg(-1, std::ptr::null_mut(), 0, 0) };
+        }
 
         let ring = take_map(&mut ebpf, "events").and_then(|m| {
             RingBuf::try_from(m).map_err(|e| ProbeError::Load {

@@ -539,3 +539,62 @@ fn root_cgroup_names_outlive_the_cgroup() {
         "v1 where v2 says root: {names:?}"
     );
 }
+
+/// The socket hooks fire once per message of a sendmmsg; which message each is must hold
+/// however long the call takes between them. Here the second message of a TCP sendmmsg waits
+/// for room in the socket (the reader starts late), so its hook fires long after the first's.
+#[test]
+fn root_sendmmsg_messages_keep_their_place_in_a_slow_call() {
+    if !is_root() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut probe = start(port, CaptureMode::Sockets);
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        // Longer than the socket buffers take: the second message waits for this.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut sink).unwrap();
+        sink.len()
+    });
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let first = msg(60, 40);
+    let second = msg(70, 16 << 20);
+    // SAFETY: valid fd and buffers for the duration of the call.
+    unsafe {
+        let mut iov_first = libc::iovec {
+            iov_base: first.as_ptr() as *mut _,
+            iov_len: first.len(),
+        };
+        let mut iov_second = libc::iovec {
+            iov_base: second.as_ptr() as *mut _,
+            iov_len: second.len(),
+        };
+        let mut msgs: [libc::mmsghdr; 2] = std::mem::zeroed();
+        msgs[0].msg_hdr.msg_iov = &mut iov_first;
+        msgs[0].msg_hdr.msg_iovlen = 1;
+        msgs[1].msg_hdr.msg_iov = &mut iov_second;
+        msgs[1].msg_hdr.msg_iovlen = 1;
+        assert_eq!(
+            libc::sendmmsg(client.as_raw_fd(), msgs.as_mut_ptr(), 2, 0),
+            2
+        );
+    }
+    drop(client);
+    assert_eq!(reader.join().unwrap(), first.len() + second.len());
+    let seen = collect(&mut probe, 2);
+    let sends: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.syscall == Syscall::Sendmmsg && s.direction == Direction::Send)
+        .collect();
+    assert_eq!(sends.len(), 2, "{seen:?}");
+    assert_eq!(sends[0].payload, first);
+    assert_eq!(sends[1].msg_len as usize, second.len());
+    assert!(
+        sends[1].payload == second[..dnslens_probe::MAX_PAYLOAD],
+        "the second message's own bytes, not the first's again: {:?}...",
+        &sends[1].payload[..16]
+    );
+}
