@@ -191,6 +191,7 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         max_events: None,
         alerts_only: true,
         connects: false,
+        columns: None,
     };
     let mut built = sink::build(&output, true)?;
     let sink = built.as_sink();

@@ -10,7 +10,7 @@ use dnslens_lens::count::CountBy;
 use dnslens_probe::CaptureMode;
 use serde::{Deserialize, Deserializer};
 
-use crate::sink::Grouping;
+use crate::sink::{Grouping, TableColumn};
 use crate::units::{self, Address, ByteSize, Duration, Fraction, RingBufferSize};
 
 #[derive(Debug, Parser)]
@@ -68,6 +68,11 @@ pub struct TraceArgs {
     /// Colour the table.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
+
+    /// The table's columns, in this order, e.g. time,process,server,qname,rcode,latency
+    /// [default: every column that fits the terminal].
+    #[arg(long, value_enum, value_name = "COLUMN", value_delimiter = ',', conflicts_with = "json")]
+    pub columns: Vec<TableColumn>,
 
     /// With --json, also a line per TCP connect (not filtered), for `dnslens detect` to replay.
     #[arg(long, requires = "json")]

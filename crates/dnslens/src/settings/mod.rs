@@ -199,6 +199,7 @@ impl Settings {
                     max_events: args.count,
                     alerts_only: args.alerts,
                     connects: args.connects,
+                    columns: (!args.columns.is_empty()).then(|| args.columns.clone()),
                 };
                 let timeout = args.timeout.get();
                 let learn = match args.learn {
@@ -471,6 +472,7 @@ mod tests {
                 max_events: Some(3),
                 alerts_only: false,
                 connects: false,
+                columns: None,
             }
         );
         assert_eq!(s.filter.qtypes, vec![RecordType::A, RecordType::AAAA]);
@@ -679,6 +681,7 @@ mod tests {
             Output::Trace {
                 alerts_only: true,
                 connects: true,
+                columns: None,
                 ..
             }
         ));

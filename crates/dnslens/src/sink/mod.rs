@@ -33,7 +33,7 @@ use crate::losses::Lost;
 pub use agent::{AgentOutput, AgentSink};
 pub use count::{CountFormat, CountSink};
 pub use json::JsonSink;
-pub use table::{TableSink, TableStyle};
+pub use table::{Cell as TableColumn, TableSink, TableStyle};
 pub use top::{Grouping, TopSink};
 pub use writer::{OutputStats, PATIENCE as OUTPUT_PATIENCE};
 
@@ -75,6 +75,8 @@ pub enum Output {
         alerts_only: bool,
         /// `--connects`: JSON lines of connects too.
         connects: bool,
+        /// `--columns`: the table's columns, instead of the defaults.
+        columns: Option<Vec<TableColumn>>,
     },
     /// `count`.
     Count {
@@ -109,13 +111,14 @@ pub fn build(output: &Output, pods: bool) -> anyhow::Result<AnySink> {
             connects,
             ..
         } => AnySink::Json(JsonSink::new(io::stdout(), connects)),
-        &Output::Trace { color, .. } => AnySink::Table(TableSink::new(
+        Output::Trace { color, columns, .. } => AnySink::Table(TableSink::new(
             out(),
             TableStyle {
-                color,
+                color: *color,
                 width: terminal_width(),
                 utc_offset: local_utc_offset,
                 pods,
+                columns: columns.clone(),
             },
         )),
         &Output::Count { by, interval, json } => {

@@ -24,7 +24,7 @@ use dnslens_wire::Rcode;
 use super::Sink;
 
 /// How the table looks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TableStyle {
     /// ANSI colours (only when stdout is a terminal, unless asked).
     pub color: bool,
@@ -34,6 +34,8 @@ pub struct TableStyle {
     pub utc_offset: fn(u64) -> i64,
     /// Show POD and CONTAINER (a pod directory names them) instead of CGROUP.
     pub pods: bool,
+    /// `--columns`: these, in this order, instead of the defaults.
+    pub columns: Option<Vec<Cell>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,94 +61,146 @@ const fn column(title: &'static str, width: usize, align: Align) -> Column {
     }
 }
 
-/// HH:MM:SS.mmm
-const TIME: Column = column("TIME", 12, Align::Left);
-/// 7 digits: the largest pid_max is 4194304.
-const PID: Column = column("PID", 7, Align::Right);
-/// Kernel task names are at most 15 bytes.
-const PROCESS: Column = column("PROCESS", 15, Align::Left);
-const ROLE: Column = column("ROLE", 6, Align::Left);
-/// A container id is shown as its first 12 hex digits.
-const CGROUP: Column = column("CGROUP", 12, Align::Left);
-/// `namespace/name`: each may be 63 characters, together they are rarely more than 36
-/// (`kube-system/coredns-5d78c9869d-4xk2p`).
-const POD: Column = column("POD", 36, Align::Left);
-/// The container's name, or its id's first 12 hex digits.
-const CONTAINER: Column = column("CONTAINER", 14, Align::Left);
-const QTYPE: Column = column("QTYPE", 6, Align::Left);
-/// NXDOMAIN, SERVFAIL, TIMEOUT.
-const RCODE: Column = column("RCODE", 8, Align::Left);
-/// Up to `999.9ms`.
-const LATENCY: Column = column("LATENCY", 7, Align::Right);
-
-/// What a column before QNAME shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cell {
+/// What a column shows; `--columns` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cell {
     Time,
     Pid,
     Process,
     Role,
+    /// A container's id (12 hex digits), else the cgroup's last component.
     Cgroup,
     Pod,
     Container,
+    /// The server the exchange went to: where a query was sent, whence a response came.
+    Server,
+    /// udp or tcp.
+    Proto,
     Qtype,
+    Qname,
+    Rcode,
+    Latency,
+    /// The least TTL of the answers.
+    Ttl,
+    Answers,
 }
 
-/// The fixed columns before QNAME, whose width varies, without a cluster and with one; RCODE and
-/// LATENCY follow QNAME, and ANSWERS takes the rest of the line.
-const HOST_COLUMNS: [(Cell, Column); 6] = [
-    (Cell::Time, TIME),
-    (Cell::Pid, PID),
-    (Cell::Process, PROCESS),
-    (Cell::Role, ROLE),
-    (Cell::Cgroup, CGROUP),
-    (Cell::Qtype, QTYPE),
-];
-const POD_COLUMNS: [(Cell, Column); 7] = [
-    (Cell::Time, TIME),
-    (Cell::Pid, PID),
-    (Cell::Process, PROCESS),
-    (Cell::Role, ROLE),
-    (Cell::Pod, POD),
-    (Cell::Container, CONTAINER),
-    (Cell::Qtype, QTYPE),
-];
-const AFTER_QNAME: [Column; 2] = [RCODE, LATENCY];
+impl Cell {
+    /// The column's title and width; QNAME's width is the layout's, ANSWERS takes the rest.
+    const fn column(self) -> Column {
+        match self {
+            // HH:MM:SS.mmm
+            Cell::Time => column("TIME", 12, Align::Left),
+            // The largest pid_max is 4194304.
+            Cell::Pid => column("PID", 7, Align::Right),
+            // Kernel task names are at most 15 bytes.
+            Cell::Process => column("PROCESS", 15, Align::Left),
+            Cell::Role => column("ROLE", 6, Align::Left),
+            // `nginx.service`, or a container id's 12 hex digits.
+            Cell::Cgroup => column("CGROUP", 16, Align::Left),
+            // `namespace/name`: each may be 63 characters, together they are rarely more
+            // than 36 (`kube-system/coredns-5d78c9869d-4xk2p`).
+            Cell::Pod => column("POD", 36, Align::Left),
+            // The container's name, or its id's first 12 hex digits.
+            Cell::Container => column("CONTAINER", 14, Align::Left),
+            // `255.255.255.255:65535`; an IPv6 server keeps its end.
+            Cell::Server => column("SERVER", 21, Align::LeftKeepTail),
+            Cell::Proto => column("PROTO", 5, Align::Left),
+            Cell::Qtype => column("QTYPE", 6, Align::Left),
+            Cell::Qname => column("QNAME", QNAME_PIPED, Align::LeftKeepTail),
+            // NXDOMAIN, SERVFAIL, TIMEOUT.
+            Cell::Rcode => column("RCODE", 8, Align::Left),
+            // Up to `999.9ms`.
+            Cell::Latency => column("LATENCY", 7, Align::Right),
+            // A week in seconds is 6 digits.
+            Cell::Ttl => column("TTL", 6, Align::Right),
+            Cell::Answers => column("ANSWERS", ANSWERS_MAX, Align::Left),
+        }
+    }
 
-/// How the POD layout is fitted to a narrow terminal, step by step until a row with QNAME_MIN
-/// and ANSWERS_MIN fits: narrow a column (only as much as needed, not below the width given) or
-/// leave one out.
+    /// Whether its width varies with the terminal (QNAME and ANSWERS).
+    fn is_elastic(self) -> bool {
+        matches!(self, Cell::Qname | Cell::Answers)
+    }
+}
+
+/// The columns without a cluster, and with one (POD and CONTAINER take CGROUP's place).
+const HOST_COLUMNS: [Cell; 13] = [
+    Cell::Time,
+    Cell::Pid,
+    Cell::Process,
+    Cell::Role,
+    Cell::Cgroup,
+    Cell::Server,
+    Cell::Proto,
+    Cell::Qtype,
+    Cell::Qname,
+    Cell::Rcode,
+    Cell::Latency,
+    Cell::Ttl,
+    Cell::Answers,
+];
+const POD_COLUMNS: [Cell; 14] = [
+    Cell::Time,
+    Cell::Pid,
+    Cell::Process,
+    Cell::Role,
+    Cell::Pod,
+    Cell::Container,
+    Cell::Server,
+    Cell::Proto,
+    Cell::Qtype,
+    Cell::Qname,
+    Cell::Rcode,
+    Cell::Latency,
+    Cell::Ttl,
+    Cell::Answers,
+];
+
+/// How the columns are fitted to a narrow terminal, step by step until a row with QNAME_WANT and
+/// ANSWERS_MIN fits: narrow a column (only as much as needed, not below the width given) or
+/// leave one out. Columns a user chose are narrowed, never left out.
 #[derive(Clone, Copy, Debug)]
 enum Fit {
     Narrow(Cell, usize),
     Drop(Cell),
 }
 
-const FIT_STEPS: [Fit; 11] = [
+const FIT_STEPS: [Fit; 18] = [
+    Fit::Narrow(Cell::Server, 15),
     Fit::Narrow(Cell::Process, 12),
+    Fit::Narrow(Cell::Cgroup, 12),
     Fit::Narrow(Cell::Pod, 24),
     Fit::Narrow(Cell::Container, 12),
+    Fit::Drop(Cell::Ttl),
+    Fit::Drop(Cell::Proto),
     Fit::Narrow(Cell::Pod, 20),
     Fit::Narrow(Cell::Qtype, 5),
     Fit::Drop(Cell::Pid),
-    Fit::Narrow(Cell::Pod, 16),
+    Fit::Drop(Cell::Cgroup),
     Fit::Drop(Cell::Role),
     Fit::Narrow(Cell::Container, 10),
     Fit::Narrow(Cell::Process, 10),
+    Fit::Narrow(Cell::Server, 12),
+    Fit::Drop(Cell::Server),
+    // A pod's name is what a cluster's user reads first: narrowed last.
+    Fit::Narrow(Cell::Pod, 16),
     Fit::Narrow(Cell::Pod, 12),
 ];
 
-/// The columns before QNAME for `style`: the POD layout is fitted to the terminal's width.
+/// The columns for `style`, fitted to the terminal's width; `--columns` replaces the defaults.
 fn layout(style: &TableStyle) -> Vec<(Cell, Column)> {
-    if !style.pods {
-        return HOST_COLUMNS.to_vec();
-    }
-    let mut columns = POD_COLUMNS.to_vec();
+    let cells: &[Cell] = match (&style.columns, style.pods) {
+        (Some(chosen), _) => chosen,
+        (None, false) => &HOST_COLUMNS,
+        (None, true) => &POD_COLUMNS,
+    };
+    let mut columns: Vec<(Cell, Column)> = cells.iter().map(|&c| (c, c.column())).collect();
     let Some(width) = style.width else {
         return columns;
     };
     for step in FIT_STEPS {
-        let excess = (fixed_width(&columns) + QNAME_MIN + ANSWERS_MIN).saturating_sub(width);
+        let excess = (fixed_width(&columns) + elastic_min(&columns)).saturating_sub(width);
         if excess == 0 {
             break;
         }
@@ -156,23 +210,31 @@ fn layout(style: &TableStyle) -> Vec<(Cell, Column)> {
                     col.width -= excess.min(col.width.saturating_sub(min));
                 }
             }
-            Fit::Drop(cell) => columns.retain(|(c, _)| *c != cell),
+            Fit::Drop(cell) if style.columns.is_none() => columns.retain(|(c, _)| *c != cell),
+            Fit::Drop(_) => {}
         }
     }
     columns
 }
 
 /// Characters of a row outside QNAME and ANSWERS: the fixed columns and every separator.
-fn fixed_width(before: &[(Cell, Column)]) -> usize {
-    let span = |widths: &mut dyn Iterator<Item = usize>| widths.map(|w| w + 1).sum::<usize>();
-    span(&mut before.iter().map(|(_, c)| c.width))
-        + 1
-        + span(&mut AFTER_QNAME.iter().map(|c| c.width))
+fn fixed_width(columns: &[(Cell, Column)]) -> usize {
+    columns
+        .iter()
+        .map(|(cell, col)| if cell.is_elastic() { 1 } else { col.width + 1 })
+        .sum()
 }
 
-/// QNAME starts this wide and grows with the longest name seen, up to QNAME_MAX, or less when
-/// the terminal is narrow, but never below QNAME_MIN.
-const QNAME_START: usize = 28;
+/// The room QNAME and ANSWERS are fitted for, those of them shown.
+fn elastic_min(columns: &[(Cell, Column)]) -> usize {
+    let has = |cell| columns.iter().any(|(c, _)| *c == cell);
+    usize::from(has(Cell::Qname)) * QNAME_WANT + usize::from(has(Cell::Answers)) * ANSWERS_MIN
+}
+
+/// QNAME's width when not on a terminal; on one, what columns are left out to give it, and its
+/// least and most. It is set once, so rows line up from the first to the last.
+const QNAME_PIPED: usize = 48;
+const QNAME_WANT: usize = 24;
 const QNAME_MIN: usize = 16;
 const QNAME_MAX: usize = 60;
 /// Room for answers when not on a terminal, and the least kept for them on one (an IPv4
@@ -191,17 +253,11 @@ const RESET: &str = "\x1b[0m";
 pub struct TableSink<W: Write> {
     out: W,
     style: TableStyle,
-    /// The columns before QNAME.
-    before: Vec<(Cell, Column)>,
-    /// Characters of a row outside QNAME and ANSWERS.
-    fixed: usize,
-    /// Whether ROLE is among them (it is left out on narrow terminals with a cluster).
+    /// Every column in order, QNAME at its layout width, ANSWERS at what the rest leaves.
+    columns: Vec<(Cell, Column)>,
+    /// Whether ROLE is among them (it is left out on narrow terminals).
     has_role: bool,
     header_done: bool,
-    /// Grows with the longest name seen, up to `qname_max`, so later rows line up better.
-    qname_width: usize,
-    /// QNAME_MAX, or less so that a row with ANSWERS_MIN of answers fits the terminal.
-    qname_max: usize,
     /// The line being built, and the text of one cell: reused, so that a row allocates
     /// nothing once they have grown.
     line: String,
@@ -210,21 +266,37 @@ pub struct TableSink<W: Write> {
 
 impl<W: Write> TableSink<W> {
     pub fn new(out: W, style: TableStyle) -> Self {
-        let before = layout(&style);
-        let fixed = fixed_width(&before);
-        let qname_max = style.width.map_or(QNAME_MAX, |w| {
-            w.saturating_sub(fixed + ANSWERS_MIN)
+        let mut columns = layout(&style);
+        let fixed = fixed_width(&columns);
+        let has_answers = columns.iter().any(|(c, _)| *c == Cell::Answers);
+        let qname_width = style.width.map_or(QNAME_PIPED, |w| {
+            let answers = if has_answers { ANSWERS_MIN } else { 0 };
+            w.saturating_sub(fixed + answers)
                 .clamp(QNAME_MIN, QNAME_MAX)
         });
+        let answers_width = style.width.map_or(ANSWERS_MAX, |w| {
+            let qname = if columns.iter().any(|(c, _)| *c == Cell::Qname) {
+                qname_width
+            } else {
+                0
+            };
+            // On a terminal too narrow for every column, answers get what is left; their
+            // separator, counted in `fixed`, is the row's end and is not written.
+            (w + 1).saturating_sub(fixed + qname).max(1)
+        });
+        for (cell, col) in &mut columns {
+            match cell {
+                Cell::Qname => col.width = qname_width,
+                Cell::Answers => col.width = answers_width,
+                _ => {}
+            }
+        }
         TableSink {
             out,
+            has_role: columns.iter().any(|(c, _)| *c == Cell::Role),
             style,
-            has_role: before.iter().any(|(c, _)| *c == Cell::Role),
-            before,
-            fixed,
+            columns,
             header_done: false,
-            qname_width: QNAME_START.min(qname_max),
-            qname_max,
             line: String::new(),
             cell: String::new(),
         }
@@ -235,44 +307,49 @@ impl<W: Write> TableSink<W> {
         self.out
     }
 
-    fn qname_column(&self) -> Column {
-        column("QNAME", self.qname_width, Align::LeftKeepTail)
-    }
-
     fn header(&mut self) {
-        let qname = self.qname_column();
         let line = &mut self.line;
         line.clear();
         if self.style.color {
             line.push_str(BOLD);
         }
-        let before = self.before.iter().map(|(_, col)| col);
-        for col in before.chain([&qname]).chain(&AFTER_QNAME) {
+        for (_, col) in &self.columns {
             push_cell(line, col, col.title, None);
         }
-        line.push_str("ANSWERS");
         if self.style.color {
             line.push_str(RESET);
         }
+        let end = line.trim_end().len();
+        line.truncate(end);
+    }
+
+    /// Writes the header before the first row or alert line.
+    fn header_once(&mut self) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            self.header();
+            writeln!(self.out, "{}", self.line)?;
+        }
+        Ok(())
     }
 
     /// Builds the row of an exchange event in `self.line`.
     fn row(&mut self, e: &DnsEvent) {
-        let colour = |c: &'static str| self.style.color.then_some(c);
-        let qname = self.qname_column();
         let Self {
             line,
             cell,
-            before,
+            columns,
             has_role,
+            style,
             ..
         } = self;
+        let colour = |c: &'static str| style.color.then_some(c);
         line.clear();
 
-        for (kind, col) in before.iter() {
+        for (kind, col) in columns.iter() {
             match kind {
                 Cell::Time => {
-                    let t = Civil::from_wall_ns(e.time_ns, (self.style.utc_offset)(e.time_ns));
+                    let t = Civil::from_wall_ns(e.time_ns, (style.utc_offset)(e.time_ns));
                     let ms = t.nanos / 1_000_000;
                     let (h, m, s) = (t.hour, t.minute, t.second);
                     let time = format_args!("{h:02}:{m:02}:{s:02}.{ms:03}");
@@ -280,13 +357,9 @@ impl<W: Write> TableSink<W> {
                 }
                 Cell::Pid => push_display(line, cell, col, e.who.process.pid, None),
                 Cell::Process => {
-                    let name = if e.who.process.name.is_empty() {
-                        &e.who.process.comm
-                    } else {
-                        &e.who.process.name
-                    };
                     // Where ROLE was left out to fit, servers are told by colour alone.
                     let server = !*has_role && e.role == Role::Server;
+                    let name = e.who.process.display_name();
                     push_cell(line, col, name, colour(CYAN).filter(|_| server));
                 }
                 Cell::Role => {
@@ -296,7 +369,10 @@ impl<W: Write> TableSink<W> {
                     };
                     push_cell(line, col, e.role.name(), role_colour);
                 }
-                Cell::Cgroup => push_cell(line, col, short_cgroup(&e.who.cgroup), None),
+                Cell::Cgroup => match &e.who.container {
+                    Some(c) => push_cell(line, col, c.short_id(), None),
+                    None => push_cell(line, col, cgroup_leaf(&e.who.cgroup), None),
+                },
                 Cell::Pod => {
                     match Identity::of(&e.who) {
                         id @ Identity::Pod { .. } => write_into(cell, id),
@@ -315,58 +391,59 @@ impl<W: Write> TableSink<W> {
                             }
                         },
                         None if e.who.pod.is_some() => "-",
-                        None => short_cgroup(&e.who.cgroup),
+                        None => cgroup_leaf(&e.who.cgroup),
                     };
                     push_cell(line, col, text, None);
                 }
+                Cell::Server => {
+                    let server = if e.kind == Kind::Response { e.src } else { e.dst };
+                    push_display(line, cell, col, server, None);
+                }
+                Cell::Proto => push_cell(line, col, e.transport.name(), None),
                 Cell::Qtype => push_display(line, cell, col, e.qtype, None),
+                Cell::Qname => {
+                    // In a cluster, service names and the resolver's search-list expansions
+                    // (`api.example.com.shop.svc.cluster.local`) all end in the cluster
+                    // domain: their head is the telling part.
+                    let col = if style.pods && e.qname.contains(".svc.") {
+                        Column {
+                            align: Align::Left,
+                            ..*col
+                        }
+                    } else {
+                        *col
+                    };
+                    push_cell(line, &col, &e.qname, None);
+                }
+                Cell::Rcode => match (e.kind, e.rcode) {
+                    (Kind::Unanswered, _) => push_cell(line, col, "TIMEOUT", colour(RED)),
+                    (_, Some(rcode)) => {
+                        let c = match rcode {
+                            Rcode::NOERROR => GREEN,
+                            Rcode::NXDOMAIN => YELLOW,
+                            _ => RED,
+                        };
+                        push_display(line, cell, col, rcode, colour(c));
+                    }
+                    (_, None) => push_cell(line, col, "-", None),
+                },
+                Cell::Latency => match e.latency_us {
+                    Some(us) => push_display(line, cell, col, Latency(us), None),
+                    None => push_cell(line, col, "-", None),
+                },
+                Cell::Ttl => match e.answers.iter().map(|a| a.ttl).min() {
+                    Some(ttl) => push_display(line, cell, col, ttl, None),
+                    None => push_cell(line, col, "-", None),
+                },
+                Cell::Answers => {
+                    answers(e, cell);
+                    push_cut(line, cell, col.width, false);
+                    line.push(' ');
+                }
             }
         }
-        // In a cluster, service names and the resolver's search-list expansions
-        // (`api.example.com.shop.svc.cluster.local`) all end in the cluster domain: their head
-        // is the telling part.
-        let qname = if self.style.pods && e.qname.contains(".svc.") {
-            Column {
-                align: Align::Left,
-                ..qname
-            }
-        } else {
-            qname
-        };
-        push_cell(line, &qname, &e.qname, None);
-
-        match (e.kind, e.rcode) {
-            (Kind::Unanswered, _) => push_cell(line, &RCODE, "TIMEOUT", colour(RED)),
-            (_, Some(rcode)) => {
-                let c = match rcode {
-                    Rcode::NOERROR => GREEN,
-                    Rcode::NXDOMAIN => YELLOW,
-                    _ => RED,
-                };
-                push_display(line, cell, &RCODE, rcode, colour(c));
-            }
-            (_, None) => push_cell(line, &RCODE, "-", None),
-        }
-        match e.latency_us {
-            Some(us) => push_display(line, cell, &LATENCY, Latency(us), None),
-            None => push_cell(line, &LATENCY, "-", None),
-        }
-
-        let room = self.style.width.map_or(ANSWERS_MAX, |w| {
-            w.saturating_sub(self.fixed + qname.width).max(ANSWERS_MIN)
-        });
-        answers(e, cell);
-        push_cut(line, cell, room, false);
         let end = line.trim_end().len();
         line.truncate(end);
-    }
-
-    fn widen_qname(&mut self, qname: &str) {
-        // The length in bytes bounds the one in characters: most names are not counted.
-        if qname.len() > self.qname_width {
-            let chars = qname.chars().count();
-            self.qname_width = self.qname_width.max(chars.min(self.qname_max));
-        }
     }
 }
 
@@ -375,18 +452,16 @@ impl<W: Write> Sink for TableSink<W> {
         if !event.is_exchange() {
             return Ok(false);
         }
-        self.widen_qname(&event.qname);
-        if !self.header_done {
-            self.header_done = true;
-            self.header();
-            writeln!(self.out, "{}", self.line)?;
-        }
+        self.header_once()?;
         self.row(event);
         writeln!(self.out, "{}", self.line)?;
         Ok(true)
     }
 
+    /// A line of its own, whole when piped, cut to the terminal's width on one (the JSON
+    /// lines and `dnslens detect` keep every word).
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
+        self.header_once()?;
         let colour = match alert.severity {
             _ if !self.style.color => None,
             Severity::High => Some(RED),
@@ -394,14 +469,24 @@ impl<W: Write> Sink for TableSink<W> {
             Severity::Low => None,
         };
         let (start, end) = colour.map_or(("", ""), |c| (c, RESET));
-        writeln!(
-            self.out,
-            "{start}ALERT {} {} {} {}{end}",
+        self.cell.clear();
+        write!(
+            self.cell,
+            "ALERT {} {} {} {}",
             alert.detector,
             alert.severity.name(),
             Printable(&Identity::of(&alert.who).to_string()),
             Printable(&alert.summary)
         )
+        .expect("writing to a String cannot fail");
+        self.line.clear();
+        push_cut(
+            &mut self.line,
+            &self.cell,
+            self.style.width.unwrap_or(usize::MAX),
+            false,
+        );
+        writeln!(self.out, "{start}{}{end}", self.line)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -502,31 +587,13 @@ fn answers(e: &DnsEvent, out: &mut String) {
     }
 }
 
-/// The telling part of a cgroup path: a container id (12 hex digits of a long hex name, out of
-/// a runtime's scope), else the last component. "/" stays "/"; unresolved is "-".
-pub fn short_cgroup(path: &str) -> &str {
+/// The last component of a cgroup path, for what is not a container ("/" stays "/");
+/// unresolved is "-".
+fn cgroup_leaf(path: &str) -> &str {
     if path.is_empty() {
         return "-";
     }
-    let last = path.rsplit('/').find(|c| !c.is_empty()).unwrap_or("/");
-    let mut name = last.strip_suffix(".scope").unwrap_or(last);
-    for prefix in [
-        "cri-containerd-",
-        "docker-",
-        "crio-",
-        "libpod-",
-        "containerd-",
-    ] {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            name = rest;
-            break;
-        }
-    }
-    if name.len() >= 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        &name[..12]
-    } else {
-        name
-    }
+    path.rsplit('/').find(|c| !c.is_empty()).unwrap_or("/")
 }
 
 #[cfg(test)]
@@ -540,6 +607,7 @@ mod tests {
             width: None,
             utc_offset: |_| 0,
             pods: false,
+            columns: None,
         }
     }
 
@@ -607,6 +675,11 @@ mod tests {
         r.who.cgroup = "/kubepods.slice/kubepods-pod1.slice/cri-containerd-\
                     0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope"
             .into();
+        r.who.container = Some(dnslens_lens::model::Container {
+            id: "0123456789abcdef".repeat(4).into(),
+            runtime: dnslens_lens::container::Runtime::Containerd,
+            name: None,
+        });
         let s = server_side(&r);
         let mut u = sample::query(2, "slow.example", 28, 1_000_000_000);
         u.kind = Kind::Unanswered;
@@ -617,10 +690,10 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "TIME             PID PROCESS         ROLE   CGROUP       QTYPE  QNAME                        RCODE    LATENCY ANSWERS",
-                "10:54:55.123     123 dig             client 0123456789ab A      example.com                  NOERROR   2.35ms 93.184.215.14",
-                "10:54:55.123     870 dnsmasq         server 0123456789ab A      example.com                  NOERROR    120us 93.184.215.14",
-                "10:54:56.000     123 dig             client -            AAAA   slow.example                 TIMEOUT        - -",
+                "TIME             PID PROCESS         ROLE   CGROUP           SERVER                PROTO QTYPE  QNAME                                            RCODE    LATENCY    TTL ANSWERS",
+                "10:54:55.123     123 dig             client 0123456789ab     10.1.1.1:53           udp   A      example.com                                      NOERROR   2.35ms    300 93.184.215.14",
+                "10:54:55.123     870 dnsmasq         server 0123456789ab     10.1.1.1:53           udp   A      example.com                                      NOERROR    120us    300 93.184.215.14",
+                "10:54:56.000     123 dig             client -                10.1.1.1:53           udp   AAAA   slow.example                                     TIMEOUT        -      - -",
             ]
         );
         for title in ["ROLE", "RCODE", "ANSWERS"] {
@@ -642,7 +715,7 @@ mod tests {
         let wide = render(
             std::slice::from_ref(&r),
             TableStyle {
-                width: Some(180),
+                width: Some(220),
                 ..style()
             },
         );
@@ -652,7 +725,7 @@ mod tests {
             "{row}"
         );
         assert!(row.ends_with(" 192.0.2.1 192.0.2.2 192.0.2.3 +2"), "{row}");
-        assert!(row.chars().count() <= 180, "{row}");
+        assert!(row.chars().count() <= 220, "{row}");
         let narrow = render(
             &[r],
             TableStyle {
@@ -661,7 +734,7 @@ mod tests {
             },
         );
         let row = narrow.lines().nth(1).unwrap();
-        assert!(row.ends_with(" 192.0.2.1 192.0…"), "{row}");
+        assert!(row.ends_with(" 192.0.2.1 192.0.…"), "{row}");
         assert_eq!(row.chars().count(), 157, "{row}");
     }
 
@@ -684,10 +757,10 @@ mod tests {
             assert!(line.chars().count() <= 120, "{} wide: {line}", line.len());
             assert_eq!(&line[role..role + 7], format!("{side} "), "{line}");
             assert!(
-                line[qname..].starts_with("…ult.svc.cluster.local "),
+                line[qname..].starts_with("…tes.default.svc.cluster.local "),
                 "{line}"
             );
-            assert!(line.ends_with(" 2001:db8:aaaa:b…"), "{line}");
+            assert!(line.ends_with(" 2001:db8:aaaa:bb…"), "{line}");
         }
     }
 
@@ -765,11 +838,11 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "TIME             PID PROCESS         ROLE   POD                                  CONTAINER      QTYPE  QNAME                                 RCODE    LATENCY ANSWERS",
-                "10:54:55.123     123 dig             client production/payment-svc-7d4b9f-xk2p1  app            A      payments.production.svc.cluster.local NOERROR    850us 10.96.14.2",
-                "10:54:55.123     123 dig             client 6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b 0123456789ab   A      payments.production.svc.cluster.local NOERROR    850us 10.96.14.2",
-                "10:54:55.123     123 dig             client -                                    kubelet.servi… A      payments.production.svc.cluster.local NOERROR    850us 10.96.14.2",
-                "10:54:55.123     870 coredns         server kube-system/coredns-5d78c9869d-4xk2p coredns        A      payments.production.svc.cluster.local NOERROR    120us 10.96.14.2",
+                "TIME             PID PROCESS         ROLE   POD                                  CONTAINER      SERVER                PROTO QTYPE  QNAME                                            RCODE    LATENCY    TTL ANSWERS",
+                "10:54:55.123     123 dig             client production/payment-svc-7d4b9f-xk2p1  app            10.1.1.1:53           udp   A      payments.production.svc.cluster.local            NOERROR    850us    300 10.96.14.2",
+                "10:54:55.123     123 dig             client 6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b 0123456789ab   10.1.1.1:53           udp   A      payments.production.svc.cluster.local            NOERROR    850us    300 10.96.14.2",
+                "10:54:55.123     123 dig             client -                                    kubelet.servi… 10.1.1.1:53           udp   A      payments.production.svc.cluster.local            NOERROR    850us    300 10.96.14.2",
+                "10:54:55.123     870 coredns         server kube-system/coredns-5d78c9869d-4xk2p coredns        10.1.1.1:53           udp   A      payments.production.svc.cluster.local            NOERROR    120us    300 10.96.14.2",
             ]
         );
     }
@@ -798,7 +871,7 @@ mod tests {
                 header.contains(" POD ") && header.contains(" CONTAINER "),
                 "{header}"
             );
-            for (title, from) in [("PID", 131), ("ROLE", 119)] {
+            for (title, from) in [("PID", 170), ("ROLE", 150)] {
                 assert_eq!(header.contains(title), width >= from, "{width}: {header}");
             }
             for title in ["POD", "CONTAINER", "QNAME", "RCODE", "ANSWERS"] {
@@ -833,7 +906,7 @@ mod tests {
         assert!(!lines[1].contains("\x1b[36m"), "{narrow}");
         assert_eq!(
             at(120),
-            "10:54:55.123 dig          client production/payme… app          A     payments.produc… NOERROR    850us 10.96.14.2"
+            "10:54:55.123 dig        production/payment… app        A     payments.production.svc… NOERROR    850us 10.96.14.2"
         );
     }
 
@@ -899,9 +972,14 @@ mod tests {
             text.lines().map(str::to_string).collect::<Vec<_>>()
         };
         let tail = "dig (pid 123) sent a DNS query";
+        // The header comes first, so that the first rows line up under it.
+        let header = "TIME             PID PROCESS         ROLE   CGROUP           SERVER                \
+                      PROTO QTYPE  QNAME                                            RCODE    \
+                      LATENCY    TTL ANSWERS";
         assert_eq!(
             lines(false),
             [
+                header.to_string(),
                 format!("ALERT resolver_bypass high (unknown) dig {tail}"),
                 format!("ALERT resolver_bypass medium {} {tail}", unnamed.uid),
                 format!("ALERT resolver_bypass low production/payment-svc-7d4b9f-xk2p1 {tail}"),
@@ -909,9 +987,33 @@ mod tests {
             ]
         );
         let coloured = lines(true);
-        assert!(coloured[0].starts_with("\x1b[31mALERT ") && coloured[0].ends_with(RESET));
-        assert!(coloured[1].starts_with("\x1b[33mALERT "));
-        assert!(coloured[2].starts_with("ALERT "));
+        assert!(coloured[1].starts_with("\x1b[31mALERT ") && coloured[1].ends_with(RESET));
+        assert!(coloured[2].starts_with("\x1b[33mALERT "));
+        assert!(coloured[3].starts_with("ALERT "));
+    }
+
+    #[test]
+    fn chosen_columns_in_their_order_and_never_left_out() {
+        let q = sample::query(1, "example.com", 1, 0);
+        let mut r = sample::response(&q, 0, &["93.184.215.14"], 1);
+        r.latency_us = Some(850);
+        let chosen = vec![Cell::Server, Cell::Qname, Cell::Latency, Cell::Pid];
+        let text = render(
+            &[r],
+            TableStyle {
+                columns: Some(chosen),
+                width: Some(60),
+                ..style()
+            },
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "SERVER             QNAME                    LATENCY     PID",
+                "10.1.1.1:53        example.com                850us     123",
+            ]
+        );
     }
 
     #[test]
@@ -926,24 +1028,14 @@ mod tests {
         assert_eq!(cut("abcdef", 4, true), "…def");
         assert_eq!(cut("abcd", 4, true), "abcd");
         assert_eq!(cut("éèêëē", 3, false), "éè…");
-        assert_eq!(short_cgroup(""), "-");
-        assert_eq!(short_cgroup("/"), "/");
+        assert_eq!(cgroup_leaf(""), "-");
+        assert_eq!(cgroup_leaf("/"), "/");
         assert_eq!(
-            short_cgroup("/system.slice/systemd-resolved.service"),
-            "systemd-resolved.service"
+            cgroup_leaf("/system.slice/nginx.service"),
+            "nginx.service"
         );
-        assert_eq!(
-            short_cgroup("/user.slice/user-0.slice/session-3.scope"),
-            "session-3"
-        );
-        let id = "ab".repeat(32);
-        assert_eq!(
-            short_cgroup(&format!("/kubepods/burstable/pod1/{id}")),
-            "abababababab"
-        );
-        assert_eq!(
-            short_cgroup(&format!("/system.slice/docker-{id}.scope")),
-            "abababababab"
-        );
+        // A long hex name that is no container's stays what it is.
+        let hex = "0d2d06bae0964ffd51e06c566d0e9300";
+        assert_eq!(cgroup_leaf(&format!("/process_api/{hex}")), hex);
     }
 }
