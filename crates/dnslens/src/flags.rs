@@ -31,8 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Print DNS exchanges as they happen: a table, or JSON lines with --json.
     Trace(TraceArgs),
-    /// Count the queries sent by clients per interval, by process, pid, cgroup, pod, namespace,
-    /// workload or container.
+    /// Count the queries sent by clients per interval, by who asked (process, pid, pod...), what
+    /// (qname, domain, qtype), whom (server) and what came back (rcode), or several of these.
     Count(CountArgs),
     /// A live view, like top: per pod or per process, queries/s, NXDOMAIN and SERVFAIL %,
     /// unanswered queries, p50/p99 latency, the selected row's top domains, recent alerts.
@@ -90,15 +90,32 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
+    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23...
+    #[arg(
+        long,
+        value_name = "RCODE",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub rcode: Vec<String>,
+
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct CountArgs {
-    /// What to count queries by.
-    #[arg(long, value_enum, value_name = "KEY", default_value_t = CountBy::Process)]
-    pub by: CountBy,
+    /// What to count queries by. Repeat it (or give a list) to count by several keys at once,
+    /// a column each in the order given: --by pod --by qname. With rcode, a query is counted
+    /// when its answer comes (TIMEOUT when none did).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KEY",
+        value_delimiter = ',',
+        default_values_t = [CountBy::Process]
+    )]
+    pub by: Vec<CountBy>,
 
     /// Length of one counting interval.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
@@ -114,11 +131,22 @@ pub struct CountArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
+    /// Only queries answered with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23... (each
+    /// counted when its answer comes).
+    #[arg(
+        long,
+        value_name = "RCODE",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub rcode: Vec<String>,
+
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
 
-/// `dnslens top`. Keys: q quit, g pods/processes, < > sort column, r reverse, arrows select.
+/// `dnslens top`. Keys: ? help, q quit, g pods/processes, < > sort column, r reverse, arrows
+/// select, a alerts in full.
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// What a row is at the start (`g` switches).
@@ -401,7 +429,8 @@ fn capture_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CaptureMode>, 
     }
 }
 
-/// Filters, each repeatable or comma-separated; every filter given must match.
+/// Filters, each repeatable or comma-separated; every filter given must match. `--rcode` is
+/// not among them: top, whose rows start from queries, has no use for it.
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Filters")]
 pub struct FilterArgs {
@@ -428,10 +457,6 @@ pub struct FilterArgs {
     /// Only this query type: A, AAAA, HTTPS, TYPE65280...
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub qtype: Vec<String>,
-
-    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23...
-    #[arg(long, value_name = "RCODE", value_delimiter = ',')]
-    pub rcode: Vec<String>,
 
     /// Only processes of this user id.
     #[arg(long, value_name = "UID", value_delimiter = ',')]

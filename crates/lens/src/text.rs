@@ -3,7 +3,7 @@
 //! (C0, DEL, C1; tab and newline too) is written as `\xHH`, so no byte of it reaches a terminal
 //! as a command (clear the screen, move the cursor, set the title), breaks a table row, or
 //! splits a metric's label key. JSON escapes its strings itself; every other human-facing
-//! output goes through here.
+//! output goes through here. Also counts said with their noun in the right number.
 
 use std::borrow::Cow;
 use std::fmt::{self, Display, Write as _};
@@ -36,6 +36,17 @@ impl Display for Printable<'_> {
     }
 }
 
+/// A count and its noun, singular for one: `Plural(1, "query", "queries")` shows `1 query`.
+#[derive(Clone, Copy, Debug)]
+pub struct Plural<'a>(pub u64, pub &'a str, pub &'a str);
+
+impl Display for Plural<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Plural(n, one, many) = *self;
+        write!(f, "{n} {}", if n == 1 { one } else { many })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +66,12 @@ mod tests {
         assert_eq!(Printable("x\0").to_string(), "x\\x00");
         let all: String = (0u32..0x200).filter_map(char::from_u32).collect();
         assert!(!printable(&all).chars().any(char::is_control));
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(Plural(0, "query", "queries").to_string(), "0 queries");
+        assert_eq!(Plural(1, "query", "queries").to_string(), "1 query");
+        assert_eq!(Plural(2, "alert", "alerts").to_string(), "2 alerts");
     }
 }

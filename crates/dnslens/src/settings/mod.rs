@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
+use dnslens_lens::count::CountedAt;
 use dnslens_lens::filter::{Filter, Glob};
-use dnslens_probe::{ProbeConfig, MAX_PORTS};
+use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
     CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
@@ -183,7 +184,7 @@ pub fn detect(args: &DetectorArgs, learn: Learn) -> anyhow::Result<Detect> {
 
 impl Settings {
     pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
-        let (capture, filters, timeout, output, kube, detect) = match &cli.command {
+        let (capture, (filters, rcodes), timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
                 let output = Output::Trace {
                     json: args.json,
@@ -206,7 +207,7 @@ impl Settings {
                 };
                 (
                     &args.capture,
-                    &args.filters,
+                    (&args.filters, &args.rcode[..]),
                     timeout,
                     output,
                     &args.kubernetes,
@@ -214,12 +215,13 @@ impl Settings {
                 )
             }
             Command::Count(args) => {
-                if !args.filters.rcode.is_empty() {
-                    bail!("--rcode filters responses, and count counts queries: leave it out");
+                let by = &args.by;
+                if let Some(twice) = by.iter().enumerate().find(|(i, b)| by[..*i].contains(b)) {
+                    bail!("--by {} is given twice: give each key once", twice.1.name());
                 }
-                let by = args.by;
                 let output = Output::Count {
-                    by,
+                    by: by.clone(),
+                    at: CountedAt::needed(by, !args.rcode.is_empty()),
                     interval: args.interval.get(),
                     json: args.json,
                 };
@@ -228,7 +230,7 @@ impl Settings {
                 let timeout = Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS);
                 (
                     &args.capture,
-                    &args.filters,
+                    (&args.filters, &args.rcode[..]),
                     timeout,
                     output,
                     &args.kubernetes,
@@ -242,9 +244,6 @@ impl Settings {
                          terminal, or use trace or count to write to a pipe or a file"
                     );
                 }
-                if !args.filters.rcode.is_empty() {
-                    bail!("--rcode filters responses, and top's rows start from queries: leave it out");
-                }
                 let output = Output::Top {
                     by: args.by,
                     interval: args.interval.get(),
@@ -255,7 +254,7 @@ impl Settings {
                 };
                 (
                     &args.capture,
-                    &args.filters,
+                    (&args.filters, &[][..]),
                     args.timeout.get(),
                     output,
                     &args.kubernetes,
@@ -267,7 +266,7 @@ impl Settings {
             }
         };
         let kubernetes = kubernetes(kube);
-        let filter = filter(filters)?;
+        let filter = filter(filters, rcodes)?;
         if !kubernetes.enabled && filter.needs_pod_metadata() {
             bail!(
                 "--namespace, --exclude-namespace and --workload need pod names from the \
@@ -327,7 +326,8 @@ pub fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     Ok(config)
 }
 
-fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
+/// The filters, and `--rcode` (which trace and count have).
+fn filter(args: &FilterArgs, rcodes: &[String]) -> anyhow::Result<Filter> {
     let in_containers = [
         ("--namespace", args.namespace.is_empty()),
         ("--pod", args.pod.is_empty()),
@@ -357,7 +357,7 @@ fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
         domains: parse_each("--domain", &args.domain)?,
         exclude_domains: parse_each("--exclude-domain", &args.exclude_domain)?,
         qtypes: parse_each("--qtype", &args.qtype)?,
-        rcodes: parse_each("--rcode", &args.rcode)?,
+        rcodes: parse_each("--rcode", rcodes)?,
         namespaces: globs(&args.namespace).context("--namespace")?,
         exclude_namespaces: globs(&args.exclude_namespace).context("--exclude-namespace")?,
         pods: globs(&args.pod).context("--pod")?,
@@ -484,7 +484,8 @@ mod tests {
         assert_eq!(
             s.output,
             Output::Count {
-                by: CountBy::Cgroup,
+                by: vec![CountBy::Cgroup],
+                at: CountedAt::Query,
                 interval: Duration::from_millis(500),
                 json: true
             }
@@ -493,11 +494,46 @@ mod tests {
         assert_eq!(
             d.output,
             Output::Count {
-                by: CountBy::Process,
+                by: vec![CountBy::Process],
+                at: CountedAt::Query,
                 interval: Duration::from_secs(1),
                 json: false
             }
         );
+    }
+
+    /// Issue 14: `--by` takes every key, repeated or listed, into a composite key in the order
+    /// given; rcode (as a key or `--rcode`) counts queries at their answer.
+    #[test]
+    fn count_by_several_keys() {
+        let by = |args: &[&str]| match settings(args).unwrap().output {
+            Output::Count { by, at, .. } => (by, at),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            by(&["count", "--by", "qname", "--by", "rcode"]),
+            (vec![CountBy::Qname, CountBy::Rcode], CountedAt::Answer)
+        );
+        assert_eq!(
+            by(&["count", "--by", "pod,domain", "--by", "qtype,server"]),
+            (
+                vec![
+                    CountBy::Pod,
+                    CountBy::Domain,
+                    CountBy::Qtype,
+                    CountBy::Server
+                ],
+                CountedAt::Query
+            )
+        );
+        assert_eq!(
+            by(&["count", "--by", "pid", "--rcode", "NXDOMAIN"]),
+            (vec![CountBy::Pid], CountedAt::Answer)
+        );
+        let s = settings(&["count", "--rcode", "nxdomain,SERVFAIL"]).unwrap();
+        assert_eq!(s.filter.rcodes, vec![Rcode::NXDOMAIN, Rcode::SERVFAIL]);
+        let e = error(&["count", "--by", "pod", "--by", "qname", "--by", "pod"]);
+        assert!(e.contains("--by pod is given twice"), "{e}");
     }
 
     #[test]
@@ -530,8 +566,9 @@ mod tests {
         assert!(d.detect.is_some(), "detectors run unless --no-detect");
         let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
         assert!(piped.contains("stdout is not one"), "{piped}");
-        let rcode = format!("{:#}", top(&["--rcode", "NXDOMAIN"], tty).unwrap_err());
-        assert!(rcode.contains("--rcode"), "{rcode}");
+        // Issue 14: top's rows start from queries, so it has no --rcode to list and refuse.
+        let rcode = top(&["--rcode", "NXDOMAIN"], tty).unwrap_err().to_string();
+        assert!(rcode.contains("unexpected argument '--rcode'"), "{rcode}");
     }
 
     #[test]
@@ -577,20 +614,14 @@ mod tests {
         let off = settings(&["count", "--no-kubernetes", "--by", "pod", "--pod", "6f1a*"]);
         let off = off.unwrap();
         assert!(!off.kubernetes.enabled);
-        assert!(matches!(
-            off.output,
-            Output::Count {
-                by: CountBy::Pod,
-                ..
-            }
-        ));
+        assert!(matches!(off.output, Output::Count { by, .. } if by == [CountBy::Pod]));
         for (by, want) in [
             ("namespace", CountBy::Namespace),
             ("workload", CountBy::Workload),
             ("container", CountBy::Container),
         ] {
             let s = settings(&["count", "--by", by]).unwrap();
-            assert!(matches!(s.output, Output::Count { by, .. } if by == want));
+            assert!(matches!(s.output, Output::Count { by, .. } if by == [want]));
         }
     }
 
@@ -752,8 +783,6 @@ mod tests {
         assert!(error(&args).contains("at most 8"));
         let e = error(&["trace", "--domain", ""]);
         assert!(e.contains("empty domain"), "{e}");
-        let e = error(&["count", "--rcode", "NXDOMAIN"]);
-        assert!(e.contains("count counts queries"), "{e}");
         let e = error(&["count", "--by", "host"]);
         assert!(e.contains("host"), "{e}");
         let e = error(&["trace", "--host", "--pod", "web"]);

@@ -4,8 +4,8 @@
 //! route, so no packet can leave the machine. Client processes are placed in cgroups named the
 //! way the kubelet names them. dnsmasq's query log is the ground truth of what was asked.
 //!
-//! Everything a test creates carries a name unique to the run (`dlt<pid>x<n>`), is owned by a
-//! guard and is removed when the guard drops, also when the test panics.
+//! Everything a test creates carries a name unique to the run ([`unique_tag`]: `dlt<pid>x<n>`),
+//! is owned by a guard and is removed when the guard drops, also when the test panics.
 
 // Shared by two test binaries (e2e.rs, faults.rs), each of which uses a part of it.
 #![allow(dead_code)]
@@ -73,11 +73,13 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     found
 }
 
-/// A name prefix unique to this test process and to one call: `dlt<pid>x<n>`.
+/// A name prefix unique to this test process and to one call: `dlt<pid>x<n>`, or with
+/// `DNSLENS_TEST_PREFIX` in place of `dlt` (each engineer's own on a shared machine).
 pub fn unique_tag() -> (String, u32) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    (format!("dlt{}x{n}", std::process::id()), n)
+    let prefix = std::env::var("DNSLENS_TEST_PREFIX").unwrap_or_else(|_| "dlt".to_string());
+    (format!("{prefix}{}x{n}", std::process::id()), n)
 }
 
 /// Where test processes keep shared state: the lock below and the cgroup registry.
