@@ -91,15 +91,16 @@ pub fn capture(
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
-    let (interval, max_events, alerts_only) = match settings.output {
+    // trace and the agent write events; count and top show figures.
+    let (interval, max_events, alerts_only, prints_events) = match settings.output {
         Output::Trace {
             max_events,
             alerts_only,
             ..
-        } => (None, max_events, alerts_only),
-        Output::Count { interval, .. } => (Some(interval), None, false),
-        Output::Top { .. } => (None, None, false),
-        Output::Agent(_) => (None, None, false),
+        } => (None, max_events, alerts_only, true),
+        Output::Count { interval, .. } => (Some(interval), None, false, false),
+        Output::Top { .. } => (None, None, false, false),
+        Output::Agent(_) => (None, None, false, true),
     };
 
     let mut ran = Run {
@@ -137,7 +138,7 @@ pub fn capture(
         &probe,
         &pipeline,
         detection.as_ref(),
-        interval.is_none().then_some((shown, what)),
+        prints_events.then_some((shown, what)),
     );
     let cost = sink.output();
     if !cost.is_zero() {
