@@ -566,9 +566,15 @@ mod tests {
         assert!(d.detect.is_some(), "detectors run unless --no-detect");
         let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
         assert!(piped.contains("stdout is not one"), "{piped}");
-        // Issue 14: top's rows start from queries, so it has no --rcode to list and refuse.
+        // Issue 14: top's rows start from queries, so it has no --rcode to list and refuse;
+        // trace and count list it and take it.
         let rcode = top(&["--rcode", "NXDOMAIN"], tty).unwrap_err().to_string();
         assert!(rcode.contains("unexpected argument '--rcode'"), "{rcode}");
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        for (command, listed) in [("top", false), ("trace", true), ("count", true)] {
+            let help = cli.find_subcommand_mut(command).unwrap().render_help();
+            assert_eq!(help.to_string().contains("--rcode"), listed, "{command}");
+        }
     }
 
     #[test]
