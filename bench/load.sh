@@ -153,7 +153,7 @@ start_observer() {
     case $1 in
     none) return 0 ;;
     dnslens)
-        "$DNSLENS" trace --json --no-kubernetes >"$2.json" 2>"$2.err" &
+        "$DNSLENS" trace -v --json --no-kubernetes >"$2.json" 2>"$2.err" &
         OBS_PID=$!
         wait_for "$2.err" "tracing DNS"
         ;;
@@ -359,7 +359,7 @@ rss_row() {
 flood_under_dnslens() {
     local tag=$1
     shift
-    local args=(trace --json --no-kubernetes)
+    local args=(trace -v --json --no-kubernetes)
     [ -n "${LENS_ARGS+x}" ] && args=("${LENS_ARGS[@]}")
     "$DNSLENS" "${args[@]}" >/dev/null 2>"$OUT/$tag.err" &
     local lens=$!

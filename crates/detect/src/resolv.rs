@@ -10,11 +10,12 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::connect::canonical;
 use dnslens_lens::bounded::Lru;
+use dnslens_lens::patient::Patient;
 
 /// The parts of resolv.conf(5) the detectors use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,74 +87,20 @@ pub trait ProcessView {
     }
 }
 
-/// A question for the thread of a [`Patient`], with where its answer goes.
-enum Question {
-    Resolv(u32, mpsc::Sender<Option<Arc<ResolvConf>>>),
-    File(u32, String, mpsc::Sender<Option<bool>>),
-}
-
-/// A [`ProcessView`] asked on a thread of its own and waited for at most `patience`: the files
-/// are the workloads', and one on a file system that never answers (FUSE, a dead NFS server)
-/// must cost that one question, never the capture thread that asks. While the thread is stuck,
-/// later questions are not waited for at all. Unanswered questions are counted.
-pub struct Patient {
-    questions: mpsc::SyncSender<Question>,
-    patience: Duration,
-    timeouts: u64,
-}
-
-impl Patient {
-    pub fn new(mut view: impl ProcessView + Send + 'static, patience: Duration) -> Patient {
-        // One question waits while one is asked: a stuck thread stops the queue at once.
-        let (questions, asked) = mpsc::sync_channel::<Question>(1);
-        let spawned = std::thread::Builder::new()
-            .name("dnslens-procfs".to_string())
-            .spawn(move || {
-                for question in asked {
-                    // The asker may have given up: its answer then goes nowhere.
-                    match question {
-                        Question::Resolv(pid, answer) => {
-                            let _ = answer.send(view.resolv_conf(pid));
-                        }
-                        Question::File(pid, path, answer) => {
-                            let _ = answer.send(view.file_exists(pid, &path));
-                        }
-                    }
-                }
-            });
-        // Without the thread every question goes unanswered, which the detectors handle.
-        drop(spawned);
-        Patient {
-            questions,
-            patience,
-            timeouts: 0,
-        }
-    }
-
-    fn ask<T>(&mut self, question: impl FnOnce(mpsc::Sender<T>) -> Question) -> Option<T> {
-        let (answer, answered) = mpsc::channel();
-        let answer = match self.questions.try_send(question(answer)) {
-            Ok(()) => answered.recv_timeout(self.patience).ok(),
-            Err(_) => None,
-        };
-        self.timeouts += u64::from(answer.is_none());
-        answer
-    }
-}
-
-impl ProcessView for Patient {
+/// A view asked on a thread of its own and waited for at most its patience: the files are the
+/// workloads', and one on a file system that never answers must not stop the capture thread.
+impl<V: ProcessView + Send + 'static> ProcessView for Patient<V> {
     fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>> {
-        self.ask(|answer| Question::Resolv(pid, answer)).flatten()
+        self.ask(move |view| view.resolv_conf(pid)).flatten()
     }
 
     fn file_exists(&mut self, pid: u32, path: &str) -> Option<bool> {
         let path = path.to_string();
-        self.ask(|answer| Question::File(pid, path, answer))
-            .flatten()
+        self.ask(move |view| view.file_exists(pid, &path)).flatten()
     }
 
     fn timeouts(&self) -> u64 {
-        self.timeouts
+        Patient::timeouts(self)
     }
 }
 
@@ -376,40 +323,6 @@ mod tests {
         assert_eq!(fs.file_exists(10, "/tmp/x"), Some(false));
         assert_eq!(fs.file_exists(12, "/tool"), None);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A file system that never answers (FUSE, a dead NFS server) costs one wait of the
-    /// patience, then nothing while it hangs; answers come again once it does.
-    #[test]
-    fn a_hanging_view_costs_one_wait_not_the_asker() {
-        struct Hangs;
-        impl ProcessView for Hangs {
-            fn resolv_conf(&mut self, pid: u32) -> Option<Arc<ResolvConf>> {
-                if pid == 1 {
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-                Some(Arc::new(ResolvConf::parse("nameserver 10.0.0.1\n")))
-            }
-            fn file_exists(&mut self, _pid: u32, _path: &str) -> Option<bool> {
-                Some(true)
-            }
-        }
-        let mut view = Patient::new(Hangs, Duration::from_millis(50));
-        assert!(view.resolv_conf(7).is_some(), "answered in time");
-        let asked = Instant::now();
-        assert_eq!(view.resolv_conf(1), None, "given up after the patience");
-        for pid in 2..10 {
-            assert_eq!(view.resolv_conf(pid), None, "the view hangs");
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            asked.elapsed()
-        );
-        assert_eq!(view.timeouts(), 9);
-        std::thread::sleep(Duration::from_millis(2_500));
-        assert!(view.resolv_conf(3).is_some(), "answers again");
-        assert_eq!(view.file_exists(3, "/x"), Some(true));
     }
 
     /// A process's resolv.conf is the attacker's: a FIFO must not block (it would stop capture),

@@ -22,9 +22,10 @@ use crate::keys::{namespace, workload_key, write_workload_key, ProcKey};
 use crate::lookups::{DgaWindow, Lookup, NxWindow};
 use dnslens_lens::bounded::Lru;
 use dnslens_lens::filter::DomainPattern;
+use dnslens_lens::patient::Patient;
 
 use crate::names::{domain_pattern, normalize, SearchSuffixes};
-use crate::resolv::{Patient, ProcFs, ProcessView, ResolvConf};
+use crate::resolv::{ProcFs, ProcessView, ResolvConf};
 use crate::tunneling::TunnelWindow;
 
 pub(crate) const NS: u64 = 1_000_000_000;
@@ -168,7 +169,7 @@ impl Detectors {
     /// Detectors that ask the host's /proc about processes (resolv.conf, executables).
     pub fn new(config: Config) -> Self {
         let cache = config.limits.processes.min(1024);
-        let view = Patient::new(ProcFs::new(cache), PROC_PATIENCE);
+        let view = Patient::new("dnslens-procfs", ProcFs::new(cache), PROC_PATIENCE);
         Detectors::with_view(config, Box::new(view))
     }
 

@@ -39,7 +39,7 @@ impl Connection {
             // keep their names for this long.
             deleted_grace: dnslens_cluster::DEFAULT_DELETED_GRACE,
         };
-        let warn = Box::new(|msg: String| eprintln!("dnslens: kubernetes: {msg}"));
+        let warn = Box::new(|msg: String| say!("dnslens: kubernetes: {msg}"));
         let cluster = dnslens_cluster::start(config, warn).context("kubernetes")?;
         // The hostname is a guess: events carry it only when the cluster confirms the node is one.
         let node = match &cluster {

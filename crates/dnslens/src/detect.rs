@@ -12,6 +12,7 @@ use anyhow::Context;
 use dnslens_detect::{Alert, Config, DetectStats, Detector, Detectors, FakeProcesses};
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::model::ConnectEvent;
+use dnslens_lens::text::counted;
 use dnslens_lens::{clock, DnsEvent};
 use dnslens_probe::Named;
 
@@ -94,10 +95,10 @@ impl Detection {
             let learned = self.detectors.baseline().clone();
             self.detectors.set_baseline(learned);
             match self.save() {
-                Ok(line) => eprintln!("dnslens: {line}; judging against it from now on"),
-                Err(e) => eprintln!(
-                    "dnslens: {e:#}; judging against what was learned, saving again on exit"
-                ),
+                Ok(line) => say!("dnslens: {line}; judging against it from now on"),
+                Err(e) => {
+                    say!("dnslens: {e:#}; judging against what was learned, saving again on exit")
+                }
             }
         }
     }
@@ -108,7 +109,7 @@ impl Detection {
         self.detectors.finish(out);
         if self.unsaved {
             let line = self.save()?;
-            eprintln!("dnslens: {line}");
+            say!("dnslens: {line}");
         }
         Ok(())
     }
@@ -123,8 +124,8 @@ impl Detection {
         baseline.save(path)?;
         self.unsaved = false;
         Ok(format!(
-            "baseline of {} workloads saved to {}",
-            baseline.workloads.len(),
+            "baseline of {} saved to {}",
+            counted(baseline.workloads.len() as u64, "workload", "workloads"),
             path.display()
         ))
     }
@@ -149,9 +150,10 @@ fn report_lines(s: &DetectStats) -> Vec<String> {
     s.counters(&mut rows);
     vec![
         format!(
-            "detectors: {total} alerts ({}), {} repeats folded into summaries",
+            "detectors: {} ({}), {} folded into summaries",
+            counted(total, "alert", "alerts"),
             per.join(", "),
-            s.aggregated
+            counted(s.aggregated, "repeat", "repeats")
         ),
         format!(
             "detector state, entries evicted from full tables (baseline: not learned at a \
@@ -206,13 +208,17 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         sink.finish(clock::realtime_now_ns())
             .context("writing to stdout")
     });
-    eprintln!(
+    say!(
         "dnslens: input: {} lines, {} DNS events, {} connects, {} alert lines skipped, {} bad \
          lines skipped",
-        counts.lines, counts.events, counts.connects, counts.alerts_skipped, counts.bad
+        counts.lines,
+        counts.events,
+        counts.connects,
+        counts.alerts_skipped,
+        counts.bad
     );
     for line in detection.report() {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     match finished {
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -266,7 +272,7 @@ fn feed(
                 if counts.bad <= BAD_LINES_SHOWN {
                     // The error quotes the line, which is the trace's: no control characters.
                     let why = format!("{e:#}");
-                    eprintln!(
+                    say!(
                         "dnslens: {name}:{}: {}; line skipped",
                         counts.lines,
                         Printable(&why)
@@ -279,7 +285,7 @@ fn feed(
         }
     }
     if counts.bad > BAD_LINES_SHOWN {
-        eprintln!(
+        say!(
             "dnslens: {name}: {} more bad lines skipped",
             counts.bad - BAD_LINES_SHOWN
         );

@@ -49,12 +49,17 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// One JSON object per message and per unanswered query (schema: docs/schema.md).
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
 
     /// Stop after printing N events (N alerts with --alerts).
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    /// At the end, every stage's counters rather than one line (they are shown anyway when
+    /// something was lost).
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Report a query as unanswered when no response came within this time.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
@@ -90,14 +95,8 @@ pub struct TraceArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
-    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23...
-    #[arg(
-        long,
-        value_name = "RCODE",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
-    pub rcode: Vec<String>,
+    #[command(flatten)]
+    pub answers: AnswerFilterArgs,
 
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
@@ -122,8 +121,13 @@ pub struct CountArgs {
     pub interval: Duration,
 
     /// One JSON object per interval.
-    #[arg(long)]
+    #[arg(short, long)]
     pub json: bool,
+
+    /// At the end, every stage's counters rather than one line (they are shown anyway when
+    /// something was lost).
+    #[arg(short, long)]
+    pub verbose: bool,
 
     #[command(flatten)]
     pub capture: CaptureArgs,
@@ -131,15 +135,8 @@ pub struct CountArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
-    /// Only queries answered with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23... (each
-    /// counted when its answer comes).
-    #[arg(
-        long,
-        value_name = "RCODE",
-        value_delimiter = ',',
-        help_heading = "Filters"
-    )]
-    pub rcode: Vec<String>,
+    #[command(flatten)]
+    pub answers: AnswerFilterArgs,
 
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
@@ -230,6 +227,20 @@ pub struct AgentOptions {
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_address: Option<Address>,
 
+    /// Serve the metrics port as HTTPS only, with this PEM certificate chain; needs
+    /// --metrics-tls-key. Read again when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --metrics-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_tls_key: Option<PathBuf>,
+
+    /// /metrics answers only requests with `Authorization: Bearer TOKEN`, TOKEN this file's
+    /// line (read again when it changes); /healthz and /readyz stay open for the kubelet.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+
     /// Events and alerts as JSON lines: a file, or `-` for stdout [default: -].
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
@@ -273,6 +284,9 @@ impl AgentOptions {
     fn or(self, file: AgentOptions) -> AgentOptions {
         let AgentOptions {
             metrics_address,
+            metrics_tls_cert,
+            metrics_tls_key,
+            metrics_token_file,
             output,
             rotate_size,
             rotate_keep,
@@ -282,6 +296,9 @@ impl AgentOptions {
         } = file;
         AgentOptions {
             metrics_address: self.metrics_address.or(metrics_address),
+            metrics_tls_cert: self.metrics_tls_cert.or(metrics_tls_cert),
+            metrics_tls_key: self.metrics_tls_key.or(metrics_tls_key),
+            metrics_token_file: self.metrics_token_file.or(metrics_token_file),
             output: self.output.or(output),
             rotate_size: self.rotate_size.or(rotate_size),
             rotate_keep: self.rotate_keep.or(rotate_keep),
@@ -370,7 +387,7 @@ impl KubernetesArgs {
 #[serde(default)]
 pub struct CaptureArgs {
     /// Another port that carries DNS, besides 53 (repeatable; 8 ports at most in all).
-    #[arg(long = "port", value_name = "PORT")]
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     #[serde(rename = "port", deserialize_with = "units::ports")]
     pub ports: Vec<u16>,
 
@@ -429,25 +446,26 @@ fn capture_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CaptureMode>, 
     }
 }
 
-/// Filters, each repeatable or comma-separated; every filter given must match. `--rcode` is
-/// not among them: top, whose rows start from queries, has no use for it.
+/// Filters, each repeatable or comma-separated; every filter given must match.
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Filters")]
 pub struct FilterArgs {
     /// Only this process id.
-    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    #[arg(short, long, value_name = "PID", value_delimiter = ',')]
     pub pid: Vec<u32>,
 
-    /// Only this thread or process name (exact, or a glob with * and ?).
+    /// Only this thread or process name (exact, or a glob with * and ?): a thread's own name
+    /// (Go and Java name theirs) or its process's.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub comm: Vec<String>,
 
-    /// Only this process name (exact, or a glob with * and ?).
+    /// Only this process name (exact, or a glob with * and ?): the process's, whatever its
+    /// threads call themselves.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub name: Vec<String>,
 
     /// Only names in this domain (example.com matches it and a.example.com), or a glob.
-    #[arg(long, value_name = "DOMAIN", value_delimiter = ',')]
+    #[arg(short, long, value_name = "DOMAIN", value_delimiter = ',')]
     pub domain: Vec<String>,
 
     /// Leave out names in this domain, or matching this glob.
@@ -457,6 +475,11 @@ pub struct FilterArgs {
     /// Only this query type: A, AAAA, HTTPS, TYPE65280...
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub qtype: Vec<String>,
+
+    /// Only this end of an exchange: client (the process that asked) or server (the one that
+    /// answered, when it runs on this host).
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<RoleArg>,
 
     /// Only processes of this user id.
     #[arg(long, value_name = "UID", value_delimiter = ',')]
@@ -489,6 +512,39 @@ pub struct FilterArgs {
     /// Leave out processes outside containers and pods.
     #[arg(long)]
     pub no_host: bool,
+}
+
+/// Filters on what came back, for trace and count (which then counts each query when its
+/// answer comes); top, whose rows start from queries, has none of them.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Filters")]
+pub struct AnswerFilterArgs {
+    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23..., or TIMEOUT for
+    /// queries left unanswered.
+    #[arg(long, value_name = "RCODE", value_delimiter = ',')]
+    pub rcode: Vec<String>,
+
+    /// Only queries left unanswered (the table's TIMEOUT rows): the same as --rcode TIMEOUT.
+    #[arg(long)]
+    pub unanswered: bool,
+
+    /// Only exchanges that took at least this long, e.g. 100ms, and queries left unanswered.
+    #[arg(long, value_name = "DURATION")]
+    pub min_latency: Option<Duration>,
+}
+
+impl AnswerFilterArgs {
+    /// Whether any is given.
+    pub fn any(&self) -> bool {
+        !self.rcode.is_empty() || self.unanswered || self.min_latency.is_some()
+    }
+}
+
+/// `--role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Client,
+    Server,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,11 +6,22 @@
 //! process. `main.rs` only parses the flags, dispatches and prints the error; tests and
 //! benches link to this library.
 
+/// `eprintln!` that never panics: a reader of stderr that went away (`dnslens trace 2>&1 |
+/// head`) must not end the run with a panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agent;
 mod cluster;
 pub mod detect;
 pub mod flags;
 pub mod losses;
+mod privileges;
 pub mod run;
 pub mod settings;
 pub mod sink;
@@ -24,8 +35,18 @@ mod tests {
 
     /// The modules in layers: each may use only those after it, so no two import each other.
     const LAYERS: &[&str] = &[
-        "agent", "whois", "run", "detect", "cluster", "settings", "flags", "sink", "losses",
-        "stop", "units",
+        "agent",
+        "whois",
+        "run",
+        "privileges",
+        "detect",
+        "cluster",
+        "settings",
+        "flags",
+        "sink",
+        "losses",
+        "stop",
+        "units",
     ];
 
     /// Every `crate::module` each file under `dir` names, with the file's own top module.

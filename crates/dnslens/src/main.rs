@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dnslens: {e:#}");
+            dnslens::say!("dnslens: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,8 @@
 //! The run, in libbpf-bootstrap's order: load and attach, announce, poll -> pipeline -> filter
 //! -> sink until stopped, then the counters on stderr. The detectors see every event the
 //! pipeline makes, before the filter (which chooses the events shown, never the alerts).
-//! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink.
+//! `trace`, `count`, `top` and `agent` share this one loop and differ only in their sink. Once
+//! attached, the capabilities the run no longer needs are dropped ([`crate::privileges`]).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -12,12 +13,14 @@ use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
+use dnslens_lens::text::counted;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
-use dnslens_probe::{CaptureMode, HookStatus, KernelCounters, Probe};
+use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, KernelCounters, Probe};
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
+use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
@@ -53,6 +56,20 @@ pub fn capture(
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
     let mut probe = Probe::load(&settings.probe)?;
+    // Before any thread is started: each keeps the capabilities it was started with.
+    let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
+        || settings
+            .detect
+            .as_ref()
+            .is_some_and(|d| d.learn != Learn::Off && d.baseline_path.is_some());
+    match privileges::drop_after_attach(writes_files, || probe.counters().is_ok()) {
+        Ok(kept) if kept.bpf() => say!(
+            "dnslens: CAP_BPF kept after attaching: this kernel asks for it to read a map \
+             (Linux before 6.5 with kernel.unprivileged_bpf_disabled set); kept: {kept}"
+        ),
+        Ok(_) => {}
+        Err(e) => say!("dnslens: warning: capabilities not dropped after attaching: {e:#}"),
+    }
     // Started before tracing is announced, so that the first list is under way; it runs on a
     // thread of its own and enrichment only reads what it has.
     let cluster = Connection::start(&settings.kubernetes)?;
@@ -62,10 +79,10 @@ pub fn capture(
         cluster.node(),
         settings.kubernetes.enabled && settings.filter.needs_pod_metadata(),
     ) {
-        eprintln!("{line}");
+        say!("{line}");
     }
     for line in announce(probe.hooks(), &settings.probe.ports, probe.mode()) {
-        eprintln!("{line}");
+        say!("{line}");
     }
     if let Some(Detect {
         learn: Learn::For(d),
@@ -73,7 +90,7 @@ pub fn capture(
         ..
     }) = &settings.detect
     {
-        eprintln!(
+        say!(
             "dnslens: learning what each workload resolves and runs for {d:?}, into {}",
             path.display()
         );
@@ -91,16 +108,15 @@ pub fn capture(
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
-    // trace and the agent write events; count and top show figures.
-    let (interval, max_events, alerts_only, prints_events) = match settings.output {
+    let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,
             alerts_only,
             ..
-        } => (None, max_events, alerts_only, true),
-        Output::Count { interval, .. } => (Some(interval), None, false, false),
-        Output::Top { .. } => (None, None, false, false),
-        Output::Agent(_) => (None, None, false, true),
+        } => (None, max_events, alerts_only),
+        Output::Count { interval, .. } => (Some(interval), None, false),
+        Output::Top { .. } => (None, None, false),
+        Output::Agent(_) => (None, None, false),
     };
 
     let mut ran = Run {
@@ -133,16 +149,23 @@ pub fn capture(
     };
     let finished = sink.as_sink().finish(clock::realtime_now_ns());
 
-    let what = if alerts_only { "alerts" } else { "events" };
+    let what = if alerts_only {
+        ("alert", "alerts")
+    } else {
+        ("event", "events")
+    };
+    // Only trace prints rows to count; top draws and count prints intervals.
+    let printed = matches!(settings.output, Output::Trace { .. }).then_some((shown, what));
     report(
         &probe,
         &pipeline,
         detection.as_ref(),
-        prints_events.then_some((shown, what)),
+        printed,
+        settings.verbose,
     );
     let cost = sink.output();
     if !cost.is_zero() {
-        eprintln!(
+        say!(
             "dnslens: output: reading waited {} ms in all for the output to take lines; {} \
              lines dropped while it took none for {} s or more",
             cost.waited.as_millis(),
@@ -151,7 +174,7 @@ pub fn capture(
         );
     }
     if let Some(line) = cluster.report() {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     match result.and(detected).and(finished.map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -197,9 +220,11 @@ pub fn announce(hooks: &[HookStatus], ports: &[u16], mode: CaptureMode) -> Vec<S
         .collect();
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let attached = hooks.iter().filter(|h| h.attached).count();
+    let port_word = if ports.len() == 1 { "port" } else { "ports" };
     lines.push(format!(
-        "dnslens: tracing DNS on ports {} with {mode} ({attached} hooks attached)",
-        ports.join(", ")
+        "dnslens: tracing DNS on {port_word} {} with {mode} ({} attached)",
+        ports.join(", "),
+        counted(attached as u64, "hook", "hooks")
     ));
     lines
 }
@@ -392,10 +417,10 @@ impl Run<'_> {
                 if let Ok(counters) = self.probe.counters() {
                     let dropped = dropped(&counters);
                     for line in loss_warnings(dropped - lost_reported, cost.since(cost_reported)) {
-                        eprintln!("{line}");
+                        say!("{line}");
                     }
                     if let Some(line) = loss_window.take_line() {
-                        eprintln!("{line}");
+                        say!("{line}");
                     }
                     lost_reported = dropped;
                     cost_reported = cost;
@@ -451,33 +476,63 @@ fn loss_warnings(newly_lost: u64, output: OutputStats) -> Vec<String> {
     lines
 }
 
-/// The counters, on stderr, one line per stage; `shown`: how many of what `trace` printed.
+/// What was printed and lost in one line on stderr; with `verbose`, or when the kernel lost
+/// messages, every stage's counters. `shown`: how many of what `trace` printed.
 fn report(
     probe: &Probe,
     pipeline: &Pipeline,
     detection: Option<&Detection>,
-    shown: Option<(u64, &str)>,
+    shown: Option<(u64, (&str, &str))>,
+    verbose: bool,
 ) {
-    match probe.counters() {
-        Ok(k) => eprintln!("dnslens: kernel: {k}"),
-        Err(e) => eprintln!("dnslens: kernel counters unavailable: {e}"),
-    }
+    let kernel = probe.counters();
     let stats = pipeline.stats();
+    let alerts = detection.map(|d| d.stats().alerts.iter().sum());
+    let lost = kernel.as_ref().map_or(0, KernelCounters::lost);
+    if !verbose && lost == 0 && kernel.is_ok() {
+        let captured = kernel.as_ref().map_or(0, |k| k.get(KernelCounter::Events));
+        let unanswered = stats.correlate.unanswered;
+        say!("dnslens: {}", summary(shown, captured, unanswered, alerts));
+        return;
+    }
+    match kernel {
+        Ok(k) => say!("dnslens: kernel: {k}"),
+        Err(e) => say!("dnslens: kernel counters unavailable: {e}"),
+    }
     for line in stats.to_string().lines() {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
     let mut rows = Vec::new();
     stats.counters(&mut rows);
-    eprintln!(
+    say!(
         "dnslens: pipeline state, entries evicted from full tables: {}",
         counters::rows_text(&rows, CounterKind::Eviction)
     );
     for line in detection.iter().flat_map(|d| d.report()) {
-        eprintln!("dnslens: {line}");
+        say!("dnslens: {line}");
     }
-    if let Some((shown, what)) = shown {
-        eprintln!("dnslens: {shown} {what} printed");
+    if let Some((n, (one, many))) = shown {
+        say!("dnslens: {} printed", counted(n, one, many));
     }
+}
+
+/// The end's one line: what was printed (or captured), lost (none, or the detail is shown
+/// instead), unanswered, and alerted.
+fn summary(
+    shown: Option<(u64, (&str, &str))>,
+    captured: u64,
+    unanswered: u64,
+    alerts: Option<u64>,
+) -> String {
+    let mut line = match shown {
+        Some((n, (one, many))) => format!("{} printed", counted(n, one, many)),
+        None => format!("{} captured", counted(captured, "message", "messages")),
+    };
+    line += &format!(", 0 lost, {} unanswered", unanswered);
+    if let Some(alerts) = alerts {
+        line += &format!(", {}", counted(alerts, "alert", "alerts"));
+    }
+    line + " (-v for every stage's counters)"
 }
 
 #[cfg(test)]
@@ -521,6 +576,18 @@ mod tests {
     }
 
     #[test]
+    fn the_end_is_one_line_with_the_right_nouns() {
+        assert_eq!(
+            summary(Some((1, ("event", "events"))), 9, 0, Some(1)),
+            "1 event printed, 0 lost, 0 unanswered, 1 alert (-v for every stage's counters)"
+        );
+        assert_eq!(
+            summary(None, 1, 2, None),
+            "1 message captured, 0 lost, 2 unanswered (-v for every stage's counters)"
+        );
+    }
+
+    #[test]
     fn announce_lists_failed_hooks_then_says_tracing() {
         let hook = |name: &str, error: Option<&str>| HookStatus {
             name: name.to_string(),
@@ -538,6 +605,10 @@ mod tests {
                 "dnslens: hook sched/sched_process_exec not attached, skipped: tracepoint not found",
                 "dnslens: tracing DNS on ports 53, 5353 with syscall tracepoints (2 hooks attached)",
             ]
+        );
+        assert_eq!(
+            announce(&hooks[..1], &[53], CaptureMode::Sockets),
+            vec!["dnslens: tracing DNS on port 53 with socket tracepoints (1 hook attached)"]
         );
     }
 

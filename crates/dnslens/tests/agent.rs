@@ -386,3 +386,125 @@ fn root_agent_is_ready_once_pods_are_listed_and_names_them() {
     let (status, stderr) = agent.terminate();
     assert!(status.is_some_and(|s| s.success()), "{stderr}");
 }
+
+/// The capability sets and no_new_privs of each thread of `pid`, from /proc/PID/task/*/status.
+fn thread_privileges(pid: u32) -> Vec<BTreeMap<String, u64>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("the agent's threads");
+    tasks
+        .map(|task| {
+            let status = fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+            status
+                .lines()
+                .filter_map(|line| {
+                    let (key, value) = line.split_once(':')?;
+                    let value = value.trim();
+                    let parsed = match key {
+                        "CapInh" | "CapPrm" | "CapEff" | "CapBnd" | "CapAmb" => {
+                            u64::from_str_radix(value, 16).ok()?
+                        }
+                        "NoNewPrivs" => value.parse().ok()?,
+                        _ => return None,
+                    };
+                    Some((key.to_string(), parsed))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Once attached (issue 13), every thread of the agent has given up CAP_BPF, CAP_SYS_ADMIN,
+/// CAP_NET_ADMIN and CAP_PERFMON from its effective, permitted and bounding sets, keeps
+/// CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (and CAP_DAC_OVERRIDE, for its --output file), has
+/// nothing inheritable or ambient and no_new_privs set; and what it kept suffices: a query that
+/// a resolver run as another user (`nobody`) makes afterwards is captured with its pod and its
+/// executable's path.
+#[test]
+fn root_agent_drops_capabilities_after_attaching() {
+    if !have_root() || !have_tool("setpriv") {
+        return;
+    }
+    const DAC_OVERRIDE: u64 = 1 << 1;
+    const DAC_READ_SEARCH: u64 = 1 << 2;
+    const NET_ADMIN: u64 = 1 << 12;
+    const SYS_PTRACE: u64 = 1 << 19;
+    const SYS_ADMIN: u64 = 1 << 21;
+    const PERFMON: u64 = 1 << 38;
+    const BPF: u64 = 1 << 39;
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let (tag, _) = unique_tag();
+    let dir = TempDir::new(&format!("{tag}-agent-caps"));
+    let output = dir.path().join("events.jsonl");
+    let mut agent = Agent::start(&[
+        "--no-kubernetes",
+        "--no-detect",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    agent.wait_ready();
+    let threads = thread_privileges(agent.child.pid());
+    assert!(threads.len() > 1, "the agent's threads: {threads:?}");
+    for t in &threads {
+        for set in ["CapEff", "CapPrm"] {
+            assert_eq!(
+                t[set],
+                SYS_PTRACE | DAC_READ_SEARCH | DAC_OVERRIDE,
+                "{set} of a thread: {t:?}\n{}",
+                agent.stderr()
+            );
+        }
+        assert_eq!(
+            t["CapBnd"] & (BPF | SYS_ADMIN | NET_ADMIN | PERFMON),
+            0,
+            "{t:?}"
+        );
+        assert_eq!(
+            (t["CapInh"], t["CapAmb"], t["NoNewPrivs"]),
+            (0, 0, 1),
+            "{t:?}"
+        );
+    }
+
+    let dig = tool("dig");
+    let run = node.run(
+        "dig-nobody",
+        0,
+        Some(&pod),
+        Path::new("/usr/bin/setpriv"),
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            dig.to_str().unwrap(),
+            "+tries=1",
+            HOST,
+            "A",
+        ],
+    );
+    run.expect_ok().expect_queries();
+    let want_exe = dig.display().to_string();
+    let mut seen = Vec::new();
+    let captured = wait_until(Duration::from_secs(15), || {
+        let text = fs::read_to_string(&output).unwrap_or_default();
+        seen = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["kind"] == "query" && e["process"]["pid"] == run.pid)
+            .collect();
+        !seen.is_empty()
+    });
+    assert!(
+        captured,
+        "the query of pid {} was not captured\nstderr:\n{}",
+        run.pid,
+        agent.stderr()
+    );
+    for e in &seen {
+        assert_eq!(e["process"]["exe"], want_exe.as_str(), "{e}");
+        assert_eq!(e["process"]["uid"], 65534, "{e}");
+        assert_eq!(e["pod"]["uid"], pod.pod_uid.as_str(), "{e}");
+    }
+    let (status, stderr) = agent.terminate();
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

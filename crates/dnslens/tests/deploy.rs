@@ -14,6 +14,8 @@
 //! - The Dockerfile builds with the README's command, from a Rust image of the workspace's
 //!   rust-version.
 //!
+//! - The DaemonSet's seccomp profile is the file shipped in deploy/seccomp/, and parses.
+//!
 //! `root_daemonset_capabilities_are_enough` needs root (it skips without, and fails in CI without
 //! it, since CI runs as root): it runs dnslens with exactly the capabilities the DaemonSet adds.
 
@@ -459,6 +461,49 @@ fn daemonset_service_rbac_and_config_agree() {
             list.contains_key("cpu") && list.contains_key("memory"),
             "{what}"
         );
+    }
+}
+
+/// The DaemonSet's seccomp profile is the one shipped, deploy/seccomp/dnslens.json, under the
+/// name the kubelet looks up in its seccomp directory; the file is a profile in the runtimes'
+/// JSON that refuses by default and allows what BPF needs (tests/seccomp.rs runs dnslens under
+/// it).
+#[test]
+fn daemonset_references_the_shipped_seccomp_profile() {
+    let ds = manifests().daemon_set;
+    let security = agent(&ds)
+        .security_context
+        .as_ref()
+        .expect("securityContext");
+    let profile = security.seccomp_profile.as_ref().expect("seccompProfile");
+    assert_eq!(profile.type_, "Localhost");
+    let name = profile
+        .localhost_profile
+        .as_deref()
+        .expect("localhostProfile");
+    let shipped: Value = serde_json::from_str(&read(&format!("deploy/seccomp/{name}")))
+        .unwrap_or_else(|e| panic!("deploy/seccomp/{name}: not JSON: {e}"));
+    assert_eq!(shipped["defaultAction"], "SCMP_ACT_ERRNO");
+    let allowed: Vec<&str> = shipped["syscalls"]
+        .as_array()
+        .expect("syscalls")
+        .iter()
+        .inspect(|rule| assert_eq!(rule["action"], "SCMP_ACT_ALLOW", "{rule}"))
+        .flat_map(|rule| rule["names"].as_array().expect("names"))
+        .map(|n| n.as_str().expect("a syscall name"))
+        .collect();
+    for needed in ["bpf", "perf_event_open", "epoll_wait", "accept4", "openat2"] {
+        assert!(allowed.contains(&needed), "{needed} is not allowed");
+    }
+    for refused in [
+        "mount",
+        "init_module",
+        "kexec_load",
+        "ptrace",
+        "setns",
+        "unshare",
+    ] {
+        assert!(!allowed.contains(&refused), "{refused} is allowed");
     }
 }
 

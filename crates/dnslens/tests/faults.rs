@@ -470,7 +470,7 @@ fn root_sigint_stops_dnslens_under_sustained_load() {
 /// `dnslens trace ARGS` run to its end (it must end by itself within 20 s).
 fn dnslens(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnslens"));
-    cmd.arg("trace").args(args);
+    cmd.arg("trace").arg("-v").args(args);
     run_with_timeout(cmd)
 }
 
@@ -546,8 +546,8 @@ fn root_bad_flags_and_config_say_why_in_one_line_and_attach_nothing() {
         (
             "--port 0",
             vec!["--port", "0", "--duration", "1s"],
-            "dnslens: --port 0 is not a port".into(),
-            true,
+            "invalid value '0' for '--port <PORT>': 0 is not in 1..=65535".into(),
+            false,
         ),
         (
             "--port 70000",

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use dnslens_wire::{Rcode, RecordType};
 
-use crate::model::{Container, DnsEvent, Pod};
+use crate::model::{Container, DnsEvent, Kind, Pod, Role};
 use crate::pods::Workload;
 
 /// Why a filter value is unusable.
@@ -20,6 +20,9 @@ pub enum FilterError {
     /// A name filter with nothing in it.
     #[error("empty filter: give a name, or a glob such as web-*")]
     EmptyName,
+    /// A domain filter with characters no name or glob here has.
+    #[error("{0:?} is not a domain or a glob: globs have * and ? only (no [...] classes), and names no spaces")]
+    BadDomain(String),
     /// A workload filter that is neither NAME nor KIND/NAME.
     #[error("not a workload: give its name (web, web-*) or its kind and name (deployment/web)")]
     BadWorkload,
@@ -96,6 +99,9 @@ impl DomainPattern {
         let name = trimmed.trim_end_matches('.');
         if name.is_empty() {
             return Err(FilterError::EmptyDomain);
+        }
+        if name.contains(|c: char| matches!(c, '[' | ']' | '{' | '}') || c.is_whitespace()) {
+            return Err(FilterError::BadDomain(trimmed.to_string()));
         }
         Ok(if name.contains(['*', '?']) {
             DomainPattern::Glob(Glob::new_ignore_case(name))
@@ -236,8 +242,17 @@ pub struct Filter {
     pub domains: Vec<DomainPattern>,
     pub exclude_domains: Vec<DomainPattern>,
     pub qtypes: Vec<RecordType>,
-    /// Only responses carry an rcode: with this set, queries and unanswered events never match.
+    /// Only responses carry an rcode: with this set, queries never match, and unanswered
+    /// events only with `unanswered`.
     pub rcodes: Vec<Rcode>,
+    /// Queries left unanswered (the table's TIMEOUT): alone, only they match; with `rcodes`,
+    /// they match besides those responses.
+    pub unanswered: bool,
+    /// Which end of the exchange: empty for both.
+    pub roles: Vec<Role>,
+    /// Only exchanges that took at least this long: responses with a latency at or above it,
+    /// and unanswered queries (they took longer than any).
+    pub min_latency_us: Option<u64>,
     /// Pod namespaces: events whose pod's namespace is not known never match.
     pub namespaces: Vec<Glob>,
     /// Pod namespaces to leave out: events whose namespace is not known are kept.
@@ -281,7 +296,23 @@ impl Filter {
             && (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(&e.qname)))
             && !self.exclude_domains.iter().any(|d| d.matches(&e.qname))
             && (self.qtypes.is_empty() || self.qtypes.contains(&e.qtype))
-            && (self.rcodes.is_empty() || e.rcode.is_some_and(|r| self.rcodes.contains(&r)))
+            && self.matches_outcome(e)
+            && (self.roles.is_empty() || self.roles.contains(&e.role))
+            && self.min_latency_us.is_none_or(|min| match e.kind {
+                Kind::Unanswered => true,
+                _ => e.latency_us.is_some_and(|us| us >= min),
+            })
+    }
+
+    /// The rcode and unanswered filters, which any of may match.
+    fn matches_outcome(&self, e: &DnsEvent) -> bool {
+        if self.rcodes.is_empty() && !self.unanswered {
+            return true;
+        }
+        match e.kind {
+            Kind::Unanswered => self.unanswered,
+            _ => e.rcode.is_some_and(|r| self.rcodes.contains(&r)),
+        }
     }
 
     /// Host, container, pod, namespace and workload filters.
@@ -361,6 +392,12 @@ mod tests {
         assert!(all.matches("anything") && all.matches("."));
         assert_eq!(DomainPattern::new(" "), Err(FilterError::EmptyDomain));
         assert_eq!(DomainPattern::new(".."), Err(FilterError::EmptyDomain));
+        for bad in ["[", "a[bc].example", "a b.example"] {
+            assert!(
+                matches!(DomainPattern::new(bad), Err(FilterError::BadDomain(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -403,6 +440,47 @@ mod tests {
                 f.qtypes = vec![RecordType::MX];
             }),
             (false, false)
+        );
+    }
+
+    #[test]
+    fn role_latency_and_unanswered_filters() {
+        let q = sample::query(1, "api.example.com", 1, 0);
+        let mut fast = sample::response(&q, 0, &[], 2_000_000);
+        fast.latency_us = Some(2_000);
+        let mut slow = fast.clone();
+        slow.latency_us = Some(250_000);
+        let mut timeout = q.clone();
+        timeout.kind = Kind::Unanswered;
+        let mut served = fast.clone();
+        served.role = Role::Server;
+        let matching = |build: fn(&mut Filter)| {
+            let mut f = Filter::default();
+            build(&mut f);
+            [&q, &fast, &slow, &timeout, &served].map(|e| f.matches(e))
+        };
+        assert_eq!(
+            matching(|f| f.roles = vec![Role::Server]),
+            [false, false, false, false, true]
+        );
+        assert_eq!(
+            matching(|f| f.min_latency_us = Some(100_000)),
+            [false, false, true, true, false]
+        );
+        assert_eq!(
+            matching(|f| f.unanswered = true),
+            [false, false, false, true, false]
+        );
+        assert_eq!(
+            matching(|f| {
+                f.unanswered = true;
+                f.rcodes = vec![Rcode::NOERROR];
+            }),
+            [false, true, true, true, true]
+        );
+        assert_eq!(
+            matching(|f| f.rcodes = vec![Rcode::NOERROR]),
+            [false, true, true, false, true]
         );
     }
 

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod hash;
 pub mod identity;
 pub mod model;
+pub mod patient;
 pub mod pipeline;
 pub mod pods;
 pub mod process;

@@ -101,14 +101,17 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "attribution: {} processes read from /proc ({} gone without an exe, {} given their \
-             parent's), {} evicted; cgroups: {} walks, {} misses ({} rate-limited), {} evicted",
+             parent's), {} evicted; cgroups: {} opened by handle, {} walks, {} misses ({} \
+             rate-limited, {} not waited for), {} evicted",
             p.proc_reads,
             p.gone,
             p.from_parent,
             p.evictions,
+            g.by_handle,
             g.walks,
             g.misses,
             g.rate_limited,
+            g.unanswered,
             g.evictions
         )?;
         let k = &self.containers;

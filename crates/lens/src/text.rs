@@ -3,7 +3,7 @@
 //! (C0, DEL, C1; tab and newline too) is written as `\xHH`, so no byte of it reaches a terminal
 //! as a command (clear the screen, move the cursor, set the title), breaks a table row, or
 //! splits a metric's label key. JSON escapes its strings itself; every other human-facing
-//! output goes through here. Also counts said with their noun in the right number.
+//! output goes through here.
 
 use std::borrow::Cow;
 use std::fmt::{self, Display, Write as _};
@@ -36,15 +36,9 @@ impl Display for Printable<'_> {
     }
 }
 
-/// A count and its noun, singular for one: `Plural(1, "query", "queries")` shows `1 query`.
-#[derive(Clone, Copy, Debug)]
-pub struct Plural<'a>(pub u64, pub &'a str, pub &'a str);
-
-impl Display for Plural<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Plural(n, one, many) = *self;
-        write!(f, "{n} {}", if n == 1 { one } else { many })
-    }
+/// `n` and the noun that goes with it: `1 event`, `2 events`, `0 alerts`.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]
@@ -69,9 +63,9 @@ mod tests {
     }
 
     #[test]
-    fn plurals() {
-        assert_eq!(Plural(0, "query", "queries").to_string(), "0 queries");
-        assert_eq!(Plural(1, "query", "queries").to_string(), "1 query");
-        assert_eq!(Plural(2, "alert", "alerts").to_string(), "2 alerts");
+    fn counted_takes_the_noun_that_goes_with_the_number() {
+        assert_eq!(counted(1, "event", "events"), "1 event");
+        assert_eq!(counted(0, "alert", "alerts"), "0 alerts");
+        assert_eq!(counted(2, "query", "queries"), "2 queries");
     }
 }

@@ -446,20 +446,20 @@ fn root_ring_buffer_overflow_is_counted_and_recovers() {
     for i in 0..200u8 {
         client.send(&msg(i, 40)).unwrap();
     }
+    // Past half full this process's cgroup is over its share of so small a buffer: the rest
+    // of the burst is dropped as such (and as full, past the exec records' reserve).
     let counters = probe.counters().unwrap();
-    assert!(
-        counters.get(KernelCounter::RingbufFull) >= 100,
-        "{counters:?}"
-    );
+    let dropped = counters.get(KernelCounter::RingbufFull) + counters.get(KernelCounter::OverShare);
+    assert!(dropped >= 100, "{counters:?}");
     assert_eq!(
-        counters.get(KernelCounter::Events) + counters.get(KernelCounter::RingbufFull),
+        counters.get(KernelCounter::Events) + dropped,
         200,
         "every send is counted once: {counters:?}"
     );
-    // Full, then empty once read: what the agent's ring-buffer gauge shows.
+    // Half full or more, then empty once read: what the agent's ring-buffer gauge shows.
     let (used, size) = probe.ring_use();
     assert_eq!(size, 4096);
-    assert!(used > 3000 && used <= 4096, "{used} bytes unread");
+    assert!((2048..=4096).contains(&used), "{used} bytes unread");
     collect(&mut probe, usize::MAX); // drain
     assert_eq!(probe.ring_use(), (0, 4096));
     let after = msg(250, 40);

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 /// A text that names no record type or response code.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("unknown {what} {input:?}: expected a mnemonic such as {example} or the {prefix}N form")]
+#[error("unknown {what} {input:?}: expected a mnemonic such as {example}, a number, or the {prefix}N form")]
 pub struct ParseCodeError {
     what: &'static str,
     example: &'static str,
@@ -40,7 +40,7 @@ macro_rules! codes {
             }
         }
 
-        /// Case-insensitive mnemonic, or the numeric form (`TYPE65280`, `RCODE23`).
+        /// Case-insensitive mnemonic, or the numeric form (`TYPE65280`, `RCODE23`, `65280`).
         impl FromStr for $ty {
             type Err = ParseCodeError;
 
@@ -48,11 +48,13 @@ macro_rules! codes {
                 if let Some(&(_, value)) = Self::NAMED.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)) {
                     return Ok($ty(value));
                 }
-                let numeric = s
-                    .get(..$prefix.len())
-                    .filter(|p| p.eq_ignore_ascii_case($prefix))
-                    .and_then(|_| s.get($prefix.len()..))
-                    .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+                // `TYPE65280`, or the bare number as users also type it.
+                let digits = match s.get(..$prefix.len()) {
+                    Some(p) if p.eq_ignore_ascii_case($prefix) => &s[$prefix.len()..],
+                    _ => s,
+                };
+                let numeric = Some(digits)
+                    .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|digits| digits.parse().ok());
                 numeric.map($ty).ok_or_else(|| ParseCodeError {
                     what: $what,
@@ -175,7 +177,10 @@ mod tests {
         assert_eq!("Https".parse(), Ok(RecordType::HTTPS));
         assert_eq!("TYPE123".parse(), Ok(RecordType(123)));
         assert_eq!("type1".parse(), Ok(RecordType::A));
+        assert_eq!("65280".parse(), Ok(RecordType(65280)));
         for bad in [
+            "65536",
+            "-1",
             "",
             "TYPE",
             "TYPE65536",
@@ -201,6 +206,7 @@ mod tests {
         assert_eq!(Rcode(24).to_string(), "RCODE24");
         assert_eq!("nxdomain".parse(), Ok(Rcode::NXDOMAIN));
         assert_eq!("RCODE23".parse(), Ok(Rcode(23)));
+        assert_eq!("3".parse(), Ok(Rcode::NXDOMAIN));
         let err = "nope".parse::<Rcode>().unwrap_err();
         assert!(err.to_string().contains("RCODEN"), "{err}");
         for &(name, value) in Rcode::NAMED {

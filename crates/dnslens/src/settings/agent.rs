@@ -7,6 +7,7 @@ use dnslens_lens::filter::Filter;
 use super::{config, Learn, Settings};
 use crate::flags::{AgentArgs, AgentOptions};
 use crate::sink::agent::{AgentOutput, Sampler};
+use crate::sink::http::{AccessFiles, TlsFiles};
 use crate::sink::rotate::Rotation;
 use crate::sink::Output;
 use crate::units::{self, Address, ByteSize, Fraction};
@@ -26,6 +27,9 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
     };
     let AgentOptions {
         metrics_address,
+        metrics_tls_cert,
+        metrics_tls_key,
+        metrics_token_file,
         output,
         rotate_size,
         rotate_keep,
@@ -38,6 +42,16 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
         None => DEFAULT_METRICS_ADDRESS
             .parse()
             .expect("the default address"),
+    };
+    let tls = match (metrics_tls_cert, metrics_tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (Some(_), None) => {
+            bail!("--metrics-tls-cert needs --metrics-tls-key: the certificate's key")
+        }
+        (None, Some(_)) => {
+            bail!("--metrics-tls-key needs --metrics-tls-cert: the key's certificate")
+        }
     };
     let path = output.filter(|p| p.as_os_str() != "-");
     let rotation = match (rotate_size, rotate_keep) {
@@ -67,12 +81,18 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
         timeout: timeout.map_or(DEFAULT_TIMEOUT, units::Duration::get),
         output: Output::Agent(AgentOutput {
             metrics_address,
+            access: AccessFiles {
+                tls,
+                token: metrics_token_file,
+            },
             path,
             rotation,
             sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
         kubernetes: super::kubernetes(&args.kubernetes),
         detect,
+        // The agent's end is a SIGTERM in a pod's log: every counter, for the record.
+        verbose: true,
     })
 }
 
@@ -143,6 +163,7 @@ mod tests {
         let s = settings(&args(&["--no-kubernetes"])).unwrap();
         let a = agent(&s);
         assert_eq!(a.metrics_address, "127.0.0.1:9253".parse().unwrap());
+        assert_eq!(a.access, AccessFiles::default());
         assert_eq!((a.path.as_ref(), a.rotation), (None, None));
         assert_eq!(a.sample, Sampler::new(1.0));
         assert_eq!(s.timeout, Duration::from_secs(5));
@@ -160,13 +181,25 @@ mod tests {
     fn the_file_fills_what_flags_leave_out_and_flags_win() {
         let f = ConfigFile::new(
             "merge",
-            "metrics_address = \"0.0.0.0:9999\"\noutput = \"events.jsonl\"\nrotate_size = \"1MiB\"\n\
+            "metrics_address = \"0.0.0.0:9999\"\nmetrics_tls_cert = \"tls.crt\"\n\
+             metrics_tls_key = \"tls.key\"\nmetrics_token_file = \"token\"\n\
+             output = \"events.jsonl\"\nrotate_size = \"1MiB\"\n\
              sample = 0.25\ntimeout = \"2s\"\nport = [5353]\ncapture = \"syscall-exit\"\n\
              ring_buffer_size = \"8MiB\"\nno_kubernetes = true\nno_detect = true\n",
         );
         let s = settings(&args(&["--config", f.arg()])).unwrap();
         let a = agent(&s);
         assert_eq!(a.metrics_address, "0.0.0.0:9999".parse().unwrap());
+        assert_eq!(
+            a.access,
+            AccessFiles {
+                tls: Some(TlsFiles {
+                    cert: f.dir().join("tls.crt"),
+                    key: f.dir().join("tls.key"),
+                }),
+                token: Some(f.dir().join("token")),
+            }
+        );
         assert_eq!(
             a.path.as_deref(),
             Some(f.dir().join("events.jsonl").as_path())
@@ -230,6 +263,16 @@ mod tests {
         let e = error(&["--output", "/tmp/x", "--rotate-size", "10XB"]);
         assert!(
             e.contains("--rotate-size \"10XB\"") && e.contains("unknown unit"),
+            "{e}"
+        );
+        let e = error(&["--metrics-tls-cert", "/tls.crt"]);
+        assert!(
+            e.contains("--metrics-tls-cert needs --metrics-tls-key"),
+            "{e}"
+        );
+        let e = error(&["--metrics-tls-key", "/tls.key"]);
+        assert!(
+            e.contains("--metrics-tls-key needs --metrics-tls-cert"),
             "{e}"
         );
         let e = error(&["--rotate-size", "1MiB"]);

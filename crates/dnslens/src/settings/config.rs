@@ -65,6 +65,9 @@ pub fn read(path: &Path) -> Result<AgentArgs, FileError> {
     let d = &mut args.detectors;
     for p in [
         &mut args.agent.output,
+        &mut args.agent.metrics_tls_cert,
+        &mut args.agent.metrics_tls_key,
+        &mut args.agent.metrics_token_file,
         &mut d.detect_config,
         &mut d.baseline,
         &mut args.kubernetes.kubeconfig,
@@ -178,6 +181,9 @@ mod tests {
         let f = parse(
             r#"
 metrics_address = "0.0.0.0:9253"
+metrics_tls_cert = "tls.crt"
+metrics_tls_key = "tls.key"
+metrics_token_file = "/etc/dnslens/token"
 output = "/var/log/dnslens/events.jsonl"
 rotate_size = "100MiB"
 rotate_keep = 3
@@ -197,7 +203,7 @@ no_kubernetes = true
             Path::new("agent.toml"),
         )
         .unwrap();
-        assert_eq!(keys().len(), 16, "every key is set above");
+        assert_eq!(keys().len(), 19, "every key is set above");
         assert_eq!(f.agent.rotate_size, Some(ByteSize(100 << 20)));
         assert_eq!(f.capture.ring_buffer_size, Some(RingBufferSize(16777216)));
         assert_eq!(f.capture.ports, vec![5353, 5300]);

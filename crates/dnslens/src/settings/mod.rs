@@ -13,10 +13,12 @@ use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
 use dnslens_lens::count::CountedAt;
 use dnslens_lens::filter::{Filter, Glob};
+use dnslens_lens::Role;
 use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
-    CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs,
+    AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs,
+    KubernetesArgs, RoleArg,
 };
 use crate::sink::Output;
 use crate::units;
@@ -92,6 +94,8 @@ pub struct Settings {
     pub kubernetes: Kubernetes,
     /// `None` with `--no-detect`, and for `count`.
     pub detect: Option<Detect>,
+    /// `-v`: every stage's counters at the end, not one line.
+    pub verbose: bool,
 }
 
 /// What the environment says about colour.
@@ -184,7 +188,13 @@ pub fn detect(args: &DetectorArgs, learn: Learn) -> anyhow::Result<Detect> {
 
 impl Settings {
     pub fn from_cli(cli: Cli, terminal: Terminal) -> anyhow::Result<Settings> {
-        let (capture, (filters, rcodes), timeout, output, kube, detect) = match &cli.command {
+        let verbose = match &cli.command {
+            Command::Trace(args) => args.verbose,
+            Command::Count(args) => args.verbose,
+            _ => false,
+        };
+        let none = AnswerFilterArgs::default();
+        let (capture, (filters, answers), timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
                 let output = Output::Trace {
                     json: args.json,
@@ -207,7 +217,7 @@ impl Settings {
                 };
                 (
                     &args.capture,
-                    (&args.filters, &args.rcode[..]),
+                    (&args.filters, &args.answers),
                     timeout,
                     output,
                     &args.kubernetes,
@@ -221,7 +231,7 @@ impl Settings {
                 }
                 let output = Output::Count {
                     by: by.clone(),
-                    at: CountedAt::needed(by, !args.rcode.is_empty()),
+                    at: CountedAt::needed(by, args.answers.any()),
                     interval: args.interval.get(),
                     json: args.json,
                 };
@@ -230,7 +240,7 @@ impl Settings {
                 let timeout = Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS);
                 (
                     &args.capture,
-                    (&args.filters, &args.rcode[..]),
+                    (&args.filters, &args.answers),
                     timeout,
                     output,
                     &args.kubernetes,
@@ -254,7 +264,7 @@ impl Settings {
                 };
                 (
                     &args.capture,
-                    (&args.filters, &[][..]),
+                    (&args.filters, &none),
                     args.timeout.get(),
                     output,
                     &args.kubernetes,
@@ -266,7 +276,7 @@ impl Settings {
             }
         };
         let kubernetes = kubernetes(kube);
-        let filter = filter(filters, rcodes)?;
+        let filter = filter(filters, answers)?;
         if !kubernetes.enabled && filter.needs_pod_metadata() {
             bail!(
                 "--namespace, --exclude-namespace and --workload need pod names from the \
@@ -281,6 +291,7 @@ impl Settings {
             output,
             kubernetes,
             detect,
+            verbose,
         })
     }
 }
@@ -326,8 +337,7 @@ pub fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     Ok(config)
 }
 
-/// The filters, and `--rcode` (which trace and count have).
-fn filter(args: &FilterArgs, rcodes: &[String]) -> anyhow::Result<Filter> {
+fn filter(args: &FilterArgs, answers: &AnswerFilterArgs) -> anyhow::Result<Filter> {
     let in_containers = [
         ("--namespace", args.namespace.is_empty()),
         ("--pod", args.pod.is_empty()),
@@ -349,6 +359,13 @@ fn filter(args: &FilterArgs, rcodes: &[String]) -> anyhow::Result<Filter> {
             })
             .collect()
     };
+    // The table's TIMEOUT, as a user would filter for it.
+    let (timeouts, rcodes): (Vec<String>, Vec<String>) = answers
+        .rcode
+        .iter()
+        .cloned()
+        .partition(|r| r.trim().eq_ignore_ascii_case("TIMEOUT"));
+    let timeout = !timeouts.is_empty();
     Ok(Filter {
         pids: args.pid.clone(),
         uids: args.uid.clone(),
@@ -357,7 +374,16 @@ fn filter(args: &FilterArgs, rcodes: &[String]) -> anyhow::Result<Filter> {
         domains: parse_each("--domain", &args.domain)?,
         exclude_domains: parse_each("--exclude-domain", &args.exclude_domain)?,
         qtypes: parse_each("--qtype", &args.qtype)?,
-        rcodes: parse_each("--rcode", rcodes)?,
+        rcodes: parse_each("--rcode", &rcodes)?,
+        unanswered: answers.unanswered || timeout,
+        roles: match args.role {
+            Some(RoleArg::Client) => vec![Role::Client],
+            Some(RoleArg::Server) => vec![Role::Server],
+            None => Vec::new(),
+        },
+        min_latency_us: answers
+            .min_latency
+            .map(|d| u64::try_from(d.get().as_micros()).unwrap_or(u64::MAX)),
         namespaces: globs(&args.namespace).context("--namespace")?,
         exclude_namespaces: globs(&args.exclude_namespace).context("--exclude-namespace")?,
         pods: globs(&args.pod).context("--pod")?,
@@ -530,8 +556,13 @@ mod tests {
             by(&["count", "--by", "pid", "--rcode", "NXDOMAIN"]),
             (vec![CountBy::Pid], CountedAt::Answer)
         );
-        let s = settings(&["count", "--rcode", "nxdomain,SERVFAIL"]).unwrap();
+        for answers in [&["--unanswered"][..], &["--min-latency", "100ms"]] {
+            let args = [&["count"][..], answers].concat();
+            assert_eq!(by(&args).1, CountedAt::Answer, "{answers:?}");
+        }
+        let s = settings(&["count", "--rcode", "nxdomain,SERVFAIL,timeout"]).unwrap();
         assert_eq!(s.filter.rcodes, vec![Rcode::NXDOMAIN, Rcode::SERVFAIL]);
+        assert!(s.filter.unanswered);
         let e = error(&["count", "--by", "pod", "--by", "qname", "--by", "pod"]);
         assert!(e.contains("--by pod is given twice"), "{e}");
     }
@@ -566,10 +597,13 @@ mod tests {
         assert!(d.detect.is_some(), "detectors run unless --no-detect");
         let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
         assert!(piped.contains("stdout is not one"), "{piped}");
-        // Issue 14: top's rows start from queries, so it has no --rcode to list and refuse;
-        // trace and count list it and take it.
-        let rcode = top(&["--rcode", "NXDOMAIN"], tty).unwrap_err().to_string();
-        assert!(rcode.contains("unexpected argument '--rcode'"), "{rcode}");
+        // Issue 14: top's rows start from queries, so it has no filter on what came back to
+        // list and refuse; trace and count list them and take them.
+        for flag in ["--rcode=NXDOMAIN", "--unanswered", "--min-latency=1s"] {
+            let e = top(&[flag], tty).unwrap_err().to_string();
+            let name = flag.split('=').next().unwrap();
+            assert!(e.contains(&format!("unexpected argument '{name}'")), "{e}");
+        }
         let mut cli = <Cli as clap::CommandFactory>::command();
         for (command, listed) in [("top", false), ("trace", true), ("count", true)] {
             let help = cli.find_subcommand_mut(command).unwrap().render_help();
@@ -770,6 +804,13 @@ mod tests {
     fn clear_errors() {
         let e = error(&["trace", "--qtype", "AAA"]);
         assert!(e.contains("--qtype \"AAA\"") && e.contains("TYPEN"), "{e}");
+        let s = settings(&["trace", "--qtype", "65280,A", "--rcode", "timeout,NXDOMAIN"]).unwrap();
+        assert_eq!(s.filter.qtypes, vec![RecordType(65280), RecordType::A]);
+        assert_eq!(s.filter.rcodes, vec![Rcode::NXDOMAIN]);
+        assert!(s.filter.unanswered);
+        let s = settings(&["trace", "--role", "server", "--min-latency", "100ms"]).unwrap();
+        assert_eq!(s.filter.roles, vec![dnslens_lens::Role::Server]);
+        assert_eq!(s.filter.min_latency_us, Some(100_000));
         let e = error(&["trace", "--rcode", "nope"]);
         assert!(e.contains("--rcode \"nope\""), "{e}");
         let e = error(&["trace", "--duration", "10x"]);
@@ -782,7 +823,14 @@ mod tests {
         let e = error(&["trace", "--ring-buffer-size", "10MiB"]);
         assert!(e.contains("power of two"), "{e}");
         let e = error(&["trace", "--port", "0"]);
-        assert!(e.contains("--port 0"), "{e}");
+        assert!(
+            e.contains("'0' for '--port <PORT>'") && e.contains("1..=65535"),
+            "{e}"
+        );
+        let e = error(&["trace", "--count", "0"]);
+        assert!(e.contains("'0' for '--count <N>'"), "{e}");
+        let e = error(&["trace", "--domain", "["]);
+        assert!(e.contains("no [...] classes"), "{e}");
         let many: Vec<String> = (1..=8).map(|p| format!("--port={}", 1000 + p)).collect();
         let mut args = vec!["trace"];
         args.extend(many.iter().map(String::as_str));

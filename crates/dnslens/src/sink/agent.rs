@@ -14,7 +14,7 @@ use dnslens_detect::Alert;
 use dnslens_lens::DnsEvent;
 use prometheus_client::registry::Registry;
 
-use super::http::Health;
+use super::http::{AccessFiles, Health};
 use super::metrics::{Limits, MetricsSink};
 use super::rotate::{LogFile, Rotation};
 use super::{JsonSink, OutputStats, Sink, Status};
@@ -23,6 +23,8 @@ use super::{JsonSink, OutputStats, Sink, Status};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentOutput {
     pub metrics_address: SocketAddr,
+    /// TLS and the bearer token of the metrics port.
+    pub access: AccessFiles,
     /// `None`: stdout.
     pub path: Option<PathBuf>,
     pub rotation: Option<Rotation>,

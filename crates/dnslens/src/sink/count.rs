@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dnslens_lens::clock::{self, Civil};
 use dnslens_lens::count::{CountBy, CountRow, Counter};
-use dnslens_lens::text::{printable, Plural};
+use dnslens_lens::text::{counted, printable};
 use dnslens_lens::DnsEvent;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -110,7 +110,7 @@ impl<W: Write> CountSink<W> {
                     c.hour,
                     c.minute,
                     c.second,
-                    Plural(total, "query", "queries"),
+                    counted(total, "query", "queries"),
                     names.join(", ")
                 )?;
                 let cells: Vec<Vec<String>> = rows

@@ -64,6 +64,8 @@ impl Trace {
         let out = dir.path().join("stdout");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dnslens"))
             .arg(subcommand)
+            // Every stage's counters at the end, which the tests read.
+            .arg("-v")
             .args(args)
             .stdin(Stdio::null())
             .stdout(File::create(&out).expect("trace stdout file"))

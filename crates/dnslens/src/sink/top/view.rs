@@ -15,7 +15,7 @@ use ratatui::Frame;
 
 use dnslens_detect::Severity;
 use dnslens_lens::clock::Civil;
-use dnslens_lens::text::{printable, Plural, Printable};
+use dnslens_lens::text::{counted, printable, Printable};
 use dnslens_probe::Named;
 
 use super::model::{AlertLine, Column, Command, Grouping, Overlay, RowStats, Snapshot, WINDOW_S};
@@ -148,10 +148,10 @@ fn status_line<'a>(s: &Snapshot, notice: Option<&'a str>) -> Line<'a> {
         Span::raw(format!(
             "  by {}  {}  {} q/s over {WINDOW_S}s  {}  {}",
             s.grouping.name(),
-            Plural(s.rows.len() as u64, "row", "rows"),
+            counted(s.rows.len() as u64, "row", "rows"),
             qps(s.qps),
-            Plural(s.events, "event", "events"),
-            Plural(s.alerts_total, "alert", "alerts")
+            counted(s.events, "event", "events"),
+            counted(s.alerts_total, "alert", "alerts")
         )),
     ];
     if s.evicted > 0 {

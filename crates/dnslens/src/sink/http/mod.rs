@@ -2,12 +2,18 @@
 //! its own (the capture never waits on a client; a client can stop no other):
 //!
 //! - `/metrics`: the registry, as OpenMetrics text when the scraper accepts it (Prometheus
-//!   does), else the Prometheus text format 0.0.4 (curl, promtool);
+//!   does), else the Prometheus text format 0.0.4 (curl, promtool); with a token file, only to
+//!   `Authorization: Bearer <token>` ([`access`]);
 //! - `/healthz`: 200 while the capture is attached and the poll loop turned in the last
 //!   [`STALLED_AFTER`], else 503 saying which;
 //! - `/readyz`: 200 once attached and, with a cluster, once the first pod list arrived.
 //!
+//! The probes stay open with a token: the kubelet's carry none, and they tell nothing but
+//! health. With a certificate and key, every endpoint is HTTPS only.
+//!
 //! The run loop reports through [`Health`]; the server only reads it.
+
+mod access;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +25,8 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 
 use super::metrics;
+use access::{Access, Token};
+pub use access::{AccessFiles, TlsFiles, RELOAD_EVERY};
 
 /// How long the poll loop may not turn before `/healthz` fails. It turns at least every 100 ms
 /// and reports once a second; the liveness probe allows three failures 10 s apart on top.
@@ -106,17 +114,19 @@ pub struct Server {
     thread: Option<JoinHandle<()>>,
 }
 
-impl Server {
-    /// Binds `address` and serves from a new thread. Every client is the network's: a
-    /// request's head must come within [`HEADER_TIMEOUT`] and [`MAX_HEAD`] bytes, a connection
-    /// ends within [`CONNECTION_TIMEOUT`], at most [`MAX_CONNECTIONS`] are served at once, and
-    /// bodies are never read. hyper on a tokio runtime of this thread's own: one slow client
-    /// is a parked task, not a blocked server.
-    pub fn start(
-        address: SocketAddr,
-        registry: Arc<Registry>,
-        health: Arc<Health>,
-    ) -> anyhow::Result<Server> {
+/// The port bound and the access files read, nothing served yet and no thread started: what
+/// can fail is found before the probe is attached, and the serving thread is started after the
+/// capabilities are dropped (a thread keeps those it was started with).
+pub struct Bound {
+    runtime: tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    access: Access,
+}
+
+impl Bound {
+    /// Binds `address` and reads the files of `access`.
+    pub fn new(address: SocketAddr, access: AccessFiles) -> anyhow::Result<Bound> {
+        let access = Access::load(access)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -130,11 +140,44 @@ impl Server {
                      program may have the port: give another address"
                 )
             })?;
-        let address = listener.local_addr().context("the metrics address")?;
+        Ok(Bound {
+            runtime,
+            listener,
+            access,
+        })
+    }
+
+    /// The address bound (the port chosen, when 0 was given).
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound socket has an address")
+    }
+
+    /// `https` with a certificate, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        match self.access.tls() {
+            Some(_) => "https",
+            None => "http",
+        }
+    }
+
+    /// Serves from a new thread. Every client is the network's: a TLS handshake and then a
+    /// request's head must each come within [`HEADER_TIMEOUT`] and the head within
+    /// [`MAX_HEAD`] bytes, a connection ends within [`CONNECTION_TIMEOUT`], at most
+    /// [`MAX_CONNECTIONS`] are served at once, and bodies are never read. hyper on a tokio
+    /// runtime of this thread's own: one slow client is a parked task, not a blocked server.
+    pub fn serve(self, registry: Arc<Registry>, health: Arc<Health>) -> anyhow::Result<Server> {
+        let address = self.address();
+        let Bound {
+            runtime,
+            listener,
+            access,
+        } = self;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("dnslens-http".to_string())
-            .spawn(move || runtime.block_on(serve(listener, registry, health, stopped)))
+            .spawn(move || runtime.block_on(serve(listener, access, registry, health, stopped)))
             .context("starting the HTTP server's thread")?;
         Ok(Server {
             address,
@@ -142,8 +185,10 @@ impl Server {
             thread: Some(thread),
         })
     }
+}
 
-    /// The address bound (the port chosen, when 0 was given).
+impl Server {
+    /// The address served.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -162,6 +207,7 @@ impl Drop for Server {
 
 async fn serve(
     listener: tokio::net::TcpListener,
+    mut access: Access,
     registry: Arc<Registry>,
     health: Arc<Health>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
@@ -182,30 +228,55 @@ async fn serve(
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             continue; // Dropped: closed at once.
         };
+        access.refresh(Instant::now());
+        let (tls, token) = (access.tls(), access.token());
         let (registry, health) = (Arc::clone(&registry), Arc::clone(&health));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(&request, &registry, &health);
+                let response = respond(&request, &registry, &health, token.as_deref());
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD)
-                .keep_alive(false)
-                // Clients that match header names exactly (they were title case) keep working.
-                .title_case_headers(true)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let served = async {
+                let stream: Box<dyn Stream> = match tls {
+                    Some(config) => {
+                        let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                        // The head's limit: a client that opens TLS and stalls costs this task.
+                        match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+                            Ok(Ok(tls)) => Box::new(tls),
+                            _ => return,
+                        }
+                    }
+                    None => Box::new(stream),
+                };
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEAD)
+                    .keep_alive(false)
+                    // Clients that match header names exactly (they were title case) keep working.
+                    .title_case_headers(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            };
             // A client that went away or was too slow is its own problem, not the agent's.
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, served).await;
             drop(slot);
         });
     }
 }
 
+/// A connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
 type Reply = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
 
-fn respond<B>(request: &hyper::Request<B>, registry: &Registry, health: &Health) -> Reply {
+fn respond<B>(
+    request: &hyper::Request<B>,
+    registry: &Registry,
+    health: &Health,
+    token: Option<&Token>,
+) -> Reply {
     use hyper::Method;
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return text(405, "only GET and HEAD\n".to_string());
@@ -213,6 +284,18 @@ fn respond<B>(request: &hyper::Request<B>, registry: &Registry, health: &Health)
     let now = Instant::now();
     match request.uri().path() {
         "/metrics" => {
+            let authorization = request.headers().get(hyper::header::AUTHORIZATION);
+            if token.is_some_and(|t| !t.allows(authorization.map(|v| v.as_bytes()))) {
+                let mut refused = text(
+                    401,
+                    "/metrics needs the header Authorization: Bearer <token>\n".to_string(),
+                );
+                refused.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Bearer"),
+                );
+                return refused;
+            }
             let openmetrics = request
                 .headers()
                 .get_all(hyper::header::ACCEPT)
@@ -286,12 +369,9 @@ mod tests {
     fn endpoints_say_what_is_missing_then_ok() {
         let sink = metrics::MetricsSink::new(metrics::Limits::default());
         let health = Arc::new(Health::new());
-        let server = Server::start(
-            "127.0.0.1:0".parse().unwrap(),
-            sink.registry(),
-            Arc::clone(&health),
-        )
-        .unwrap();
+        let server = Bound::new("127.0.0.1:0".parse().unwrap(), AccessFiles::default())
+            .and_then(|b| b.serve(sink.registry(), Arc::clone(&health)))
+            .unwrap();
         let at = server.address();
         let (code, _, body) = get(at, "/healthz", "*/*");
         assert_eq!(
@@ -328,32 +408,11 @@ mod tests {
     fn hostile_clients_cannot_stop_the_endpoints() {
         let health = Arc::new(Health::new());
         health.turned(Instant::now(), true);
-        let server = Server::start(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Registry::default()),
-            Arc::clone(&health),
-        )
-        .unwrap();
+        let server = Bound::new("127.0.0.1:0".parse().unwrap(), AccessFiles::default())
+            .and_then(|b| b.serve(Arc::new(Registry::default()), Arc::clone(&health)))
+            .unwrap();
         let at = server.address();
-        let mut huge = TcpStream::connect(at).unwrap();
-        write!(
-            huge,
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        let _ = huge.read_to_string(&mut reply);
-        let mut slow: Vec<TcpStream> = (0..200)
-            .map(|_| {
-                let mut s = TcpStream::connect(at).unwrap();
-                write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
-                s
-            })
-            .collect();
-        let mut long = TcpStream::connect(at).unwrap();
-        let line = format!("GET /metrics HTTP/1.1\r\nX-Long: {}", "a".repeat(4 << 20));
-        // The server closes the connection long before 4 MiB: the write may fail.
-        let _ = long.write_all(line.as_bytes());
+        let attack = dnslens_testkit::http_attacks::attack(at).unwrap();
         for _ in 0..3 {
             let asked = Instant::now();
             let (code, _, body) = get(at, "/healthz", "*/*");
@@ -364,7 +423,7 @@ mod tests {
                 asked.elapsed()
             );
         }
-        slow.clear();
+        drop(attack);
         drop(server);
     }
 
@@ -383,14 +442,10 @@ mod tests {
     fn a_taken_port_is_named() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        let e = Server::start(
-            address,
-            Arc::new(Registry::default()),
-            Arc::new(Health::new()),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = Bound::new(address, AccessFiles::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.starts_with(&format!("--metrics-address {address}: cannot listen")),
             "{e}"
