@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
 use dnslens_lens::count::CountedAt;
 use dnslens_lens::filter::{Filter, Glob};
+use dnslens_lens::model::TIMEOUT;
 use dnslens_lens::Role;
 use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
 
@@ -364,7 +365,7 @@ fn filter(args: &FilterArgs, answers: &AnswerFilterArgs) -> anyhow::Result<Filte
         .rcode
         .iter()
         .cloned()
-        .partition(|r| r.trim().eq_ignore_ascii_case("TIMEOUT"));
+        .partition(|r| r.trim().eq_ignore_ascii_case(TIMEOUT));
     let timeout = !timeouts.is_empty();
     Ok(Filter {
         pids: args.pid.clone(),
