@@ -1,9 +1,11 @@
 //! Domain names as the detectors see them: normalised (lowercase, no trailing dot), split at the
-//! registered domain with the compiled-in public suffix list, classified as cluster-internal or
-//! reverse, recognised as search-list expansions, and matched against allowlist patterns.
+//! registered domain with the compiled-in public suffix list (the split itself is
+//! `dnslens_lens::domain`'s, which `count` shares), classified as cluster-internal or reverse,
+//! recognised as search-list expansions, and matched against allowlist patterns.
 
 use std::borrow::Cow;
 
+pub use dnslens_lens::domain::{is_under, registered_domain};
 use dnslens_lens::filter::DomainPattern;
 
 /// `name` in lowercase without a trailing dot; borrows when it already is.
@@ -16,31 +18,9 @@ pub fn normalize(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// `name` is `zone` or a name under it. Both normalised; an empty zone matches nothing.
-pub fn is_under(name: &str, zone: &str) -> bool {
-    !zone.is_empty()
-        && name.ends_with(zone)
-        && (name.len() == zone.len() || name.as_bytes()[name.len() - zone.len() - 1] == b'.')
-}
-
 /// A reverse-mapping name (PTR lookups of addresses).
 pub fn is_reverse(name: &str) -> bool {
     is_under(name, "in-addr.arpa") || is_under(name, "ip6.arpa")
-}
-
-/// The domain a name was registered under: one label more than its public suffix
-/// (`api.eu.example.co.uk` -> `example.co.uk`). Reverse names map to their zone, so one
-/// process's PTR lookups share a key. Names that are only a suffix (single labels, `co.uk`)
-/// are their own key. Names under suffixes the list does not know (`.internal`, `.corp`) take
-/// the last two labels, as the list's default rule says.
-pub fn registered_domain(name: &str) -> &str {
-    if is_under(name, "in-addr.arpa") {
-        return "in-addr.arpa";
-    }
-    if is_under(name, "ip6.arpa") {
-        return "ip6.arpa";
-    }
-    psl::domain_str(name).unwrap_or(name)
 }
 
 /// Whether the name's public suffix is on the list (a name a DGA could have registered).
@@ -156,32 +136,14 @@ mod tests {
     }
 
     #[test]
-    fn zones() {
-        assert!(is_under("a.cluster.local", "cluster.local"));
-        assert!(is_under("cluster.local", "cluster.local"));
-        assert!(!is_under("acluster.local", "cluster.local"));
-        assert!(!is_under("local", "cluster.local"));
-        assert!(!is_under("x", ""));
+    fn reverse_names() {
         assert!(is_reverse("4.3.2.1.in-addr.arpa"));
         assert!(is_reverse("b.a.9.8.ip6.arpa"));
         assert!(!is_reverse("arpa.example.com"));
     }
 
     #[test]
-    fn registered_domains_follow_the_public_suffix_list() {
-        for (name, want) in [
-            ("www.example.com", "example.com"),
-            ("example.com", "example.com"),
-            ("a.b.example.co.uk", "example.co.uk"),
-            ("bucket.s3.amazonaws.com", "bucket.s3.amazonaws.com"),
-            ("x.y.cloudfront.net", "y.cloudfront.net"),
-            ("4.3.2.1.in-addr.arpa", "in-addr.arpa"),
-            ("host.corp.internal", "corp.internal"),
-            ("localhost", "localhost"),
-            ("co.uk", "co.uk"),
-        ] {
-            assert_eq!(registered_domain(name), want, "{name}");
-        }
+    fn public_suffixes() {
         assert!(has_known_suffix("www.example.com"));
         assert!(!has_known_suffix("host.corp.notatld"));
         assert!(!has_known_suffix("localhost"));

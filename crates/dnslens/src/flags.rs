@@ -31,8 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Print DNS exchanges as they happen: a table, or JSON lines with --json.
     Trace(TraceArgs),
-    /// Count the queries sent by clients per interval, by process, pid, cgroup, pod, namespace,
-    /// workload or container.
+    /// Count the queries sent by clients per interval, by who asked (process, pid, pod...), what
+    /// (qname, domain, qtype), whom (server) and what came back (rcode), or several of these.
     Count(CountArgs),
     /// A live view, like top: per pod or per process, queries/s, NXDOMAIN and SERVFAIL %,
     /// unanswered queries, p50/p99 latency, the selected row's top domains, recent alerts.
@@ -101,14 +101,25 @@ pub struct TraceArgs {
     pub filters: FilterArgs,
 
     #[command(flatten)]
+    pub answers: AnswerFilterArgs,
+
+    #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct CountArgs {
-    /// What to count queries by.
-    #[arg(long, value_enum, value_name = "KEY", default_value_t = CountBy::Process)]
-    pub by: CountBy,
+    /// What to count queries by. Repeat it (or give a list) to count by several keys at once,
+    /// a column each in the order given: --by pod --by qname. With rcode, a query is counted
+    /// when its answer comes (TIMEOUT when none did).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KEY",
+        value_delimiter = ',',
+        default_values_t = [CountBy::Process]
+    )]
+    pub by: Vec<CountBy>,
 
     /// Length of one counting interval.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
@@ -130,10 +141,14 @@ pub struct CountArgs {
     pub filters: FilterArgs,
 
     #[command(flatten)]
+    pub answers: AnswerFilterArgs,
+
+    #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
 
-/// `dnslens top`. Keys: q quit, g pods/processes, < > sort column, r reverse, arrows select.
+/// `dnslens top`. Keys: ? help, q quit, g pods/processes, < > sort column, r reverse, arrows
+/// select, a alerts in full.
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// What a row is at the start (`g` switches).
@@ -466,23 +481,10 @@ pub struct FilterArgs {
     #[arg(long, value_name = "TYPE", value_delimiter = ',')]
     pub qtype: Vec<String>,
 
-    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23..., or TIMEOUT for
-    /// queries left unanswered.
-    #[arg(long, value_name = "RCODE", value_delimiter = ',')]
-    pub rcode: Vec<String>,
-
-    /// Only queries left unanswered (the table's TIMEOUT rows): the same as --rcode TIMEOUT.
-    #[arg(long)]
-    pub unanswered: bool,
-
     /// Only this end of an exchange: client (the process that asked) or server (the one that
     /// answered, when it runs on this host).
     #[arg(long, value_enum, value_name = "ROLE")]
     pub role: Option<RoleArg>,
-
-    /// Only exchanges that took at least this long, e.g. 100ms, and queries left unanswered.
-    #[arg(long, value_name = "DURATION")]
-    pub min_latency: Option<Duration>,
 
     /// Only processes of this user id.
     #[arg(long, value_name = "UID", value_delimiter = ',')]
@@ -515,6 +517,32 @@ pub struct FilterArgs {
     /// Leave out processes outside containers and pods.
     #[arg(long)]
     pub no_host: bool,
+}
+
+/// Filters on what came back, for trace and count (which then counts each query when its
+/// answer comes); top, whose rows start from queries, has none of them.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Filters")]
+pub struct AnswerFilterArgs {
+    /// Only responses with this code: NOERROR, NXDOMAIN, SERVFAIL, RCODE23..., or TIMEOUT for
+    /// queries left unanswered.
+    #[arg(long, value_name = "RCODE", value_delimiter = ',')]
+    pub rcode: Vec<String>,
+
+    /// Only queries left unanswered (the table's TIMEOUT rows): the same as --rcode TIMEOUT.
+    #[arg(long)]
+    pub unanswered: bool,
+
+    /// Only exchanges that took at least this long, e.g. 100ms, and queries left unanswered.
+    #[arg(long, value_name = "DURATION")]
+    pub min_latency: Option<Duration>,
+}
+
+impl AnswerFilterArgs {
+    /// Whether any is given.
+    pub fn any(&self) -> bool {
+        !self.rcode.is_empty() || self.unanswered || self.min_latency.is_some()
+    }
 }
 
 /// `--role`.

@@ -602,6 +602,51 @@ fn root_trace_stops_by_itself() {
     );
 }
 
+/// Issue 14: `count --by qname --by rcode` counts each query dig asked once, under its name in
+/// lower case and the code dnsmasq answered, one JSON field per key.
+#[test]
+fn root_count_by_qname_and_rcode() {
+    if !have_root() {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let by = ["--by", "qname", "--by", "rcode", "--interval", "500ms"];
+    let count = Trace::count(&[&by[..], &["--json", "--pod", &pod.pod_uid]].concat());
+    let at = format!("@{}", node.server.v4);
+    let upper = HOST.to_ascii_uppercase();
+    let asked = [&at, "+tries=1", &upper, "A", HOST, "AAAA", NX, "A"];
+    let dig = node.run("dig", 0, Some(&pod), &tool("dig"), &asked);
+    dig.expect_ok().expect_output("NXDOMAIN").expect_queries();
+    let counted = |lines: &[Value]| {
+        let mut counts = std::collections::BTreeMap::new();
+        for line in lines {
+            assert_eq!(line["by"], serde_json::json!(["qname", "rcode"]), "{line}");
+            for row in line["counts"].as_array().unwrap() {
+                let key = (row["qname"].to_string(), row["rcode"].to_string());
+                *counts.entry(key).or_insert(0) += row["queries"].as_u64().unwrap();
+            }
+        }
+        counts
+    };
+    node::wait_until(Duration::from_secs(5), || {
+        counted(&count.events()).values().sum::<u64>() >= 3
+    });
+    let stopped = count.stop();
+    let problems = stop_problems(&stopped);
+    assert!(problems.is_empty(), "{problems:?}\n{}", stopped.stderr);
+    let want = [
+        ((format!("{HOST:?}"), "\"NOERROR\"".to_string()), 2),
+        ((format!("{NX:?}"), "\"NXDOMAIN\"".to_string()), 1),
+    ];
+    assert_eq!(
+        counted(&stopped.events),
+        want.into_iter().collect(),
+        "{:#?}",
+        stopped.events
+    );
+}
+
 /// The fallback capture modes (for kernels without the socket tracepoints, or where BTF raw
 /// tracepoints are refused) must see the same messages: glibc (connected, sendmmsg), kdig
 /// (unconnected sendmsg/recvfrom, and TCP) and dig (recvmsg on a worker thread).

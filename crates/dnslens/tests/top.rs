@@ -178,20 +178,14 @@ fn process_names(screen: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_the_terminal() {
-    if !have_root() || !have_tool("tmux") {
-        return;
-    }
-    let started = Instant::now();
-    let node = Node::start(1);
-    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+/// Starts `dnslens top` in a tmux session of its own and waits for the view. The shell waits
+/// for dnslens and says how it ended and whether the terminal is back in cooked mode (tmux's
+/// own reaping of a pane's process can miss a child's exit: its utempter helper briefly takes
+/// SIGCHLD). Should the test be killed before its guards run, `timeout` stops dnslens and the
+/// pane ends after 10 minutes.
+fn start_top() -> Tmux {
     let (tag, _) = unique_tag();
     let dnslens = Path::new(env!("CARGO_BIN_EXE_dnslens"));
-    // The shell waits for dnslens and says how it ended and whether the terminal is back in
-    // cooked mode (tmux's own reaping of a pane's process can miss a child's exit: its
-    // utempter helper briefly takes SIGCHLD). Should this test be killed before its guards
-    // run, `timeout` stops dnslens and the pane ends after 10 minutes.
     let tmux = Tmux::start(
         &tag,
         &format!(
@@ -206,6 +200,30 @@ fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_th
     tmux.wait_for("the view", Duration::from_secs(60), |s| {
         s.starts_with("dnslens top  by pod")
     });
+    tmux
+}
+
+/// Presses `q` and waits for dnslens's exit, which must be successful; returns the screen.
+fn quit_top(tmux: &Tmux) -> String {
+    tmux.keys("q");
+    // Generous: detaching the hooks waits for the kernel, slow when the host is busy.
+    // The shell says the exit status, then the terminal's modes: wait for the last line.
+    let screen = tmux.wait_for("dnslens's exit", Duration::from_secs(30), |s| {
+        s.contains(TERMINAL)
+    });
+    assert!(screen.contains(&format!("{EXITED} 0\n")), "{screen}");
+    screen
+}
+
+#[test]
+fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_the_terminal() {
+    if !have_root() || !have_tool("tmux") {
+        return;
+    }
+    let started = Instant::now();
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let tmux = start_top();
 
     let python = python();
     let name = comm_of(&python);
@@ -257,15 +275,9 @@ fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_th
         run.expect_ok().expect_output("resolved").expect_queries();
     });
 
-    tmux.keys("q");
     let quit = Instant::now();
-    // Generous: detaching the hooks waits for the kernel, slow when the host is busy.
-    // The shell says the exit status, then the terminal's modes: wait for the last line.
-    let screen = tmux.wait_for("dnslens's exit", Duration::from_secs(30), |s| {
-        s.contains(TERMINAL)
-    });
+    let screen = quit_top(&tmux);
     let exit = quit.elapsed();
-    assert!(screen.contains(&format!("{EXITED} 0\n")), "{screen}");
     // Out of raw mode, back on the main screen, the cursor shown: the announcement before the
     // view and the counters after it, no trace of the view.
     assert!(screen.contains("terminal: cooked"), "{screen}");
@@ -285,4 +297,92 @@ fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_th
         "top in tmux: {:?} in all, exit {exit:?} after q",
         started.elapsed()
     );
+}
+
+/// The table row marked selected (`>`), by its name, and whether it is the table's first row.
+fn selected_row(screen: &str) -> Option<(String, bool)> {
+    let rows: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| *l != header(screen))
+        .skip(1)
+        .take_while(|l| !l.starts_with('┌'))
+        .collect();
+    let at = rows.iter().position(|l| l.starts_with('>'))?;
+    let name = rows[at].trim_start_matches('>').split_whitespace().next()?;
+    Some((name.to_string(), at == 0))
+}
+
+/// Issue 14: `?` shows what the keys and columns mean and closes again, `a` shows the alerts in
+/// full, the row shown selected (the busiest, chosen by no key) stays selected when `r`
+/// reverses the order (it used to give way to the new first row), and on exit top says nothing
+/// of events printed (it prints none).
+#[test]
+fn root_top_in_tmux_help_key_and_the_selection_kept_across_a_sort() {
+    if !have_root() || !have_tool("tmux") {
+        return;
+    }
+    let node = Node::start(1);
+    let (busy, quiet) = (
+        PodCgroup::new(Driver::Systemd, Hierarchies::Both),
+        PodCgroup::new(Driver::Systemd, Hierarchies::Both),
+    );
+    let tmux = start_top();
+
+    tmux.keys("?");
+    tmux.wait_for("the help", Duration::from_secs(5), |s| {
+        s.contains("help: ? or Esc closes")
+            && s.contains("NX%     of the responses, the share that was NXDOMAIN")
+            && s.contains("over the last 10 s")
+            && header(s).is_empty()
+    });
+    tmux.keys("?");
+    tmux.wait_for("the table again", Duration::from_secs(5), |s| {
+        !s.contains("help: ?") && header(s).contains("POD")
+    });
+    tmux.keys("a");
+    tmux.wait_for("the alerts in full", Duration::from_secs(5), |s| {
+        s.contains("newest first: ↑ ↓ scroll, Esc closes")
+    });
+    tmux.keys("Escape");
+    tmux.wait_for("the table after Esc", Duration::from_secs(5), |s| {
+        !s.contains("newest first") && header(s).contains("POD")
+    });
+
+    let python = python();
+    std::thread::scope(|scope| {
+        let workloads = [(&busy, "20"), (&quiet, "4")].map(|(pod, rate)| {
+            let python = &python;
+            let node = &node;
+            scope.spawn(move || {
+                let args = ["-c", PACED_LOOKUPS, HOST, rate, "12"];
+                node.run("paced-lookups", 0, Some(pod), python, &args)
+            })
+        });
+        let screen = tmux.wait_for("both pods' rows", Duration::from_secs(20), |s| {
+            rate_of(s, &busy.pod_uid).is_some_and(|q| q >= 10.0)
+                && rate_of(s, &quiet.pod_uid).is_some_and(|q| q > 0.0)
+        });
+        let (selected, first) = selected_row(&screen).expect("a row is selected");
+        assert!(
+            first,
+            "the first row is selected until one is chosen:\n{screen}"
+        );
+        tmux.keys("r");
+        let screen = tmux.wait_for("Q/S reversed", Duration::from_secs(5), |s| {
+            header(s).contains("Q/S▲")
+        });
+        let (after, first) = selected_row(&screen).expect("a row is selected");
+        assert_eq!(after, selected, "the selection moved:\n{screen}");
+        assert!(!first, "the busiest row is no longer first:\n{screen}");
+        for run in workloads {
+            let run = run.join().expect("workload thread");
+            run.expect_ok().expect_output("resolved").expect_queries();
+        }
+    });
+
+    quit_top(&tmux);
+    let history = tmux.history();
+    // What it captured, not what it printed: it prints no events.
+    assert!(history.contains(" captured, "), "{history}");
+    assert!(!history.contains("printed"), "{history}");
 }

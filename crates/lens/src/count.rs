@@ -1,14 +1,15 @@
-//! Counting: queries sent by clients per interval, keyed by thread name, process name, pid,
-//! cgroup, pod, namespace, workload or container. The key table is bounded; keys past the bound
-//! are folded into one `(other)` row.
+//! Counting: queries sent by clients per interval, keyed by one or more of: who asked (thread
+//! name, process name, pid, cgroup, pod, namespace, workload, container), what was asked (name,
+//! registered domain, type), whom (the server) and what came back (rcode). The key table is
+//! bounded, since a workload chooses its names: keys past the bound are folded into one
+//! `(other)` row, and counted.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use serde::Serialize;
-
+use crate::domain::registered_domain;
 use crate::identity::{write_into, Identity};
-use crate::model::{Container, DnsEvent, Kind, Role};
+use crate::model::{Container, DnsEvent, Kind, Role, TIMEOUT};
 
 /// Distinct keys counted per interval before new keys fold into [`OTHER`].
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -19,7 +20,7 @@ pub const OTHER: &str = "(other)";
 /// container outside pods, the container of a process in a pod's own cgroup).
 pub use crate::identity::{HOST, NONE, UNKNOWN};
 
-/// What the queries are counted by; its name is the JSON `by` and the flag's value.
+/// What the queries are counted by; its name is the JSON `by` and field, and the flag's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[strum(serialize_all = "lowercase")]
@@ -28,6 +29,7 @@ pub enum CountBy {
     Comm,
     /// Process name.
     Process,
+    /// Process id (with the process name).
     Pid,
     Cgroup,
     /// `namespace/name`, or the uid while the pod directory does not know the pod.
@@ -38,6 +40,37 @@ pub enum CountBy {
     /// `namespace/pod/container`, or the first 12 hex digits of the id when the name is not
     /// known.
     Container,
+    /// The name asked, lower-cased.
+    Qname,
+    /// The registered domain of the name (`example.co.uk` for `www.example.co.uk`).
+    Domain,
+    /// The query type: A, AAAA, TYPE65280...
+    Qtype,
+    /// The response code, TIMEOUT when none came (counts a query when its answer comes).
+    Rcode,
+    /// The server asked: address:port.
+    Server,
+}
+
+/// When a query is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountedAt {
+    /// When the client sends it.
+    Query,
+    /// When its answer comes (a response paired with it) or its timeout passes: what keys by
+    /// rcode or filters by it need. Each query counts once, in the interval its answer is in.
+    Answer,
+}
+
+impl CountedAt {
+    /// The moment `by` and an rcode filter (`filters_rcode`) need.
+    pub fn needed(by: &[CountBy], filters_rcode: bool) -> CountedAt {
+        if filters_rcode || by.contains(&CountBy::Rcode) {
+            CountedAt::Answer
+        } else {
+            CountedAt::Query
+        }
+    }
 }
 
 /// Writes the pod, namespace, workload or container key of `e` into `out` (cleared first).
@@ -64,12 +97,50 @@ fn placement_key(by: CountBy, e: &DnsEvent, out: &mut String) {
     }
 }
 
+/// Writes the `by` key of `e` into `out` (cleared first).
+fn write_key(by: CountBy, e: &DnsEvent, out: &mut String) {
+    let p = &e.who.process;
+    out.clear();
+    match by {
+        CountBy::Comm => out.push_str(&p.comm),
+        CountBy::Process => out.push_str(&p.name),
+        CountBy::Pid => write!(out, "{}", p.pid).expect("writing to a String cannot fail"),
+        CountBy::Cgroup => out.push_str(&e.who.cgroup),
+        CountBy::Pod | CountBy::Namespace | CountBy::Workload | CountBy::Container => {
+            placement_key(by, e, out)
+        }
+        CountBy::Qname => out.extend(e.qname.chars().map(|c| c.to_ascii_lowercase())),
+        CountBy::Domain => {
+            out.extend(e.qname.chars().map(|c| c.to_ascii_lowercase()));
+            let domain = registered_domain(out);
+            let start = out.len() - domain.len();
+            out.drain(..start);
+        }
+        CountBy::Qtype => write!(out, "{}", e.qtype).expect("writing to a String cannot fail"),
+        CountBy::Rcode => match (e.kind, e.rcode) {
+            (Kind::Response, Some(rcode)) => {
+                write!(out, "{rcode}").expect("writing to a String cannot fail")
+            }
+            _ => out.push_str(TIMEOUT),
+        },
+        CountBy::Server => {
+            // A response comes from the server; a query (answered or not) goes to it.
+            let server = if e.kind == Kind::Response {
+                e.src
+            } else {
+                e.dst
+            };
+            write!(out, "{server}").expect("writing to a String cannot fail")
+        }
+    }
+}
+
 /// One row of an interval.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CountRow {
-    pub key: String,
+    /// One value per key, in the order of the keys.
+    pub key: Vec<String>,
     /// The process name, for rows keyed by pid (the latest seen).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub queries: u64,
 }
@@ -77,64 +148,70 @@ pub struct CountRow {
 /// Counts of the current interval.
 #[derive(Debug)]
 pub struct Counter {
-    by: CountBy,
+    by: Vec<CountBy>,
+    at: CountedAt,
     capacity: usize,
     /// Key -> (queries, process name for pid keys).
-    counts: HashMap<String, (u64, Option<String>)>,
+    counts: HashMap<Vec<String>, (u64, Option<String>)>,
     folded: u64,
-    /// Reused for the text of composed keys (pid, pod, ...), so that counting a known key
-    /// allocates nothing.
-    key: String,
+    /// Reused for the key of the event being counted, so that counting a known key allocates
+    /// nothing.
+    key: Vec<String>,
+    /// The key of the `(other)` row.
+    other: Vec<String>,
 }
 
 impl Counter {
-    pub fn new(by: CountBy, capacity: usize) -> Self {
+    /// Counts by the keys of `by` (at least one), in their order.
+    pub fn new(by: Vec<CountBy>, at: CountedAt, capacity: usize) -> Self {
+        assert!(!by.is_empty(), "counting needs a key");
         Counter {
+            key: vec![String::new(); by.len()],
+            other: vec![OTHER.to_string(); by.len()],
             by,
+            at,
             capacity: capacity.max(1),
             counts: HashMap::new(),
             folded: 0,
-            key: String::new(),
         }
     }
 
-    pub fn by(&self) -> CountBy {
-        self.by
+    pub fn by(&self) -> &[CountBy] {
+        &self.by
     }
 
-    /// Counts `event` if it is a query sent by a client; returns whether it counted.
+    /// Counts `event` if it stands for a query sent by a client at this counter's moment: the
+    /// query itself, or its paired response or timeout. Returns whether it counted.
     pub fn event(&mut self, event: &DnsEvent) -> bool {
-        if event.kind != Kind::Query || event.role != Role::Client {
+        let counted = match (self.at, event.kind) {
+            (CountedAt::Query, Kind::Query) | (CountedAt::Answer, Kind::Unanswered) => true,
+            // An unpaired response is a late one (its query already timed out) or one whose
+            // query came before the capture: neither is a query of its own.
+            (CountedAt::Answer, Kind::Response) => event.latency_us.is_some(),
+            _ => false,
+        };
+        if !counted || event.role != Role::Client {
             return false;
         }
-        let p = &event.who.process;
-        let (key, name) = match self.by {
-            CountBy::Comm => (p.comm.as_str(), None),
-            CountBy::Process => (p.name.as_str(), None),
-            CountBy::Pid => {
-                self.key.clear();
-                write!(self.key, "{}", p.pid).expect("writing to a String cannot fail");
-                (self.key.as_str(), Some(p.name.as_str()))
-            }
-            CountBy::Cgroup => (&*event.who.cgroup, None),
-            by => {
-                placement_key(by, event, &mut self.key);
-                (self.key.as_str(), None)
-            }
-        };
-        let key = if self.counts.contains_key(key) || self.counts.len() < self.capacity {
-            key
+        for (&by, part) in self.by.iter().zip(&mut self.key) {
+            write_key(by, event, part);
+        }
+        let key = if self.counts.contains_key(&self.key) || self.counts.len() < self.capacity {
+            &self.key
         } else {
             self.folded += 1;
-            OTHER
+            &self.other
         };
         let entry = match self.counts.get_mut(key) {
             Some(entry) => entry,
-            None => self.counts.entry(key.to_owned()).or_default(),
+            None => self.counts.entry(key.clone()).or_default(),
         };
         entry.0 += 1;
-        if let Some(name) = name.filter(|&n| entry.1.as_deref() != Some(n)) {
-            entry.1 = Some(name.to_owned());
+        if self.by.contains(&CountBy::Pid) {
+            let name = event.who.process.name.as_str();
+            if entry.1.as_deref() != Some(name) {
+                entry.1 = Some(name.to_owned());
+            }
         }
         true
     }
@@ -172,7 +249,7 @@ mod tests {
 
     #[test]
     fn counts_client_queries_sorted_by_count() {
-        let mut c = Counter::new(CountBy::Process, 100);
+        let mut c = Counter::new(vec![CountBy::Process], CountedAt::Query, 100);
         for e in [
             query(1, "t1", "curl"),
             query(2, "t2", "dig"),
@@ -190,12 +267,12 @@ mod tests {
             rows,
             vec![
                 CountRow {
-                    key: "dig".into(),
+                    key: vec!["dig".into()],
                     name: None,
                     queries: 2
                 },
                 CountRow {
-                    key: "curl".into(),
+                    key: vec!["curl".into()],
                     name: None,
                     queries: 1
                 },
@@ -208,17 +285,20 @@ mod tests {
     fn keys_by_comm_pid_and_cgroup() {
         let e = query(42, "worker", "app");
         let key = |by| {
-            let mut c = Counter::new(by, 10);
+            let mut c = Counter::new(vec![by], CountedAt::Query, 10);
             c.event(&e);
             c.take().remove(0)
         };
-        assert_eq!(key(CountBy::Comm).key, "worker");
+        assert_eq!(key(CountBy::Comm).key, ["worker"]);
         let pid = key(CountBy::Pid);
-        assert_eq!((pid.key.as_str(), pid.name.as_deref()), ("42", Some("app")));
-        assert_eq!(key(CountBy::Cgroup).key, "/cg42");
+        assert_eq!(
+            (&pid.key[..], pid.name.as_deref()),
+            (&["42".to_string()][..], Some("app"))
+        );
+        assert_eq!(key(CountBy::Cgroup).key, ["/cg42"]);
 
         // A pid row names the process last seen with that pid (it may have exec'd).
-        let mut c = Counter::new(CountBy::Pid, 10);
+        let mut c = Counter::new(vec![CountBy::Pid], CountedAt::Query, 10);
         c.event(&e);
         c.event(&query(42, "worker", "app2"));
         let row = c.take().remove(0);
@@ -324,24 +404,104 @@ mod tests {
                 UNKNOWN
             ]
         );
-        let mut c = Counter::new(CountBy::Workload, 10);
+        let mut c = Counter::new(vec![CountBy::Workload], CountedAt::Query, 10);
         for e in &events {
             assert!(c.event(e));
         }
         let rows = c.take();
-        assert_eq!((rows[0].key.as_str(), rows[0].queries), (UNKNOWN, 3));
+        assert_eq!((rows[0].key[0].as_str(), rows[0].queries), (UNKNOWN, 3));
+    }
+
+    /// A client's query of `qname` (type `qtype`) to `server`, and its response with `rcode`
+    /// (paired: it has a latency).
+    fn exchange(qname: &str, qtype: u16, server: &str, rcode: u16) -> (DnsEvent, DnsEvent) {
+        let mut q = sample::query(1, qname, qtype, 0);
+        q.dst = server.parse().unwrap();
+        let mut r = sample::response(&q, rcode, &[], 1_000);
+        r.latency_us = Some(1);
+        (q, r)
+    }
+
+    fn keys(rows: &[CountRow]) -> Vec<(Vec<&str>, u64)> {
+        rows.iter()
+            .map(|r| (r.key.iter().map(String::as_str).collect(), r.queries))
+            .collect()
+    }
+
+    #[test]
+    fn composite_keys_of_qname_and_rcode_count_each_query_at_its_answer() {
+        let by = vec![CountBy::Qname, CountBy::Rcode];
+        let at = CountedAt::needed(&by, false);
+        assert_eq!(at, CountedAt::Answer);
+        let mut c = Counter::new(by, at, 100);
+        let (q, ok) = exchange("WWW.Example.com", 1, "10.1.1.1:53", 0);
+        let (_, nx) = exchange("nope.example.com", 1, "10.1.1.1:53", 3);
+        assert!(!c.event(&q), "a query waits for its answer");
+        for r in [&ok, &ok, &nx] {
+            assert!(c.event(r));
+        }
+        let timeout = DnsEvent {
+            kind: Kind::Unanswered,
+            ..q.clone()
+        };
+        assert!(c.event(&timeout));
+        let late = DnsEvent {
+            latency_us: None,
+            ..ok.clone()
+        };
+        assert!(!c.event(&late), "a late response's query timed out already");
+        let served = DnsEvent {
+            role: Role::Server,
+            ..ok.clone()
+        };
+        assert!(!c.event(&served));
+        assert_eq!(
+            keys(&c.take()),
+            [
+                (vec!["www.example.com", "NOERROR"], 2),
+                (vec!["nope.example.com", "NXDOMAIN"], 1),
+                (vec!["www.example.com", TIMEOUT], 1),
+            ]
+        );
+        // Filtering by rcode needs the answer too; other keys count the query when sent.
+        assert_eq!(CountedAt::needed(&[CountBy::Pod], true), CountedAt::Answer);
+        assert_eq!(CountedAt::needed(&[CountBy::Pod], false), CountedAt::Query);
+        let mut c = Counter::new(vec![CountBy::Qname], CountedAt::Query, 100);
+        assert!(c.event(&q) && !c.event(&ok) && !c.event(&timeout));
+    }
+
+    #[test]
+    fn keys_by_domain_qtype_and_server_in_the_order_given() {
+        let (q, r) = exchange("API.eu.Example.co.uk", 28, "[fd00::1]:5353", 0);
+        let by = vec![CountBy::Server, CountBy::Domain, CountBy::Qtype];
+        let mut queries = Counter::new(by.clone(), CountedAt::Query, 10);
+        let mut answers = Counter::new(by, CountedAt::Answer, 10);
+        assert!(queries.event(&q) && answers.event(&r));
+        let want = [(vec!["[fd00::1]:5353", "example.co.uk", "AAAA"], 1)];
+        assert_eq!(keys(&queries.take()), want);
+        assert_eq!(
+            keys(&answers.take()),
+            want,
+            "the server is the response's sender"
+        );
+        let (q, _) = exchange("4.3.2.1.in-addr.arpa", 65280, "10.1.1.1:53", 0);
+        let mut c = Counter::new(vec![CountBy::Domain, CountBy::Qtype], CountedAt::Query, 10);
+        c.event(&q);
+        assert_eq!(keys(&c.take()), [(vec!["in-addr.arpa", "TYPE65280"], 1)]);
     }
 
     #[test]
     fn keys_past_capacity_fold_into_other() {
-        let mut c = Counter::new(CountBy::Pid, 2);
+        let mut c = Counter::new(vec![CountBy::Pid, CountBy::Qname], CountedAt::Query, 2);
         for pid in [1, 2, 3, 4, 1] {
             c.event(&query(pid, "t", "p"));
         }
         let rows = c.take();
-        let other = rows.iter().find(|r| r.key == OTHER).unwrap();
+        let other = rows.iter().find(|r| r.key == [OTHER, OTHER]).unwrap();
         assert_eq!(other.queries, 2);
-        assert_eq!(rows.iter().find(|r| r.key == "1").unwrap().queries, 2);
+        let one = rows.iter().find(|r| r.key[0] == "1").unwrap();
+        assert_eq!((one.key[1].as_str(), one.queries), ("example.com", 2));
         assert_eq!(c.folded(), 2);
+        assert_eq!(rows.len(), 3, "the table holds 2 keys and (other)");
     }
 }

@@ -14,6 +14,7 @@ pub mod correlate;
 pub mod count;
 pub mod counters;
 pub mod decode;
+pub mod domain;
 pub mod enrich;
 pub mod filter;
 pub mod fuzzing;

@@ -19,6 +19,10 @@ pub enum Kind {
     Unanswered,
 }
 
+/// What stands in a response code's place for an unanswered query: the table's RCODE, the
+/// `rcode` key of `count`.
+pub const TIMEOUT: &str = "TIMEOUT";
+
 /// Which end of the exchange the process is. Its name is the JSON value and the table's ROLE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
 #[strum(serialize_all = "lowercase")]

@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
+use dnslens_lens::count::CountedAt;
 use dnslens_lens::filter::{Filter, Glob};
+use dnslens_lens::model::TIMEOUT;
 use dnslens_lens::Role;
-use dnslens_probe::{ProbeConfig, MAX_PORTS};
+use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
-    CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs, KubernetesArgs, RoleArg,
+    AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs,
+    KubernetesArgs, RoleArg,
 };
 use crate::sink::Output;
 use crate::units;
@@ -191,7 +194,8 @@ impl Settings {
             Command::Count(args) => args.verbose,
             _ => false,
         };
-        let (capture, filters, timeout, output, kube, detect) = match &cli.command {
+        let none = AnswerFilterArgs::default();
+        let (capture, (filters, answers), timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
                 let output = Output::Trace {
                     json: args.json,
@@ -215,7 +219,7 @@ impl Settings {
                 };
                 (
                     &args.capture,
-                    &args.filters,
+                    (&args.filters, &args.answers),
                     timeout,
                     output,
                     &args.kubernetes,
@@ -223,16 +227,13 @@ impl Settings {
                 )
             }
             Command::Count(args) => {
-                let f = &args.filters;
-                if !f.rcode.is_empty() || f.unanswered || f.min_latency.is_some() {
-                    bail!(
-                        "--rcode, --unanswered and --min-latency filter by what came back, and \
-                         count counts queries: leave them out"
-                    );
+                let by = &args.by;
+                if let Some(twice) = by.iter().enumerate().find(|(i, b)| by[..*i].contains(b)) {
+                    bail!("--by {} is given twice: give each key once", twice.1.name());
                 }
-                let by = args.by;
                 let output = Output::Count {
-                    by,
+                    by: by.clone(),
+                    at: CountedAt::needed(by, args.answers.any()),
                     interval: args.interval.get(),
                     json: args.json,
                 };
@@ -241,7 +242,7 @@ impl Settings {
                 let timeout = Duration::from_nanos(dnslens_lens::correlate::DEFAULT_TIMEOUT_NS);
                 (
                     &args.capture,
-                    &args.filters,
+                    (&args.filters, &args.answers),
                     timeout,
                     output,
                     &args.kubernetes,
@@ -255,9 +256,6 @@ impl Settings {
                          terminal, or use trace or count to write to a pipe or a file"
                     );
                 }
-                if !args.filters.rcode.is_empty() {
-                    bail!("--rcode filters responses, and top's rows start from queries: leave it out");
-                }
                 let output = Output::Top {
                     by: args.by,
                     interval: args.interval.get(),
@@ -268,7 +266,7 @@ impl Settings {
                 };
                 (
                     &args.capture,
-                    &args.filters,
+                    (&args.filters, &none),
                     args.timeout.get(),
                     output,
                     &args.kubernetes,
@@ -280,7 +278,7 @@ impl Settings {
             }
         };
         let kubernetes = kubernetes(kube);
-        let filter = filter(filters)?;
+        let filter = filter(filters, answers)?;
         if !kubernetes.enabled && filter.needs_pod_metadata() {
             bail!(
                 "--namespace, --exclude-namespace and --workload need pod names from the \
@@ -341,7 +339,7 @@ pub fn probe_config(capture: &CaptureArgs) -> anyhow::Result<ProbeConfig> {
     Ok(config)
 }
 
-fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
+fn filter(args: &FilterArgs, answers: &AnswerFilterArgs) -> anyhow::Result<Filter> {
     let in_containers = [
         ("--namespace", args.namespace.is_empty()),
         ("--pod", args.pod.is_empty()),
@@ -364,11 +362,11 @@ fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
             .collect()
     };
     // The table's TIMEOUT, as a user would filter for it.
-    let (timeouts, rcodes): (Vec<String>, Vec<String>) = args
+    let (timeouts, rcodes): (Vec<String>, Vec<String>) = answers
         .rcode
         .iter()
         .cloned()
-        .partition(|r| r.trim().eq_ignore_ascii_case("TIMEOUT"));
+        .partition(|r| r.trim().eq_ignore_ascii_case(TIMEOUT));
     let timeout = !timeouts.is_empty();
     Ok(Filter {
         pids: args.pid.clone(),
@@ -379,13 +377,13 @@ fn filter(args: &FilterArgs) -> anyhow::Result<Filter> {
         exclude_domains: parse_each("--exclude-domain", &args.exclude_domain)?,
         qtypes: parse_each("--qtype", &args.qtype)?,
         rcodes: parse_each("--rcode", &rcodes)?,
-        unanswered: args.unanswered || timeout,
+        unanswered: answers.unanswered || timeout,
         roles: match args.role {
             Some(RoleArg::Client) => vec![Role::Client],
             Some(RoleArg::Server) => vec![Role::Server],
             None => Vec::new(),
         },
-        min_latency_us: args
+        min_latency_us: answers
             .min_latency
             .map(|d| u64::try_from(d.get().as_micros()).unwrap_or(u64::MAX)),
         namespaces: globs(&args.namespace).context("--namespace")?,
@@ -515,7 +513,8 @@ mod tests {
         assert_eq!(
             s.output,
             Output::Count {
-                by: CountBy::Cgroup,
+                by: vec![CountBy::Cgroup],
+                at: CountedAt::Query,
                 interval: Duration::from_millis(500),
                 json: true
             }
@@ -524,11 +523,51 @@ mod tests {
         assert_eq!(
             d.output,
             Output::Count {
-                by: CountBy::Process,
+                by: vec![CountBy::Process],
+                at: CountedAt::Query,
                 interval: Duration::from_secs(1),
                 json: false
             }
         );
+    }
+
+    /// Issue 14: `--by` takes every key, repeated or listed, into a composite key in the order
+    /// given; rcode (as a key or `--rcode`) counts queries at their answer.
+    #[test]
+    fn count_by_several_keys() {
+        let by = |args: &[&str]| match settings(args).unwrap().output {
+            Output::Count { by, at, .. } => (by, at),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            by(&["count", "--by", "qname", "--by", "rcode"]),
+            (vec![CountBy::Qname, CountBy::Rcode], CountedAt::Answer)
+        );
+        assert_eq!(
+            by(&["count", "--by", "pod,domain", "--by", "qtype,server"]),
+            (
+                vec![
+                    CountBy::Pod,
+                    CountBy::Domain,
+                    CountBy::Qtype,
+                    CountBy::Server
+                ],
+                CountedAt::Query
+            )
+        );
+        assert_eq!(
+            by(&["count", "--by", "pid", "--rcode", "NXDOMAIN"]),
+            (vec![CountBy::Pid], CountedAt::Answer)
+        );
+        for answers in [&["--unanswered"][..], &["--min-latency", "100ms"]] {
+            let args = [&["count"][..], answers].concat();
+            assert_eq!(by(&args).1, CountedAt::Answer, "{answers:?}");
+        }
+        let s = settings(&["count", "--rcode", "nxdomain,SERVFAIL,timeout"]).unwrap();
+        assert_eq!(s.filter.rcodes, vec![Rcode::NXDOMAIN, Rcode::SERVFAIL]);
+        assert!(s.filter.unanswered);
+        let e = error(&["count", "--by", "pod", "--by", "qname", "--by", "pod"]);
+        assert!(e.contains("--by pod is given twice"), "{e}");
     }
 
     #[test]
@@ -561,8 +600,18 @@ mod tests {
         assert!(d.detect.is_some(), "detectors run unless --no-detect");
         let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
         assert!(piped.contains("stdout is not one"), "{piped}");
-        let rcode = format!("{:#}", top(&["--rcode", "NXDOMAIN"], tty).unwrap_err());
-        assert!(rcode.contains("--rcode"), "{rcode}");
+        // Issue 14: top's rows start from queries, so it has no filter on what came back to
+        // list and refuse; trace and count list them and take them.
+        for flag in ["--rcode=NXDOMAIN", "--unanswered", "--min-latency=1s"] {
+            let e = top(&[flag], tty).unwrap_err().to_string();
+            let name = flag.split('=').next().unwrap();
+            assert!(e.contains(&format!("unexpected argument '{name}'")), "{e}");
+        }
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        for (command, listed) in [("top", false), ("trace", true), ("count", true)] {
+            let help = cli.find_subcommand_mut(command).unwrap().render_help();
+            assert_eq!(help.to_string().contains("--rcode"), listed, "{command}");
+        }
     }
 
     #[test]
@@ -608,20 +657,14 @@ mod tests {
         let off = settings(&["count", "--no-kubernetes", "--by", "pod", "--pod", "6f1a*"]);
         let off = off.unwrap();
         assert!(!off.kubernetes.enabled);
-        assert!(matches!(
-            off.output,
-            Output::Count {
-                by: CountBy::Pod,
-                ..
-            }
-        ));
+        assert!(matches!(off.output, Output::Count { by, .. } if by == [CountBy::Pod]));
         for (by, want) in [
             ("namespace", CountBy::Namespace),
             ("workload", CountBy::Workload),
             ("container", CountBy::Container),
         ] {
             let s = settings(&["count", "--by", by]).unwrap();
-            assert!(matches!(s.output, Output::Count { by, .. } if by == want));
+            assert!(matches!(s.output, Output::Count { by, .. } if by == [want]));
         }
     }
 
@@ -798,8 +841,6 @@ mod tests {
         assert!(error(&args).contains("at most 8"));
         let e = error(&["trace", "--domain", ""]);
         assert!(e.contains("empty domain"), "{e}");
-        let e = error(&["count", "--rcode", "NXDOMAIN"]);
-        assert!(e.contains("count counts queries"), "{e}");
         let e = error(&["count", "--by", "host"]);
         assert!(e.contains("host"), "{e}");
         let e = error(&["trace", "--host", "--pod", "web"]);

@@ -1,17 +1,21 @@
-//! `count` output: the queries of each interval by key, most first, as a small table or as one
-//! JSON object per interval.
+//! `count` output: the queries of each interval by key, most first, as a small table (a column
+//! per key, in the order of `--by`) or as one JSON object per interval (a field per key).
 
 use dnslens_probe::Named;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use dnslens_lens::clock::{self, Civil};
-use dnslens_lens::count::{CountRow, Counter};
-use dnslens_lens::text::Printable;
+use dnslens_lens::count::{CountBy, CountRow, Counter};
+use dnslens_lens::text::{counted, printable};
 use dnslens_lens::DnsEvent;
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::Sink;
+
+/// Widest a key column is padded to: a longer value (a name a workload chose) pushes the rest
+/// of its own row right, not every row of the table.
+const MAX_COLUMN: usize = 48;
 
 #[derive(Clone, Copy, Debug)]
 pub enum CountFormat {
@@ -29,13 +33,42 @@ pub struct CountSink<W: Write> {
     format: CountFormat,
 }
 
-#[derive(Serialize)]
+#[derive(serde::Serialize)]
 struct IntervalJson<'a> {
     time: String,
     interval_ms: u64,
-    by: &'static str,
+    by: Vec<&'static str>,
     total: u64,
-    counts: &'a [CountRow],
+    counts: Vec<RowJson<'a>>,
+}
+
+/// A row as JSON: a field per key, named after it, then `name` (pid rows) and `queries`.
+struct RowJson<'a> {
+    by: &'a [CountBy],
+    row: &'a CountRow,
+}
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (by, value) in self.by.iter().zip(&self.row.key) {
+            map.serialize_entry(by.name(), value)?;
+        }
+        if let Some(name) = &self.row.name {
+            map.serialize_entry("name", name)?;
+        }
+        map.serialize_entry("queries", &self.row.queries)?;
+        map.end()
+    }
+}
+
+/// The table's cell of one key value: `-` for an empty one, the process name after a pid.
+fn cell(by: CountBy, value: &str, name: Option<&str>) -> String {
+    match (by, name) {
+        (_, _) if value.is_empty() => "-".to_string(),
+        (CountBy::Pid, Some(name)) => format!("{} ({})", printable(value), printable(name)),
+        _ => printable(value).into_owned(),
+    }
 }
 
 impl<W: Write> CountSink<W> {
@@ -61,32 +94,51 @@ impl<W: Write> CountSink<W> {
                 let line = IntervalJson {
                     time: clock::format_rfc3339(wall_ns),
                     interval_ms: self.interval.as_millis() as u64,
-                    by: by.name(),
+                    by: by.iter().map(|b| b.name()).collect(),
                     total,
-                    counts: rows,
+                    counts: rows.iter().map(|row| RowJson { by, row }).collect(),
                 };
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;
             }
             CountFormat::Table { utc_offset } => {
                 let c = Civil::from_wall_ns(wall_ns, utc_offset(wall_ns));
+                let names: Vec<&str> = by.iter().map(|b| b.name()).collect();
                 writeln!(
                     self.out,
-                    "{:02}:{:02}:{:02}  {total} queries by {}",
+                    "{:02}:{:02}:{:02}  {} by {}",
                     c.hour,
                     c.minute,
                     c.second,
-                    by.name()
+                    counted(total, "query", "queries"),
+                    names.join(", ")
                 )?;
-                for row in rows {
-                    let key = Printable(if row.key.is_empty() { "-" } else { &row.key });
-                    match &row.name {
-                        Some(name) => {
-                            let name = Printable(name);
-                            writeln!(self.out, "{:>10}  {key} ({name})", row.queries)?
-                        }
-                        None => writeln!(self.out, "{:>10}  {key}", row.queries)?,
+                let cells: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        let name = r.name.as_deref();
+                        by.iter()
+                            .zip(&r.key)
+                            .map(|(&b, v)| cell(b, v, name))
+                            .collect()
+                    })
+                    .collect();
+                let mut widths = vec![0; by.len()];
+                for row in &cells {
+                    for (w, c) in widths.iter_mut().zip(row) {
+                        *w = (*w).max(c.chars().count().min(MAX_COLUMN));
                     }
+                }
+                for (row, cells) in rows.iter().zip(&cells) {
+                    write!(self.out, "{:>10}", row.queries)?;
+                    let last = cells.len() - 1;
+                    for (i, (c, &w)) in cells.iter().zip(&widths).enumerate() {
+                        match i == last {
+                            true => write!(self.out, "  {c}")?,
+                            false => write!(self.out, "  {c:<w$}")?,
+                        }
+                    }
+                    writeln!(self.out)?;
                 }
             }
         }
@@ -125,7 +177,7 @@ impl<W: Write> Sink for CountSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnslens_lens::count::CountBy;
+    use dnslens_lens::count::CountedAt;
     use dnslens_lens::model::sample;
 
     const T: u64 = 1_795_690_495_000_000_000;
@@ -139,11 +191,16 @@ mod tests {
         }
     }
 
+    fn new_sink(by: &[CountBy], format: CountFormat) -> CountSink<Vec<u8>> {
+        let counter = Counter::new(by.to_vec(), CountedAt::Query, 100);
+        CountSink::new(Vec::new(), counter, Duration::from_millis(500), format)
+    }
+
+    const TABLE: CountFormat = CountFormat::Table { utc_offset: |_| 0 };
+
     #[test]
     fn table_per_interval() {
-        let format = CountFormat::Table { utc_offset: |_| 0 };
-        let counter = Counter::new(CountBy::Process, 100);
-        let mut sink = CountSink::new(Vec::new(), counter, Duration::from_secs(1), format);
+        let mut sink = new_sink(&[CountBy::Process], TABLE);
         feed(&mut sink);
         sink.interval(T).unwrap();
         sink.interval(T + 1_000_000_000).unwrap();
@@ -157,19 +214,51 @@ mod tests {
     }
 
     #[test]
-    fn json_per_interval() {
-        let counter = Counter::new(CountBy::Pid, 100);
-        let interval = Duration::from_millis(500);
-        let mut sink = CountSink::new(Vec::new(), counter, interval, CountFormat::Json);
+    fn table_has_a_column_per_key_in_the_order_given() {
+        let mut sink = new_sink(&[CountBy::Pid, CountBy::Qname], TABLE);
+        feed(&mut sink);
+        let mut q = sample::query(1, "a.Example\x1b[2J", 1, 0);
+        q.who.process.pid = 12345;
+        q.who.process.name = "python3".into();
+        sink.event(&q).unwrap();
+        sink.interval(T).unwrap();
+        let mut one = new_sink(&[CountBy::Qtype], TABLE);
+        one.event(&q).unwrap();
+        one.interval(T).unwrap();
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(
+            text,
+            "10:54:55  4 queries by pid, qname\n\
+             \x20        1  1 (curl)         example.com\n\
+             \x20        1  12345 (python3)  a.example\\x1b[2j\n\
+             \x20        1  2 (dig)          example.com\n\
+             \x20        1  3 (dig)          example.com\n"
+        );
+        let text = String::from_utf8(one.into_inner()).unwrap();
+        assert_eq!(text, "10:54:55  1 query by qtype\n         1  A\n");
+    }
+
+    #[test]
+    fn json_per_interval_has_a_field_per_key() {
+        let mut sink = new_sink(&[CountBy::Pid], CountFormat::Json);
         feed(&mut sink);
         sink.interval(T).unwrap();
         let text = String::from_utf8(sink.into_inner()).unwrap();
         assert_eq!(
             text,
-            "{\"time\":\"2026-11-26T10:54:55.000000000Z\",\"interval_ms\":500,\"by\":\"pid\",\
-             \"total\":3,\"counts\":[{\"key\":\"1\",\"name\":\"curl\",\"queries\":1},\
-             {\"key\":\"2\",\"name\":\"dig\",\"queries\":1},{\"key\":\"3\",\"name\":\"dig\",\
+            "{\"time\":\"2026-11-26T10:54:55.000000000Z\",\"interval_ms\":500,\"by\":[\"pid\"],\
+             \"total\":3,\"counts\":[{\"pid\":\"1\",\"name\":\"curl\",\"queries\":1},\
+             {\"pid\":\"2\",\"name\":\"dig\",\"queries\":1},{\"pid\":\"3\",\"name\":\"dig\",\
              \"queries\":1}]}\n"
+        );
+        let mut sink = new_sink(&[CountBy::Qname, CountBy::Process], CountFormat::Json);
+        feed(&mut sink);
+        sink.interval(T).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&sink.into_inner()).unwrap();
+        assert_eq!(line["by"], serde_json::json!(["qname", "process"]));
+        assert_eq!(
+            line["counts"][0],
+            serde_json::json!({"qname": "example.com", "process": "dig", "queries": 2})
         );
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use dnslens_cluster::ClusterStatus;
 use dnslens_detect::{Alert, DetectStats};
-use dnslens_lens::count::{self as counting, CountBy, Counter};
+use dnslens_lens::count::{self as counting, CountBy, CountedAt, Counter};
 use dnslens_lens::counters::Counter as HealthCounter;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{DnsEvent, Stats};
@@ -80,7 +80,9 @@ pub enum Output {
     },
     /// `count`.
     Count {
-        by: CountBy,
+        /// The keys, in the order of their columns.
+        by: Vec<CountBy>,
+        at: CountedAt,
         interval: Duration,
         json: bool,
     },
@@ -121,16 +123,21 @@ pub fn build(output: &Output, pods: bool) -> anyhow::Result<AnySink> {
                 columns: columns.clone(),
             },
         )),
-        &Output::Count { by, interval, json } => {
-            let format = if json {
+        Output::Count {
+            by,
+            at,
+            interval,
+            json,
+        } => {
+            let format = if *json {
                 CountFormat::Json
             } else {
                 CountFormat::Table {
                     utc_offset: local_utc_offset,
                 }
             };
-            let counter = Counter::new(by, counting::DEFAULT_CAPACITY);
-            AnySink::Count(CountSink::new(out(), counter, interval, format))
+            let counter = Counter::new(by.clone(), *at, counting::DEFAULT_CAPACITY);
+            AnySink::Count(CountSink::new(out(), counter, *interval, format))
         }
         // Draws from a thread of its own, which takes stdout.
         &Output::Top { by, interval } => AnySink::Top(TopSink::start(by, interval)),

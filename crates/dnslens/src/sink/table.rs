@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use dnslens_detect::{Alert, Severity};
 use dnslens_lens::clock::Civil;
 use dnslens_lens::identity::{write_into, Identity};
+use dnslens_lens::model::TIMEOUT;
 use dnslens_lens::text::{printable, Printable};
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
@@ -416,7 +417,7 @@ impl<W: Write> TableSink<W> {
                     push_cell(line, &col, &e.qname, None);
                 }
                 Cell::Rcode => match (e.kind, e.rcode) {
-                    (Kind::Unanswered, _) => push_cell(line, col, "TIMEOUT", colour(RED)),
+                    (Kind::Unanswered, _) => push_cell(line, col, TIMEOUT, colour(RED)),
                     (_, Some(rcode)) => {
                         let c = match rcode {
                             Rcode::NOERROR => GREEN,

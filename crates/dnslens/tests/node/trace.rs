@@ -1,5 +1,5 @@
-//! Running `dnslens trace --json` as a child: started, waited for until it says it is tracing,
-//! read while it runs, and stopped with SIGINT as a user would.
+//! Running `dnslens trace --json` (or `count`) as a child: started, waited for until it says
+//! it is tracing, read while it runs, and stopped with SIGINT as a user would.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -50,11 +50,20 @@ impl Trace {
 
     /// Starts `dnslens trace ARGS`: the table unless ARGS say `--json`.
     pub fn printing(args: &[&str]) -> Trace {
+        Trace::subcommand("trace", args)
+    }
+
+    /// Starts `dnslens count ARGS`.
+    pub fn count(args: &[&str]) -> Trace {
+        Trace::subcommand("count", args)
+    }
+
+    fn subcommand(subcommand: &str, args: &[&str]) -> Trace {
         let (tag, _) = unique_tag();
-        let dir = TempDir::new(&format!("{tag}-trace"));
+        let dir = TempDir::new(&format!("{tag}-{subcommand}"));
         let out = dir.path().join("stdout");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dnslens"))
-            .arg("trace")
+            .arg(subcommand)
             // Every stage's counters at the end, which the tests read.
             .arg("-v")
             .args(args)
@@ -77,7 +86,7 @@ impl Trace {
         });
         assert!(
             ready && exited.is_none(),
-            "dnslens trace {args:?} did not start tracing (exit: {exited:?})\nstderr:\n{}",
+            "dnslens {subcommand} {args:?} did not start tracing (exit: {exited:?})\nstderr:\n{}",
             trace.stderr()
         );
         trace

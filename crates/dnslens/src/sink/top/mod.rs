@@ -92,9 +92,10 @@ impl TopSink {
 }
 
 impl Sink for TopSink {
+    /// Nothing is printed for an event: the view draws figures.
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         self.model().event(event);
-        Ok(true)
+        Ok(false)
     }
 
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
@@ -149,8 +150,10 @@ fn show(shared: &Shared, by: Grouping, interval: Duration) -> io::Result<()> {
             Event::Key(key) if key.kind != KeyEventKind::Release => match view::command(&key) {
                 Some(Command::Quit) => break,
                 Some(command) => {
-                    let rows = view.shown.as_ref().map_or(&[][..], |s| &s.rows);
-                    view.controls.apply(command, rows);
+                    // The view is drawn before the first key is read, so it was shown.
+                    if let Some(shown) = &view.shown {
+                        view.controls.apply(command, shown);
+                    }
                     view.draw(shared, &mut screen)?;
                 }
                 None => {}
@@ -185,6 +188,7 @@ impl View {
                 frame,
                 &snapshot,
                 &mut self.table,
+                self.controls.overlay,
                 notice.as_deref(),
                 crate::sink::local_utc_offset,
             );

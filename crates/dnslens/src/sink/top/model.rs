@@ -121,11 +121,29 @@ pub enum Command {
     SortNext,
     SortPrev,
     Reverse,
+    /// Shows or hides the keys and what the columns mean.
+    Help,
+    /// Shows or hides the recent alerts in full.
+    Alerts,
+    /// Hides what covers the table.
+    Close,
     Quit,
 }
 
-/// The view's state that keys change: the grouping, the sort and the selected row (by key,
-/// so the selection follows its row as the order changes).
+/// What covers the table, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    /// The keys and what each column means.
+    Help,
+    /// The recent alerts in full, from the `first` (the newest is 0); the arrows scroll.
+    Alerts {
+        first: usize,
+    },
+}
+
+/// The view's state that keys change: the grouping, the sort, the selected row (by key, so the
+/// selection follows its row as the order changes) and what covers the table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Controls {
     pub grouping: Grouping,
@@ -134,6 +152,7 @@ pub struct Controls {
     selected: [Option<String>; 2],
     /// Rows a page moves.
     pub page: usize,
+    pub overlay: Overlay,
 }
 
 impl Controls {
@@ -146,6 +165,7 @@ impl Controls {
             },
             selected: [None, None],
             page: 10,
+            overlay: Overlay::None,
         }
     }
 
@@ -153,17 +173,53 @@ impl Controls {
         self.selected[self.grouping.index()].as_deref()
     }
 
-    /// Applies `command` to the rows as last shown (sorted). Returns false for `Quit`.
-    pub fn apply(&mut self, command: Command, rows: &[RowStats]) -> bool {
+    /// Applies `command` to the view as last shown (rows sorted). Returns false for `Quit`.
+    pub fn apply(&mut self, command: Command, shown: &Snapshot) -> bool {
+        let rows = &shown.rows;
+        // Over the alerts, the arrows scroll them.
+        if let Overlay::Alerts { first } = &mut self.overlay {
+            let (at, last) = (*first, shown.alerts.len().saturating_sub(1));
+            let moved = |delta: isize| at.saturating_add_signed(delta).min(last);
+            let page = self.page as isize;
+            let to = match command {
+                Command::Up => Some(moved(-1)),
+                Command::Down => Some(moved(1)),
+                Command::PageUp => Some(moved(-page)),
+                Command::PageDown => Some(moved(page)),
+                Command::First => Some(0),
+                Command::Last => Some(last),
+                _ => None,
+            };
+            if let Some(to) = to {
+                *first = to;
+                return true;
+            }
+        }
         // As the snapshot shows it: a selection whose row is gone is the first row.
         let current = self
             .selected()
             .and_then(|key| rows.iter().position(|r| r.key == key))
             .unwrap_or(0);
+        // The row shown selected stays selected when the order changes, chosen or not.
+        if let Some(row) = rows
+            .get(current)
+            .filter(|_| shown.grouping == self.grouping)
+        {
+            self.selected[self.grouping.index()] = Some(row.key.clone());
+        }
         let last = rows.len().saturating_sub(1);
         let moved = |delta: isize| current.saturating_add_signed(delta).min(last);
         let select = match command {
             Command::Quit => return false,
+            Command::Help | Command::Alerts | Command::Close => {
+                self.overlay = match (command, self.overlay) {
+                    (Command::Help, Overlay::Help) | (Command::Close, _) => Overlay::None,
+                    (Command::Help, _) => Overlay::Help,
+                    (_, Overlay::Alerts { .. }) => Overlay::None,
+                    _ => Overlay::Alerts { first: 0 },
+                };
+                None
+            }
             Command::Up => Some(moved(-1)),
             Command::Down => Some(moved(1)),
             Command::PageUp => Some(moved(-(self.page as isize))),
@@ -903,7 +959,7 @@ pub(crate) mod tests {
         let s = snap(&m, T0 + S, &c);
         assert_eq!(keys(&s), ["(host) dnsmasq", "shop/web"]);
         assert_eq!(row(&s, "shop/web").total, 2);
-        assert!(c.apply(Command::Group, &s.rows));
+        assert!(c.apply(Command::Group, &s));
         let s = snap(&m, T0 + S, &c);
         assert_eq!(s.grouping, Grouping::Process);
         assert_eq!(keys(&s), ["9 dnsmasq", "7 getent", "8 python3"]);
@@ -935,6 +991,7 @@ pub(crate) mod tests {
         m.event(&c_query);
         m.event(&unanswered(&c_query));
         let mut c = Controls::new(Grouping::Pod);
+        let shown = snap(&m, T0 + S, &c);
         let order = |c: &Controls| {
             snap(&m, T0 + S, c)
                 .rows
@@ -944,11 +1001,11 @@ pub(crate) mod tests {
                 .join(" ")
         };
         assert_eq!(order(&c), "ns/a ns/c ns/b", "q/s, largest first");
-        assert!(c.apply(Command::Reverse, &[]));
+        assert!(c.apply(Command::Reverse, &shown));
         assert_eq!(order(&c), "ns/b ns/c ns/a");
         let mut seen = Vec::new();
         for _ in 0..Column::ALL.len() {
-            assert!(c.apply(Command::SortNext, &[]));
+            assert!(c.apply(Command::SortNext, &shown));
             seen.push((c.sort.column, c.sort.descending, order(&c)));
         }
         assert_eq!(
@@ -964,7 +1021,7 @@ pub(crate) mod tests {
                 (Column::Qps, true, "ns/a ns/c ns/b".into()),
             ]
         );
-        assert!(c.apply(Command::SortPrev, &[]));
+        assert!(c.apply(Command::SortPrev, &shown));
         assert_eq!(c.sort.column, Column::Name);
     }
 
@@ -979,17 +1036,87 @@ pub(crate) mod tests {
         let mut c = Controls::new(Grouping::Pod);
         let s = snap(&m, T0 + S, &c);
         assert_eq!(s.selected, Some(0), "the first row until one is chosen");
-        assert!(c.apply(Command::Down, &s.rows));
-        assert!(c.apply(Command::Down, &s.rows));
-        assert!(c.apply(Command::Down, &s.rows), "stays on the last");
+        assert!(c.apply(Command::Down, &s));
+        assert!(c.apply(Command::Down, &s));
+        assert!(c.apply(Command::Down, &s), "stays on the last");
         assert_eq!(c.selected(), Some("ns/c"));
-        assert!(c.apply(Command::Reverse, &s.rows));
+        assert!(c.apply(Command::Reverse, &s));
         assert_eq!(snap(&m, T0 + S, &c).selected, Some(0), "ns/c is now first");
-        assert!(c.apply(Command::First, &s.rows));
+        assert!(c.apply(Command::First, &s));
         assert_eq!(c.selected(), Some("ns/a"));
-        assert!(c.apply(Command::PageDown, &s.rows));
+        assert!(c.apply(Command::PageDown, &s));
         assert_eq!(c.selected(), Some("ns/c"));
-        assert!(!c.apply(Command::Quit, &s.rows));
+        assert!(!c.apply(Command::Quit, &s));
+    }
+
+    /// Issue 14: sorting kept the selection by key only once a row was chosen; the first row,
+    /// selected by default, lost it to whichever row the new order put first.
+    #[test]
+    fn the_selected_row_stays_selected_across_a_sort() {
+        let mut m = Model::new(T0);
+        for (pod, n) in [("ns/a", 1), ("ns/b", 2), ("ns/c", 3)] {
+            for _ in 0..n {
+                m.event(&query(1, "x", pod, "q.example", T0));
+            }
+        }
+        let mut c = Controls::new(Grouping::Pod);
+        let selected = |c: &Controls| {
+            let s = snap(&m, T0 + S, c);
+            (s.rows[s.selected.unwrap()].key.clone(), s)
+        };
+        let (key, s) = selected(&c);
+        assert_eq!(
+            (key.as_str(), s.selected),
+            ("ns/c", Some(0)),
+            "busiest first"
+        );
+        assert!(c.apply(Command::SortPrev, &s));
+        let (key, s) = selected(&c);
+        assert_eq!(
+            (key.as_str(), s.selected),
+            ("ns/c", Some(2)),
+            "by name: a b c"
+        );
+        assert!(c.apply(Command::Up, &s));
+        assert!(c.apply(Command::Reverse, &selected(&c).1));
+        let (key, s) = selected(&c);
+        assert_eq!((key.as_str(), s.selected), ("ns/b", Some(1)), "c b a");
+    }
+
+    #[test]
+    fn help_and_alerts_cover_the_table_and_the_arrows_scroll_the_alerts() {
+        let mut m = Model::new(T0);
+        let q = query(1, "x", "ns/web", "q.example", T0);
+        m.event(&q);
+        m.event(&query(2, "y", "ns/db", "q.example", T0));
+        for i in 0..3 {
+            m.alert(&alert(&q, Detector::Dga, &format!("alert {i}")));
+        }
+        let mut c = Controls::new(Grouping::Pod);
+        let s = snap(&m, T0 + S, &c);
+        assert!(c.apply(Command::Help, &s));
+        assert_eq!(c.overlay, Overlay::Help);
+        assert!(c.apply(Command::Help, &s));
+        assert_eq!(c.overlay, Overlay::None, "? again closes");
+        assert!(c.apply(Command::Alerts, &s));
+        for (command, first) in [
+            (Command::Down, 1),
+            (Command::Down, 2),
+            (Command::Down, 2),
+            (Command::Up, 1),
+            (Command::Last, 2),
+            (Command::PageUp, 0),
+        ] {
+            assert!(c.apply(command, &s));
+            assert_eq!(c.overlay, Overlay::Alerts { first }, "{command:?}");
+        }
+        let first_row = Some(s.rows[0].key.as_str());
+        assert_eq!(c.selected(), first_row, "the arrows left the rows alone");
+        assert!(c.apply(Command::Close, &s));
+        assert_eq!(c.overlay, Overlay::None);
+        assert!(c.apply(Command::Down, &s));
+        assert_eq!(c.selected(), Some(s.rows[1].key.as_str()));
+        assert!(!c.apply(Command::Quit, &s));
     }
 
     #[test]
@@ -1064,7 +1191,7 @@ pub(crate) mod tests {
         );
         assert_eq!(s.alerts.last().unwrap().summary, "alert 3");
         let mut c = c;
-        c.apply(Command::Group, &s.rows);
+        c.apply(Command::Group, &s);
         let s = snap(&m, T0 + S, &c);
         assert_eq!(s.alerts[0].subject, "x[1]");
         assert!(

@@ -1,24 +1,28 @@
 //! The model on the screen, converted at the edge as bpftop does: a [`Snapshot`] becomes a
 //! status line, the table of rows, the selected row's top domains beside the recent alerts,
-//! and the help line; keys become [`Command`]s. Fits an 80x24 terminal: on narrower screens
-//! the name columns give way first.
+//! and the help line, with the keys' help or the alerts in full over them on request; keys
+//! become [`Command`]s. Fits an 80x24 terminal: on narrower screens the name columns give way
+//! first.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{
+    Block, Cell, Clear, HighlightSpacing, Paragraph, Row, Table, TableState, Wrap,
+};
 use ratatui::Frame;
 
 use dnslens_detect::Severity;
 use dnslens_lens::clock::Civil;
-use dnslens_lens::text::{printable, Printable};
+use dnslens_lens::text::{counted, printable, Printable};
 use dnslens_probe::Named;
 
-use super::model::{AlertLine, Column, Command, Grouping, RowStats, Snapshot, WINDOW_S};
+use super::model::{AlertLine, Column, Command, Grouping, Overlay, RowStats, Snapshot, WINDOW_S};
 
 /// The keys, as the bottom line shows them.
-pub const HELP: &str = "q quit  g pods/processes  </> sort column  r reverse  ↑/↓ select";
+pub const HELP: &str =
+    "q quit  ? help  g pods/processes  </> sort  r reverse  ↑/↓ select  a alerts";
 
 /// Lines of the domains and alerts panels, borders included.
 const DETAIL_HEIGHT: u16 = 9;
@@ -41,17 +45,21 @@ pub fn command(key: &KeyEvent) -> Option<Command> {
         KeyCode::PageDown => Command::PageDown,
         KeyCode::Home => Command::First,
         KeyCode::End => Command::Last,
+        KeyCode::Char('?') => Command::Help,
+        KeyCode::Char('a') | KeyCode::Enter => Command::Alerts,
+        KeyCode::Esc => Command::Close,
         _ => return None,
     })
 }
 
-/// Draws `s`; `notice` is the latest line written to stderr meanwhile (a loss warning).
-/// `utc_offset` gives the local time of the alerts. Returns how many rows the table shows,
-/// what a page key moves.
+/// Draws `s`, and `overlay` over it; `notice` is the latest line written to stderr meanwhile (a
+/// loss warning). `utc_offset` gives the local time of the alerts. Returns how many rows the
+/// table shows, what a page key moves.
 pub fn render(
     frame: &mut Frame<'_>,
     s: &Snapshot,
     table: &mut TableState,
+    overlay: Overlay,
     notice: Option<&str>,
     utc_offset: fn(u64) -> i64,
 ) -> usize {
@@ -69,19 +77,81 @@ pub fn render(
     frame.render_widget(domains_panel(s, domains.height), domains);
     frame.render_widget(alerts_panel(s, alerts.height, utc_offset), alerts);
     frame.render_widget(Line::from(HELP).style(Style::new().reversed()), help);
+    // Over everything between the status line and the help line.
+    let covered = Rect {
+        height: body.height + detail.height,
+        ..body
+    };
+    match overlay {
+        Overlay::None => {}
+        Overlay::Help => {
+            frame.render_widget(Clear, covered);
+            frame.render_widget(help_panel(), covered);
+        }
+        Overlay::Alerts { first } => {
+            frame.render_widget(Clear, covered);
+            frame.render_widget(all_alerts_panel(s, first, utc_offset), covered);
+        }
+    }
     usize::from(body.height.saturating_sub(1)).max(1)
+}
+
+/// `?`: the keys, then what each column means.
+fn help_panel() -> Paragraph<'static> {
+    let text = format!(
+        "Keys
+  q  Ctrl-C         quit
+  ?  Esc            this help, on and off
+  g                 rows by pod <-> by process
+  < >  s  ← →       sort by the column left or right (▼ largest first)
+  r                 reverse the sort
+  ↑ ↓ PgUp PgDn Home End   select a row (its domains, its alerts marked *)
+  a  Enter          the recent alerts in full (↑ ↓ scroll, Esc closes)
+Columns, over the last {WINDOW_S} s (since the start when shorter)
+  Q/S     queries per second the row's processes sent
+  NX%     of the responses, the share that was NXDOMAIN (no such name)
+  SRVF%   of the responses, the share that was SERVFAIL (the server failed)
+  UNANS   queries that got no response within --timeout
+  P50 P99 median and 99th percentile response time
+  TOTAL   queries since dnslens started (or the row appeared)
+Only the client side counts: what each process asked."
+    );
+    Paragraph::new(text)
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(" help: ? or Esc closes "))
+}
+
+/// `a`: the alerts from the `first`, newest first, each summary whole (wrapped).
+fn all_alerts_panel(s: &Snapshot, first: usize, utc_offset: fn(u64) -> i64) -> Paragraph<'static> {
+    let mut lines: Vec<Line> = s
+        .alerts
+        .iter()
+        .skip(first)
+        .map(|a| alert_line(a, utc_offset))
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::from("none"));
+    }
+    let n = s.alerts.len();
+    let title = format!(
+        " alerts {}-{n} of {n}, newest first: ↑ ↓ scroll, Esc closes ",
+        (first + 1).min(n)
+    );
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(title))
 }
 
 fn status_line<'a>(s: &Snapshot, notice: Option<&'a str>) -> Line<'a> {
     let mut spans = vec![
         Span::styled("dnslens top", Style::new().bold()),
         Span::raw(format!(
-            "  by {}  {} rows  {} q/s over {WINDOW_S}s  {} events  {} alerts",
+            "  by {}  {}  {} q/s over {WINDOW_S}s  {}  {}",
             s.grouping.name(),
-            s.rows.len(),
+            counted(s.rows.len() as u64, "row", "rows"),
             qps(s.qps),
-            s.events,
-            s.alerts_total
+            counted(s.events, "event", "events"),
+            counted(s.alerts_total, "alert", "alerts")
         )),
     ];
     if s.evicted > 0 {
@@ -210,7 +280,10 @@ fn alerts_panel(s: &Snapshot, height: u16, utc_offset: fn(u64) -> i64) -> Paragr
     if lines.is_empty() {
         lines.push(Line::from("none"));
     }
-    let title = format!(" recent alerts ({}), * this row's ", s.alerts_total);
+    let title = format!(
+        " recent alerts ({}), * this row's, a: whole ",
+        s.alerts_total
+    );
     Paragraph::new(lines).block(Block::bordered().title(title))
 }
 
@@ -320,11 +393,15 @@ mod tests {
     }
 
     fn draw(s: &Snapshot, width: u16, height: u16) -> Buffer {
+        draw_over(s, Overlay::None, width, height)
+    }
+
+    fn draw_over(s: &Snapshot, overlay: Overlay, width: u16, height: u16) -> Buffer {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         let mut state = TableState::default();
         terminal
             .draw(|f| {
-                render(f, s, &mut state, Some("3 lost"), |_| 0);
+                render(f, s, &mut state, overlay, Some("3 lost"), |_| 0);
             })
             .unwrap();
         terminal.backend().buffer().clone()
@@ -411,8 +488,9 @@ mod tests {
         let m = model();
         let mut c = Controls::new(Grouping::Pod);
         let s = m.snapshot(T0 + 2 * S, &c);
-        c.apply(Command::Group, &s.rows);
-        c.apply(Command::SortPrev, &s.rows);
+        c.apply(Command::Group, &s);
+        let s = m.snapshot(T0 + 2 * S, &c);
+        c.apply(Command::SortPrev, &s);
         let s = m.snapshot(T0 + 2 * S, &c);
         let b = draw(&s, 80, 24);
         assert_eq!(words(&line(&b, 1))[..4], ["PID", "PROCESS▲", "Q/S", "NX%"]);
@@ -444,6 +522,66 @@ mod tests {
         );
     }
 
+    /// Issue 14: `?` explains the keys, the columns and the window.
+    #[test]
+    fn help_over_the_view_explains_keys_and_columns() {
+        let s = model().snapshot(T0 + 2 * S, &Controls::new(Grouping::Pod));
+        let b = draw_over(&s, Overlay::Help, 80, 24);
+        assert!(line(&b, 0).starts_with("dnslens top"));
+        assert!(line(&b, find(&b, "help: ? or Esc closes")).starts_with('┌'));
+        for needle in [
+            "q  Ctrl-C",
+            "a  Enter ",
+            "over the last 10 s",
+            "NX%     of the responses, the share that was NXDOMAIN",
+            "SRVF%   of the responses, the share that was SERVFAIL",
+            "UNANS   queries that got no response within --timeout",
+            "P50 P99 median and 99th percentile",
+        ] {
+            find(&b, needle);
+        }
+        assert!(!screen(&b).contains("shop/web"), "the table is covered");
+        assert_eq!(line(&b, 23).trim_end(), HELP);
+    }
+
+    /// Issue 14: the alerts pane cuts summaries at its width; `a` shows them whole.
+    #[test]
+    fn alerts_in_full_wrap_their_summaries() {
+        let mut m = model();
+        let long = format!("{} the end", "word ".repeat(30));
+        m.alert(&alert(
+            &query(41, "getent", "shop/web", "x", T0),
+            Detector::Tunneling,
+            &long,
+        ));
+        let s = m.snapshot(T0 + 2 * S, &Controls::new(Grouping::Pod));
+        let cut = draw(&s, 80, 24);
+        assert!(!screen(&cut).contains("the end"), "{}", screen(&cut));
+        find(&cut, "a: whole");
+        let b = draw_over(&s, Overlay::Alerts { first: 0 }, 80, 24);
+        find(&b, "alerts 1-3 of 3, newest first");
+        let top = find(&b, "tunneling shop/web word");
+        assert!(line(&b, top + 2).contains("the end"), "{}", screen(&b));
+        find(&b, "dga shop/web failed lookups");
+        let b = draw_over(&s, Overlay::Alerts { first: 1 }, 80, 24);
+        assert!(!screen(&b).contains("word word"), "scrolled past the first");
+        find(&b, "alerts 2-3 of 3");
+    }
+
+    #[test]
+    fn one_of_a_kind_is_singular() {
+        let mut m = Model::new(T0);
+        let q = query(41, "getent", "shop/web", "x", T0);
+        m.event(&q);
+        m.alert(&alert(&q, Detector::Dga, "x"));
+        let s = m.snapshot(T0 + S, &Controls::new(Grouping::Pod));
+        let status = line(&draw(&s, 80, 24), 0);
+        assert!(
+            status.contains("1 row  1.0 q/s over 10s  1 event  1 alert "),
+            "{status}"
+        );
+    }
+
     #[test]
     fn keys_become_commands() {
         let key = |code, modifiers| {
@@ -468,6 +606,10 @@ mod tests {
         assert_eq!(key(KeyCode::Char('r'), none), Some(Command::Reverse));
         assert_eq!(key(KeyCode::Up, none), Some(Command::Up));
         assert_eq!(key(KeyCode::Down, none), Some(Command::Down));
+        assert_eq!(key(KeyCode::Char('?'), none), Some(Command::Help));
+        assert_eq!(key(KeyCode::Char('a'), none), Some(Command::Alerts));
+        assert_eq!(key(KeyCode::Enter, none), Some(Command::Alerts));
+        assert_eq!(key(KeyCode::Esc, none), Some(Command::Close));
     }
 
     #[test]
