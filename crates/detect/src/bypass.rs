@@ -1,8 +1,8 @@
 //! Resolver bypass: a client query to a server other than the nameservers its process's
 //! resolv.conf names, or any query or connection to a DNS-over-TLS port. Processes seen
 //! answering queries (forwarders, caches) are exempt, as are multicast destinations (mDNS,
-//! LLMNR) and `allowed_servers`. When the process's resolv.conf cannot be read (it exited),
-//! nothing is judged.
+//! LLMNR), `allowed_servers`, and DNS tools run on the host (`dig @server`). When the process's
+//! resolv.conf cannot be read (it exited), nothing is judged.
 
 use dnslens_lens::{ConnectEvent, DnsEvent};
 
@@ -12,6 +12,12 @@ use crate::connect::canonical;
 use crate::keys::{subject, workload_key, ProcKey};
 use crate::stage::{Detectors, Settings};
 
+/// A DNS tool on the host (by its executable's file name): an operator asking a server by hand.
+fn is_host_tool(e: &DnsEvent, tools: &[String]) -> bool {
+    let file_name = e.who.process.exe.as_deref().and_then(|p| p.rsplit('/').next());
+    e.who.host == Some(true) && file_name.is_some_and(|f| tools.iter().any(|t| t == f))
+}
+
 impl Detectors {
     pub(crate) fn bypass(&mut self, e: &DnsEvent, pk: ProcKey, set: &Settings, wkey: &str) {
         let b = &set.s.resolver_bypass;
@@ -20,6 +26,7 @@ impl Detectors {
             || ip.is_unspecified()
             || ip.is_multicast()
             || b.allowed_servers.iter().any(|s| s.contains(ip))
+            || is_host_tool(e, &b.tools)
         {
             return;
         }

@@ -172,6 +172,12 @@ section!(
         dot_ports: Vec<u16> = vec![853],
         /// Servers every process may use.
         allowed_servers: Vec<Cidr> = Vec::new(),
+        /// Executables (file names) that ask a server given on their command line by design:
+        /// an operator's `dig @server` on the node is no bypass. Host processes only; in a pod
+        /// they are judged as any process is.
+        tools: Vec<String> = ["dig", "kdig", "nslookup", "host", "drill", "delv", "dnsperf",
+            "resperf", "q", "doggo", "dog", "dnslookup"]
+            .map(String::from).to_vec(),
     }
 );
 

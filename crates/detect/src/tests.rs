@@ -1010,6 +1010,27 @@ fn queries_to_other_servers_or_dot_bypass_the_resolver() {
 }
 
 #[test]
+fn an_operators_dig_on_the_host_is_no_bypass_but_a_pods_is() {
+    let view = FakeProcesses::default()
+        .with_resolv(110, "nameserver 127.0.0.53\n")
+        .with_resolv(111, POD_RESOLV)
+        .with_resolv(112, "nameserver 127.0.0.53\n");
+    let mut sim = Sim::with_view(config(), view);
+    let mut operator = P::host(110, "dig", "/usr/bin/dig");
+    operator.server = "127.0.0.1:5300".parse().unwrap();
+    sim.feed(&operator.query("example.com", 1, T0));
+    assert!(sim.alerts.is_empty(), "{:?}", sim.alerts);
+    // The same tool in a pod is judged, and so is a host process that only takes its name.
+    let mut in_pod = P::in_pod(111, "shop", "web", "/usr/bin/dig");
+    in_pod.server = "8.8.8.8:53".parse().unwrap();
+    sim.feed(&in_pod.query("example.com", 1, T0));
+    let mut named = P::host(112, "dig", "/tmp/dig-not");
+    named.server = "8.8.8.8:53".parse().unwrap();
+    sim.feed(&named.query("example.com", 1, T0));
+    assert_eq!(sim.of(Detector::ResolverBypass).len(), 2);
+}
+
+#[test]
 fn resolvers_and_forwarders_are_exempt() {
     // dnsmasq answers a client, then forwards upstream: long random names at a high rate
     // (a client's tunnel, seen from its forwarder) and many NXDOMAINs.

@@ -7,8 +7,8 @@
 //! terminal too narrow for every column they narrow and PID, then ROLE, are left out, in the
 //! order of [`FIT_STEPS`], so that rows stay within the width (120 columns and more).
 //!
-//! Alerts of the detectors come between the rows as lines of their own, whole (never cut to
-//! the width): `ALERT <detector> <severity> <pod or process> <summary>`.
+//! Alerts of the detectors come between the rows as lines of their own, cut to a terminal's
+//! width: `ALERT <detector> <severity> <summary>`, the summary naming the process and its pod.
 
 use dnslens_probe::Named;
 use std::fmt::{Display, Write as _};
@@ -471,12 +471,12 @@ impl<W: Write> Sink for TableSink<W> {
         };
         let (start, end) = colour.map_or(("", ""), |c| (c, RESET));
         self.cell.clear();
+        // The summary begins with whom it is about (process, pid, pod): not said twice.
         write!(
             self.cell,
-            "ALERT {} {} {} {}",
+            "ALERT {} {} {}",
             alert.detector,
             alert.severity.name(),
-            Printable(&Identity::of(&alert.who).to_string()),
             Printable(&alert.summary)
         )
         .expect("writing to a String cannot fail");
@@ -981,10 +981,10 @@ mod tests {
             lines(false),
             [
                 header.to_string(),
-                format!("ALERT resolver_bypass high (unknown) dig {tail}"),
-                format!("ALERT resolver_bypass medium {} {tail}", unnamed.uid),
-                format!("ALERT resolver_bypass low production/payment-svc-7d4b9f-xk2p1 {tail}"),
-                format!("ALERT resolver_bypass low 0123456789ab {tail}"),
+                format!("ALERT resolver_bypass high {tail}"),
+                format!("ALERT resolver_bypass medium {tail}"),
+                format!("ALERT resolver_bypass low {tail}"),
+                format!("ALERT resolver_bypass low {tail}"),
             ]
         );
         let coloured = lines(true);
