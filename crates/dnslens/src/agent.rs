@@ -11,7 +11,8 @@ use crate::sink::{self, AnySink, Output};
 
 /// Runs the agent: its sink and the HTTP server first (an unwritable output or a taken port
 /// stops it before anything is attached), then the shared run loop into the agent's sink,
-/// until SIGTERM or SIGINT.
+/// until SIGTERM or SIGINT. The metrics' address is announced once the probe is attached: a
+/// run without the privileges to load it says why and no more.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let Output::Agent(out) = &settings.output else {
         unreachable!("agent settings have an agent output")
@@ -23,11 +24,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         unreachable!("an agent output builds the agent's sink")
     };
     let server = Server::start(address, agent.registry(), agent.health())?;
-    eprintln!(
-        "dnslens: agent: metrics on http://{}/metrics, health on /healthz and /readyz",
-        server.address()
-    );
-    let result = run::capture(settings, &name, move |_pods| Ok(sink));
+    let served = server.address();
+    let result = run::capture(settings, &name, move |_pods| {
+        eprintln!(
+            "dnslens: agent: metrics on http://{served}/metrics, health on /healthz and /readyz"
+        );
+        Ok(sink)
+    });
     drop(server);
     result
 }
