@@ -13,7 +13,7 @@
 //!   parses them (skipped without promtool, except in CI). docs/metrics.md describes exactly
 //!   the metrics exported, with their types and labels.
 //! - The Dockerfile builds with the README's command, from a Rust image of the workspace's
-//!   rust-version.
+//!   rust-version; the README's test command is the one .ci/run runs.
 //!
 //! `root_daemonset_capabilities_are_enough` needs root (it skips without, and fails in CI without
 //! it, since CI runs as root): it runs dnslens with exactly the capabilities the DaemonSet adds.
@@ -1005,6 +1005,25 @@ fn readme_build_command() -> String {
         }
     }
     panic!("README.md shows no `cargo build` command in a shell block");
+}
+
+/// The README's test command is what CI runs (.ci/run), as root.
+#[test]
+fn readme_tests_as_ci_does() {
+    let readme = read("README.md");
+    let command = readme
+        .lines()
+        .map(|l| l.trim().trim_start_matches("$ "))
+        .find_map(|l| {
+            l.strip_prefix("sudo ")
+                .filter(|c| c.starts_with("cargo test"))
+        })
+        .expect("README.md shows a `sudo cargo test` command");
+    let command = command.split(" #").next().unwrap().trim();
+    assert!(
+        read(".ci/run").lines().any(|l| l.trim() == command),
+        "README.md's `{command}` is not a line of .ci/run"
+    );
 }
 
 fn version(text: &str) -> Vec<u32> {
