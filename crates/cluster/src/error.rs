@@ -28,7 +28,7 @@ pub enum ClusterError {
     #[error("a Kubernetes cluster is configured but the node name is empty: pass --node-name or set NODE_NAME (the DaemonSet sets it from spec.nodeName)")]
     NoNodeName,
     /// The background thread that runs the watch could not be started.
-    #[error("starting the Kubernetes watch thread: {0}")]
+    #[error("starting the Kubernetes watch thread")]
     Thread(#[source] std::io::Error),
 }
 

@@ -25,7 +25,7 @@ pub const BASELINE_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
-    #[error("cannot read baseline {path}: {source}")]
+    #[error("cannot read baseline {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -40,7 +40,7 @@ pub enum BaselineError {
     /// Made by another version of dnslens.
     #[error("baseline {path} has version {found}; this dnslens reads version {BASELINE_VERSION}: learn a new one")]
     Version { path: PathBuf, found: u32 },
-    #[error("cannot write baseline {path}: {source}")]
+    #[error("cannot write baseline {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,

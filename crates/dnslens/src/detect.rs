@@ -24,6 +24,18 @@ use dnslens_lens::text::Printable;
 /// Bad input lines whose error is printed; the rest are only counted.
 const BAD_LINES_SHOWN: u64 = 5;
 
+/// What a replay cannot judge, said after its counts: a detector quiet on a replay is not a
+/// verdict on the trace (docs/detectors.md, "In the binary").
+const REPLAY_LIMITS: [&str; 3] = [
+    "a replay cannot judge resolver_bypass but on DNS-over-TLS ports: a server is judged \
+     against the resolv.conf the process sees, read from /proc while it runs, and the \
+     processes are gone",
+    "a replay cannot tell a deleted executable from a replaced one (unknown_binary says \
+     medium): the files are checked as the process sees them, while it runs",
+    "a replay cannot judge unresolved_connect: it judges processes started after the \
+     detectors, and the trace has no process start times",
+];
+
 pub struct Detection {
     detectors: Detectors,
     baseline_path: Option<PathBuf>,
@@ -218,7 +230,12 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         counts.alerts_skipped,
         counts.bad
     );
-    for line in detection.report() {
+    for line in detection
+        .report()
+        .iter()
+        .map(String::as_str)
+        .chain(REPLAY_LIMITS)
+    {
         say!("dnslens: {line}");
     }
     match finished {

@@ -267,9 +267,34 @@ impl<'de> Deserialize<'de> for Fraction {
     }
 }
 
-/// Ports in a config file (`port = [5353]`): 0 is refused, as `--port 0` is.
+/// Ports in a config file: `port = 5353` as the flag is written once, or `port = [5353, 5300]`;
+/// 0 is refused, as `--port 0` is.
 pub fn ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
-    let ports = Vec::<u16>::deserialize(d)?;
+    struct Ports;
+    impl<'de> de::Visitor<'de> for Ports {
+        type Value = Vec<u16>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a port or a list of ports")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<u16>, E> {
+            let port = u16::try_from(v);
+            port.map(|p| vec![p])
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<u16>, E> {
+            let port = u16::try_from(v);
+            port.map(|p| vec![p])
+                .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Vec<u16>, A::Error> {
+            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    let ports = d.deserialize_any(Ports)?;
     if ports.contains(&0) {
         return Err(refused(
             format_args!("{ports:?}"),

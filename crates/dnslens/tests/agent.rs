@@ -248,7 +248,9 @@ fn root_agent_metrics_reach_a_real_prometheus() {
     for health in [
         "dnslens_events_lost_total",
         "dnslens_ringbuf_size_bytes",
-        "dnslens_kernel_events_total{kind=\"events\"}",
+        "dnslens_events_captured_total",
+        "dnslens_build_info",
+        "process_resident_memory_bytes",
     ] {
         assert!(
             !prometheus.query(health).is_empty(),

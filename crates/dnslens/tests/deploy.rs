@@ -10,9 +10,10 @@
 //!   the agent's (`dnslens::settings::config`).
 //! - The dashboard and the alerting rules ask only for metrics the agent exports, with their
 //!   labels (`dnslens::sink::metrics::names`), show every one of them, and `promtool`
-//!   parses them (skipped without promtool, except in CI).
+//!   parses them (skipped without promtool, except in CI). docs/metrics.md describes exactly
+//!   the metrics exported, with their types and labels.
 //! - The Dockerfile builds with the README's command, from a Rust image of the workspace's
-//!   rust-version.
+//!   rust-version; the README's test command is the one .ci/run runs.
 //!
 //! - The DaemonSet's seccomp profile is the file shipped in deploy/seccomp/, and parses.
 //!
@@ -712,7 +713,7 @@ fn check_promql(expr: &str) -> Vec<String> {
     let mut i = 0;
     while i < toks.len() {
         match &toks[i] {
-            Tok::Word(w) if w == "by" || w == "without" => {
+            Tok::Word(w) if ["by", "without", "on", "ignoring"].contains(&w.as_str()) => {
                 assert!(
                     matches!(toks.get(i + 1), Some(Tok::Punct('('))),
                     "{expr}: {w} needs a label list"
@@ -730,7 +731,7 @@ fn check_promql(expr: &str) -> Vec<String> {
                     "{expr}: unclosed {w} (...)"
                 );
             }
-            Tok::Word(w) if w.starts_with("dnslens_") => {
+            Tok::Word(w) if w.starts_with("dnslens_") || series_labels(w).is_some() => {
                 let labels = series_labels(w)
                     .unwrap_or_else(|| panic!("{expr}: {w} is not a metric the agent exports"));
                 if matches!(toks.get(i + 1), Some(Tok::Punct('{'))) {
@@ -929,6 +930,57 @@ fn promtool_check_rules(file: &Path) {
     );
 }
 
+/// The rows of docs/metrics.md's tables of metrics (`| metric | type | labels | what |`) are the
+/// metrics the agent exports, with their types and labels, and name every one of them.
+#[test]
+fn metrics_doc_describes_exactly_the_exported_metrics() {
+    let path = "docs/metrics.md";
+    let text = read(path);
+    let mut documented = BTreeMap::new();
+    for line in text.lines() {
+        let Some(row) = line.strip_prefix('|') else {
+            continue;
+        };
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let Some(name) = cells[0].strip_prefix('`').and_then(|c| c.strip_suffix('`')) else {
+            continue;
+        };
+        if cells.len() < 4 || name.contains(' ') {
+            continue;
+        }
+        // A histogram's `(+ `le`)` is not one of its labels in names.rs.
+        let labels = cells[2].split(" (+").next().unwrap_or("");
+        let labels: BTreeSet<&str> = labels
+            .split(", ")
+            .filter_map(|l| l.strip_prefix('`')?.split('`').next())
+            .collect();
+        let before = documented.insert(name, (cells[1], labels));
+        assert!(before.is_none(), "{path}: {name} twice");
+    }
+    let exported: BTreeMap<&str, (&str, BTreeSet<&str>)> = METRICS
+        .iter()
+        .map(|m| {
+            let kind = match m.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            (m.name, (kind, m.labels.iter().copied().collect()))
+        })
+        .collect();
+    let doc: BTreeSet<&str> = documented.keys().copied().collect();
+    let code: BTreeSet<&str> = exported.keys().copied().collect();
+    assert!(
+        doc == code,
+        "{path} describes {:?}, which the agent does not export, and not {:?}",
+        doc.difference(&code).collect::<Vec<_>>(),
+        code.difference(&doc).collect::<Vec<_>>()
+    );
+    for (name, want) in &exported {
+        assert_eq!(&documented[name], want, "{path}: {name}: type and labels");
+    }
+}
+
 #[test]
 fn alerting_rules_read_only_exported_metrics() {
     let path = "deploy/prometheus/dnslens-rules.yaml";
@@ -998,6 +1050,25 @@ fn readme_build_command() -> String {
         }
     }
     panic!("README.md shows no `cargo build` command in a shell block");
+}
+
+/// The README's test command is what CI runs (.ci/run), as root.
+#[test]
+fn readme_tests_as_ci_does() {
+    let readme = read("README.md");
+    let command = readme
+        .lines()
+        .map(|l| l.trim().trim_start_matches("$ "))
+        .find_map(|l| {
+            l.strip_prefix("sudo ")
+                .filter(|c| c.starts_with("cargo test"))
+        })
+        .expect("README.md shows a `sudo cargo test` command");
+    let command = command.split(" #").next().unwrap().trim();
+    assert!(
+        read(".ci/run").lines().any(|l| l.trim() == command),
+        "README.md's `{command}` is not a line of .ci/run"
+    );
 }
 
 fn version(text: &str) -> Vec<u32> {

@@ -207,6 +207,10 @@ no_kubernetes = true
         assert_eq!(f.agent.rotate_size, Some(ByteSize(100 << 20)));
         assert_eq!(f.capture.ring_buffer_size, Some(RingBufferSize(16777216)));
         assert_eq!(f.capture.ports, vec![5353, 5300]);
+        // One port, as the flag is given once.
+        let one = parse("port = 5300\n", Path::new("a")).unwrap();
+        assert_eq!(one.capture.ports, vec![5300]);
+        assert!(error("port = 0\n").contains("0 is not a port"));
         assert_eq!(f.agent.sample.unwrap().get(), 0.1);
         assert_eq!(f.agent.rotate_keep.unwrap(), 3);
         assert!(f.kubernetes.no_kubernetes);
@@ -238,11 +242,13 @@ no_kubernetes = true
             e.contains("agent.toml:1:10") && e.contains("expected f64"),
             "{e}"
         );
-        let e = error("port = 5353\n");
+        let e = error("port = \"dns\"\n");
         assert!(
-            e.contains(":1:8") && e.contains("expected a sequence"),
+            e.contains(":1:8") && e.contains("expected a port or a list of ports"),
             "{e}"
         );
+        let e = error("port = 70000\n");
+        assert!(e.contains("expected a port or a list of ports"), "{e}");
         let e = error("rotate_size = true\n");
         assert!(e.contains("a size such as"), "{e}");
         let e = error("output = \n");

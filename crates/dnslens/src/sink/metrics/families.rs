@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::names::{self, Type};
+use super::process::ProcessCollector;
 
 /// Upper bounds of the latency histogram, in seconds: from a node-local cache (~50 µs) to a
 /// resolver's retry timeouts.
@@ -47,11 +48,13 @@ pub(super) struct LossLabels {
     pub(super) container: Arc<str>,
 }
 
+/// The labels of one (namespace, workload, pod, container).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(super) struct PodLabels {
+pub(super) struct PlacementLabels {
     pub(super) namespace: Arc<str>,
     pub(super) workload: Arc<str>,
     pub(super) pod: Arc<str>,
+    pub(super) container: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,7 +78,8 @@ pub(super) struct DomainLabels {
     pub(super) domain: Arc<str>,
 }
 
-/// One fixed label: `kind`, `table` or `what`, with a value from a fixed set.
+/// One fixed label: `kind`, `reason`, `table`, `what` or `version`, with a value from a fixed
+/// set.
 pub(super) type One = [(&'static str, &'static str); 1];
 
 pub(super) fn latency_histogram() -> Histogram {
@@ -87,11 +91,13 @@ pub(super) struct Families {
     pub(super) queries: Family<QueryLabels, Counter>,
     pub(super) responses: Family<ResponseLabels, Counter>,
     pub(super) latency: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
-    pub(super) unanswered: Family<PodLabels, Counter>,
+    pub(super) unanswered: Family<PlacementLabels, Counter>,
     pub(super) alerts: Family<AlertLabels, Counter>,
     pub(super) top_domains: Family<DomainLabels, Counter>,
+    pub(super) events_captured: Counter,
     pub(super) events_lost: Family<LossLabels, Counter>,
-    pub(super) kernel_events: Family<One, Counter>,
+    pub(super) events_partial: Family<One, Counter>,
+    pub(super) exec_records_lost: Counter,
     pub(super) decode_errors: Family<One, Counter>,
     pub(super) state_evictions: Family<One, Counter>,
     pub(super) ringbuf_used: Gauge,
@@ -100,6 +106,7 @@ pub(super) struct Families {
     pub(super) output_dropped: Counter,
     pub(super) enrichment_misses: Family<One, Counter>,
     pub(super) folded: Family<One, Counter>,
+    pub(super) build_info: Family<One, Gauge>,
 }
 
 impl Families {
@@ -111,8 +118,10 @@ impl Families {
             unanswered: Family::default(),
             alerts: Family::default(),
             top_domains: Family::default(),
+            events_captured: Counter::default(),
             events_lost: Family::default(),
-            kernel_events: Family::default(),
+            events_partial: Family::default(),
+            exec_records_lost: Counter::default(),
             decode_errors: Family::default(),
             state_evictions: Family::default(),
             ringbuf_used: Gauge::default(),
@@ -121,12 +130,14 @@ impl Families {
             output_dropped: Counter::default(),
             enrichment_misses: Family::default(),
             folded: Family::default(),
+            build_info: Family::default(),
         }
     }
 
-    /// A registry of every family, each under its row of [`names::METRICS`].
+    /// A registry of every family, each under its row of [`names::METRICS`], and the process
+    /// metrics read at each scrape.
     pub(super) fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("dnslens");
+        let mut r = Registry::default();
         let f = self.clone();
         add(&mut r, "dnslens_queries_total", f.queries);
         add(&mut r, "dnslens_responses_total", f.responses);
@@ -134,8 +145,14 @@ impl Families {
         add(&mut r, "dnslens_unanswered_total", f.unanswered);
         add(&mut r, "dnslens_alerts_total", f.alerts);
         add(&mut r, "dnslens_top_domains_queries_total", f.top_domains);
+        add(&mut r, "dnslens_events_captured_total", f.events_captured);
         add(&mut r, "dnslens_events_lost_total", f.events_lost);
-        add(&mut r, "dnslens_kernel_events_total", f.kernel_events);
+        add(&mut r, "dnslens_events_partial_total", f.events_partial);
+        add(
+            &mut r,
+            "dnslens_exec_records_lost_total",
+            f.exec_records_lost,
+        );
         add(&mut r, "dnslens_decode_errors_total", f.decode_errors);
         add(&mut r, "dnslens_state_evictions_total", f.state_evictions);
         add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);
@@ -152,26 +169,35 @@ impl Families {
             f.enrichment_misses,
         );
         add(&mut r, "dnslens_metrics_folded_total", f.folded);
+        add(&mut r, "dnslens_build_info", f.build_info);
+        r.register_collector(Box::new(ProcessCollector::new()));
         r
     }
 }
 
-/// Registers `metric` under `name` as exposed: the registry adds the prefix, the `_total` of
-/// counters and the unit, so they are taken off here.
+/// Registers `metric` under `name` as exposed.
 pub(super) fn add(registry: &mut Registry, name: &'static str, metric: impl Metric) {
-    let row = names::metric(name);
-    let mut base = name
-        .strip_prefix("dnslens_")
-        .expect("names start with dnslens_");
-    if row.kind == Type::Counter {
+    let (base, unit) = registered(name);
+    let help = names::metric(name).help;
+    match unit {
+        Some(unit) => registry.register_with_unit(base, help, unit, metric),
+        None => registry.register(base, help, metric),
+    }
+}
+
+/// The name a metric is registered under, and its unit: the encoder adds the `_total` of
+/// counters and the unit, so they are taken off here.
+pub(super) fn registered(name: &'static str) -> (&'static str, Option<Unit>) {
+    let mut base = name;
+    if names::metric(name).kind == Type::Counter {
         base = base.strip_suffix("_total").expect("counters end in _total");
     }
     let unit = [("_seconds", Unit::Seconds), ("_bytes", Unit::Bytes)]
         .into_iter()
         .find_map(|(suffix, unit)| Some((base.strip_suffix(suffix)?, unit)));
     match unit {
-        Some((base, unit)) => registry.register_with_unit(base, row.help, unit, metric),
-        None => registry.register(base, row.help, metric),
+        Some((base, unit)) => (base, Some(unit)),
+        None => (base, None),
     }
 }
 

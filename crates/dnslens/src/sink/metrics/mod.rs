@@ -13,6 +13,7 @@
 mod families;
 mod limits;
 pub mod names;
+mod process;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -29,18 +30,18 @@ use dnslens_lens::model::{Container, Kind, Role};
 use dnslens_lens::text::Printable;
 use dnslens_lens::topk::TopK;
 use dnslens_lens::DnsEvent;
-use dnslens_probe::Named;
+use dnslens_probe::{KernelCounter, Named};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::{Sink, Status};
-use crate::losses::{Lost, REASONS};
+use crate::losses::Lost;
 pub use families::encode;
 use families::{
-    AlertLabels, DomainLabels, Families, LossLabels, One, PodLabels, QueryLabels, ResponseLabels,
-    SeriesBudget, WorkloadLabels,
+    AlertLabels, DomainLabels, Families, LossLabels, One, PlacementLabels, QueryLabels,
+    ResponseLabels, SeriesBudget, WorkloadLabels,
 };
 pub use limits::{HostShare, Limits};
 
@@ -56,15 +57,6 @@ pub const OTHER: &str = "other";
 
 /// How often idle label sets are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// The labels of one (namespace, workload, pod, container).
-#[derive(Clone, Debug)]
-struct PlacementLabels {
-    namespace: Arc<str>,
-    workload: Arc<str>,
-    pod: Arc<str>,
-    container: Arc<str>,
-}
 
 /// What is counted for one label set of placement, with the handles of its series.
 #[derive(Debug)]
@@ -112,15 +104,6 @@ impl Placement {
             container: l.container.clone(),
             qtype,
             rcode,
-        }
-    }
-
-    fn pod_labels(&self) -> PodLabels {
-        let l = &self.labels;
-        PodLabels {
-            namespace: l.namespace.clone(),
-            workload: l.workload.clone(),
-            pod: l.pod.clone(),
         }
     }
 
@@ -175,7 +158,7 @@ impl Placement {
 
     fn unanswered(&mut self, f: &Families) -> &Counter {
         if self.unanswered.is_none() {
-            self.unanswered = Some(f.unanswered.get_or_create_owned(&self.pod_labels()));
+            self.unanswered = Some(f.unanswered.get_or_create_owned(&self.labels));
         }
         self.unanswered.as_ref().expect("just set")
     }
@@ -189,7 +172,7 @@ impl Placement {
             f.responses.remove(&self.response_labels(qtype, rcode));
         }
         if self.unanswered.is_some() {
-            f.unanswered.remove(&self.pod_labels());
+            f.unanswered.remove(&self.labels);
         }
         for (reason, _) in &self.lost {
             f.events_lost.remove(&self.loss_labels(reason));
@@ -253,13 +236,25 @@ impl Workload {
     }
 
     /// Counts a query for `domain` (lower case): under its name if it is among the exported
-    /// ones now, else under `other`.
-    fn query(&mut self, domain: &str, f: &Families) {
+    /// ones now or takes one of the `n` places free now (and room in `budget`), else under
+    /// `other`. A free place is taken at once so that a workload of few domains counts each
+    /// under its name from its first query, not under `other` until the next refresh.
+    fn query(&mut self, domain: &str, n: usize, f: &Families, budget: &mut SeriesBudget) {
         if !domain.is_empty() {
             self.domains.add(domain, 1);
             self.dirty = true;
             if let Some((_, counter)) = self.exported.iter().find(|(d, _)| **d == *domain) {
                 counter.inc();
+                return;
+            }
+            // A refused domain is counted as folded when the refresh refuses it too.
+            if self.exported.len() < n && budget.take() {
+                let domain: Arc<str> = Arc::from(domain);
+                let counter = f
+                    .top_domains
+                    .get_or_create_owned(&self.domain_labels(&domain));
+                counter.inc();
+                self.exported.push((domain, counter));
                 return;
             }
         }
@@ -274,7 +269,8 @@ impl Workload {
     /// mint no series without end: an exported domain stays while it is among the `2n` most
     /// queried; one of the `n` most queried takes a free place, or the place of the least
     /// queried exported domain when it has more than twice its queries; a new series needs
-    /// room in `budget`. New series start at 0. Returns how many domains the budget refused.
+    /// room in `budget`. A series made here starts at 0: its domain's earlier queries stay in
+    /// `other`. Returns how many domains the budget refused.
     fn choose_domains(&mut self, n: usize, f: &Families, budget: &mut SeriesBudget) -> u64 {
         if !self.dirty {
             return 0;
@@ -348,6 +344,18 @@ impl Workload {
         for labels in &self.alerts {
             f.alerts.remove(labels);
         }
+    }
+}
+
+/// The labels of losses no workload was charged for.
+fn unknown_loss(reason: &'static str) -> LossLabels {
+    let (unknown, none) = (Arc::from(UNKNOWN), Arc::from(""));
+    LossLabels {
+        reason,
+        namespace: Arc::clone(&unknown),
+        workload: unknown,
+        pod: Arc::clone(&none),
+        container: none,
     }
 }
 
@@ -454,17 +462,15 @@ impl MetricsSink {
         }
         // Losses the kernel could not charge to a workload are `(unknown)`'s: their series are
         // there from the start too, so that an alert on the family has something to rate.
-        let unknown: Arc<str> = Arc::from(UNKNOWN);
-        let none: Arc<str> = Arc::from("");
-        for reason in REASONS {
-            drop(families.events_lost.get_or_create(&LossLabels {
-                reason: reason.name(),
-                namespace: unknown.clone(),
-                workload: unknown.clone(),
-                pod: none.clone(),
-                container: none.clone(),
-            }));
+        for reason in KernelCounter::ALL.iter().filter(|c| c.is_loss()) {
+            drop(
+                families
+                    .events_lost
+                    .get_or_create(&unknown_loss(reason.name())),
+            );
         }
+        let version = [("version", env!("CARGO_PKG_VERSION"))];
+        families.build_info.get_or_create(&version).set(1);
         MetricsSink {
             families,
             registry,
@@ -577,7 +583,8 @@ impl MetricsSink {
                 self.domain.clear();
                 self.domain
                     .extend(e.qname.chars().map(|c| c.to_ascii_lowercase()));
-                workload.query(&self.domain, f);
+                let (n, budget) = (self.limits.top_domains, &mut self.series_budget);
+                workload.query(&self.domain, n, f, budget);
             }
             Kind::Response => {
                 let rcode = e.rcode.and_then(|r| r.name()).unwrap_or(OTHER);
@@ -638,7 +645,28 @@ impl MetricsSink {
             };
         if let Some(k) = &s.kernel {
             for (counter, n) in k.iter() {
-                store(&f.kernel_events, "kind", counter.name(), n);
+                let running = match counter {
+                    KernelCounter::Events => f.events_captured.inner(),
+                    // Charged to their sources, as [`Self::count_loss`] reads them.
+                    KernelCounter::OverShare | KernelCounter::RingbufFull => continue,
+                    // The kernel does not know whose they were.
+                    KernelCounter::ReadFailed
+                    | KernelCounter::MmsgSkipped
+                    | KernelCounter::OtherPath => {
+                        let labels = unknown_loss(counter.name());
+                        f.events_lost
+                            .get_or_create(&labels)
+                            .inner()
+                            .store(n, Ordering::Relaxed);
+                        continue;
+                    }
+                    KernelCounter::Truncated | KernelCounter::IovSkipped => {
+                        store(&f.events_partial, "reason", counter.name(), n);
+                        continue;
+                    }
+                    KernelCounter::ExecLost => f.exec_records_lost.inner(),
+                };
+                running.store(n, Ordering::Relaxed);
             }
         }
         let (used, size) = s.ring;
@@ -919,12 +947,7 @@ mod tests {
         assert_eq!(value(&s, q_total, &with(&[("qtype", "AAAA")])), Some(1.0));
         let r = with(&[("qtype", "A"), ("rcode", "NXDOMAIN")]);
         assert_eq!(value(&s, "dnslens_responses_total", &r), Some(1.0));
-        let un = [
-            ("namespace", "shop"),
-            ("workload", "Deployment/web"),
-            ("pod", "web-7d9f-abcde"),
-        ];
-        assert_eq!(value(&s, "dnslens_unanswered_total", &un), Some(1.0));
+        assert_eq!(value(&s, "dnslens_unanswered_total", &app), Some(1.0));
         let wl = [("namespace", "shop"), ("workload", "Deployment/web")];
         let lat = |le: &'static str| {
             let mut l = wl.to_vec();
@@ -1022,7 +1045,7 @@ mod tests {
     }
 
     #[test]
-    fn top_domains_are_exported_from_the_next_refresh_and_the_rest_is_other() {
+    fn top_domains_take_free_places_at_once_and_the_rest_is_other() {
         let limits = Limits {
             top_domains: 2,
             tracked_domains: 8,
@@ -1051,22 +1074,22 @@ mod tests {
                 ],
             )
         };
+        // The first two domains took the two places with their first query: no series reads
+        // 0 for a name that was queried, beside an `other` that holds its queries.
         let s = scrape(&sink);
         assert_eq!(
-            d(&s, "other"),
-            Some(9.0),
-            "nothing exported before a refresh"
+            (d(&s, "a.example"), d(&s, "b.example")),
+            (Some(5.0), Some(3.0))
         );
+        assert_eq!((d(&s, "c.example"), d(&s, "other")), (None, Some(1.0)));
         sink.status(&status(Instant::now()));
         ask(&mut sink, "A.EXAMPLE", 2);
         ask(&mut sink, "c.example", 1);
         let s = scrape(&sink);
-        assert_eq!(
-            (d(&s, "a.example"), d(&s, "b.example")),
-            (Some(2.0), Some(0.0))
-        );
-        assert_eq!((d(&s, "c.example"), d(&s, "other")), (None, Some(10.0)));
-        // c overtakes b: b's series leaves, c's starts.
+        assert_eq!(d(&s, "a.example"), Some(7.0), "names are lower-cased");
+        assert_eq!((d(&s, "c.example"), d(&s, "other")), (None, Some(2.0)));
+        // c, with more than twice b's queries, takes b's place: b's series leaves, c's starts
+        // at 0 (its earlier queries stay in other).
         ask(&mut sink, "c.example", 5);
         sink.status(&status(Instant::now()));
         ask(&mut sink, "c.example", 1);
@@ -1074,9 +1097,9 @@ mod tests {
         assert_eq!((d(&s, "b.example"), d(&s, "c.example")), (None, Some(1.0)));
         let sum: f64 = s.iter().filter(|x| x.name == top).map(|x| x.value).sum();
         assert_eq!(
-            sum,
-            3.0 + 15.0,
-            "every query is under one domain series, or was"
+            sum + 3.0,
+            18.0,
+            "every query is under one domain series, or was (b's 3)"
         );
     }
 
@@ -1418,12 +1441,10 @@ mod tests {
             value(&s, "dnslens_output_dropped_lines_total", &[]),
             Some(9.0)
         );
+        assert_eq!(value(&s, "dnslens_events_captured_total", &[]), Some(100.0));
+        let unknown_read_failed = [("reason", "read_failed"), ("namespace", UNKNOWN)];
         assert_eq!(
-            one("dnslens_kernel_events_total", "kind", "events"),
-            Some(100.0)
-        );
-        assert_eq!(
-            one("dnslens_kernel_events_total", "kind", "read_failed"),
+            value(&s, "dnslens_events_lost_total", &unknown_read_failed),
             Some(1.0)
         );
         assert_eq!(value(&s, "dnslens_ringbuf_used_bytes", &[]), Some(512.0));
@@ -1456,16 +1477,59 @@ mod tests {
         sink.status(&st);
         let s = scrape(&sink);
         assert_eq!(
-            value(
-                &s,
-                "dnslens_kernel_events_total",
-                &[("kind", "read_failed")]
-            ),
+            value(&s, "dnslens_events_lost_total", &unknown_read_failed),
             Some(9.0)
         );
         assert_eq!(
             value(&s, "dnslens_events_lost_total", &flooder_lost),
             Some(10.0)
+        );
+    }
+
+    /// Each kernel counter is in the one family that says what it is, and the losses all in
+    /// `dnslens_events_lost_total` (those the kernel charges to sources come from the status's
+    /// `lost`), so that the family sums to every event lost.
+    #[test]
+    fn kernel_counters_are_each_in_the_family_that_says_what_they_are() {
+        let mut sink = MetricsSink::new(Limits::default());
+        let mut st = status(Instant::now());
+        let mut kernel = KernelCounters::default();
+        for (i, &c) in KernelCounter::ALL.iter().enumerate() {
+            kernel.set(c, 10 + i as u64);
+        }
+        st.kernel = Some(kernel);
+        let unknown = sample::query(1, "x.example", 1, 0).who;
+        st.lost = crate::losses::REASONS
+            .map(|reason| Lost {
+                who: unknown.clone(),
+                reason,
+                events: kernel.get(reason),
+            })
+            .to_vec();
+        sink.status(&st);
+        let s = scrape(&sink);
+        let sum = |name| {
+            s.iter()
+                .filter(|x| x.name == name)
+                .map(|x| x.value)
+                .sum::<f64>()
+        };
+        assert_eq!(sum("dnslens_events_lost_total"), kernel.lost() as f64);
+        for &c in KernelCounter::ALL {
+            let lost = value(&s, "dnslens_events_lost_total", &[("reason", c.name())]);
+            assert_eq!(lost.is_some(), c.is_loss(), "{c:?}");
+        }
+        let events = kernel.get(KernelCounter::Events) as f64;
+        assert_eq!(sum("dnslens_events_captured_total"), events);
+        let rest: u64 = kernel
+            .iter()
+            .filter(|(c, _)| *c != KernelCounter::Events && !c.is_loss())
+            .map(|(_, n)| n)
+            .sum();
+        let partial = sum("dnslens_events_partial_total");
+        assert_eq!(
+            partial + sum("dnslens_exec_records_lost_total"),
+            rest as f64
         );
     }
 
@@ -1530,5 +1594,37 @@ mod tests {
             "{om}"
         );
         assert!(om.ends_with("# EOF\n"));
+        promtool_check_metrics(&text);
+    }
+
+    /// `promtool check metrics` finds nothing to say of the exposition (names, units, help).
+    /// Without promtool the check is skipped, except in CI (scripts/install-deps.sh installs it).
+    fn promtool_check_metrics(text: &str) {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let spawned = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let Ok(mut promtool) = spawned else {
+            assert!(std::env::var_os("CI").is_none(), "CI needs promtool");
+            println!("skipped promtool check metrics: needs promtool (Debian package prometheus)");
+            return;
+        };
+        let mut stdin = promtool.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        drop(stdin);
+        let out = promtool.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{said}\n{text}"
+        );
     }
 }

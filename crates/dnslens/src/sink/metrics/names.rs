@@ -1,7 +1,7 @@
 //! The agent's metrics as exposed: name, type, labels and help, one table. The registry is built
 //! from it, a unit test holds the exposition to it, and tests/deploy.rs (which links to
-//! it) holds the Grafana dashboard and the alerting rules to it. docs/metrics.md describes
-//! each row.
+//! it) holds the Grafana dashboard, the alerting rules and docs/metrics.md to it. Names start
+//! with `dnslens_` but for the `process_` ones every Prometheus client library exports.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Type {
@@ -42,7 +42,7 @@ pub const METRICS: &[Metric] = &[
     Metric {
         name: "dnslens_unanswered_total",
         kind: Type::Counter,
-        labels: &["namespace", "workload", "pod"],
+        labels: &["namespace", "workload", "pod", "container"],
         help: "Queries that got no response within the timeout",
     },
     Metric {
@@ -58,16 +58,28 @@ pub const METRICS: &[Metric] = &[
         help: "Queries per domain among the workload's most queried; domain=\"other\" for the rest",
     },
     Metric {
+        name: "dnslens_events_captured_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "Events (DNS messages and connects) the kernel wrote to the ring buffer",
+    },
+    Metric {
         name: "dnslens_events_lost_total",
         kind: Type::Counter,
         labels: &["reason", "namespace", "workload", "pod", "container"],
-        help: "Events the kernel dropped for want of room in the ring buffer, by the workload that lost them: reason=\"over_share\" while it was more than half full and the workload over its share, \"ringbuf_full\" when full",
+        help: "Events the kernel saw and did not deliver, by reason and by the workload that lost them (namespace=\"(unknown)\" where the kernel cannot tell)",
     },
     Metric {
-        name: "dnslens_kernel_events_total",
+        name: "dnslens_events_partial_total",
         kind: Type::Counter,
-        labels: &["kind"],
-        help: "The kernel side's counters: events written to the ring buffer, and messages lost or cut by reason",
+        labels: &["reason"],
+        help: "Events delivered without the whole message: reason=\"truncated\" cut at the payload limit, \"iov_skipped\" iovecs past the limit",
+    },
+    Metric {
+        name: "dnslens_exec_records_lost_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "Exec records the kernel dropped with the ring buffer full: those processes' executables are read from /proc",
     },
     Metric {
         name: "dnslens_decode_errors_total",
@@ -116,6 +128,48 @@ pub const METRICS: &[Metric] = &[
         kind: Type::Counter,
         labels: &["table"],
         help: "Events counted under \"other\" labels because a metrics table was full",
+    },
+    Metric {
+        name: "dnslens_build_info",
+        kind: Type::Gauge,
+        labels: &["version"],
+        help: "Always 1: the version of dnslens that serves these metrics",
+    },
+    Metric {
+        name: "process_cpu_seconds_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "CPU time of the agent's process, user and system",
+    },
+    Metric {
+        name: "process_resident_memory_bytes",
+        kind: Type::Gauge,
+        labels: &[],
+        help: "Resident memory of the agent's process",
+    },
+    Metric {
+        name: "process_virtual_memory_bytes",
+        kind: Type::Gauge,
+        labels: &[],
+        help: "Virtual memory of the agent's process",
+    },
+    Metric {
+        name: "process_open_fds",
+        kind: Type::Gauge,
+        labels: &[],
+        help: "Open file descriptors of the agent's process",
+    },
+    Metric {
+        name: "process_max_fds",
+        kind: Type::Gauge,
+        labels: &[],
+        help: "The agent's limit of open file descriptors (RLIMIT_NOFILE)",
+    },
+    Metric {
+        name: "process_start_time_seconds",
+        kind: Type::Gauge,
+        labels: &[],
+        help: "When the agent's process started, seconds since the Unix epoch",
     },
 ];
 
