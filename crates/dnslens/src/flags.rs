@@ -323,8 +323,9 @@ pub struct DetectorArgs {
     #[arg(long, value_name = "FILE")]
     pub detect_config: Option<PathBuf>,
 
-    /// What each workload normally resolves and runs (JSON), learned with --learn; with
-    /// --learn a missing file is created.
+    /// What each workload normally resolves and runs (JSON), as `dnslens trace --learn 10m
+    /// --baseline FILE` or `dnslens detect --learn` saved it; where learning, a missing file is
+    /// created.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
 }

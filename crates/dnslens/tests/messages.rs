@@ -87,3 +87,23 @@ fn a_replay_says_what_it_cannot_judge() {
         );
     }
 }
+
+/// `dnslens trace 2>&1 | head -3` ended in a panic (exit 101, "failed printing to stderr") once
+/// head had gone: a reader of stderr that went away must not turn a message into a crash.
+#[test]
+fn a_closed_stderr_is_no_panic() {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just made by pipe(2) and are owned here alone.
+    let (read, write) = unsafe {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    };
+    drop(read);
+    let out = dnslens(&["detect", "--input", "/nonexistent/dnslens-trace.jsonl"])
+        .stderr(std::process::Stdio::from(write))
+        .output()
+        .expect("run dnslens");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}

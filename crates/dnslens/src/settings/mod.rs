@@ -256,6 +256,12 @@ impl Settings {
                          terminal, or use trace or count to write to a pipe or a file"
                     );
                 }
+                if args.filters.role.is_some() {
+                    bail!(
+                        "--role: top's rows count the queries clients sent, so a server side \
+                         shows nothing; leave it out (trace --role server shows servers)"
+                    );
+                }
                 let output = Output::Top {
                     by: args.by,
                     interval: args.interval.get(),
@@ -600,6 +606,8 @@ mod tests {
         assert!(d.detect.is_some(), "detectors run unless --no-detect");
         let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
         assert!(piped.contains("stdout is not one"), "{piped}");
+        let role = format!("{:#}", top(&["--role", "server"], tty).unwrap_err());
+        assert!(role.contains("top's rows count the queries clients sent"), "{role}");
         // Issue 14: top's rows start from queries, so it has no filter on what came back to
         // list and refuse; trace and count list them and take them.
         for flag in ["--rcode=NXDOMAIN", "--unanswered", "--min-latency=1s"] {
