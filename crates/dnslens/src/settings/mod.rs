@@ -252,7 +252,7 @@ impl Settings {
             Command::Top(args) => {
                 if !terminal.stdout_is_tty {
                     bail!(
-                        "dnslens top draws on a terminal and stdout is not one: run it in a \
+                        "top draws on a terminal and stdout is not one: run it in a \
                          terminal, or use trace or count to write to a pipe or a file"
                     );
                 }
