@@ -14,7 +14,12 @@ use crate::stage::{Detectors, Settings};
 
 /// A DNS tool on the host (by its executable's file name): an operator asking a server by hand.
 fn is_host_tool(e: &DnsEvent, tools: &[String]) -> bool {
-    let file_name = e.who.process.exe.as_deref().and_then(|p| p.rsplit('/').next());
+    let file_name = e
+        .who
+        .process
+        .exe
+        .as_deref()
+        .and_then(|p| p.rsplit('/').next());
     e.who.host == Some(true) && file_name.is_some_and(|f| tools.iter().any(|t| t == f))
 }
 

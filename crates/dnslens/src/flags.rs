@@ -71,7 +71,13 @@ pub struct TraceArgs {
 
     /// The table's columns, in this order, e.g. time,process,server,qname,rcode,latency
     /// [default: every column that fits the terminal].
-    #[arg(long, value_enum, value_name = "COLUMN", value_delimiter = ',', conflicts_with = "json")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "COLUMN",
+        value_delimiter = ',',
+        conflicts_with = "json"
+    )]
     pub columns: Vec<TableColumn>,
 
     /// With --json, also a line per TCP connect (not filtered), for `dnslens detect` to replay.

@@ -607,7 +607,10 @@ mod tests {
         let piped = format!("{:#}", top(&[], Terminal::default()).unwrap_err());
         assert!(piped.contains("stdout is not one"), "{piped}");
         let role = format!("{:#}", top(&["--role", "server"], tty).unwrap_err());
-        assert!(role.contains("top's rows count the queries clients sent"), "{role}");
+        assert!(
+            role.contains("top's rows count the queries clients sent"),
+            "{role}"
+        );
         // Issue 14: top's rows start from queries, so it has no filter on what came back to
         // list and refuse; trace and count list them and take them.
         for flag in ["--rcode=NXDOMAIN", "--unanswered", "--min-latency=1s"] {

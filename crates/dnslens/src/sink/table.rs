@@ -397,7 +397,11 @@ impl<W: Write> TableSink<W> {
                     push_cell(line, col, text, None);
                 }
                 Cell::Server => {
-                    let server = if e.kind == Kind::Response { e.src } else { e.dst };
+                    let server = if e.kind == Kind::Response {
+                        e.src
+                    } else {
+                        e.dst
+                    };
                     push_display(line, cell, col, server, None);
                 }
                 Cell::Proto => push_cell(line, col, e.transport.name(), None),
@@ -974,7 +978,8 @@ mod tests {
         };
         let tail = "dig (pid 123) sent a DNS query";
         // The header comes first, so that the first rows line up under it.
-        let header = "TIME             PID PROCESS         ROLE   CGROUP           SERVER                \
+        let header =
+            "TIME             PID PROCESS         ROLE   CGROUP           SERVER                \
                       PROTO QTYPE  QNAME                                            RCODE    \
                       LATENCY    TTL ANSWERS";
         assert_eq!(
@@ -1031,10 +1036,7 @@ mod tests {
         assert_eq!(cut("éèêëē", 3, false), "éè…");
         assert_eq!(cgroup_leaf(""), "-");
         assert_eq!(cgroup_leaf("/"), "/");
-        assert_eq!(
-            cgroup_leaf("/system.slice/nginx.service"),
-            "nginx.service"
-        );
+        assert_eq!(cgroup_leaf("/system.slice/nginx.service"), "nginx.service");
         // A long hex name that is no container's stays what it is.
         let hex = "0d2d06bae0964ffd51e06c566d0e9300";
         assert_eq!(cgroup_leaf(&format!("/process_api/{hex}")), hex);
