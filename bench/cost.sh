@@ -94,7 +94,7 @@ cost_table() {
         runs=$(awk -v s="$1" -v o="$obs" '$1 == s && $3 == o' "$OUT/cost.runs")
         local per_msg='$8 == "-" || $8 == 0 {next}'
         echo "| $1 | $obs | $(awk '{print $5}' <<<"$runs" | median) | $(awk '{print $5}' <<<"$runs" | paste -sd ' ') \
-| $(awk '{print $4}' <<<"$runs" | median) \
+| $(awk '{print $4}' <<<"$runs" | median | xargs printf %.0f) \
 | $(awk -v t="$TICK" "$per_msg"' {printf "%.2f\n", $6 / t / $8 * 1e6}' <<<"$runs" | median) / \
 $(awk -v t="$TICK" "$per_msg"' {printf "%.2f\n", $7 / t / $8 * 1e6}' <<<"$runs" | median) \
 | $(awk '$8 != "-" {print $8}' <<<"$runs" | median) | $(awk '{print $9}' <<<"$runs" | paste -sd ' ') |"

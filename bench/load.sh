@@ -30,7 +30,7 @@ TORTURE_RATE=${TORTURE_RATE:-50000}
 RESOLVER_SECONDS=${RESOLVER_SECONDS:-15}
 
 source "$(dirname "$0")/lib.sh"
-need dnsperf bpftrace tcpdump dnsmasq unbound cc ip
+need dnsperf bpftrace tcpdump cc ip $SERVERS
 [ -x "$DNSLENS" ] || die "$DNSLENS missing: cargo build --release"
 
 STEPS_HEADER="| server | rate | observer | seconds | sent | completed | qps | ratio | avg lat ms | max lat ms | observer saw | dnslens lost | user s/M msg | sys s/M msg | user us/msg | VmHWM MB | host busy |"
