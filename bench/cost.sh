@@ -14,8 +14,8 @@
 # answered query on one host), for tcpdump the packets it captured (two).
 #
 # Part complete: RUNS runs at a fixed RATE of LENGTH_COMPLETE seconds under each of COMPLETE_WITH
-# (count, trace); dnsperf's queries sent against the queries dnslens reported from dnsperf, and
-# what the kernel side counted lost, per run.
+# (count, trace); dnsperf's queries sent against the queries dnslens reported from dnsperf, the
+# retransmits among the missing, and what the kernel side counted lost, per run.
 #
 # Knobs (environment): PARTS="cost complete" SERVERS=dnsmasq (or "dnsmasq unbound")
 #   OBSERVERS="none bpftrace tcpdump count trace agent floor" REPS=3 LENGTH=8
@@ -126,10 +126,14 @@ reported() {
     esac
 }
 
+# Queries pairing took for retransmits (not reported as queries) in dnslens's stderr $1:
+# dnsperf reuses ids, and an id and name asked again while the first is pending looks resent.
+retransmits() { sed -n 's/^dnslens: pairing: .* \([0-9]*\) retransmits.*/\1/p' "$1"; }
+
 run_complete() {
     {
-        echo "| server | observer | run | rate | seconds | dnsperf sent | completed | reported | missing | kernel lost |"
-        echo "|---|---|---|---|---|---|---|---|---|---|"
+        echo "| server | observer | run | rate | seconds | dnsperf sent | completed | reported | missing | of them retransmits | kernel lost |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
     } | tee "$OUT/complete.md"
     local server obs run
     for server in $SERVERS; do
@@ -144,7 +148,7 @@ run_complete() {
                 local sent seen
                 sent=$(field "$tag.perf" "Queries sent")
                 seen=$(reported "$obs" "$tag")
-                echo "| $server | $obs | $run | $RATE | $LENGTH_COMPLETE | $sent | $(field "$tag.perf" "Queries completed") | $seen | $((sent - seen)) | $(lost_of "$tag.err") |" |
+                echo "| $server | $obs | $run | $RATE | $LENGTH_COMPLETE | $sent | $(field "$tag.perf" "Queries completed") | $seen | $((sent - seen)) | $(retransmits "$tag.err") | $(lost_of "$tag.err") |" |
                     tee -a "$OUT/complete.md"
                 [ "$KEEP" = 1 ] || rm -f "$tag.json"
             done
