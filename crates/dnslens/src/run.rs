@@ -29,13 +29,6 @@ use crate::stop;
 const POLL: Duration = Duration::from_millis(100);
 /// The wall-clock offset is measured again this often, in case the system time was stepped.
 const REMEASURE: Duration = Duration::from_secs(60);
-/// A turn that read fewer records than this waits [`GATHER`] before the next one.
-const SMALL_BATCH: usize = 256;
-/// How long records may gather in the ring buffer after a small turn: output is this much
-/// later at worst; at 200,000 messages a second the ring buffer holds 2,000 more records (under
-/// 1 MiB). 10 ms rather than 2 ms cut dnslens's CPU per message at 10k queries/s by about 12%
-/// (docs/performance.md): fewer turns for the same messages.
-const GATHER: Duration = Duration::from_millis(10);
 /// How often the kernel's loss counters are checked while running.
 const LOSS_CHECK: Duration = Duration::from_secs(5);
 /// How often a sink that exports the run's health gets a [`Status`].
@@ -319,7 +312,6 @@ impl Run<'_> {
         let mut cost_reported = OutputStats::default();
         let mut sources = SourceLosses::default();
         let mut loss_window = LossWindow::default();
-        let mut last_seen = 0;
         while !stop::stopped() {
             let Run {
                 probe,
@@ -348,14 +340,7 @@ impl Run<'_> {
                     }
                 }
             };
-            if (1..SMALL_BATCH).contains(&last_seen) {
-                // The kernel wakes the reader for each record it finds caught up, so at a few
-                // thousand messages a second every turn (wake-up, expiry, write) was paid per
-                // message. Letting records gather makes turns rare and writes large. Waiting
-                // before the read, not after, so a stop still reads what came meanwhile.
-                std::thread::sleep(GATHER);
-            }
-            last_seen = probe.poll(POLL, |record| pipeline.record(record, &mut emit))?;
+            probe.poll_gathered(POLL, |record| pipeline.record(record, &mut emit))?;
             let mono_now = clock::monotonic_now_ns();
             pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e)));
             if let Some(d) = detection.as_deref_mut() {

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# What each observer costs a DNS server at its limit (issue 15), run by hand as root; not part of
+# CI. Prints tables.
+#
+# Part cost: the server pinned to CPU 0 answers dnsperf pinned to CPU 1, unthrottled, LENGTH
+# seconds per observer, in REPS rounds of every observer in OBSERVERS:
+#   none; bpftrace (load.sh's sendto recipe, skipped when not installed); tcpdump (-w file on the
+#   client veth); count (`dnslens count --by process`); trace (`dnslens trace --json > file`);
+#   agent (`dnslens agent --output /dev/null`: metrics only); floor (the probe's drain example:
+#   the hooks attached, every record read and dropped).
+# Per observer: the median over rounds of its q/s over the same round's none, and its own CPU
+# (utime, stime from /proc/PID/stat from dnsperf's start to 1 s after its end) per message it
+# saw: for dnslens and the floor the messages the kernel side wrote to the ring buffer (four per
+# answered query on one host), for tcpdump the packets it captured (two).
+#
+# Part complete: RUNS runs at a fixed RATE of LENGTH_COMPLETE seconds under each of COMPLETE_WITH
+# (count, trace); dnsperf's queries sent against the queries dnslens reported from dnsperf, the
+# retransmits among the missing, and what the kernel side counted lost, per run.
+#
+# Knobs (environment): PARTS="cost complete" SERVERS=dnsmasq (or "dnsmasq unbound")
+#   OBSERVERS="none bpftrace tcpdump count trace agent floor" REPS=3 LENGTH=8
+#   RUNS=10 RATE=50000 LENGTH_COMPLETE=10 COMPLETE_WITH=count; bench/lib.sh's (KEEP, DNSLENS,
+#   DRAIN, OUT, SERVER_CPU=0, CLIENT_CPU=1).
+# Build first: cargo build --release && cargo build --release -p dnslens-probe --example drain
+set -uo pipefail
+
+PARTS=${PARTS:-"cost complete"}
+SERVERS=${SERVERS:-dnsmasq}
+OBSERVERS=${OBSERVERS:-"none bpftrace tcpdump count trace agent floor"}
+REPS=${REPS:-3}
+LENGTH=${LENGTH:-8}
+RUNS=${RUNS:-10}
+RATE=${RATE:-50000}
+LENGTH_COMPLETE=${LENGTH_COMPLETE:-10}
+COMPLETE_WITH=${COMPLETE_WITH:-count}
+SERVER_CPU=${SERVER_CPU-0}
+CLIENT_CPU=${CLIENT_CPU-1}
+
+source "$(dirname "$0")/lib.sh"
+need dnsperf tcpdump taskset ip $SERVERS
+[ -x "$DNSLENS" ] || die "$DNSLENS missing: cargo build --release"
+[ -x "$DRAIN" ] || die "$DRAIN missing: cargo build --release -p dnslens-probe --example drain"
+[ "${OBSERVERS%% *}" = none ] || die "OBSERVERS must start with none: the others are compared with it"
+if [[ " $OBSERVERS " == *" bpftrace "* ]] && ! command -v bpftrace >/dev/null; then
+    echo "bpftrace not installed: its observer is skipped"
+    OBSERVERS=$(echo "$OBSERVERS" | sed 's/\bbpftrace\b//')
+fi
+
+# The median of the numbers on stdin, one a line; "-" for none.
+median() {
+    sort -g | awk '{v[NR] = $1}
+        END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+# One unthrottled run: server $1, round $2, observer $3. Appends "server round observer qps
+# ratio user-ticks sys-ticks messages lost" to $OUT/cost.runs.
+cost_run() {
+    local server=$1 round=$2 obs=$3
+    local tag="$OUT/cost-$server-$round-$obs" before=(0 0) after=(0 0)
+    start_observer "$obs" "$tag"
+    [ -n "$OBS_PID" ] && read -r -a before < <(cpu_ticks "$OBS_PID")
+    perf "$tag.perf" -l "$LENGTH"
+    sleep 1 # let the observer drain
+    [ -n "$OBS_PID" ] && read -r -a after < <(cpu_ticks "$OBS_PID")
+    stop_observer
+    local qps msgs=- lost=-
+    qps=$(field "$tag.perf" "Queries per second")
+    [ "$obs" = none ] && BASE_QPS=$qps
+    case $obs in
+    count | trace | agent | floor)
+        msgs=$(events_of "$tag.err")
+        # Without -v the agent names the kernel's counters only when something was lost.
+        lost=$(lost_of "$tag.err" | tr ' ' _)
+        lost=${lost:-0}
+        ;;
+    tcpdump)
+        msgs=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$tag.err")
+        lost=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$tag.err")
+        ;;
+    esac
+    local ratio
+    ratio=$(awk -v a="$qps" -v b="$BASE_QPS" 'BEGIN {printf "%.3f", a / b}')
+    echo "$server $round $obs $qps $ratio $((after[0] - before[0])) $((after[1] - before[1])) ${msgs:--} ${lost:--}" |
+        tee -a "$OUT/cost.runs"
+    [ "$KEEP" = 1 ] || rm -f "$tag.json" "$tag.pcap"
+}
+
+# The table of medians of server $1 from $OUT/cost.runs.
+cost_table() {
+    echo "| server | observer | ratio to none, median | by round | q/s, median | observer CPU µs per message, user / sys (median) | messages per run, median | lost, all rounds |"
+    echo "|---|---|---|---|---|---|---|---|"
+    local obs runs
+    for obs in $OBSERVERS; do
+        runs=$(awk -v s="$1" -v o="$obs" '$1 == s && $3 == o' "$OUT/cost.runs")
+        local per_msg='$8 == "-" || $8 == 0 {next}'
+        echo "| $1 | $obs | $(awk '{print $5}' <<<"$runs" | median) | $(awk '{print $5}' <<<"$runs" | paste -sd ' ') \
+| $(awk '{print $4}' <<<"$runs" | median | xargs printf %.0f) \
+| $(awk -v t="$TICK" "$per_msg"' {printf "%.2f\n", $6 / t / $8 * 1e6}' <<<"$runs" | median) / \
+$(awk -v t="$TICK" "$per_msg"' {printf "%.2f\n", $7 / t / $8 * 1e6}' <<<"$runs" | median) \
+| $(awk '$8 != "-" {print $8}' <<<"$runs" | median) | $(awk '{print $9}' <<<"$runs" | paste -sd ' ') |"
+    done
+}
+
+run_cost() {
+    local server round obs
+    for server in $SERVERS; do
+        start_server "$server"
+        echo "server round observer qps ratio user-ticks sys-ticks messages lost (CLK_TCK $TICK)"
+        for round in $(seq "$REPS"); do
+            for obs in $OBSERVERS; do
+                cost_run "$server" "$round" "$obs"
+            done
+        done
+        stop_server
+    done
+    for server in $SERVERS; do
+        cost_table "$server"
+    done | tee "$OUT/cost.md"
+}
+
+# Queries from dnsperf that observer $1 reported in files $2.*.
+reported() {
+    case $1 in
+    count) LC_ALL=C grep -o '"process":"dnsperf","queries":[0-9]*' "$2.count" | awk -F: '{n += $3} END {print n + 0}' ;;
+    trace) json_counts "$2.json" | awk '{print $1}' ;;
+    esac
+}
+
+# Queries pairing took for retransmits (not reported as queries) in dnslens's stderr $1:
+# dnsperf reuses ids, and an id and name asked again while the first is pending looks resent.
+retransmits() { sed -n 's/^dnslens: pairing: .* \([0-9]*\) retransmits.*/\1/p' "$1"; }
+
+run_complete() {
+    {
+        echo "| server | observer | run | rate | seconds | dnsperf sent | completed | reported | missing | of them retransmits | kernel lost |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    } | tee "$OUT/complete.md"
+    local server obs run
+    for server in $SERVERS; do
+        start_server "$server"
+        for obs in $COMPLETE_WITH; do
+            for run in $(seq "$RUNS"); do
+                local tag="$OUT/complete-$server-$obs-$run"
+                start_observer "$obs" "$tag"
+                perf "$tag.perf" -l "$LENGTH_COMPLETE" -Q "$RATE"
+                sleep 1
+                stop_observer
+                local sent seen
+                sent=$(field "$tag.perf" "Queries sent")
+                seen=$(reported "$obs" "$tag")
+                echo "| $server | $obs | $run | $RATE | $LENGTH_COMPLETE | $sent | $(field "$tag.perf" "Queries completed") | $seen | $((sent - seen)) | $(retransmits "$tag.err") | $(lost_of "$tag.err") |" |
+                    tee -a "$OUT/complete.md"
+                [ "$KEEP" = 1 ] || rm -f "$tag.json"
+            done
+        done
+        stop_server
+    done
+}
+
+bench_setup
+echo "pinned: server to CPU ${SERVER_CPU:-none}, dnsperf to CPU ${CLIENT_CPU:-none}"
+for part in $PARTS; do
+    echo "== $part"
+    "run_$part"
+done
