@@ -6,7 +6,7 @@
 # seconds per observer, in REPS rounds of every observer in OBSERVERS:
 #   none; bpftrace (load.sh's sendto recipe, skipped when not installed); tcpdump (-w file on the
 #   client veth); count (`dnslens count --by process`); trace (`dnslens trace --json > file`);
-#   agent (`dnslens agent --output /dev/null`: metrics only); floor (the probe's drain example:
+#   agent (`dnslens agent --sample 0 --output /dev/null`: metrics only); floor (the probe's drain example:
 #   the hooks attached, every record read and dropped).
 # Per observer: the median over rounds of its q/s over the same round's none, and its own CPU
 # (utime, stime from /proc/PID/stat from dnsperf's start to 1 s after its end) per message it

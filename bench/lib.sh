@@ -155,8 +155,9 @@ start_observer() {
         wait_for "$2.err" "tracing DNS"
         ;;
     agent)
-        # Metrics only: the JSON lines go to /dev/null, /metrics to a port of this run's own.
-        "$DNSLENS" agent --no-kubernetes --output /dev/null \
+        # Metrics only: --sample 0 writes no event lines (alerts still go, to /dev/null);
+        # /metrics on a port of this run's own.
+        "$DNSLENS" agent --no-kubernetes --sample 0 --output /dev/null \
             --metrics-address "127.0.0.1:$((19000 + $$ % 1000))" >/dev/null 2>"$2.err" &
         OBS_PID=$!
         wait_for "$2.err" "tracing DNS"
