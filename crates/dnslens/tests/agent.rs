@@ -14,13 +14,12 @@ use dnslens_testkit::fake_apiserver;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use node::agent::{free_port, get, Agent};
+use node::agent::{free_port, get, promtool_check, Agent};
 use node::cgroup::{Driver, Hierarchies, PodCgroup};
 use node::dnsmasq::{HOST, NX};
 use node::net::{Node, Run};
@@ -261,20 +260,7 @@ fn root_agent_metrics_reach_a_real_prometheus() {
     // The exposition as curl and promtool read it.
     let (code, text) = get(agent.address, "/metrics").expect("/metrics");
     assert_eq!(code, 200);
-    let mut promtool = Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().expect("promtool");
+    let checked = promtool_check(&text);
     assert!(
         checked.status.success(),
         "promtool check metrics refused the exposition:\n{}{}\n{text}",

@@ -8,12 +8,13 @@ mod node;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnslens::sink::http::{AccessFiles, Bound, Health, Server, TlsFiles, RELOAD_EVERY};
 use dnslens::sink::metrics::{Limits, MetricsSink};
+use node::agent::promtool_check;
 use node::{have_tool, unique_tag, TempDir};
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -269,20 +270,7 @@ fn curl_and_promtool_read_the_https_scrape() {
     };
     assert_eq!(curl(&["-o", "/dev/null", "-w", "%{http_code}"]), "401");
     let text = curl(&["-H", &format!("Authorization: Bearer {TOKEN}")]);
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
+    let checked = promtool_check(&text);
     assert!(
         checked.status.success() && text.contains("dnslens_events_lost_total"),
         "promtool check metrics refused the HTTPS scrape:\n{}{}\n{text}",

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,4 +114,22 @@ impl Agent {
         std::thread::sleep(Duration::from_millis(100));
         (status, self.stderr())
     }
+}
+
+/// `promtool check metrics` over an exposition: what Prometheus's own linter says of it.
+pub fn promtool_check(exposition: &str) -> Output {
+    let mut promtool = Command::new(super::resolvers::tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    promtool
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    promtool.wait_with_output().expect("promtool")
 }
