@@ -3,6 +3,7 @@
 //! its own draws the view (`--interval`) and reads keys, so a slow or stalled terminal never
 //! holds up the capture. Quitting the view stops the run; the run's end closes the view.
 
+mod controls;
 mod model;
 mod terminal;
 mod view;
@@ -18,8 +19,9 @@ use dnslens_lens::{clock, DnsEvent};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::widgets::TableState;
 
-pub use model::Grouping;
-use model::{Command, Controls, Model, Snapshot};
+pub use controls::Grouping;
+use controls::{Command, Controls};
+use model::{Model, Snapshot};
 use terminal::Screen;
 
 use crate::sink::Sink;

@@ -18,7 +18,8 @@ use dnslens_lens::clock::Civil;
 use dnslens_lens::text::{counted, printable, Printable};
 use dnslens_probe::Named;
 
-use super::model::{AlertLine, Column, Command, Grouping, Overlay, RowStats, Snapshot, WINDOW_S};
+use super::controls::{Column, Command, Grouping, Overlay};
+use super::model::{AlertLine, RowStats, Snapshot, WINDOW_S};
 
 /// The keys, as the bottom line shows them.
 pub const HELP: &str =
@@ -346,8 +347,9 @@ fn count(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::top::controls::Controls;
     use crate::sink::top::model::tests::{alert, query, response, unanswered, S, T0};
-    use crate::sink::top::model::{Controls, Model};
+    use crate::sink::top::model::Model;
     use dnslens_detect::Detector;
     use dnslens_wire::Rcode;
     use ratatui::backend::TestBackend;
