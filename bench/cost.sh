@@ -13,13 +13,23 @@
 # saw: for dnslens and the floor the messages the kernel side wrote to the ring buffer (four per
 # answered query on one host), for tcpdump the packets it captured (two).
 #
+# Part hooks: the BPF programs' own time per DNS message. The floor attached, kernel.bpf_stats_enabled
+# set to 1 for the part (restored after), RUNS_HOOKS runs at a fixed RATE_HOOKS for LENGTH
+# seconds; per program of the floor's: runs and ns per run (bpftool prog show), and all of them
+# per message written to the ring buffer. The stats add two clock reads to every run.
+#
+# Part pingpong: the same statistics with nothing else running: bench/pingpong.py, one thread
+# in the client namespace playing client and server on its loopback (port 5399, which the
+# floor is told is DNS), PINGPONG exchanges per run, RUNS_HOOKS runs; BPF ns per message.
+#
 # Part complete: RUNS runs at a fixed RATE of LENGTH_COMPLETE seconds under each of COMPLETE_WITH
 # (count, trace); dnsperf's queries sent against the queries dnslens reported from dnsperf, the
 # retransmits among the missing, and what the kernel side counted lost, per run.
 #
 # Knobs (environment): PARTS="cost complete" SERVERS=dnsmasq (or "dnsmasq unbound")
 #   OBSERVERS="none bpftrace tcpdump count trace agent floor" REPS=3 LENGTH=8
-#   RUNS=10 RATE=50000 LENGTH_COMPLETE=10 COMPLETE_WITH=count; bench/lib.sh's (KEEP, DNSLENS,
+#   RUNS=10 RATE=50000 LENGTH_COMPLETE=10 COMPLETE_WITH=count RUNS_HOOKS=3 RATE_HOOKS=30000
+#   PINGPONG=200000; bench/lib.sh's (KEEP, DNSLENS,
 #   DRAIN, OUT, SERVER_CPU=0, CLIENT_CPU=1).
 # Build first: cargo build --release && cargo build --release -p dnslens-probe --example drain
 set -uo pipefail
@@ -33,6 +43,9 @@ RUNS=${RUNS:-10}
 RATE=${RATE:-50000}
 LENGTH_COMPLETE=${LENGTH_COMPLETE:-10}
 COMPLETE_WITH=${COMPLETE_WITH:-count}
+RUNS_HOOKS=${RUNS_HOOKS:-3}
+RATE_HOOKS=${RATE_HOOKS:-30000}
+PINGPONG=${PINGPONG:-200000}
 SERVER_CPU=${SERVER_CPU-0}
 CLIENT_CPU=${CLIENT_CPU-1}
 
@@ -116,6 +129,71 @@ run_cost() {
     for server in $SERVERS; do
         cost_table "$server"
     done | tee "$OUT/cost.md"
+}
+
+# "id name run_time_ns run_cnt" of each BPF program process $1 holds (its fds' fdinfo), once.
+prog_stats() {
+    local info id
+    for info in "/proc/$1/fdinfo/"*; do
+        id=$(awk '$1 == "prog_id:" {print $2}' "$info" 2>/dev/null)
+        [ -n "$id" ] || continue
+        echo "$id $(bpftool prog show id "$id" --json | jq -r .name) $(awk '$1 == "run_time_ns:" {t = $2} $1 == "run_cnt:" {c = $2} END {print t, c}' "$info")"
+    done | sort -u -k1,1
+}
+
+run_hooks() {
+    local server run
+    need bpftool jq
+    BPF_STATS_WAS=$(cat /proc/sys/kernel/bpf_stats_enabled)
+    sysctl -qw kernel.bpf_stats_enabled=1
+    echo "| server | run | messages | program | runs | runs per message | ns per run | ns per message |" | tee "$OUT/hooks.md"
+    echo "|---|---|---|---|---|---|---|---|" | tee -a "$OUT/hooks.md"
+    for server in $SERVERS; do
+        start_server "$server"
+        for run in $(seq "$RUNS_HOOKS"); do
+            local tag="$OUT/hooks-$server-$run"
+            start_observer floor "$tag"
+            prog_stats "$OBS_PID" >"$tag.before"
+            perf "$tag.perf" -l "$LENGTH" -Q "$RATE_HOOKS"
+            sleep 1
+            prog_stats "$OBS_PID" >"$tag.after"
+            stop_observer
+            local msgs
+            msgs=$(events_of "$tag.err")
+            join "$tag.before" "$tag.after" | awk -v s="$server" -v r="$run" -v m="$msgs" '
+                {runs = $7 - $4; ns = $6 - $3; if (runs == 0) next; all += ns
+                 printf "| %s | %s | %s | %s | %d | %.2f | %.0f | %.0f |\n", s, r, m, $2, runs, runs / m, ns / runs, ns / m}
+                END {printf "| %s | %s | %s | all | | | | %.0f |\n", s, r, m, all / m}' | tee -a "$OUT/hooks.md"
+        done
+        stop_server
+    done
+    sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
+}
+
+run_pingpong() {
+    local run port=5399
+    need bpftool jq python3
+    BPF_STATS_WAS=$(cat /proc/sys/kernel/bpf_stats_enabled)
+    sysctl -qw kernel.bpf_stats_enabled=1
+    echo "| run | exchanges | program | runs per message | ns per run | ns per message |" | tee "$OUT/pingpong.md"
+    echo "|---|---|---|---|---|---|" | tee -a "$OUT/pingpong.md"
+    for run in $(seq "$RUNS_HOOKS"); do
+        local tag="$OUT/pingpong-$run"
+        "$DRAIN" "$port" 2>"$tag.err" &
+        OBS_PID=$!
+        PIDS+=("$OBS_PID")
+        wait_for "$tag.err" "drain: attached"
+        prog_stats "$OBS_PID" >"$tag.before"
+        "${CLIENT_ON[@]}" ip netns exec "$NS_C" python3 "$ROOT/bench/pingpong.py" "$PINGPONG" "$port" ||
+            die "pingpong.py failed"
+        prog_stats "$OBS_PID" >"$tag.after"
+        stop_observer
+        join "$tag.before" "$tag.after" | awk -v r="$run" -v n="$PINGPONG" '
+            {runs = $7 - $4; ns = $6 - $3; if (runs == 0) next; all += ns
+             printf "| %s | %d | %s | %.2f | %.0f | %.0f |\n", r, n, $2, runs / n / 4, ns / runs, ns / n / 4}
+            END {printf "| %s | %d | all | | | %.0f |\n", r, n, all / n / 4}' | tee -a "$OUT/pingpong.md"
+    done
+    sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
 }
 
 # Queries from dnsperf that observer $1 reported in files $2.*.

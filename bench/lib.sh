@@ -50,6 +50,8 @@ cleanup() {
     ip netns del "$NS_S" 2>/dev/null
     ip netns del "$NS_C" 2>/dev/null
     rm -rf "/etc/netns/$NS_C"
+    # A part that turned BPF statistics on (cost.sh's hooks) and did not finish.
+    [ -n "${BPF_STATS_WAS:-}" ] && sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS_WAS"
     [ "$KEEP" = 1 ] || rm -f "$OUT"/*.json "$OUT"/*.pcap "$OUT"/flood.txt
 }
 trap cleanup EXIT

@@ -36,6 +36,8 @@ const volatile __u16 dns_ports[DNSLENS_MAX_PORTS] = {53};
 const volatile __u32 dns_port_count = 1;
 /* Index of the memory controller in css_set.subsys (its line in /proc/cgroups); >= 64: none. */
 const volatile __u32 memory_subsys_id = 0xffffffff;
+/* The ring buffer's size in bytes, set by the loader: a constant where a query is a call. */
+const volatile __u64 ring_size = 0;
 /* socket_file_ops, learned from the first socket seen (every socket file has it): from then on
  * one read of file->f_op tells a socket from anything else. */
 __u64 socket_fops = 0;
@@ -104,6 +106,8 @@ struct call {
 	__u8 direction;
 	__u8 need_dns_peer; /* unconnected UDP socket: each datagram's peer port is checked */
 	__u8 to_server;     /* unconnected UDP send to a DNS port: remember the server */
+	__u8 dest_known;    /* dest holds the send's destination, already read from the user */
+	struct sockaddr_inet dest;
 };
 
 /* Unconnected UDP sockets that sent to a DNS port, with the server they last sent to: their
@@ -169,6 +173,33 @@ struct {
 	__type(value, struct datagram_peer);
 } datagram_peers SEC(".maps");
 
+/* A task's cgroups as its events name them, read once and kept with the task: the names cost
+ * two string reads, and every helper call pays for the kernel's return-stack mitigations. Valid
+ * while the task keeps its css_set and its v2 cgroup: a move between cgroups gives the task
+ * another css_set. */
+struct task_cgroups {
+	__u64 cset;               /* task->cgroups when read */
+	__u64 cgroup_id;
+	__u64 cgroup_v1_id;
+	char cgroup_name[DNSLENS_CGROUP_NAME_LEN];
+	char cgroup_parent_name[DNSLENS_CGROUP_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_cgroups);
+} task_cgroups SEC(".maps");
+
+/* Where they are read when the task's storage cannot be had (no memory for it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct task_cgroups);
+} task_cgroups_scratch SEC(".maps");
+
 /* Which message of a sendmmsg/recvmmsg the socket hooks are at: they fire once per message. */
 struct mmsg_cursor {
 	__u64 msgvec;
@@ -182,6 +213,12 @@ struct {
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct mmsg_cursor);
 } mmsg_cursors SEC(".maps");
+
+/* bpf_get_current_pid_tgid's value, as plain loads. */
+static __always_inline __u64 task_pid_tgid(struct task_struct *task)
+{
+	return (__u64)task->tgid << 32 | (__u32)task->pid;
+}
 
 static __always_inline void count(__u32 idx)
 {
@@ -320,17 +357,62 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 
 /* The cgroup's own directory name and its parent's (empty when the parent is the root): enough
  * to tell the container and the pod even after the cgroup is gone, when no path can be read. */
-static __always_inline void fill_cgroup_names(struct dnslens_event *ev, struct kernfs_node *kn)
+static __always_inline void read_cgroup_names(struct task_cgroups *c, struct kernfs_node *kn)
 {
-	ev->cgroup_name[0] = 0;
-	ev->cgroup_parent_name[0] = 0;
+	c->cgroup_name[0] = 0;
+	c->cgroup_parent_name[0] = 0;
 	struct kernfs_node *parent = kn_parent(kn);
 	if (!parent)
 		return;
-	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), kn->name);
+	bpf_probe_read_kernel_str(c->cgroup_name, sizeof(c->cgroup_name), kn->name);
 	if (kn_parent(parent))
-		bpf_probe_read_kernel_str(ev->cgroup_parent_name, sizeof(ev->cgroup_parent_name),
+		bpf_probe_read_kernel_str(c->cgroup_parent_name, sizeof(c->cgroup_parent_name),
 					  parent->name);
+}
+
+/* Reads the task's cgroups into `c`. */
+static __always_inline void read_task_cgroups(struct task_cgroups *c, struct task_struct *task,
+					      __u64 cgroup_id)
+{
+	struct css_set *cset = task->cgroups;
+	struct kernfs_node *named = cset->dfl_cgrp->kn;
+	c->cset = (__u64)cset;
+	c->cgroup_id = cgroup_id;
+	c->cgroup_v1_id = 0;
+	/* The loader sets memory_subsys_id from this kernel's own numbering, so the index is
+	 * within the array, and a constant to the verifier. */
+	if (memory_subsys_id < 64) {
+		struct cgroup_subsys_state *css = cset->subsys[memory_subsys_id];
+		struct kernfs_node *v1 = css ? css->cgroup->kn : NULL;
+		c->cgroup_v1_id = v1 ? v1->id : 0;
+		/* Hybrid hosts may place containers only in v1: name the v1 cgroup then. */
+		if (v1 && !kn_parent(named))
+			named = v1;
+	}
+	read_cgroup_names(c, named);
+}
+
+/* Fills the event's cgroup fields, from the task's storage when still valid. */
+static __always_inline void fill_cgroups(struct dnslens_event *ev, struct task_struct *task)
+{
+	/* What bpf_get_current_cgroup_id returns, as plain loads. */
+	__u64 cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	struct task_cgroups *c = bpf_task_storage_get(&task_cgroups, task, 0,
+						      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c) {
+		__u32 zero = 0;
+		c = bpf_map_lookup_elem(&task_cgroups_scratch, &zero);
+		if (!c)
+			return;
+		read_task_cgroups(c, task, cgroup_id);
+	} else if (c->cset != (__u64)task->cgroups || c->cgroup_id != cgroup_id) {
+		read_task_cgroups(c, task, cgroup_id);
+	}
+	ev->cgroup_id = c->cgroup_id;
+	ev->cgroup_v1_id = c->cgroup_v1_id;
+	__builtin_memcpy(ev->cgroup_name, c->cgroup_name, sizeof(ev->cgroup_name));
+	__builtin_memcpy(ev->cgroup_parent_name, c->cgroup_parent_name,
+			 sizeof(ev->cgroup_parent_name));
 }
 
 static __always_inline bool is_wildcard(const __u8 addr[16])
@@ -365,37 +447,24 @@ static __always_inline bool is_wildcard(const __u8 addr[16])
  * the attribution of the current task. Connect records are made by the same code. sk is the
  * socket as a BTF pointer where the hook has one, else NULL and call->sk is read. */
 static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
-					const struct call *call, __u32 kind, struct sock *sk)
+					const struct call *call, __u32 kind, struct sock *sk,
+					__u64 now)
 {
 	/* task is the current task as a BTF pointer (bpf_get_current_task_btf): its fields are
-	 * plain loads, where BPF_CORE_READ would call bpf_probe_read_kernel for each; about 20 of
-	 * those made most of the hooks' cost per message. */
+	 * plain loads. BPF_CORE_READ would call bpf_probe_read_kernel for each, and the
+	 * bpf_get_current_* helpers are calls too: on a kernel with return-stack mitigations
+	 * (Safe RET) each call costs more than the loads it replaces. */
 	struct task_struct *leader = task->group_leader;
-	__u64 id = bpf_get_current_pid_tgid();
 
 	ev->kind = kind;
-	ev->timestamp_ns = bpf_ktime_get_ns();
+	ev->timestamp_ns = now;
 	ev->process_start_ns = leader->start_time;
-	ev->cgroup_id = bpf_get_current_cgroup_id();
-	ev->cgroup_v1_id = 0;
-	struct css_set *cset = task->cgroups;
-	struct kernfs_node *named = cset->dfl_cgrp->kn;
-	/* The loader sets memory_subsys_id from this kernel's own numbering, so the index is
-	 * within the array, and a constant to the verifier. */
-	if (memory_subsys_id < 64) {
-		struct cgroup_subsys_state *css = cset->subsys[memory_subsys_id];
-		struct kernfs_node *v1 = css ? css->cgroup->kn : NULL;
-		ev->cgroup_v1_id = v1 ? v1->id : 0;
-		/* Hybrid hosts may place containers only in v1: name the v1 cgroup then. */
-		if (v1 && !kn_parent(named))
-			named = v1;
-	}
-	fill_cgroup_names(ev, named);
+	fill_cgroups(ev, task);
 	ev->socket_ino = call->socket_ino;
-	ev->tgid = id >> 32;
-	ev->tid = (__u32)id;
+	ev->tgid = task->tgid;
+	ev->tid = task->pid;
 	ev->ppid = task->real_parent->tgid;
-	ev->uid = (__u32)bpf_get_current_uid_gid();
+	ev->uid = task->cred->uid.val;
 	ev->netns_ino = task->nsproxy->net_ns->ns.inum;
 	ev->direction = call->direction;
 	ev->syscall = call->syscall;
@@ -412,18 +481,26 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 		if (src && src->family == ev->family)
 			__builtin_memcpy(ev->local_addr, src->addr, sizeof(ev->local_addr));
 	}
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	BPF_CORE_READ_STR_INTO(&ev->leader_comm, leader, comm);
+	/* The kernel keeps names NUL-terminated within their 16 bytes. */
+	__builtin_memcpy(ev->comm, task->comm, sizeof(ev->comm));
+	__builtin_memcpy(ev->leader_comm, leader->comm, sizeof(ev->leader_comm));
 }
 
-/* Takes the peer from a user sockaddr (sendto/sendmsg destination, recvfrom/recvmsg source).
- * Returns false when `need_dns_peer` is set and the peer is not on a DNS port. */
-static __always_inline bool apply_user_peer(struct dnslens_event *ev, const void *addr,
-					    bool need_dns_peer)
+/* Reads a user sockaddr; false when there is none. */
+static __always_inline bool read_user_sockaddr(const void *addr, struct sockaddr_inet *sa)
 {
-	struct sockaddr_inet sa = {};
-	if (!addr || bpf_probe_read_user(&sa, sizeof(sa), addr))
+	return addr && !bpf_probe_read_user(sa, sizeof(*sa), addr);
+}
+
+/* Takes the peer from a sockaddr read from the user (sendto/sendmsg destination,
+ * recvfrom/recvmsg source), NULL when there was none. Returns false when `need_dns_peer` is set
+ * and the peer is not on a DNS port. */
+static __always_inline bool apply_peer(struct dnslens_event *ev, const struct sockaddr_inet *peer,
+				       bool need_dns_peer)
+{
+	if (!peer)
 		return !need_dns_peer || is_dns_port(ev->remote_port);
+	struct sockaddr_inet sa = *peer;
 	__u16 port = bpf_ntohs(sa.port);
 	if (need_dns_peer && !is_dns_port(port))
 		return false;
@@ -445,6 +522,13 @@ static __always_inline bool apply_user_peer(struct dnslens_event *ev, const void
 		return false;
 	}
 	return true;
+}
+
+static __always_inline bool apply_user_peer(struct dnslens_event *ev, const void *addr,
+					    bool need_dns_peer)
+{
+	struct sockaddr_inet sa = {};
+	return apply_peer(ev, read_user_sockaddr(addr, &sa) ? &sa : NULL, need_dns_peer);
 }
 
 static __always_inline void copy_flat(struct dnslens_event *ev, const void *buf, __u64 len)
@@ -510,7 +594,7 @@ static __always_inline void charge(struct dnslens_source *src, const struct dnsl
 /* Whether an event of `size` bytes may go in: see DNSLENS_SHARE_DIVISOR. Counts a refusal. */
 static __always_inline bool within_share(const struct dnslens_event *ev, __u64 size)
 {
-	__u64 ring = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	__u64 ring = ring_size ? ring_size : bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
 	__u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	if (used < ring / 2)
 		return true;
@@ -562,7 +646,8 @@ static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 /* Emits one message described by a user msghdr; `len` is what the syscall moved for it. The
  * peer comes from msg_name when `peer_from_name` (sends, and receives seen at syscall exit). */
 static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct user_msghdr *uhdr,
-					__u64 len, __u8 index, bool peer_from_name, bool need_dns_peer)
+					__u64 len, __u8 index, bool peer_from_name, bool need_dns_peer,
+					const struct sockaddr_inet *known_peer)
 {
 	struct user_msghdr hdr = {};
 	if (bpf_probe_read_user(&hdr, sizeof(hdr), uhdr)) {
@@ -570,7 +655,8 @@ static __always_inline void emit_msghdr(struct dnslens_event *ev, const struct u
 		return;
 	}
 	ev->msg_index = index;
-	if (peer_from_name && !apply_user_peer(ev, hdr.msg_name, need_dns_peer))
+	if (peer_from_name && !(known_peer ? apply_peer(ev, known_peer, need_dns_peer)
+					    : apply_user_peer(ev, hdr.msg_name, need_dns_peer)))
 		return;
 	copy_iov(ev, hdr.msg_iov, hdr.msg_iovlen, len);
 	submit(ev, len);
@@ -596,10 +682,13 @@ static __always_inline void remember_server(const struct dnslens_event *ev, __u6
 static __always_inline void emit_call(struct dnslens_event *ev, const struct call *call, long ret,
 				      bool peer_from_user, int only)
 {
+	/* A destination already read for the DNS port check is not read again. */
+	const struct sockaddr_inet *known_peer = call->dest_known ? &call->dest : NULL;
 	switch (call->kind) {
 	case ARG_BUF:
 		if (peer_from_user &&
-		    !apply_user_peer(ev, (const void *)call->addr, call->need_dns_peer))
+		    !(known_peer ? apply_peer(ev, known_peer, call->need_dns_peer)
+				 : apply_user_peer(ev, (const void *)call->addr, call->need_dns_peer)))
 			return;
 		copy_flat(ev, (const void *)call->data, ret);
 		submit(ev, ret);
@@ -610,7 +699,7 @@ static __always_inline void emit_call(struct dnslens_event *ev, const struct cal
 		break;
 	case ARG_MSGHDR:
 		emit_msghdr(ev, (const struct user_msghdr *)call->data, ret, 0, peer_from_user,
-			    call->need_dns_peer);
+			    call->need_dns_peer, known_peer);
 		break;
 	case ARG_MMSGHDR: {
 		const struct mmsghdr *msgs = (const struct mmsghdr *)call->data;
@@ -619,7 +708,7 @@ static __always_inline void emit_call(struct dnslens_event *ev, const struct cal
 				count(DNSLENS_CNT_MMSG_SKIPPED);
 				return;
 			}
-			emit_msghdr(ev, &msgs[only].msg_hdr, ret, only, peer_from_user, false);
+			emit_msghdr(ev, &msgs[only].msg_hdr, ret, only, peer_from_user, false, NULL);
 			return;
 		}
 		if (ret > DNSLENS_MAX_MMSG) {
@@ -634,7 +723,7 @@ static __always_inline void emit_call(struct dnslens_event *ev, const struct cal
 			if (bpf_probe_read_user(&msg_len, sizeof(msg_len), &msgs[i].msg_len))
 				break;
 			emit_msghdr(ev, &msgs[i].msg_hdr, msg_len, i, peer_from_user,
-				    call->need_dns_peer);
+				    call->need_dns_peer, NULL);
 		}
 		break;
 	}
@@ -708,7 +797,7 @@ static __always_inline int handle_exit(struct pt_regs *regs, long ret)
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, task, &call, DNSLENS_RECORD_DNS, NULL);
+	fill_header(ev, task, &call, DNSLENS_RECORD_DNS, NULL, bpf_ktime_get_ns());
 
 	if (call.need_dns_peer) {
 		/* The sender's address is in the user's sockaddr, when the receive asked for it;
@@ -799,20 +888,26 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 		return 0;
 
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 id = bpf_get_current_pid_tgid();
 	struct datagram_peer peer = {};
 	bool have_peer = false;
+	__u64 now = 0;
 	if (direction == DNSLENS_DIR_RECV && sk->sk_protocol == IPPROTO_UDP) {
 		/* Taken even when the receive failed, so it cannot be mistaken for a later one's;
 		 * the age and port checks cover a record whose receive never reached this hook. */
 		__u32 zero = 0;
 		struct datagram_peer *seen = bpf_map_lookup_elem(&datagram_peers, &zero);
-		if (seen && seen->pid_tgid == id) {
+		if (seen && seen->pid_tgid == task_pid_tgid(task)) {
 			peer = *seen;
-			have_peer = bpf_ktime_get_ns() - peer.time_ns < 1000 * 1000 &&
+			now = bpf_ktime_get_ns();
+			have_peer = now - peer.time_ns < 1000 * 1000 &&
 				    peer.local_port == local_port;
 			seen->pid_tgid = 0;
 		}
+	}
+	/* Most receives that fail are a non-blocking socket found empty: they leave here. */
+	if (ret <= 0 || (direction == DNSLENS_DIR_RECV && (flags & MSG_PEEK)))
+		return 0;
+	if (direction == DNSLENS_DIR_RECV && sk->sk_protocol == IPPROTO_UDP) {
 		/* Unconnected UDP: only datagrams from or to a DNS port were recorded; a receive
 		 * that did not ask for its sender counts when the socket queried a DNS server. */
 		if (!dns_port && !have_peer) {
@@ -824,8 +919,6 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 			have_peer = true;
 		}
 	}
-	if (ret <= 0 || (direction == DNSLENS_DIR_RECV && (flags & MSG_PEEK)))
-		return 0;
 
 	struct call call = {};
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -834,9 +927,13 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 			count(DNSLENS_CNT_OTHER_PATH);
 		return 0;
 	}
-	if (!dns_port && direction == DNSLENS_DIR_SEND &&
-	    !is_dns_port(user_sockaddr_port(send_destination(&call))))
-		return 0;
+	if (!dns_port && direction == DNSLENS_DIR_SEND) {
+		if (!read_user_sockaddr(send_destination(&call), &call.dest) ||
+		    (call.dest.family != AF_INET && call.dest.family != AF_INET6) ||
+		    !is_dns_port(bpf_ntohs(call.dest.port)))
+			return 0;
+		call.dest_known = call.kind != ARG_MMSGHDR;
+	}
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
@@ -851,7 +948,7 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	if (!s)
 		return 0;
 	struct dnslens_event *ev = &s->event;
-	fill_header(ev, task, &call, DNSLENS_RECORD_DNS, sk);
+	fill_header(ev, task, &call, DNSLENS_RECORD_DNS, sk, now ? now : bpf_ktime_get_ns());
 	if (have_peer)
 		apply_datagram_peer(ev, &peer);
 	bool send = direction == DNSLENS_DIR_SEND;
@@ -861,7 +958,9 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 	if (send && !dns_port) {
 		struct dns_server *server =
 			bpf_sk_storage_get(&socket_servers, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (server) {
+		/* As in remember_server: written only when it changed. */
+		if (server && (server->port != ev->remote_port ||
+			       !same_addr(server->addr, ev->remote_addr))) {
 			server->port = ev->remote_port;
 			__builtin_memcpy(server->addr, ev->remote_addr, sizeof(server->addr));
 		}
@@ -905,9 +1004,12 @@ static __always_inline void record_datagram_peer(struct bpf_sock_addr *ctx, __u1
 		__builtin_memcpy(peer.remote_addr, ip6, 16);
 	}
 	peer.time_ns = bpf_ktime_get_ns();
-	peer.pid_tgid = bpf_get_current_pid_tgid();
+	peer.pid_tgid = task_pid_tgid(bpf_get_current_task_btf());
+	/* Written in place: an update would also run the map's field cleanup. */
 	__u32 zero = 0;
-	bpf_map_update_elem(&datagram_peers, &zero, &peer, BPF_ANY);
+	struct datagram_peer *slot = bpf_map_lookup_elem(&datagram_peers, &zero);
+	if (slot)
+		*slot = peer;
 }
 
 SEC("cgroup/recvmsg4")
@@ -1054,7 +1156,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 		return 0;
 	struct dnslens_event *ev = &s->event;
 	fill_header(ev, bpf_get_current_task_btf(), &call, DNSLENS_RECORD_CONNECT,
-		    (struct sock *)sk);
+		    (struct sock *)sk, bpf_ktime_get_ns());
 	if (family == AF_INET6 && is_wildcard(ev->local_addr) && is_v4_mapped(ev->remote_addr)) {
 		/* An IPv6 socket connecting to IPv4: tcp_v4_connect has set the IPv4 source, the
 		 * v4-mapped copy is made only after it returns. */

@@ -171,7 +171,10 @@ impl Probe {
             .override_global("dns_ports", &ports, true)
             .override_global("dns_port_count", &port_count, true)
             .override_global("memory_subsys_id", &memory_subsys, true)
+            .override_global("ring_size", &(ring_bytes as u64), true)
             .map_max_entries("events", ring_bytes)
+            // task_cgroups (task storage) has no aya type; only the kernel side uses it.
+            .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(load_error)?;
 

@@ -1,13 +1,19 @@
-//! Needs root: loads the real BPF object with a small ring buffer that this test does not read
-//! while a process in one cgroup floods a DNS port with 4 KiB datagrams on loopback, and a
-//! process in another cgroup sends a few queries. The ring buffer fills; the flooder must lose
-//! its events (counted against its cgroup), the other process none.
+//! Needs root: loads the real BPF object and checks what it says about cgroups.
+//!
+//! The fair share: with a small ring buffer that nobody reads, a process in one cgroup floods a
+//! DNS port with 4 KiB datagrams on loopback while a process in another cgroup sends a few
+//! queries. The ring buffer fills; the flooder must lose its events (counted against its
+//! cgroup), the other process none.
+//!
+//! The task's cached cgroups: a process that moves to another cgroup between two queries is
+//! named by its new cgroup from the next query on.
 
 use std::{
     fs::File,
+    io::Write,
     os::{fd::AsRawFd, unix::fs::MetadataExt, unix::process::CommandExt},
     path::PathBuf,
-    process::{Child, Command},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -53,8 +59,21 @@ impl Cgroup {
         Cgroup { path }
     }
 
+    fn name(&self) -> String {
+        self.path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
     fn id(&self) -> u64 {
         std::fs::metadata(&self.path).unwrap().ino()
+    }
+
+    /// Moves process `pid` into this cgroup.
+    fn take(&self, pid: u32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).unwrap();
     }
 
     /// Runs python3 `script` with `args` inside this cgroup from its first instruction.
@@ -65,7 +84,11 @@ impl Cgroup {
             .unwrap();
         let fd = procs.as_raw_fd();
         let mut command = Command::new("python3");
-        command.arg("-c").arg(script).args(args);
+        command
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped());
         // SAFETY: only write(2) runs between fork and exec; the fd stays open in the parent.
         unsafe {
             command.pre_exec(move || {
@@ -199,5 +222,77 @@ fn root_a_flooding_cgroup_loses_its_own_events_not_another_cgroups() {
     assert!(
         sources.len() <= dnslens_probe::MAX_SOURCES,
         "the sources map is bounded"
+    );
+}
+
+/// Sends a query for `before.example`, waits for a line on stdin, then one for `after.example`.
+const MOVER: &str = r#"
+import socket, struct, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def ask(i, label):
+    query = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + bytes([len(label)]) + label + b"\x07example\x00\x00\x01\x00\x01"
+    s.sendto(query, ("127.0.0.1", port))
+ask(1, b"before")
+sys.stdin.readline()
+ask(2, b"after")
+"#;
+
+#[test]
+fn root_a_process_that_moves_cgroups_is_named_by_its_new_one() {
+    if !is_root() {
+        return;
+    }
+    let config = ProbeConfig {
+        ports: vec![PORT],
+        ..ProbeConfig::default()
+    };
+    let mut probe = Probe::load(&config).expect("load the BPF object");
+    let (first, second) = (Cgroup::new("first"), Cgroup::new("second"));
+    let mut mover = first.spawn(MOVER, &[PORT.to_string()]);
+    let pid = mover.id();
+    let mut seen: Vec<(String, u64, String)> = Vec::new();
+    // Reads until `want` queries were seen, for at most 10 s.
+    let mut read = |probe: &mut Probe, want: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while seen.len() < want && std::time::Instant::now() < deadline {
+            probe
+                .poll(Duration::from_millis(100), |record| {
+                    if let Ok(Record::Dns(event)) = Record::parse(record) {
+                        if event.header.tgid == pid && event.header.remote_port == PORT {
+                            let len = usize::from(event.payload[12]);
+                            let name = &event.payload[13..13 + len];
+                            seen.push((
+                                String::from_utf8_lossy(name).into_owned(),
+                                event.header.cgroup_id,
+                                event.header.cgroup_names(),
+                            ));
+                        }
+                    }
+                })
+                .unwrap();
+        }
+    };
+    read(&mut probe, 1);
+    second.take(pid);
+    mover.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(mover.wait().unwrap().success());
+    read(&mut probe, 2);
+    eprintln!("{seen:?}");
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "before".to_string(),
+                first.id(),
+                format!("/{}", first.name())
+            ),
+            (
+                "after".to_string(),
+                second.id(),
+                format!("/{}", second.name())
+            ),
+        ],
+        "each query names the cgroup the process was in when it sent it"
     );
 }
