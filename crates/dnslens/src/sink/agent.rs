@@ -60,6 +60,10 @@ impl Sampler {
         let Some(below) = self.below else {
             return true;
         };
+        if below == 0 {
+            // --sample 0 (metrics only): nothing is kept, and nothing needs hashing.
+            return false;
+        }
         // Keyed per run: the same choice for the same exchange throughout the run, and no name
         // an attacker can pick to be always left out.
         let mut h = dnslens_lens::hash::keyed_hasher();
