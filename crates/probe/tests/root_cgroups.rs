@@ -18,23 +18,11 @@ use std::{
 };
 
 use dnslens_probe::{KernelCounter, Probe, ProbeConfig, Record};
+use dnslens_testkit::have_root;
 
 /// A port nothing listens on: sends to it are captured, answers never come.
 const PORT: u16 = 53_417;
 const VICTIM_QUERIES: usize = 50;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must not skip"
-        );
-        eprintln!("skipped: needs root");
-    }
-    root
-}
 
 /// The cgroup2 mount: `/sys/fs/cgroup` or, on hybrid hosts, `/sys/fs/cgroup/unified`.
 fn cgroup2_mount() -> PathBuf {
@@ -142,7 +130,7 @@ os.execv("/bin/true", ["true"])
 
 #[test]
 fn root_a_flooding_cgroup_loses_its_own_events_not_another_cgroups() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let config = ProbeConfig {
@@ -240,7 +228,7 @@ ask(2, b"after")
 
 #[test]
 fn root_a_process_that_moves_cgroups_is_named_by_its_new_one() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let config = ProbeConfig {

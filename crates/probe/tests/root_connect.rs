@@ -15,23 +15,11 @@ use std::{
 use dnslens_probe::{
     ConnectRecord, Direction, KernelCounter, Probe, ProbeConfig, Record, Syscall, Transport,
 };
+use dnslens_testkit::have_root;
 
 const NS_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 77, 1);
 const NS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 1);
 const THREAD: &str = "dnsl-connect";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must not skip"
-        );
-        eprintln!("skipped: needs root");
-    }
-    root
-}
 
 fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("run ip(8)");
@@ -156,7 +144,7 @@ fn collect(probe: &mut Probe, want: usize) -> Vec<ConnectRecord> {
 
 #[test]
 fn root_connects_are_reported_with_thread_destination_and_netns_but_not_loopback() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let mut probe = Probe::load(&ProbeConfig::default()).unwrap_or_else(|e| panic!("load: {e}"));

@@ -12,6 +12,7 @@ use std::{
 use dnslens_probe::{
     CaptureMode, Direction, KernelCounter, Probe, ProbeConfig, Record, Syscall, Transport,
 };
+use dnslens_testkit::have_root;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -22,19 +23,6 @@ struct Seen {
     local: SocketAddr,
     remote: SocketAddr,
     msg_len: u32,
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must not skip"
-        );
-        eprintln!("skipped: needs root");
-    }
-    root
 }
 
 /// Each test runs once per capture mode: all must see the same messages.
@@ -96,7 +84,7 @@ fn msg(tag: u8, len: usize) -> Vec<u8> {
 
 #[test]
 fn root_udp_unconnected_sendto_recvfrom_both_ends() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     for mode in MODES {
@@ -168,7 +156,7 @@ fn root_udp_unconnected_sendto_recvfrom_both_ends_in(mode: CaptureMode) {
 
 #[test]
 fn root_udp_connected_send_write_sendmsg_sendmmsg() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     for mode in MODES {
@@ -315,7 +303,7 @@ fn root_udp_connected_send_write_sendmsg_sendmmsg_in(mode: CaptureMode) {
 
 #[test]
 fn root_tcp_stream_chunks_and_truncation() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     for mode in MODES {
@@ -374,7 +362,7 @@ fn root_tcp_stream_chunks_and_truncation_in(mode: CaptureMode) {
 
 #[test]
 fn root_other_ports_and_files_are_ignored() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     for mode in MODES {
@@ -401,7 +389,7 @@ fn root_other_ports_and_files_are_ignored_in(mode: CaptureMode) {
 
 #[test]
 fn root_exec_records_carry_the_executable() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let mut probe = start(53, CaptureMode::Sockets);
@@ -429,7 +417,7 @@ fn root_exec_records_carry_the_executable() {
 
 #[test]
 fn root_ring_buffer_overflow_is_counted_and_recovers() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -505,7 +493,7 @@ fn send_from_cgroups(port: u16, hierarchies: &[&str], tag: &str) -> (String, u32
 
 #[test]
 fn root_cgroup_names_outlive_the_cgroup() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let v2 = "/sys/fs/cgroup/unified";
@@ -545,7 +533,7 @@ fn root_cgroup_names_outlive_the_cgroup() {
 /// for room in the socket (the reader starts late), so its hook fires long after the first's.
 #[test]
 fn root_sendmmsg_messages_keep_their_place_in_a_slow_call() {
-    if !is_root() {
+    if !have_root() {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

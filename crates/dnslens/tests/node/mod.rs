@@ -26,21 +26,9 @@ use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Whether a test that needs root may run. Without root it prints why and returns false, so the
-/// test passes as skipped; with `CI` set, not being root is a failure: CI runs as root and must
-/// not skip silently.
-pub fn have_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "this test needs root and CI is set: CI must run the suite as root"
-    );
-    println!("skipped: needs root");
-    false
-}
+// Not every suite that includes this module needs root.
+#[allow(unused_imports)]
+pub use dnslens_testkit::have_root;
 
 /// Whether an optional tool is installed. Outside CI a missing tool skips the test with a
 /// message; in CI it is a failure, since scripts/install-deps.sh installs all of them.
