@@ -116,6 +116,8 @@ $(awk -v t="$TICK" "$per_msg"' {printf "%.2f\n", $7 / t / $8 * 1e6}' <<<"$runs" 
 
 run_cost() {
     local server round obs
+    # The tables are of this run alone, also where OUT is reused.
+    : >"$OUT/cost.runs"
     for server in $SERVERS; do
         start_server "$server"
         echo "server round observer qps ratio user-ticks sys-ticks messages lost (CLK_TCK $TICK)"

@@ -97,6 +97,7 @@ pub fn capture(
     let config = PipelineConfig {
         timeout_ns: settings.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
         node: cluster.node().map(str::to_string),
+        server_side: settings.output.server_side(&settings.filter),
         ..PipelineConfig::for_host()
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());

@@ -9,7 +9,8 @@ use dnslens_abi::{Direction, ExecEvent, Record, Transport};
 use dnslens_wire::{DecodeError, Frame, Message, Section, TcpFramer};
 
 use crate::bounded::Lru;
-use crate::model::{Capture, Decoded};
+use crate::model::{Capture, Decoded, Role};
+use crate::served::{ServedGate, ServerSide};
 
 /// TCP streams followed at once.
 pub const DEFAULT_TCP_STREAMS: usize = 4096;
@@ -49,6 +50,8 @@ pub struct DecodeStats {
     /// Bytes those streams hold (length prefixes included), never decoded unless the rest
     /// arrives.
     pub tcp_bytes_held: u64,
+    /// Server-side messages left undecoded because no output shows them ([`crate::served`]).
+    pub server_side_skipped: u64,
 }
 
 impl DecodeStats {
@@ -74,6 +77,7 @@ pub struct Decoder {
     /// Bytes the streams' buffers have reserved, and how many they may.
     stream_bytes: usize,
     stream_budget: usize,
+    served: ServedGate,
     stats: DecodeStats,
 }
 
@@ -88,8 +92,15 @@ impl Decoder {
             streams: Lru::new(tcp_streams + 1),
             stream_bytes: 0,
             stream_budget: tcp_bytes,
+            served: ServedGate::new(ServerSide::Events, 1),
             stats: DecodeStats::default(),
         }
+    }
+
+    /// Decodes the server side's messages only as far as `served` lets them through.
+    pub fn with_server_side(mut self, served: ServedGate) -> Self {
+        self.served = served;
+        self
     }
 
     /// Drops the least recently used stream, and counts it.
@@ -130,6 +141,9 @@ impl Decoder {
         match capture.transport {
             Transport::Udp => {
                 let size = msg_len.max(payload.len() as u32);
+                if !admitted(&mut self.served, capture, payload) {
+                    return;
+                }
                 if let Some(decoded) = decode_one(&mut self.stats, payload, size, missing > 0) {
                     out(Output::Message(capture, decoded));
                 }
@@ -140,16 +154,22 @@ impl Decoder {
                 {
                     self.drop_oldest_stream();
                 }
-                let stats = &mut self.stats;
+                let (stats, served) = (&mut self.stats, &mut self.served);
                 let framer = self.streams.get_or_insert_with(key, TcpFramer::new);
                 let before = framer.buffer_capacity();
                 framer.push(payload, missing, &mut |frame| match frame {
                     Frame::Message(bytes) => {
+                        if !admitted(served, capture, bytes) {
+                            return;
+                        }
                         if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
                             out(Output::Message(capture, d));
                         }
                     }
                     Frame::Partial { prefix, total_len } => {
+                        if !admitted(served, capture, prefix) {
+                            return;
+                        }
                         if let Some(d) = decode_one(stats, prefix, total_len as u32, true) {
                             out(Output::Message(capture, d));
                         }
@@ -178,9 +198,22 @@ impl Decoder {
         DecodeStats {
             tcp_streams_mid_message: held.len() as u64,
             tcp_bytes_held: held.iter().map(|&n| n as u64).sum(),
+            server_side_skipped: self.served.dropped(),
             ..self.stats.clone()
         }
     }
+}
+
+/// Whether message `bytes` of `capture` is decoded: its role, from the header's QR bit and the
+/// direction, read before any decoding; a server's goes only as far as `served` lets it.
+fn admitted(served: &mut ServedGate, capture: &Capture<'_>, bytes: &[u8]) -> bool {
+    let Some(&flags) = bytes.get(2) else {
+        // Too short to have a role: decoding it counts the error.
+        return true;
+    };
+    let h = capture.header;
+    Role::of(flags & 0x80 != 0, capture.direction) != Role::Server
+        || served.passes(h.tgid, h.process_start_ns, h.timestamp_ns)
 }
 
 fn decode_one(
@@ -319,6 +352,25 @@ mod tests {
         assert!(run(&mut d, &record(&h, &msg[..15])).is_empty());
         assert_eq!(d.stats().truncated_undecoded, 1);
         assert_eq!(d.stats().decode_errors(), 1);
+    }
+
+    #[test]
+    fn a_servers_tcp_messages_past_the_first_are_not_decoded_when_nothing_shows_them() {
+        use crate::served::ServerSide;
+        let mut d = Decoder::new(4, DEFAULT_TCP_BYTES)
+            .with_server_side(ServedGate::new(ServerSide::Resolvers, 4));
+        let q = framed(&dns_message(1, false, 0, "a.example", 1, &[]));
+        let r = framed(&dns_message(1, true, 0, "a.example", 1, &[[9, 9, 9, 9]]));
+        // A server receives two queries and sends a response: server side, one decoded.
+        let both = [q.as_slice(), q.as_slice()].concat();
+        assert_eq!(run(&mut d, &tcp(false, &both, both.len())).len(), 1);
+        assert!(run(&mut d, &tcp(true, &r, r.len())).is_empty());
+        // Its client receives the response: client side, decoded.
+        let mut h = header(false, 0, r.len());
+        (h.protocol, h.tgid, h.socket_ino) = (6, 999, 5);
+        assert_eq!(run(&mut d, &record(&h, &r)).len(), 1);
+        let stats = d.stats();
+        assert_eq!((stats.messages, stats.server_side_skipped), (2, 2));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::cgroup::CgroupMounts;
 use crate::clock::WallClock;
 use crate::model::Kind;
 use crate::schema::{self, Line};
+use crate::served::ServerSide;
 use crate::{Observed, Pipeline, PipelineConfig};
 
 /// Small tables, so that the fuzzer reaches their bounds. The bytes: room for one stream's
@@ -38,6 +39,7 @@ pub fn fuzz_records(data: &[u8]) -> usize {
             proc_root: "/nonexistent/dnslens-fuzz".into(),
             cgroup_mounts: CgroupMounts::default(),
             node: None,
+            server_side: ServerSide::default(),
         },
         WallClock::with_offset(0),
     );

@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod pods;
 pub mod process;
 pub mod schema;
+pub mod served;
 pub mod stats;
 pub mod text;
 pub mod topk;

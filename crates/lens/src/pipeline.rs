@@ -16,6 +16,7 @@ use crate::enrich::{self, Enricher};
 use crate::model::{Attribution, ConnectEvent, DnsEvent, KernelIds, ProcessInfo, TaskName};
 use crate::pods::PodDirectory;
 use crate::process::{self, ProcessCache};
+use crate::served::{ServedGate, ServerSide};
 use crate::stats::Stats;
 
 /// Sizes, timeout, where to read /proc and cgroups, and the node name events carry.
@@ -34,6 +35,8 @@ pub struct PipelineConfig {
     pub cgroup_mounts: CgroupMounts,
     /// The Kubernetes node name, when known.
     pub node: Option<String>,
+    /// Whether the server side's messages become events.
+    pub server_side: ServerSide,
 }
 
 impl Default for PipelineConfig {
@@ -50,6 +53,7 @@ impl Default for PipelineConfig {
             proc_root: PathBuf::from("/proc"),
             cgroup_mounts: CgroupMounts::default(),
             node: None,
+            server_side: ServerSide::default(),
         }
     }
 }
@@ -87,7 +91,8 @@ impl Pipeline {
         );
         enricher.set_node(config.node.as_deref());
         Pipeline {
-            decoder: Decoder::new(config.tcp_streams, config.tcp_bytes),
+            decoder: Decoder::new(config.tcp_streams, config.tcp_bytes)
+                .with_server_side(ServedGate::new(config.server_side, config.processes)),
             correlator: Correlator::new(config.timeout_ns, config.pending_queries),
             enricher,
             clock,
@@ -185,7 +190,7 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
+    use crate::model::{Kind, Role};
     use crate::testutil::{connect_header, dns_message, exec_record, header, record, TempDir};
     use std::os::unix::fs::MetadataExt;
 
@@ -299,6 +304,49 @@ mod tests {
             WallClock::with_offset(0),
         );
         (p, empty)
+    }
+
+    #[test]
+    fn with_no_output_for_them_a_servers_messages_stop_after_the_first() {
+        let empty = TempDir::new("proc");
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                proc_root: empty.path().to_path_buf(),
+                server_side: ServerSide::Resolvers,
+                ..PipelineConfig::default()
+            },
+            WallClock::with_offset(0),
+        );
+        let mut roles = Vec::new();
+        for (i, at) in [0, MS, 2 * MS].into_iter().enumerate() {
+            let id = i as u16;
+            let q = dns_message(id, false, 0, "a.example", 1, &[]);
+            let r = dns_message(id, true, 0, "a.example", 1, &[[10, 0, 0, 1]]);
+            // The server receives the query and sends the response; the client, another
+            // process, does the opposite.
+            for (send, payload, tgid) in
+                [(false, &q, 7), (true, &r, 7), (true, &q, 8), (false, &r, 8)]
+            {
+                let mut h = header(send, at, payload.len());
+                h.tgid = tgid;
+                roles.extend(
+                    dns_events(&mut p, &record(&h, payload))
+                        .iter()
+                        .map(|e| (e.role, e.kind)),
+                );
+            }
+        }
+        let server = roles
+            .iter()
+            .filter(|(role, _)| *role == Role::Server)
+            .count();
+        let client = roles
+            .iter()
+            .filter(|(role, _)| *role == Role::Client)
+            .count();
+        assert_eq!(server, 1, "the server is named once: {roles:?}");
+        assert_eq!(client, 6, "every client query and response");
+        assert_eq!(p.stats().decode.server_side_skipped, 5);
     }
 
     #[test]

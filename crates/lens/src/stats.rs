@@ -70,8 +70,9 @@ impl fmt::Display for Stats {
         }
         writeln!(
             f,
-            "; cut short by the capture: {} decoded in part, {} undecodable",
-            d.truncated_salvaged, d.truncated_undecoded
+            "; {} server-side messages not decoded (no output shows them); cut short by the \
+             capture: {} decoded in part, {} undecodable",
+            d.server_side_skipped, d.truncated_salvaged, d.truncated_undecoded
         )?;
         writeln!(
             f,

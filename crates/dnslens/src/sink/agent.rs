@@ -56,6 +56,11 @@ impl Sampler {
         }
     }
 
+    /// Whether any event line is written at all (`--sample 0`: none, metrics only).
+    pub fn keeps_any(&self) -> bool {
+        self.below != Some(0)
+    }
+
     pub fn keeps(&self, e: &DnsEvent) -> bool {
         let Some(below) = self.below else {
             return true;

@@ -24,8 +24,10 @@ use dnslens_cluster::ClusterStatus;
 use dnslens_detect::{Alert, DetectStats};
 use dnslens_lens::count::{self as counting, CountBy, CountedAt, Counter};
 use dnslens_lens::counters::Counter as HealthCounter;
+use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
-use dnslens_lens::{DnsEvent, Stats};
+use dnslens_lens::served::ServerSide;
+use dnslens_lens::{DnsEvent, Role, Stats};
 use dnslens_probe::KernelCounters;
 
 use crate::losses::Lost;
@@ -90,6 +92,27 @@ pub enum Output {
     Top { by: Grouping, interval: Duration },
     /// `agent`: metrics on HTTP, JSON lines to stdout or a file.
     Agent(AgentOutput),
+}
+
+impl Output {
+    /// Whether the server side's messages become events: only where a line may show them.
+    /// `count`, `top` and the metrics count the client side alone (a server's queries received
+    /// are not its own lookups), so for them a server's messages only tell the detectors it is
+    /// one.
+    pub fn server_side(&self, filter: &Filter) -> ServerSide {
+        let shown = match self {
+            Output::Trace { alerts_only, .. } => {
+                !alerts_only && (filter.roles.is_empty() || filter.roles.contains(&Role::Server))
+            }
+            Output::Count { .. } | Output::Top { .. } => false,
+            Output::Agent(agent) => agent.sample.keeps_any(),
+        };
+        if shown {
+            ServerSide::Events
+        } else {
+            ServerSide::Resolvers
+        }
+    }
 }
 
 /// The sink [`build`] made, of its kind, so that what only one kind has can be reached.
@@ -242,6 +265,7 @@ pub fn local_utc_offset(wall_ns: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::agent::Sampler;
     use super::*;
 
     #[test]
@@ -249,5 +273,52 @@ mod tests {
         let e = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("writing");
         assert!(is_broken_pipe(&e));
         assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+
+    #[test]
+    fn server_side_events_are_made_only_where_a_line_may_show_them() {
+        let trace = |alerts_only| Output::Trace {
+            json: true,
+            color: false,
+            max_events: None,
+            alerts_only,
+            connects: false,
+            columns: None,
+        };
+        let agent = |fraction| {
+            Output::Agent(AgentOutput {
+                metrics_address: "127.0.0.1:9153".parse().unwrap(),
+                access: Default::default(),
+                path: None,
+                rotation: None,
+                sample: Sampler::new(fraction),
+            })
+        };
+        let all = Filter::default();
+        let clients = Filter {
+            roles: vec![Role::Client],
+            ..Filter::default()
+        };
+        let count = Output::Count {
+            by: vec![],
+            at: CountedAt::Query,
+            interval: Duration::from_secs(1),
+            json: false,
+        };
+        let top = Output::Top {
+            by: Grouping::Pod,
+            interval: Duration::from_secs(1),
+        };
+        for (output, filter, want) in [
+            (trace(false), &all, ServerSide::Events),
+            (trace(false), &clients, ServerSide::Resolvers),
+            (trace(true), &all, ServerSide::Resolvers),
+            (count, &all, ServerSide::Resolvers),
+            (top, &all, ServerSide::Resolvers),
+            (agent(0.01), &all, ServerSide::Events),
+            (agent(0.0), &all, ServerSide::Resolvers),
+        ] {
+            assert_eq!(output.server_side(filter), want, "{output:?}");
+        }
     }
 }
