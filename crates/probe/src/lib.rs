@@ -4,10 +4,10 @@
 //! poll. Dropping [`Probe`] drops the links, which detaches every hook.
 
 mod preflight;
+mod ring;
 
 use std::{
     os::fd::{AsFd, AsRawFd},
-    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -17,6 +17,7 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 pub use dnslens_abi::*;
+use ring::{Epoll, RingPositions};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnslens.bpf.o"));
 
@@ -590,118 +591,6 @@ fn verifier_detail(error: &aya::programs::ProgramError) -> String {
         return format!("{io_error}; verifier log (tail):\n{}", tail.join("\n"));
     }
     error_chain(error)
-}
-
-/// Waits for the ring buffer's fd to become readable.
-/// The ring buffer's consumer and producer positions, mapped read-only a second time: aya's
-/// `RingBuf` keeps its own mapping private. The kernel lays them out as one page each, the
-/// consumer's first (Linux 5.8+, `kernel/bpf/ringbuf.c`), and allows read-only maps of both.
-struct RingPositions {
-    base: std::ptr::NonNull<libc::c_void>,
-    page: usize,
-    size: u64,
-}
-
-impl RingPositions {
-    fn map(ring_fd: i32, size: u32) -> Result<RingPositions, ProbeError> {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        // SAFETY: a new read-only shared mapping of the ring buffer's fd; the result is checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                2 * page,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                ring_fd,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(ProbeError::Read(format!(
-                "mmap of the ring buffer's positions: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        let base = std::ptr::NonNull::new(base).expect("mmap succeeded");
-        Ok(RingPositions {
-            base,
-            page,
-            size: u64::from(size),
-        })
-    }
-
-    fn used(&self) -> u64 {
-        let at = |offset: usize| {
-            // SAFETY: both words lie in the mapping (offsets 0 and one page, of two pages), are
-            // aligned, and are only written by the kernel and the consumer with atomic stores.
-            unsafe {
-                (*self
-                    .base
-                    .as_ptr()
-                    .cast::<u8>()
-                    .add(offset)
-                    .cast::<AtomicU64>())
-                .load(Ordering::Acquire)
-            }
-        };
-        let (consumer, producer) = (at(0), at(self.page));
-        producer.wrapping_sub(consumer).min(self.size)
-    }
-}
-
-impl Drop for RingPositions {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, of this length, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr(), 2 * self.page) };
-    }
-}
-
-// SAFETY: the mapping is only read, with atomic loads; the pointer is owned by this value.
-unsafe impl Send for RingPositions {}
-
-struct Epoll(std::os::fd::OwnedFd);
-
-impl Epoll {
-    fn new(ring_fd: i32) -> Result<Epoll, ProbeError> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: plain syscalls on fds we own; the result is checked before use.
-        unsafe {
-            let fd = libc::epoll_create1(libc::EPOLL_CLOEXEC);
-            if fd < 0 {
-                return Err(ProbeError::Read(format!(
-                    "epoll_create1: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            let epoll = Epoll(std::os::fd::OwnedFd::from_raw_fd(fd));
-            let mut interest = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: 0,
-            };
-            if libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, ring_fd, &mut interest) < 0 {
-                return Err(ProbeError::Read(format!(
-                    "epoll_ctl: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            Ok(epoll)
-        }
-    }
-
-    fn wait(&self, timeout: Duration) -> Result<(), ProbeError> {
-        let mut ready = [libc::epoll_event { events: 0, u64: 0 }];
-        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `ready` outlives the call and its length is passed.
-        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), ready.as_mut_ptr(), 1, millis) };
-        if n < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(ProbeError::Read(format!("epoll_wait: {error}")));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
