@@ -7,11 +7,13 @@
 #   none; bpftrace (load.sh's sendto recipe, skipped when not installed); tcpdump (-w file on the
 #   client veth); count (`dnslens count --by process`); trace (`dnslens trace --json > file`);
 #   agent (`dnslens agent --sample 0 --output /dev/null`: metrics only); floor (the probe's drain example:
-#   the hooks attached, every record read and dropped).
+#   the hooks attached, every record read and dropped); floor-client (the same with the server
+#   side kept in the kernel, as count and the metrics-only agent have it).
 # Per observer: the median over rounds of its q/s over the same round's none, and its own CPU
 # (utime, stime from /proc/PID/stat from dnsperf's start to 1 s after its end) per message it
-# saw: for dnslens and the floor the messages the kernel side wrote to the ring buffer (four per
-# answered query on one host), for tcpdump the packets it captured (two).
+# saw: for dnslens and the floors the messages the hooks saw (four per answered query on one
+# host: those written to the ring buffer and those kept in the kernel), for tcpdump the packets
+# it captured (two).
 #
 # Part hooks: the BPF programs' own time per DNS message. The floor attached, kernel.bpf_stats_enabled
 # set to 1 for the part (restored after), RUNS_HOOKS runs at a fixed RATE_HOOKS for LENGTH
@@ -27,7 +29,7 @@
 # retransmits among the missing, and what the kernel side counted lost, per run.
 #
 # Knobs (environment): PARTS="cost complete" SERVERS=dnsmasq (or "dnsmasq unbound")
-#   OBSERVERS="none bpftrace tcpdump count trace agent floor" REPS=3 LENGTH=8
+#   OBSERVERS="none bpftrace tcpdump count trace agent floor floor-client" REPS=3 LENGTH=8
 #   RUNS=10 RATE=50000 LENGTH_COMPLETE=10 COMPLETE_WITH=count RUNS_HOOKS=3 RATE_HOOKS=30000
 #   PINGPONG=200000; bench/lib.sh's (KEEP, DNSLENS,
 #   DRAIN, OUT, SERVER_CPU=0, CLIENT_CPU=1).
@@ -36,7 +38,7 @@ set -uo pipefail
 
 PARTS=${PARTS:-"cost complete"}
 SERVERS=${SERVERS:-dnsmasq}
-OBSERVERS=${OBSERVERS:-"none bpftrace tcpdump count trace agent floor"}
+OBSERVERS=${OBSERVERS:-"none bpftrace tcpdump count trace agent floor floor-client"}
 REPS=${REPS:-3}
 LENGTH=${LENGTH:-8}
 RUNS=${RUNS:-10}
@@ -80,7 +82,7 @@ cost_run() {
     qps=$(field "$tag.perf" "Queries per second")
     [ "$obs" = none ] && BASE_QPS=$qps
     case $obs in
-    count | trace | agent | floor)
+    count | trace | agent | floor | floor-client)
         msgs=$(events_of "$tag.err")
         # Without -v the agent names the kernel's counters only when something was lost.
         lost=$(lost_of "$tag.err" | tr ' ' _)

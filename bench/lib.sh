@@ -164,8 +164,10 @@ start_observer() {
         OBS_PID=$!
         wait_for "$2.err" "tracing DNS"
         ;;
-    floor)
-        "$DRAIN" 2>"$2.err" &
+    floor | floor-client)
+        local side=()
+        [ "$1" = floor-client ] && side=(--client-side)
+        "$DRAIN" "${side[@]}" 2>"$2.err" &
         OBS_PID=$!
         wait_for "$2.err" "drain: attached"
         ;;
@@ -244,11 +246,15 @@ lost_of() {
     if [ "${dropped:-0}" -gt 0 ]; then echo "$lost +$dropped lines dropped"; else echo "$lost"; fi
 }
 
-# Messages the kernel side wrote to the ring buffer, from a dnslens or drain stderr $1: the
-# verbose report's, or the agent's one line's when nothing was lost.
+# Messages the hooks saw, from a dnslens or drain stderr $1: those written to the ring buffer
+# and the server side kept in the kernel, from the verbose report, or the agent's one line
+# when nothing was lost.
 events_of() {
-    sed -n 's/.*kernel: \([0-9]*\) events.*/\1/p; s/^dnslens: \([0-9]*\) messages\{0,1\} captured.*/\1/p' "$1" |
-        head -1
+    awk '/kernel: [0-9]+ events/ || /^dnslens: [0-9]+ messages? captured/ {
+        n = $0; sub(/.*(kernel|dnslens): /, "", n); n += 0
+        if (match($0, /[0-9]+ server-side messages kept/)) n += substr($0, RSTART, RLENGTH)
+        print n; exit
+    }' "$1"
 }
 
 # The namespaces, the names dnsperf asks (1,000 under bench.test, 3/4 A and 1/4 AAAA), and the

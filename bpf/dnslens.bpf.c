@@ -38,6 +38,8 @@ const volatile __u32 dns_port_count = 1;
 const volatile __u32 memory_subsys_id = 0xffffffff;
 /* The ring buffer's size in bytes, set by the loader: a constant where a query is a call. */
 const volatile __u64 ring_size = 0;
+/* 0 when no output shows the server side: see DNSLENS_RESOLVER_RENEWAL_NS. */
+const volatile __u8 server_side_events = 1;
 /* socket_file_ops, learned from the first socket seen (every socket file has it): from then on
  * one read of file->f_op tells a socket from anything else. */
 __u64 socket_fops = 0;
@@ -55,6 +57,16 @@ struct {
 	__type(key, struct dnslens_source_key);
 	__type(value, struct dnslens_source);
 } sources SEC(".maps");
+
+/* When a server process last had a message go to userspace. Plain memory, not a map: a lookup
+ * here is a load, where a hash map costs a helper call per message. */
+struct served_slot {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 process_start_ns;
+	__u64 passed_ns;
+};
+struct served_slot served_slots[DNSLENS_SERVER_SLOTS];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -392,9 +404,14 @@ static __always_inline void read_task_cgroups(struct task_cgroups *c, struct tas
 	read_cgroup_names(c, named);
 }
 
-/* Fills the event's cgroup fields, from the task's storage when still valid. */
-static __always_inline void fill_cgroups(struct dnslens_event *ev, struct task_struct *task)
+/* Fills the event's cgroup fields with the current task's, from its storage when still valid.
+ * Global, so that the verifier checks it once, not at each of submit()'s call sites (7 s of
+ * loading where 0.5 s do); so it takes no task pointer, which needs Linux 6.8 in a global. */
+__noinline int fill_cgroups(struct dnslens_event *ev)
 {
+	if (!ev)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
 	/* What bpf_get_current_cgroup_id returns, as plain loads. */
 	__u64 cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	struct task_cgroups *c = bpf_task_storage_get(&task_cgroups, task, 0,
@@ -403,7 +420,7 @@ static __always_inline void fill_cgroups(struct dnslens_event *ev, struct task_s
 		__u32 zero = 0;
 		c = bpf_map_lookup_elem(&task_cgroups_scratch, &zero);
 		if (!c)
-			return;
+			return 0;
 		read_task_cgroups(c, task, cgroup_id);
 	} else if (c->cset != (__u64)task->cgroups || c->cgroup_id != cgroup_id) {
 		read_task_cgroups(c, task, cgroup_id);
@@ -413,6 +430,7 @@ static __always_inline void fill_cgroups(struct dnslens_event *ev, struct task_s
 	__builtin_memcpy(ev->cgroup_name, c->cgroup_name, sizeof(ev->cgroup_name));
 	__builtin_memcpy(ev->cgroup_parent_name, c->cgroup_parent_name,
 			 sizeof(ev->cgroup_parent_name));
+	return 0;
 }
 
 static __always_inline bool is_wildcard(const __u8 addr[16])
@@ -459,7 +477,8 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 	ev->kind = kind;
 	ev->timestamp_ns = now;
 	ev->process_start_ns = leader->start_time;
-	fill_cgroups(ev, task);
+	/* Read in submit(), once a message is sure to go out. */
+	ev->cgroup_id = 0;
 	ev->socket_ino = call->socket_ino;
 	ev->tgid = task->tgid;
 	ev->tid = task->pid;
@@ -620,6 +639,27 @@ static __always_inline bool within_share(const struct dnslens_event *ev, __u64 s
 	return true;
 }
 
+/* Whether the message is a server's side of a UDP exchange (a query received, a response sent)
+ * that no output shows and that need not go out: see DNSLENS_RESOLVER_RENEWAL_NS. */
+static __always_inline bool stays_in_kernel(const struct dnslens_event *ev)
+{
+	/* Shorter than that has no role: userspace counts it as malformed. */
+	if (server_side_events || ev->protocol != IPPROTO_UDP || ev->payload_len < 3)
+		return false;
+	bool response = ev->payload[2] & 0x80;
+	if (response != (ev->direction == DNSLENS_DIR_SEND))
+		return false;
+	/* Races between CPUs only let a few more through. */
+	struct served_slot *slot = &served_slots[ev->tgid & (DNSLENS_SERVER_SLOTS - 1)];
+	if (slot->tgid == ev->tgid && slot->process_start_ns == ev->process_start_ns &&
+	    ev->timestamp_ns - slot->passed_ns < DNSLENS_RESOLVER_RENEWAL_NS)
+		return true;
+	slot->tgid = ev->tgid;
+	slot->process_start_ns = ev->process_start_ns;
+	slot->passed_ns = ev->timestamp_ns;
+	return false;
+}
+
 static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 {
 	ev->msg_len = msg_len > 0xffffffff ? 0xffffffff : msg_len;
@@ -627,6 +667,13 @@ static __always_inline void submit(struct dnslens_event *ev, __u64 msg_len)
 		count(DNSLENS_CNT_READ_FAILED);
 		return;
 	}
+	if (stays_in_kernel(ev)) {
+		count(DNSLENS_CNT_SERVER_SIDE);
+		return;
+	}
+	/* Once per call: the messages of one sendmmsg/recvmmsg share it. */
+	if (!ev->cgroup_id)
+		fill_cgroups(ev);
 	if (msg_len > ev->payload_len)
 		count(DNSLENS_CNT_TRUNCATED);
 	__u64 size = copy_bound(ev->payload_len);

@@ -65,6 +65,8 @@ enum dnslens_counter {
 	DNSLENS_CNT_EXEC_LOST,       /* exec records lost: ring buffer full */
 	DNSLENS_CNT_OVER_SHARE,      /* events (DNS and connect) dropped: their cgroup was over its
 	                              * share while the ring buffer was under pressure */
+	DNSLENS_CNT_SERVER_SIDE,     /* server-side UDP messages kept in the kernel: no output shows
+	                              * them (see DNSLENS_RESOLVER_RENEWAL_NS) */
 	DNSLENS_CNT_MAX,
 };
 
@@ -79,6 +81,14 @@ enum dnslens_counter {
 #define DNSLENS_EXEC_RESERVE_DIVISOR 16
 /* Cgroups whose share is tracked at once (least recently used ones are forgotten). */
 #define DNSLENS_MAX_SOURCES 4096
+
+/* Where no output shows a DNS server's side of an exchange (the client's send is the server's
+ * receive), one UDP message per server process per DNSLENS_RESOLVER_RENEWAL_NS goes to
+ * userspace, enough for the detectors to know the process serves DNS; the rest stay here. */
+#define DNSLENS_RESOLVER_RENEWAL_NS 10000000000ULL
+/* Server processes remembered at once, by tgid modulo this: two that share a slot just renew
+ * more often. */
+#define DNSLENS_SERVER_SLOTS 1024
 
 /* Key of the `sources` map: the cgroup an event's task is in, as the event names it. */
 struct dnslens_source_key {

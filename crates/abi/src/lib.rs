@@ -17,6 +17,10 @@ pub const MAX_PORTS: usize = 8;
 pub const CGROUP_NAME_LEN: usize = 128;
 /// `DNSLENS_PATH_LEN`.
 pub const PATH_LEN: usize = 256;
+/// `DNSLENS_RESOLVER_RENEWAL_NS`: where no output shows a DNS server's side, one of a server
+/// process's messages per this many nanoseconds goes on, enough for the detectors to know it
+/// serves DNS; the kernel keeps the rest, and the decoder applies the same rule to what it reads.
+pub const RESOLVER_RENEWAL_NS: u64 = 10_000_000_000;
 /// `enum dnslens_record_kind`: the first field of every record.
 pub const RECORD_DNS: u32 = 1;
 pub const RECORD_EXEC: u32 = 2;
@@ -260,6 +264,9 @@ pub enum KernelCounter {
     ExecLost,
     /// Events dropped because their cgroup was over its share of a ring buffer under pressure.
     OverShare,
+    /// A server's side of UDP exchanges kept in the kernel because no output shows it (see
+    /// [`RESOLVER_RENEWAL_NS`]); not a loss.
+    ServerSide,
 }
 
 impl KernelCounter {
@@ -275,6 +282,9 @@ impl KernelCounter {
             KernelCounter::OtherPath => "not from a hooked syscall",
             KernelCounter::ExecLost => "exec records lost",
             KernelCounter::OverShare => "over their cgroup's share",
+            KernelCounter::ServerSide => {
+                "server-side messages kept in the kernel (no output shows them)"
+            }
         }
     }
 
@@ -622,7 +632,8 @@ mod tests {
             "10 events, 71 lost (ring buffer full 11, read failed 12, \
              past the sendmmsg/recvmmsg limit 14, not from a hooked syscall 16, \
              over their cgroup's share 18), \
-             13 cut at the payload limit, 15 with iovecs past the limit, 17 exec records lost"
+             13 cut at the payload limit, 15 with iovecs past the limit, 17 exec records lost, \
+             19 server-side messages kept in the kernel (no output shows them)"
         );
     }
 

@@ -6,7 +6,7 @@ use std::{mem::offset_of, path::Path, process::Command};
 
 use dnslens_abi::{
     Direction, EventHeader, ExecHeader, KernelCounter, Named, Source, SourceKey, Syscall,
-    MAX_PAYLOAD, MAX_PORTS,
+    MAX_PAYLOAD, MAX_PORTS, RESOLVER_RENEWAL_NS,
 };
 
 macro_rules! fields {
@@ -83,6 +83,7 @@ fn event_header_matches_the_c_header() {
     program += "printf(\"MAX_PAYLOAD %d\\n\", DNSLENS_MAX_PAYLOAD);\n";
     program += "printf(\"MAX_PORTS %d\\n\", DNSLENS_MAX_PORTS);\n";
     program += "printf(\"CNT_MAX %d\\n\", DNSLENS_CNT_MAX);\n";
+    program += "printf(\"RESOLVER_RENEWAL_NS %llu\\n\", DNSLENS_RESOLVER_RENEWAL_NS);\n";
     for kind in ["DNS", "EXEC", "CONNECT"] {
         program += &format!("printf(\"RECORD_{kind} %d\\n\", DNSLENS_RECORD_{kind});\n");
     }
@@ -181,6 +182,7 @@ fn event_header_matches_the_c_header() {
         [1, 2, 3, 4]
     );
     assert_eq!(c["MAX_SOURCES"], dnslens_abi::MAX_SOURCES);
+    assert_eq!(c["RESOLVER_RENEWAL_NS"] as u64, RESOLVER_RENEWAL_NS);
     // One list, indexed by the C enum: every counter at its index, and no other.
     assert_eq!(c["CNT_MAX"], KernelCounter::ALL.len());
     for (index, &counter) in KernelCounter::ALL.iter().enumerate() {

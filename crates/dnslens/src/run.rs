@@ -13,6 +13,7 @@ use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::filter::Filter;
 use dnslens_lens::model::ConnectEvent;
+use dnslens_lens::served::ServerSide;
 use dnslens_lens::text::counted;
 use dnslens_lens::{DnsEvent, Observed, Pipeline, PipelineConfig};
 use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, KernelCounters, Probe};
@@ -48,6 +49,8 @@ pub fn capture(
     output: &str,
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
+    let server_side = settings.output.server_side(&settings.filter);
+    settings.probe.server_side_events = server_side == ServerSide::Events;
     let mut probe = Probe::load(&settings.probe)?;
     // Before any thread is started: each keeps the capabilities it was started with.
     let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
@@ -97,7 +100,7 @@ pub fn capture(
     let config = PipelineConfig {
         timeout_ns: settings.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
         node: cluster.node().map(str::to_string),
-        server_side: settings.output.server_side(&settings.filter),
+        server_side,
         ..PipelineConfig::for_host()
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
@@ -476,7 +479,10 @@ fn report(
     let alerts = detection.map(|d| d.stats().alerts.iter().sum());
     let lost = kernel.as_ref().map_or(0, KernelCounters::lost);
     if !verbose && lost == 0 && kernel.is_ok() {
-        let captured = kernel.as_ref().map_or(0, |k| k.get(KernelCounter::Events));
+        // Those kept in the kernel were captured too: no output here shows them.
+        let captured = kernel.as_ref().map_or(0, |k| {
+            k.get(KernelCounter::Events) + k.get(KernelCounter::ServerSide)
+        });
         let unanswered = stats.correlate.unanswered;
         say!("dnslens: {}", summary(shown, captured, unanswered, alerts));
         return;

@@ -8,8 +8,10 @@
 use crate::bounded::Lru;
 
 /// How often a server process's messages reach the detectors again: within this, a detector
-/// that forgot the process (its table is bounded) learns it again.
-pub const RESOLVER_RENEWAL_NS: u64 = 10_000_000_000;
+/// that forgot the process (its table is bounded) learns it again. The kernel side keeps the
+/// others where it can (`ProbeConfig::server_side_events`); this gate applies the same rule
+/// to the rest (TCP, replays).
+pub use dnslens_abi::RESOLVER_RENEWAL_NS;
 
 /// What happens to the server side's messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

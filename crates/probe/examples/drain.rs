@@ -1,7 +1,8 @@
 //! The floor of dnslens's cost, for `bench/cost.sh`: the real probe attached and every record
 //! read and dropped, in the turns `dnslens` reads them in, until SIGINT or SIGTERM; then the
-//! records and bytes read and the kernel's counters on stderr. `drain [PORT...]` (53 without
-//! one). Needs root.
+//! records and bytes read and the kernel's counters on stderr. `drain [--client-side]
+//! [PORT...]` (53 without one); `--client-side` keeps the server side in the kernel, as for the
+//! outputs that show the client side only (count, top, the metrics-only agent). Needs root.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -17,9 +18,11 @@ extern "C" fn stop(_: libc::c_int) {
 }
 
 fn main() {
-    let usage = "usage: drain [PORT...]";
-    let mut ports: Vec<u16> = std::env::args()
-        .skip(1)
+    let usage = "usage: drain [--client-side] [PORT...]";
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let client_side = args.first().is_some_and(|a| a == "--client-side");
+    let mut ports: Vec<u16> = args[usize::from(client_side)..]
+        .iter()
         .map(|p| p.parse().expect(usage))
         .collect();
     if ports.is_empty() {
@@ -27,6 +30,7 @@ fn main() {
     }
     let mut probe = Probe::load(&ProbeConfig {
         ports,
+        server_side_events: !client_side,
         ..ProbeConfig::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));

@@ -46,6 +46,11 @@ pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
     /// Which kernel hooks capture the messages.
     pub capture: CaptureMode,
+    /// Whether a DNS server's side of UDP exchanges (queries it receives, responses it sends)
+    /// goes to userspace in full. When false, one message per server process per
+    /// [`dnslens_abi::RESOLVER_RENEWAL_NS`] does and the rest are counted as
+    /// [`KernelCounter::ServerSide`]: for outputs that show only the client side.
+    pub server_side_events: bool,
 }
 
 /// Which kernel hooks capture the messages. All see the same messages; they differ in what the
@@ -83,6 +88,7 @@ impl Default for ProbeConfig {
             ports: vec![53],
             ring_buffer_bytes: 16 << 20,
             capture: CaptureMode::Auto,
+            server_side_events: true,
         }
     }
 }
@@ -173,6 +179,11 @@ impl Probe {
             .override_global("dns_port_count", &port_count, true)
             .override_global("memory_subsys_id", &memory_subsys, true)
             .override_global("ring_size", &(ring_bytes as u64), true)
+            .override_global(
+                "server_side_events",
+                &u8::from(config.server_side_events),
+                true,
+            )
             .map_max_entries("events", ring_bytes)
             // task_cgroups (task storage) has no aya type; only the kernel side uses it.
             .allow_unsupported_maps()

@@ -98,6 +98,7 @@ pub(super) struct Families {
     pub(super) events_lost: Family<LossLabels, Counter>,
     pub(super) events_partial: Family<One, Counter>,
     pub(super) exec_records_lost: Counter,
+    pub(super) server_side_kept: Counter,
     pub(super) decode_errors: Family<One, Counter>,
     pub(super) state_evictions: Family<One, Counter>,
     pub(super) ringbuf_used: Gauge,
@@ -122,6 +123,7 @@ impl Families {
             events_lost: Family::default(),
             events_partial: Family::default(),
             exec_records_lost: Counter::default(),
+            server_side_kept: Counter::default(),
             decode_errors: Family::default(),
             state_evictions: Family::default(),
             ringbuf_used: Gauge::default(),
@@ -153,6 +155,7 @@ impl Families {
             "dnslens_exec_records_lost_total",
             f.exec_records_lost,
         );
+        add(&mut r, "dnslens_server_side_kept_total", f.server_side_kept);
         add(&mut r, "dnslens_decode_errors_total", f.decode_errors);
         add(&mut r, "dnslens_state_evictions_total", f.state_evictions);
         add(&mut r, "dnslens_ringbuf_used_bytes", f.ringbuf_used);

@@ -373,6 +373,7 @@ impl MetricsSink {
                         continue;
                     }
                     KernelCounter::ExecLost => f.exec_records_lost.inner(),
+                    KernelCounter::ServerSide => f.server_side_kept.inner(),
                 };
                 running.store(n, Ordering::Relaxed);
             }
@@ -1236,7 +1237,9 @@ mod tests {
             .sum();
         let partial = sum("dnslens_events_partial_total");
         assert_eq!(
-            partial + sum("dnslens_exec_records_lost_total"),
+            partial
+                + sum("dnslens_exec_records_lost_total")
+                + sum("dnslens_server_side_kept_total"),
             rest as f64
         );
     }

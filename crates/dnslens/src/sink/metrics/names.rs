@@ -82,6 +82,12 @@ pub const METRICS: &[Metric] = &[
         help: "Exec records the kernel dropped with the ring buffer full: those processes' executables are read from /proc",
     },
     Metric {
+        name: "dnslens_server_side_kept_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "A DNS server's side of UDP exchanges kept in the kernel because no output shows it (one message per server process per 10 s goes on)",
+    },
+    Metric {
         name: "dnslens_decode_errors_total",
         kind: Type::Counter,
         labels: &["kind"],
