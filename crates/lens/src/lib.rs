@@ -25,6 +25,7 @@ pub mod patient;
 pub mod pipeline;
 pub mod pods;
 pub mod process;
+pub mod resolv;
 pub mod schema;
 pub mod served;
 pub mod stats;
