@@ -20,6 +20,7 @@ pub mod filter;
 pub mod fuzzing;
 pub mod hash;
 pub mod identity;
+pub mod lookup;
 pub mod model;
 pub mod patient;
 pub mod pipeline;
