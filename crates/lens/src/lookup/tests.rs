@@ -340,3 +340,20 @@ fn a_flood_of_distinct_names_stays_within_its_bounds_and_counts_evictions() {
     let out = run(&mut l, &[], u64::MAX);
     assert_eq!((out[0].queries, out[0].attempts.len()), (1_000, 32));
 }
+
+#[test]
+fn a_lookup_line_is_written_in_the_schemas_form() {
+    let mut l = stage(Some(SEARCH), LookupConfig::default());
+    let first = query(10, 7, 1, "api.example.com", A, "10.0.0.1:53", 0);
+    let next = query(10, 8, 2, "api.example.com", A, "10.0.0.2:53", 1_000 * MS);
+    let events = [
+        first,
+        next.clone(),
+        answer(&next, 0, &["192.0.2.7"], 1_002 * MS),
+    ];
+    let out = run(&mut l, &events, 1_002 * MS);
+    let line = crate::schema::lookup_to_string(&out[0]);
+    let head = r#"{"time":"2026-11-26T10:54:55.000000000Z","kind":"lookup","name":"api.example.com","answer_name":"api.example.com","qtypes":["A"],"outcome":"answered","latency_us":1002000,"queries":2,"timeouts":1,"attempts":[{"qname":"api.example.com","qtype":"A","server":"10.0.0.1:53","transport":"udp","rcode":null,"latency_us":null},{"qname":"api.example.com","qtype":"A","server":"10.0.0.2:53","transport":"udp","rcode":"NOERROR","latency_us":2000}],"via":null,"process":{"pid":10,"#;
+    assert!(line.starts_with(head), "{line}");
+    assert!(line.ends_with(r#""node":null,"host":null}"#), "{line}");
+}
