@@ -104,7 +104,18 @@ fn file_id(m: &std::fs::Metadata) -> FileId {
     (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
+/// How long the capture thread waits for a process's file (its resolv.conf, its executable):
+/// a local file answers in microseconds, even on a loaded node; one on a file system that hangs
+/// costs this, once.
+const PROC_PATIENCE: Duration = Duration::from_millis(250);
+
 impl ProcFs {
+    /// The host's /proc, asked on a worker thread of its own and waited for at most
+    /// [`PROC_PATIENCE`]: the files are the workloads'.
+    pub fn on_worker(capacity: usize) -> Patient<ProcFs> {
+        Patient::new("dnslens-procfs", ProcFs::new(capacity), PROC_PATIENCE)
+    }
+
     pub fn new(capacity: usize) -> Self {
         ProcFs::at("/proc", capacity)
     }

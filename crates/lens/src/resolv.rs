@@ -62,6 +62,14 @@ impl ResolvConf {
     }
 }
 
+/// `name` with the search domain `domain` taken off its end (`a.b` of `a.b.svc.cluster.local`
+/// and `svc.cluster.local`); never empty.
+pub fn without_search_domain<'a>(name: &'a str, domain: &str) -> Option<&'a str> {
+    name.strip_suffix(domain)
+        .and_then(|rest| rest.strip_suffix('.'))
+        .filter(|base| !base.is_empty())
+}
+
 /// IPv4-mapped IPv6 addresses as IPv4, as sockets of dual-stack programs report them.
 pub fn canonical(addr: IpAddr) -> IpAddr {
     match addr {

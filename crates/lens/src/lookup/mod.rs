@@ -16,7 +16,7 @@ use dnslens_wire::{Rcode, RecordType};
 use crate::bounded::Lru;
 use crate::counters::Counter;
 use crate::model::{Attribution, DnsEvent, Kind, Role};
-use crate::resolv::ResolvConf;
+use crate::resolv::{without_search_domain, ResolvConf};
 
 /// How the lookup ended; its name is the JSON `outcome`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
@@ -178,10 +178,8 @@ impl Bases {
                     .search
                     .iter()
                     .take(MAX_SEARCH)
-                    .filter_map(|domain| {
-                        let head = qname.strip_suffix(domain.as_str())?.strip_suffix('.')?;
-                        (!head.is_empty()).then(|| head.to_string())
-                    })
+                    .filter_map(|domain| without_search_domain(&qname, domain))
+                    .map(str::to_string)
                     .collect();
                 bases.push(qname);
                 Bases::Search(bases)
