@@ -334,16 +334,13 @@ impl Open {
             .filter(move |a| a.qname.eq_ignore_ascii_case(last))
     }
 
-    /// Answered for every type asked of the last name: nothing more will come.
+    /// The last name has a final response for every type the lookup asked (Go may send the
+    /// last name's A after its AAAA was answered) and one answers: nothing more will come.
     fn answered(&self) -> bool {
-        let mut any = false;
-        for a in self.last_name() {
-            if !self.last_name().any(|b| b.qtype == a.qtype && b.is_final()) {
-                return false;
-            }
-            any |= a.answered();
-        }
-        any
+        self.attempts
+            .iter()
+            .all(|a| self.last_name().any(|b| b.qtype == a.qtype && b.is_final()))
+            && self.last_name().any(Attempt::answered)
     }
 
     fn waiting(&self) -> bool {

@@ -130,6 +130,19 @@ fn a_service_answered_at_the_first_search_domain_is_the_short_name() {
 }
 
 #[test]
+fn the_last_names_other_type_asked_late_stays_in_the_lookup() {
+    // Go answers AAAA before it sends A for the last name of its walk.
+    let mut walk = glibc_walk(10, "api.example.com", 0);
+    let a = walk.remove(12);
+    let ra = walk.remove(13);
+    walk.extend([a, ra]);
+    let mut l = stage(Some(SEARCH), LookupConfig::default());
+    let out = run(&mut l, &walk, 10 * MS);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].queries, 8);
+}
+
+#[test]
 fn a_dead_first_nameserver_times_out_then_the_next_answers() {
     let mut l = stage(Some(SEARCH), LookupConfig::default());
     let first = query(10, 7, 1, "api.example.com", A, "10.0.0.1:53", 0);
