@@ -64,13 +64,7 @@ impl AnswerCache {
     }
 }
 
-/// IPv4-mapped IPv6 addresses as IPv4, as sockets of dual-stack programs report them.
-pub fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub use dnslens_lens::resolv::canonical;
 
 #[cfg(test)]
 mod tests {

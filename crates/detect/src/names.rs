@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 pub use dnslens_lens::domain::{is_under, registered_domain};
 use dnslens_lens::filter::DomainPattern;
+use dnslens_lens::resolv::without_search_domain;
 
 /// `name` in lowercase without a trailing dot; borrows when it already is.
 pub fn normalize(name: &str) -> Cow<'_, str> {
@@ -78,11 +79,7 @@ impl SearchSuffixes {
     /// and `a.b.ns.svc` (`cluster.local`). Bases are never empty. `more` are the process's own
     /// search domains, when known.
     pub fn bases<'a>(&self, name: &'a str, more: &[String], mut f: impl FnMut(&'a str)) {
-        let strip = |suffix: &str| {
-            name.strip_suffix(suffix)
-                .and_then(|rest| rest.strip_suffix('.'))
-                .filter(|b| !b.is_empty())
-        };
+        let strip = |suffix: &str| without_search_domain(name, suffix);
         if is_under(name, &self.cluster_domain) {
             if let Some(base) = strip(&self.cluster_domain) {
                 f(base);

@@ -6,73 +6,15 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connect::canonical;
 use dnslens_lens::bounded::Lru;
 use dnslens_lens::patient::Patient;
-
-/// The parts of resolv.conf(5) the detectors use.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResolvConf {
-    /// Up to three, as glibc uses; 127.0.0.1 and ::1 when the file names none.
-    pub nameservers: Vec<IpAddr>,
-    pub search: Vec<String>,
-    pub ndots: u8,
-}
-
-impl ResolvConf {
-    /// Parses as glibc does: `nameserver` lines (first three), the last of `search`/`domain`,
-    /// `options ndots:N` (default 1, at most 15); comments start with `#` or `;`.
-    pub fn parse(text: &str) -> ResolvConf {
-        let mut rc = ResolvConf {
-            ndots: 1,
-            ..ResolvConf::default()
-        };
-        for line in text.lines() {
-            let line = line.split(['#', ';']).next().unwrap_or("");
-            let mut words = line.split_whitespace();
-            match words.next() {
-                Some("nameserver") if rc.nameservers.len() < 3 => {
-                    // A scoped IPv6 server (`fe80::1%eth0`) keeps its address.
-                    if let Some(ip) = words
-                        .next()
-                        .and_then(|w| w.split('%').next())
-                        .and_then(|w| w.parse::<IpAddr>().ok())
-                    {
-                        rc.nameservers.push(canonical(ip));
-                    }
-                }
-                Some("search") | Some("domain") => {
-                    rc.search = words
-                        .map(|w| w.trim_end_matches('.').to_ascii_lowercase())
-                        .collect();
-                }
-                Some("options") => {
-                    for opt in words {
-                        if let Some(n) = opt.strip_prefix("ndots:").and_then(|n| n.parse().ok()) {
-                            rc.ndots = u8::min(n, 15);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if rc.nameservers.is_empty() {
-            rc.nameservers = vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().unwrap()];
-        }
-        rc
-    }
-
-    pub fn names(&self, ip: IpAddr) -> bool {
-        self.nameservers.contains(&canonical(ip))
-    }
-}
+pub use dnslens_lens::resolv::ResolvConf;
 
 /// The host as the detectors may ask about it. `None` means "cannot tell" (the process is
 /// gone): detectors then stay quiet.
@@ -162,7 +104,18 @@ fn file_id(m: &std::fs::Metadata) -> FileId {
     (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
 }
 
+/// How long the capture thread waits for a process's file (its resolv.conf, its executable):
+/// a local file answers in microseconds, even on a loaded node; one on a file system that hangs
+/// costs this, once.
+const PROC_PATIENCE: Duration = Duration::from_millis(250);
+
 impl ProcFs {
+    /// The host's /proc, asked on a worker thread of its own and waited for at most
+    /// [`PROC_PATIENCE`]: the files are the workloads'.
+    pub fn on_worker(capacity: usize) -> Patient<ProcFs> {
+        Patient::new("dnslens-procfs", ProcFs::new(capacity), PROC_PATIENCE)
+    }
+
     pub fn new(capacity: usize) -> Self {
         ProcFs::at("/proc", capacity)
     }
@@ -248,40 +201,7 @@ impl ProcessView for FakeProcesses {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_like_glibc() {
-        let rc = ResolvConf::parse(
-            "# kubelet\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\n\
-             nameserver 10.96.0.10 ; cluster DNS\nnameserver fe80::1%eth0\n\
-             nameserver 1.1.1.1\nnameserver 9.9.9.9\noptions ndots:5 timeout:2\n",
-        );
-        assert_eq!(
-            rc.nameservers,
-            ["10.96.0.10", "fe80::1", "1.1.1.1"].map(|a| a.parse::<IpAddr>().unwrap())
-        );
-        assert_eq!(
-            rc.search,
-            [
-                "shop.svc.cluster.local",
-                "svc.cluster.local",
-                "cluster.local"
-            ]
-        );
-        assert_eq!(rc.ndots, 5);
-        assert!(rc.names("::ffff:10.96.0.10".parse().unwrap()));
-        let rc = ResolvConf::parse("search a.example\ndomain b.example.\noptions ndots:99\n");
-        assert_eq!(
-            rc.search,
-            ["b.example"],
-            "the last of search and domain wins"
-        );
-        assert_eq!(rc.ndots, 15);
-        assert!(
-            rc.names("127.0.0.1".parse().unwrap()),
-            "no nameserver: localhost"
-        );
-    }
+    use std::net::IpAddr;
 
     #[test]
     fn proc_fs_reads_and_caches_by_mount_namespace() {

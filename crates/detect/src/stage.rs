@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dnslens_lens::counters::{Counter, CounterKind};
 use dnslens_lens::{ConnectEvent, DnsEvent, Kind, Role};
@@ -22,7 +21,6 @@ use crate::keys::{namespace, workload_key, write_workload_key, ProcKey};
 use crate::lookups::{DgaWindow, Lookup, NxWindow};
 use dnslens_lens::bounded::Lru;
 use dnslens_lens::filter::DomainPattern;
-use dnslens_lens::patient::Patient;
 
 use crate::names::{domain_pattern, normalize, SearchSuffixes};
 use crate::resolv::{ProcFs, ProcessView, ResolvConf};
@@ -31,10 +29,6 @@ use crate::tunneling::TunnelWindow;
 pub(crate) const NS: u64 = 1_000_000_000;
 /// How often, in event time, expired windows are swept without a `tick`.
 const SWEEP_NS: u64 = NS;
-/// How long the capture thread waits for a process's file (its resolv.conf, its executable):
-/// a local file answers in microseconds, even on a loaded node; one on a file system that hangs
-/// costs this, once.
-const PROC_PATIENCE: Duration = Duration::from_millis(250);
 /// How long a process's resolv.conf is trusted before it is asked again.
 const RESOLV_REFRESH_NS: u64 = 60 * NS;
 
@@ -169,7 +163,7 @@ impl Detectors {
     /// Detectors that ask the host's /proc about processes (resolv.conf, executables).
     pub fn new(config: Config) -> Self {
         let cache = config.limits.processes.min(1024);
-        let view = Patient::new("dnslens-procfs", ProcFs::new(cache), PROC_PATIENCE);
+        let view = ProcFs::on_worker(cache);
         Detectors::with_view(config, Box::new(view))
     }
 

@@ -203,6 +203,7 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         max_events: None,
         alerts_only: true,
         connects: false,
+        lookups: false,
         columns: None,
     };
     let mut built = sink::build(&output, true)?;

@@ -84,6 +84,11 @@ pub struct TraceArgs {
     #[arg(long, requires = "json")]
     pub connects: bool,
 
+    /// One line per lookup instead of one per message: the name the application asked for,
+    /// through its search list, retries and nameservers, how it ended and what it cost.
+    #[arg(long, conflicts_with_all = ["alerts", "connects", "columns"])]
+    pub lookups: bool,
+
     #[command(flatten)]
     pub capture: CaptureArgs,
 

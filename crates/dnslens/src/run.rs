@@ -8,10 +8,11 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dnslens_detect::Alert;
+use dnslens_detect::{Alert, ProcFs, ProcessView};
 use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::counters::{self, CounterKind};
 use dnslens_lens::filter::Filter;
+use dnslens_lens::lookup::{Lookup, LookupConfig, Lookups};
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::served::ServerSide;
 use dnslens_lens::text::counted;
@@ -32,6 +33,8 @@ const POLL: Duration = Duration::from_millis(100);
 const REMEASURE: Duration = Duration::from_secs(60);
 /// How often the kernel's loss counters are checked while running.
 const LOSS_CHECK: Duration = Duration::from_secs(5);
+/// Mount namespaces whose resolv.conf the lookup stage keeps.
+const RESOLV_CONFS: usize = 1024;
 /// How often a sink that exports the run's health gets a [`Status`].
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
@@ -105,6 +108,14 @@ pub fn capture(
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
+    let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
+        // A process's resolv.conf is read once, on a worker: the file is the workload's.
+        let mut view = ProcFs::on_worker(RESOLV_CONFS);
+        Lookups::new(
+            LookupConfig::default(),
+            Box::new(move |pid| view.resolv_conf(pid)),
+        )
+    });
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,
@@ -124,12 +135,18 @@ pub fn capture(
         shown: 0,
         max_events,
         detection: detection.as_mut(),
+        lookups: lookups.as_mut(),
         alerts_only,
         cluster: &cluster,
         output,
     };
     let result = ran.poll_until_stopped(settings.duration, interval);
     let mut shown = ran.shown;
+    // Lookups still open end with the run, as they stand.
+    if let Some(l) = lookups.as_mut() {
+        let mut printed = Printed::new(&mut sink, &mut shown, max_events, alerts_only);
+        l.expire(u64::MAX, &mut |lookup| printed.lookup(lookup));
+    }
     // The detectors' summaries and a baseline still being learned, before the sink's end.
     let detected = match detection.as_mut() {
         Some(d) => {
@@ -156,6 +173,7 @@ pub fn capture(
     report(
         &probe,
         &pipeline,
+        lookups.as_ref(),
         detection.as_ref(),
         printed,
         settings.verbose,
@@ -234,6 +252,8 @@ struct Run<'a> {
     shown: u64,
     max_events: Option<u64>,
     detection: Option<&'a mut Detection>,
+    /// `--lookups`: events go to the lookup stage, whose lookups are printed.
+    lookups: Option<&'a mut Lookups>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -272,6 +292,18 @@ impl<'a> Printed<'a> {
             return;
         }
         match self.sink.as_sink().event(event) {
+            Ok(true) => *self.shown += 1,
+            Ok(false) => {}
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    /// Lookups are made of every client message: the filters choose messages, not lookups.
+    fn lookup(&mut self, lookup: &Lookup) {
+        if self.failed.is_some() || self.full() {
+            return;
+        }
+        match self.sink.as_sink().lookup(lookup) {
             Ok(true) => *self.shown += 1,
             Ok(false) => {}
             Err(e) => self.failed = Some(e),
@@ -325,6 +357,7 @@ impl Run<'_> {
                 shown,
                 max_events,
                 detection,
+                lookups,
                 alerts_only,
                 cluster,
                 output,
@@ -332,7 +365,10 @@ impl Run<'_> {
             let mut printed = Printed::new(sink, shown, *max_events, *alerts_only);
             let mut emit = |observed: Observed<'_>| match observed {
                 Observed::Dns(event) => {
-                    printed.event(event, filter);
+                    match lookups.as_deref_mut() {
+                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup)),
+                        None => printed.event(event, filter),
+                    }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));
                     }
@@ -347,6 +383,9 @@ impl Run<'_> {
             probe.poll_gathered(POLL, |record| pipeline.record(record, &mut emit))?;
             let mono_now = clock::monotonic_now_ns();
             pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e)));
+            if let Some(l) = lookups.as_deref_mut() {
+                l.expire(mono_now, &mut |lookup| printed.lookup(lookup));
+            }
             if let Some(d) = detection.as_deref_mut() {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));
             }
@@ -470,6 +509,7 @@ fn loss_warnings(newly_lost: u64, output: OutputStats) -> Vec<String> {
 fn report(
     probe: &Probe,
     pipeline: &Pipeline,
+    lookups: Option<&Lookups>,
     detection: Option<&Detection>,
     shown: Option<(u64, (&str, &str))>,
     verbose: bool,
@@ -496,6 +536,16 @@ fn report(
     }
     let mut rows = Vec::new();
     stats.counters(&mut rows);
+    if let Some(l) = lookups.map(Lookups::stats) {
+        say!(
+            "dnslens: lookups: {} ended ({} early, pushed out of full tables), {} open holding {} bytes",
+            l.lookups,
+            l.evicted,
+            l.open,
+            l.bytes
+        );
+        l.counters(&mut rows);
+    }
     say!(
         "dnslens: pipeline state, entries evicted from full tables: {}",
         counters::rows_text(&rows, CounterKind::Eviction)

@@ -1,7 +1,7 @@
 //! docs/schema.md is the interface: every field the schema writes must be documented there, and
 //! every field documented there must be written. The lines checked are the golden capture's
 //! (tests/golden/expected.jsonl: queries, responses, unanswered queries, connects, an alert)
-//! and samples that fill what a capture without a cluster leaves null (a named pod with its
+//! and samples (a lookup among them) that fill what a capture without a cluster leaves null (a named pod with its
 //! workload and labels, a named container, an alert with every evidence field). Evidence fields
 //! are documented with their detectors, in docs/detectors.md.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use dnslens_lens::alert::{Alert, Detector, Evidence, Severity};
 use dnslens_lens::container::Runtime;
+use dnslens_lens::lookup::{LookupConfig, Lookups};
 use dnslens_lens::model::{sample, Container, Pod};
 use dnslens_lens::pods::{PodInfo, Workload};
 use dnslens_lens::schema;
@@ -186,6 +187,9 @@ fn lines_by_kind() -> BTreeMap<String, Vec<Value>> {
     schema::write_event_line(&mut out, &response);
     schema::write_connect_line(&mut out, &connect);
     schema::write_alert_line(&mut out, &alert);
+    let mut lookups = Lookups::new(LookupConfig::default(), Box::new(|_| None));
+    lookups.event(&query, &mut |_| {});
+    lookups.event(&response, &mut |l| schema::write_lookup_line(&mut out, l));
     lines.extend(String::from_utf8(out).unwrap().lines().map(str::to_string));
 
     let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -226,7 +230,14 @@ fn every_written_field_is_documented_and_every_documented_field_is_written() {
     let by_kind = lines_by_kind();
     assert_eq!(
         by_kind.keys().collect::<Vec<_>>(),
-        ["alert", "connect", "query", "response", "unanswered"],
+        [
+            "alert",
+            "connect",
+            "lookup",
+            "query",
+            "response",
+            "unanswered"
+        ],
         "every kind of line is checked"
     );
 
@@ -242,6 +253,9 @@ fn every_written_field_is_documented_and_every_documented_field_is_written() {
 
     let alerts = with_event_rows(table(&doc, "## Alert lines"), &events);
     check("alerts", &alerts, &written(&by_kind["alert"]));
+
+    let lookups = with_event_rows(table(&doc, "## Lookup lines"), &events);
+    check("lookups", &lookups, &written(&by_kind["lookup"]));
 }
 
 #[test]

@@ -203,6 +203,7 @@ impl Settings {
                     max_events: args.count,
                     alerts_only: args.alerts,
                     connects: args.connects,
+                    lookups: args.lookups,
                     columns: (!args.columns.is_empty()).then(|| args.columns.clone()),
                 };
                 let timeout = args.timeout.get();
@@ -476,6 +477,7 @@ mod tests {
                 max_events: Some(3),
                 alerts_only: false,
                 connects: false,
+                lookups: false,
                 columns: None,
             }
         );
@@ -739,6 +741,9 @@ mod tests {
                 ..
             }
         ));
+        let s = settings(&["trace", "--json", "--lookups"]).unwrap();
+        assert!(matches!(s.output, Output::Trace { lookups: true, .. }));
+        assert!(settings(&["trace", "--lookups", "--alerts"]).is_err());
     }
 
     #[test]

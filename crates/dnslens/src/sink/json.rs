@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 
 use dnslens_detect::Alert;
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::{schema, DnsEvent};
 
@@ -65,6 +66,12 @@ impl<W: Write + Send + 'static> JsonSink<W> {
 impl<W: Write + Send + 'static> Sink for JsonSink<W> {
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         schema::write_event_line(&mut self.lines, event);
+        self.hand_over_if_full()?;
+        Ok(true)
+    }
+
+    fn lookup(&mut self, lookup: &Lookup) -> io::Result<bool> {
+        schema::write_lookup_line(&mut self.lines, lookup);
         self.hand_over_if_full()?;
         Ok(true)
     }

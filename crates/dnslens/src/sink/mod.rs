@@ -25,6 +25,7 @@ use dnslens_detect::{Alert, DetectStats};
 use dnslens_lens::count::{self as counting, CountBy, CountedAt, Counter};
 use dnslens_lens::counters::Counter as HealthCounter;
 use dnslens_lens::filter::Filter;
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::served::ServerSide;
 use dnslens_lens::{DnsEvent, Role, Stats};
@@ -47,6 +48,12 @@ pub trait Sink {
     /// Shows one event, or takes it into account. Returns whether something was printed for
     /// it (what `--count` counts).
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool>;
+
+    /// Shows one lookup (`trace --lookups`). Returns whether it was printed; sinks that show
+    /// none keep this default.
+    fn lookup(&mut self, _lookup: &Lookup) -> io::Result<bool> {
+        Ok(false)
+    }
 
     /// Shows one alert of the detectors, in the same stream as the events. Sinks that show
     /// none (`count`, whose runs have no detectors) keep this default.
@@ -77,6 +84,8 @@ pub enum Output {
         alerts_only: bool,
         /// `--connects`: JSON lines of connects too.
         connects: bool,
+        /// `--lookups`: lookups instead of messages.
+        lookups: bool,
         /// `--columns`: the table's columns, instead of the defaults.
         columns: Option<Vec<TableColumn>>,
     },
@@ -136,16 +145,28 @@ pub fn build(output: &Output, pods: bool) -> anyhow::Result<AnySink> {
             connects,
             ..
         } => AnySink::Json(JsonSink::new(io::stdout(), connects)),
-        Output::Trace { color, columns, .. } => AnySink::Table(TableSink::new(
-            out(),
-            TableStyle {
-                color: *color,
-                width: terminal_width(),
-                utc_offset: local_utc_offset,
-                pods,
-                columns: columns.clone(),
-            },
-        )),
+        Output::Trace {
+            color,
+            columns,
+            lookups,
+            ..
+        } => {
+            let table = TableSink::new(
+                out(),
+                TableStyle {
+                    color: *color,
+                    width: terminal_width(),
+                    utc_offset: local_utc_offset,
+                    pods,
+                    columns: columns.clone(),
+                },
+            );
+            AnySink::Table(if *lookups {
+                table.with_lookups()
+            } else {
+                table
+            })
+        }
         Output::Count {
             by,
             at,
@@ -283,6 +304,7 @@ mod tests {
             max_events: None,
             alerts_only,
             connects: false,
+            lookups: false,
             columns: None,
         };
         let agent = |fraction| {

@@ -17,12 +17,15 @@ use std::io::{self, Write};
 use dnslens_detect::{Alert, Severity};
 use dnslens_lens::clock::Civil;
 use dnslens_lens::identity::{write_into, Identity};
-use dnslens_lens::model::TIMEOUT;
+use dnslens_lens::lookup::Lookup;
+use dnslens_lens::model::{Attribution, TIMEOUT};
 use dnslens_lens::text::{printable, Printable};
 use dnslens_lens::{DnsEvent, Kind, Role};
 use dnslens_wire::Rcode;
 
 use super::Sink;
+
+mod lookup;
 
 /// How the table looks.
 #[derive(Clone, Debug)]
@@ -259,6 +262,8 @@ pub struct TableSink<W: Write> {
     /// Whether ROLE is among them (it is left out on narrow terminals).
     has_role: bool,
     header_done: bool,
+    /// `--lookups`: rows are lookups, under their own header.
+    lookups: bool,
     /// The line being built, and the text of one cell: reused, so that a row allocates
     /// nothing once they have grown.
     line: String,
@@ -298,6 +303,7 @@ impl<W: Write> TableSink<W> {
             style,
             columns,
             header_done: false,
+            lookups: false,
             line: String::new(),
             cell: String::new(),
         }
@@ -314,8 +320,14 @@ impl<W: Write> TableSink<W> {
         if self.style.color {
             line.push_str(BOLD);
         }
-        for (_, col) in &self.columns {
-            push_cell(line, col, col.title, None);
+        if self.lookups {
+            for col in lookup::columns(self.style.pods) {
+                push_cell(line, &col, col.title, None);
+            }
+        } else {
+            for (_, col) in &self.columns {
+                push_cell(line, col, col.title, None);
+            }
         }
         if self.style.color {
             line.push_str(RESET);
@@ -349,13 +361,7 @@ impl<W: Write> TableSink<W> {
 
         for (kind, col) in columns.iter() {
             match kind {
-                Cell::Time => {
-                    let t = Civil::from_wall_ns(e.time_ns, (style.utc_offset)(e.time_ns));
-                    let ms = t.nanos / 1_000_000;
-                    let (h, m, s) = (t.hour, t.minute, t.second);
-                    let time = format_args!("{h:02}:{m:02}:{s:02}.{ms:03}");
-                    push_display(line, cell, col, time, None);
-                }
+                Cell::Time => push_time(line, cell, col, e.time_ns, style),
                 Cell::Pid => push_display(line, cell, col, e.who.process.pid, None),
                 Cell::Process => {
                     // Where ROLE was left out to fit, servers are told by colour alone.
@@ -370,17 +376,8 @@ impl<W: Write> TableSink<W> {
                     };
                     push_cell(line, col, e.role.name(), role_colour);
                 }
-                Cell::Cgroup => match &e.who.container {
-                    Some(c) => push_cell(line, col, c.short_id(), None),
-                    None => push_cell(line, col, cgroup_leaf(&e.who.cgroup), None),
-                },
-                Cell::Pod => {
-                    match Identity::of(&e.who) {
-                        id @ Identity::Pod { .. } => write_into(cell, id),
-                        _ => write_into(cell, '-'),
-                    }
-                    push_cell(line, col, cell, None);
-                }
+                Cell::Cgroup => push_cgroup(line, col, &e.who),
+                Cell::Pod => push_pod(line, cell, col, &e.who),
                 Cell::Container => {
                     let text = match &e.who.container {
                         Some(c) => match &c.name {
@@ -494,6 +491,11 @@ impl<W: Write> Sink for TableSink<W> {
         writeln!(self.out, "{start}{}{end}", self.line)
     }
 
+    fn lookup(&mut self, lookup: &Lookup) -> io::Result<bool> {
+        self.lookup_row(lookup)?;
+        Ok(true)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -520,6 +522,32 @@ fn push_cell(line: &mut String, col: &Column, text: &str, colour: Option<&str>) 
         line.push_str(RESET);
     }
     line.push(' ');
+}
+
+/// TIME: the local time of day of `wall_ns`, to the millisecond.
+fn push_time(line: &mut String, cell: &mut String, col: &Column, wall_ns: u64, style: &TableStyle) {
+    let t = Civil::from_wall_ns(wall_ns, (style.utc_offset)(wall_ns));
+    let ms = t.nanos / 1_000_000;
+    let (h, m, s) = (t.hour, t.minute, t.second);
+    let time = format_args!("{h:02}:{m:02}:{s:02}.{ms:03}");
+    push_display(line, cell, col, time, None);
+}
+
+/// CGROUP: a container's short id, else the cgroup's last component.
+fn push_cgroup(line: &mut String, col: &Column, who: &Attribution) {
+    match &who.container {
+        Some(c) => push_cell(line, col, c.short_id(), None),
+        None => push_cell(line, col, cgroup_leaf(&who.cgroup), None),
+    }
+}
+
+/// POD: `namespace/name`, `-` outside pods.
+fn push_pod(line: &mut String, cell: &mut String, col: &Column, who: &Attribution) {
+    match Identity::of(who) {
+        id @ Identity::Pod { .. } => write_into(cell, id),
+        _ => write_into(cell, '-'),
+    }
+    push_cell(line, col, cell, None);
 }
 
 /// [`push_cell`] for a value to format first, in `scratch`.
@@ -606,7 +634,7 @@ mod tests {
     use super::*;
     use dnslens_lens::model::sample;
 
-    fn style() -> TableStyle {
+    pub(super) fn style() -> TableStyle {
         TableStyle {
             color: false,
             width: None,

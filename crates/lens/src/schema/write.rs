@@ -93,7 +93,12 @@ pub fn write_connect(out: &mut Vec<u8>, c: &ConnectEvent) {
 }
 
 /// `,"transport":…,"src":…,"dst":…`
-fn write_endpoints(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, dst: SocketAddr) {
+pub(super) fn write_endpoints(
+    out: &mut Vec<u8>,
+    transport: Transport,
+    src: SocketAddr,
+    dst: SocketAddr,
+) {
     out.extend_from_slice(match transport {
         Transport::Udp => b",\"transport\":\"udp\",\"src\":\"",
         Transport::Tcp => b",\"transport\":\"tcp\",\"src\":\"",
@@ -106,7 +111,7 @@ fn write_endpoints(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, dst
 
 /// `,"process":…` through `"host":…`: whom the line belongs to, the same in every kind of
 /// line (events and connects add `socket` after it).
-fn write_attribution(out: &mut Vec<u8>, a: &Attribution) {
+pub(super) fn write_attribution(out: &mut Vec<u8>, a: &Attribution) {
     out.extend_from_slice(b",\"process\":");
     write_process(out, &a.process);
     out.extend_from_slice(b",\"netns\":");
@@ -252,7 +257,7 @@ fn write_answer(out: &mut Vec<u8>, a: &Answer) {
 }
 
 /// A mnemonic (`"AAAA"`), or the RFC 3597 form of a code without one (`"TYPE65280"`).
-fn write_code(out: &mut Vec<u8>, name: Option<&'static str>, prefix: &str, value: u16) {
+pub(super) fn write_code(out: &mut Vec<u8>, name: Option<&'static str>, prefix: &str, value: u16) {
     out.push(b'"');
     match name {
         Some(name) => out.extend_from_slice(name.as_bytes()),
@@ -282,7 +287,7 @@ pub fn parse_class(text: &str) -> Option<u16> {
 }
 
 /// As `SocketAddr`'s `Display`: `10.0.0.1:53`, `[fd00::1]:53`.
-fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+pub(super) fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr.ip() {
         IpAddr::V4(ip) => {
             for (i, octet) in ip.octets().into_iter().enumerate() {
@@ -304,7 +309,7 @@ fn write_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 
 /// Digits written in place: formatting into a buffer first cost a `memcpy` call per number,
 /// the largest part of the writer's time.
-fn write_int(out: &mut Vec<u8>, value: impl Into<u64>) {
+pub(super) fn write_int(out: &mut Vec<u8>, value: impl Into<u64>) {
     let mut value: u64 = value.into();
     let len = value.checked_ilog10().map_or(1, |log| log as usize + 1);
     out.reserve(len);
@@ -317,7 +322,7 @@ fn write_int(out: &mut Vec<u8>, value: impl Into<u64>) {
     unsafe { out.set_len(start + len) };
 }
 
-fn write_opt_int(out: &mut Vec<u8>, value: Option<u64>) {
+pub(super) fn write_opt_int(out: &mut Vec<u8>, value: Option<u64>) {
     match value {
         Some(v) => write_int(out, v),
         None => out.extend_from_slice(b"null"),

@@ -1,0 +1,193 @@
+//! Lookups end to end (issue 16): `dnslens trace --json --lookups` on the real kernel while
+//! real resolvers (glibc, static musl, pure Go) query dnsmasq on the test node. dnsmasq's query
+//! log is the ground truth: each resolver run is one lookup whose `queries` are the queries the
+//! log holds for it (plus those sent to a server that is not there), named without the search
+//! list. Tests named `root_*` need root (they skip without it and fail in CI).
+
+mod node;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use node::dnsmasq::{self, ADDR, BIG, HOST};
+use node::net::{Node, Run};
+use node::resolvers::{self, tool};
+use node::trace::Trace;
+use node::{have_root, have_tool, wait_until};
+use serde_json::Value;
+
+/// A cluster's resolv.conf: three search domains, ndots:5, `nameserver` lines as given.
+fn cluster_resolv_conf(servers: &[IpAddr], options: &str) -> String {
+    let mut text = "search default.svc.cluster.local svc.cluster.local cluster.local\n".to_string();
+    for server in servers {
+        text += &format!("nameserver {server}\n");
+    }
+    text + &format!("options ndots:5 {options}\n")
+}
+
+/// A node whose dnsmasq answers the search list's names NXDOMAIN, as a cluster DNS would.
+fn cluster_node() -> Node {
+    Node::start_with(1, &["--local=/cluster.local/".to_string()])
+}
+
+/// Runs `body` under `trace --json --lookups` and returns each run with its lookup lines, once
+/// every run has one (10 s at most).
+fn lookups_of(body: impl FnOnce() -> Vec<Run>) -> Vec<(Run, Vec<Value>)> {
+    let trace = Trace::start(&["--lookups"]);
+    let runs = body();
+    let mine = |events: &[Value], run: &Run| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "lookup" && e["process"]["pid"] == run.pid)
+            .cloned()
+            .collect()
+    };
+    wait_until(Duration::from_secs(10), || {
+        let events = trace.events();
+        runs.iter().all(|r| !mine(&events, r).is_empty())
+    });
+    let stopped = trace.stop();
+    runs.into_iter()
+        .map(|run| {
+            let lookups = mine(&stopped.events, &run);
+            (run, lookups)
+        })
+        .collect()
+}
+
+/// The one lookup of `run`, answered, named `name`, with the queries the log holds for it
+/// (`unlogged` more that went where nothing answers).
+fn assert_one_answered_lookup(run: &Run, lookups: &[Value], name: &str, unlogged: usize) -> Value {
+    let [lookup] = lookups else {
+        panic!(
+            "{}: want one lookup, got {lookups:#?}\n{:#?}",
+            run.label, run.log_queries
+        )
+    };
+    assert_eq!(lookup["name"], name, "{}: {lookup:#}", run.label);
+    assert_eq!(lookup["outcome"], "answered", "{}: {lookup:#}", run.label);
+    let logged = run.log_queries.len();
+    assert!(logged > 0, "{}: dnsmasq logged nothing", run.label);
+    assert_eq!(
+        lookup["queries"],
+        logged + unlogged,
+        "{}: {lookup:#}\nlogged: {:#?}",
+        run.label,
+        run.log_queries
+    );
+    assert_eq!(
+        lookup["attempts"].as_array().map(Vec::len),
+        Some(logged + unlogged)
+    );
+    lookup.clone()
+}
+
+#[test]
+fn root_lookups_glibc_search_walk_is_one_lookup_of_eight_queries() {
+    if !have_root() {
+        return;
+    }
+    let mut node = cluster_node();
+    let text = cluster_resolv_conf(&[IpAddr::V4(node.server.v4)], "timeout:2 attempts:2");
+    node.write_resolv_conf_text(0, &text);
+    let getent = tool("getent");
+    let found = lookups_of(|| {
+        let run = node.run("getent-walk", 0, None, &getent, &["ahosts", HOST]);
+        run.expect_ok().expect_queries();
+        vec![run]
+    });
+    let (run, lookups) = &found[0];
+    assert_eq!(run.log_queries.len(), 8, "{:#?}", run.log_queries);
+    let lookup = assert_one_answered_lookup(run, lookups, HOST, 0);
+    assert_eq!(lookup["answer_name"], HOST);
+    assert_eq!(lookup["qtypes"], serde_json::json!(["A", "AAAA"]));
+    assert_eq!(lookup["timeouts"], 0);
+    assert_eq!(
+        lookup["attempts"][0]["qname"],
+        format!("{HOST}.default.svc.cluster.local")
+    );
+}
+
+#[test]
+fn root_lookups_dead_first_nameserver_is_one_timeout_then_an_answer() {
+    if !have_root() {
+        return;
+    }
+    let mut node = cluster_node();
+    let dead = node.nowhere();
+    let servers = [IpAddr::V4(dead), IpAddr::V4(node.server.v4)];
+    node.write_resolv_conf_text(0, &cluster_resolv_conf(&servers, "timeout:1 attempts:1"));
+    let getent = tool("getent");
+    // An absolute name: no walk, only the switch of servers.
+    let name = format!("{ADDR}.");
+    let found = lookups_of(|| {
+        let run = node.run("getent-dead", 0, None, &getent, &["ahostsv4", &name]);
+        run.expect_ok().expect_queries();
+        vec![run]
+    });
+    let (run, lookups) = &found[0];
+    let lookup = assert_one_answered_lookup(run, lookups, ADDR, 1);
+    assert_eq!(lookup["timeouts"], 1, "{lookup:#}");
+    assert!(
+        lookup["latency_us"].as_u64().unwrap() > 1_000_000,
+        "{lookup:#}"
+    );
+    assert_eq!(lookup["attempts"][0]["server"], format!("{dead}:53"));
+    assert_eq!(lookup["attempts"][0]["rcode"], Value::Null);
+}
+
+#[test]
+fn root_lookups_tcp_fallback_musl_and_go() {
+    if !have_root() {
+        return;
+    }
+    let mut node = cluster_node();
+    let text = cluster_resolv_conf(&[IpAddr::V4(node.server.v4)], "timeout:2 attempts:2");
+    node.write_resolv_conf_text(0, &text);
+    let getent = tool("getent");
+    let musl = have_tool("musl-gcc").then(resolvers::musl_resolve);
+    let go = have_tool("go").then(resolvers::goresolve);
+    let big = format!("{BIG}.");
+    let found = lookups_of(|| {
+        let mut runs = vec![node.run("getent-big", 0, None, &getent, &["ahostsv4", &big])];
+        runs[0].expect_ok().expect_queries();
+        if let Some(musl) = &musl {
+            runs.push(node.run("musl", 0, None, musl, &[HOST]));
+            runs.last()
+                .unwrap()
+                .expect_ok()
+                .expect_output(dnsmasq::HOST_V4);
+        }
+        if let Some(go) = &go {
+            runs.push(node.run("go", 0, None, go, &[HOST]));
+            runs.last()
+                .unwrap()
+                .expect_ok()
+                .expect_output(dnsmasq::HOST_V4);
+        }
+        runs
+    });
+    for (run, lookups) in &found {
+        if run.label != "getent-big" {
+            assert_one_answered_lookup(run, lookups, HOST, 0);
+            continue;
+        }
+        // getent asks twice (the answer, then its canonical name): two lookups, each a
+        // truncated UDP answer and the TCP retry, every query in dnsmasq's log.
+        let total: u64 = lookups.iter().map(|l| l["queries"].as_u64().unwrap()).sum();
+        assert_eq!(total as usize, run.log_queries.len(), "{lookups:#?}");
+        for lookup in lookups {
+            assert_eq!(
+                (&lookup["name"], &lookup["outcome"]),
+                (&BIG.into(), &"answered".into())
+            );
+            let transports: Vec<&Value> = lookup["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| &a["transport"])
+                .collect();
+            assert_eq!(transports, ["udp", "tcp"], "{lookup:#}");
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! Lookups: what an application experienced, stitched from its process's client messages after
+//! pairing and attribution. One lookup holds the search-list walk, A and AAAA asked together,
+//! retransmits, the switch to the next nameserver and a TC answer's retry over TCP. It ends when
+//! its last name has a final response for every type asked and one of them answers, or `linger`
+//! after its last message without one; time is the events' stamps and the clock passed to
+//! [`Lookups::expire`]. The rules, and where the wire alone is ambiguous: docs/schema.md,
+//! "Lookup lines". State is bounded in entries and bytes: what is pushed out is emitted early,
+//! as it stands, and counted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dnslens_abi::Transport;
+use dnslens_wire::{Rcode, RecordType};
+
+use crate::bounded::Lru;
+use crate::counters::Counter;
+use crate::model::{Attribution, DnsEvent, Kind, Role};
+use crate::resolv::{without_search_domain, ResolvConf};
+
+/// How the lookup ended; its name is the JSON `outcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
+pub enum Outcome {
+    Answered,
+    Nxdomain,
+    /// NOERROR without data for the last name.
+    Nodata,
+    Servfail,
+    Refused,
+    /// No final response for the last name.
+    Timeout,
+    /// Another response code (FORMERR, NOTIMP, ...).
+    Error,
+}
+
+/// One query sent for a lookup, and what came of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub qname: String,
+    pub qtype: RecordType,
+    pub server: SocketAddr,
+    pub transport: Transport,
+    /// `None`: no response before the next step or the end.
+    pub rcode: Option<Rcode>,
+    pub latency_us: Option<u64>,
+    id: u16,
+    socket: u64,
+    mono_ns: u64,
+    state: State,
+    /// When it got its response or timed out.
+    done_mono_ns: u64,
+    tc: bool,
+    has_answers: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Responded,
+    TimedOut,
+}
+
+impl Attempt {
+    /// A response that ends this name and type: not one that says "truncated, ask over TCP".
+    fn is_final(&self) -> bool {
+        self.state == State::Responded && !self.tc
+    }
+
+    fn answered(&self) -> bool {
+        self.is_final() && self.has_answers
+    }
+}
+
+/// A lookup that ended: one line of `trace --lookups`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    /// Wall-clock ns of the first query.
+    pub time_ns: u64,
+    /// The name the application asked for: the walk with its search list taken off.
+    pub name: String,
+    /// The name whose response answered.
+    pub answer_name: Option<String>,
+    /// The types asked, in the order first asked.
+    pub qtypes: Vec<RecordType>,
+    pub outcome: Outcome,
+    /// From the first query to the response (or timeout) that ended it.
+    pub latency_us: u64,
+    /// Every query sent for it; `attempts` lists at most [`LookupConfig::attempts`].
+    pub queries: u32,
+    /// Queries that got no response before the next step.
+    pub timeouts: u32,
+    pub attempts: Vec<Attempt>,
+    /// Whom it belongs to: the process of its first query.
+    pub who: Attribution,
+}
+
+/// The bounds and times of the stage.
+#[derive(Clone, Debug)]
+pub struct LookupConfig {
+    /// Quiet time after the last message of a lookup that has no answer yet before it ends: the
+    /// next step of a walk comes within it.
+    pub linger_ns: u64,
+    /// A lookup open this long ends as it stands, whatever is still waiting.
+    pub max_age_ns: u64,
+    /// Processes followed at once (least recently active evicted).
+    pub processes: usize,
+    /// Lookups open at once in one process (oldest evicted).
+    pub per_process: usize,
+    /// Attempts listed per lookup; more are counted in `queries` only.
+    pub attempts: usize,
+    /// Bytes all open lookups may hold (oldest of the least recently active process evicted).
+    pub max_bytes: usize,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig {
+            linger_ns: 500_000_000,
+            max_age_ns: 30_000_000_000,
+            processes: 4_096,
+            per_process: 16,
+            attempts: 32,
+            max_bytes: 8 << 20,
+        }
+    }
+}
+
+/// A query repeated this long after its first send while that is still waiting is a retransmit
+/// or the next server, and the first counts as timed out; sooner, it is sent in parallel (musl
+/// asks every nameserver at once).
+const RETRY_GAP_NS: u64 = 200_000_000;
+/// Search domains taken into account (glibc's own limit was 6).
+const MAX_SEARCH: usize = 8;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Lookups emitted, evicted ones included.
+    pub lookups: u64,
+    /// Lookups emitted early because a bound was reached (processes, per process, bytes).
+    pub evicted: u64,
+    /// Queries counted in a lookup but not listed: past the attempts bound.
+    pub attempts_unlisted: u64,
+    /// Lookups open now, and the bytes they hold.
+    pub open: u64,
+    pub bytes: u64,
+}
+
+impl LookupStats {
+    /// The stage's rows of the health table.
+    pub fn counters(&self, out: &mut Vec<Counter>) {
+        out.extend([
+            Counter::eviction("lookups", "lookups", self.evicted),
+            Counter::eviction("lookups", "lookup_attempts", self.attempts_unlisted),
+        ]);
+    }
+}
+
+/// Whose lookups: a pid is reused, its start time is not.
+type ProcKey = (u32, u64);
+
+/// What the names of one lookup may have been asked as.
+#[derive(Clone, Debug)]
+enum Bases {
+    /// With the process's search list: each name as is and with each search domain taken off;
+    /// only those every name of the walk shares remain.
+    Search(Vec<String>),
+    /// Without one: the labels every name of the walk starts with.
+    Wire(String),
+}
+
+impl Bases {
+    fn of(qname: &str, search: Option<&ResolvConf>) -> Bases {
+        let qname = qname.to_ascii_lowercase();
+        match search {
+            Some(rc) => {
+                let mut bases: Vec<String> = rc
+                    .search
+                    .iter()
+                    .take(MAX_SEARCH)
+                    .filter_map(|domain| without_search_domain(&qname, domain))
+                    .map(str::to_string)
+                    .collect();
+                bases.push(qname);
+                Bases::Search(bases)
+            }
+            None => Bases::Wire(qname),
+        }
+    }
+
+    /// What remains when a name with `other` joins; `None` when nothing is shared.
+    fn narrowed(&self, other: &Bases) -> Option<Bases> {
+        match (self, other) {
+            (Bases::Search(mine), Bases::Search(theirs)) => {
+                let kept: Vec<String> = mine
+                    .iter()
+                    .filter(|b| theirs.contains(b))
+                    .cloned()
+                    .collect();
+                (!kept.is_empty()).then_some(Bases::Search(kept))
+            }
+            (Bases::Wire(mine), Bases::Wire(theirs)) => {
+                let shared = mine
+                    .split('.')
+                    .zip(theirs.split('.'))
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (shared > 0).then(|| {
+                    Bases::Wire(mine.split('.').take(shared).collect::<Vec<_>>().join("."))
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The name asked: with a search list the shortest that fits every name (the walk is taken
+    /// to start at the first search domain), without one the shared labels.
+    fn name(&self) -> &str {
+        match self {
+            Bases::Search(bases) => bases.iter().min_by_key(|b| b.len()).map_or("", |b| b),
+            Bases::Wire(base) => base,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Bases::Search(bases) => bases.iter().map(|b| b.len() + 24).sum(),
+            Bases::Wire(base) => base.len(),
+        }
+    }
+}
+
+/// A lookup still open.
+#[derive(Debug)]
+struct Open {
+    time_ns: u64,
+    first_mono_ns: u64,
+    last_mono_ns: u64,
+    bases: Bases,
+    attempts: Vec<Attempt>,
+    queries: u32,
+    timeouts: u32,
+    who: Attribution,
+}
+
+impl Open {
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Open>()
+            + self.bases.bytes()
+            + self
+                .attempts
+                .iter()
+                .map(|a| std::mem::size_of::<Attempt>() + a.qname.len())
+                .sum::<usize>()
+    }
+
+    fn same_question(a: &Attempt, e: &DnsEvent) -> bool {
+        a.qtype == e.qtype && a.qname.eq_ignore_ascii_case(&e.qname)
+    }
+
+    /// Whether query `e`, with `bases`, belongs to this lookup: its name again (the other type,
+    /// a retransmit, the next server, TCP after TC) unless that question was answered already
+    /// (asking again is a new lookup), or the next name of a walk whose names so far all failed.
+    fn takes(&self, e: &DnsEvent, bases: &Bases) -> bool {
+        if self
+            .attempts
+            .iter()
+            .any(|a| a.qname.eq_ignore_ascii_case(&e.qname))
+        {
+            return !self
+                .attempts
+                .iter()
+                .any(|a| Open::same_question(a, e) && a.is_final());
+        }
+        let walking = self
+            .attempts
+            .iter()
+            .all(|a| a.state != State::Waiting && !a.answered());
+        walking && self.bases.narrowed(bases).is_some()
+    }
+
+    fn add(&mut self, e: &DnsEvent, bases: &Bases, max_attempts: usize) -> bool {
+        for a in &mut self.attempts {
+            if a.state == State::Waiting
+                && Open::same_question(a, e)
+                && e.mono_ns.saturating_sub(a.mono_ns) >= RETRY_GAP_NS
+            {
+                a.state = State::TimedOut;
+                a.done_mono_ns = e.mono_ns;
+                self.timeouts += 1;
+            }
+        }
+        if let Some(narrowed) = self.bases.narrowed(bases) {
+            self.bases = narrowed;
+        }
+        self.queries += 1;
+        self.last_mono_ns = e.mono_ns;
+        if self.attempts.len() >= max_attempts {
+            return false;
+        }
+        self.attempts.push(Attempt {
+            qname: e.qname.clone(),
+            qtype: e.qtype,
+            server: e.dst,
+            transport: e.transport,
+            rcode: None,
+            latency_us: None,
+            id: e.id,
+            socket: e.who.socket,
+            mono_ns: e.mono_ns,
+            state: State::Waiting,
+            done_mono_ns: 0,
+            tc: false,
+            has_answers: false,
+        });
+        true
+    }
+
+    /// The waiting attempt a response or an unanswered query `e` is the end of.
+    fn waiting_for(&mut self, e: &DnsEvent) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().find(|a| {
+            a.state == State::Waiting
+                && a.id == e.id
+                && a.socket == e.who.socket
+                && Open::same_question(a, e)
+        })
+    }
+
+    /// The attempts of the name asked last.
+    fn last_name(&self) -> impl Iterator<Item = &Attempt> {
+        let last = self.attempts.last().map_or("", |a| a.qname.as_str());
+        self.attempts
+            .iter()
+            .filter(move |a| a.qname.eq_ignore_ascii_case(last))
+    }
+
+    /// The last name has a final response for every type the lookup asked (Go may send the
+    /// last name's A after its AAAA was answered) and one answers: nothing more will come.
+    fn answered(&self) -> bool {
+        self.attempts
+            .iter()
+            .all(|a| self.last_name().any(|b| b.qtype == a.qtype && b.is_final()))
+            && self.last_name().any(Attempt::answered)
+    }
+
+    fn waiting(&self) -> bool {
+        self.attempts.iter().any(|a| a.state == State::Waiting)
+    }
+
+    fn finish(self) -> Lookup {
+        let answer = self.last_name().filter(|a| a.answered()).last();
+        let finals: Vec<&Attempt> = self.last_name().filter(|a| a.is_final()).collect();
+        let has = |rcode: Rcode| finals.iter().any(|a| a.rcode == Some(rcode));
+        let outcome = if answer.is_some() {
+            Outcome::Answered
+        } else if finals.is_empty() {
+            Outcome::Timeout
+        } else if has(Rcode::NOERROR) {
+            Outcome::Nodata
+        } else if has(Rcode::NXDOMAIN) {
+            Outcome::Nxdomain
+        } else if has(Rcode::SERVFAIL) {
+            Outcome::Servfail
+        } else if has(Rcode::REFUSED) {
+            Outcome::Refused
+        } else {
+            Outcome::Error
+        };
+        let ended = match answer {
+            Some(a) => a.done_mono_ns,
+            None => self
+                .attempts
+                .iter()
+                .map(|a| a.done_mono_ns)
+                .fold(self.last_mono_ns, u64::max),
+        };
+        let mut qtypes = Vec::new();
+        for a in &self.attempts {
+            if !qtypes.contains(&a.qtype) {
+                qtypes.push(a.qtype);
+            }
+        }
+        Lookup {
+            time_ns: self.time_ns,
+            name: self.bases.name().to_string(),
+            answer_name: answer.map(|a| a.qname.clone()),
+            qtypes,
+            outcome,
+            latency_us: ended.saturating_sub(self.first_mono_ns) / 1000,
+            queries: self.queries,
+            timeouts: self.timeouts,
+            attempts: self.attempts,
+            who: self.who,
+        }
+    }
+}
+
+/// One process: its search list, read once, and its open lookups, oldest first.
+struct Proc {
+    search: Option<Arc<ResolvConf>>,
+    open: Vec<Open>,
+}
+
+/// Where a process's resolver configuration comes from (a worker reading /proc; a table in
+/// tests); `None` when it cannot be read, and the wire-only rule applies.
+pub type SearchLists = Box<dyn FnMut(u32) -> Option<Arc<ResolvConf>> + Send>;
+
+/// The lookup stage.
+pub struct Lookups {
+    config: LookupConfig,
+    search: SearchLists,
+    procs: Lru<ProcKey, Proc>,
+    bytes: usize,
+    stats: LookupStats,
+}
+
+impl Lookups {
+    pub fn new(config: LookupConfig, search: SearchLists) -> Self {
+        Lookups {
+            procs: Lru::new(config.processes),
+            config,
+            search,
+            bytes: 0,
+            stats: LookupStats::default(),
+        }
+    }
+
+    /// Takes one event of the pipeline; `out` gets the lookups it ends. Only a client's
+    /// queries open lookups; responses and unanswered queries end their attempts.
+    pub fn event(&mut self, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
+        if e.role != Role::Client {
+            return;
+        }
+        let key = (e.who.process.pid, e.who.ids.process_start_ns);
+        match e.kind {
+            Kind::Query => self.query(key, e, out),
+            Kind::Response | Kind::Unanswered => self.answer(key, e, out),
+        }
+        self.keep_to_budget(out);
+    }
+
+    fn query(&mut self, key: ProcKey, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
+        if !self.procs.contains(&key) {
+            let search = (self.search)(e.who.process.pid);
+            let proc = Proc {
+                search,
+                open: Vec::new(),
+            };
+            if let Some((_, gone)) = self.procs.insert(key, proc) {
+                for open in gone.open {
+                    self.emit(open, true, out);
+                }
+            }
+        }
+        let proc = self.procs.get(&key).expect("inserted above");
+        let bases = Bases::of(&e.qname, proc.search.as_deref());
+        let at = proc.open.iter().rposition(|o| o.takes(e, &bases));
+        let (open, evicted) = match at {
+            Some(i) => (proc.open.remove(i), None),
+            None => {
+                let evicted =
+                    (proc.open.len() >= self.config.per_process).then(|| proc.open.remove(0));
+                let open = Open {
+                    time_ns: e.time_ns,
+                    first_mono_ns: e.mono_ns,
+                    last_mono_ns: e.mono_ns,
+                    bases: bases.clone(),
+                    attempts: Vec::new(),
+                    queries: 0,
+                    timeouts: 0,
+                    who: e.who.clone(),
+                };
+                self.bytes += open.bytes();
+                (open, evicted)
+            }
+        };
+        let mut open = open;
+        let before = open.bytes();
+        if !open.add(e, &bases, self.config.attempts) {
+            self.stats.attempts_unlisted += 1;
+        }
+        self.bytes = self.bytes + open.bytes() - before;
+        proc.open.push(open);
+        if let Some(evicted) = evicted {
+            self.emit(evicted, true, out);
+        }
+    }
+
+    fn answer(&mut self, key: ProcKey, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
+        let Some(proc) = self.procs.get(&key) else {
+            return;
+        };
+        let Some(i) = proc
+            .open
+            .iter_mut()
+            .rposition(|o| o.waiting_for(e).is_some())
+        else {
+            return;
+        };
+        let open = &mut proc.open[i];
+        let a = open.waiting_for(e).expect("found above");
+        match e.kind {
+            Kind::Unanswered => {
+                a.state = State::TimedOut;
+                let done = e.mono_ns + e.timeout_ms.unwrap_or(0) * 1_000_000;
+                a.done_mono_ns = done;
+                open.timeouts += 1;
+                open.last_mono_ns = open.last_mono_ns.max(done);
+            }
+            _ => {
+                a.state = State::Responded;
+                a.done_mono_ns = e.mono_ns;
+                a.rcode = e.rcode;
+                a.latency_us = e.latency_us;
+                a.tc = e.flags.tc;
+                a.has_answers = !e.answers.is_empty();
+                open.last_mono_ns = open.last_mono_ns.max(e.mono_ns);
+            }
+        }
+        if open.answered() {
+            let open = proc.open.remove(i);
+            self.emit(open, false, out);
+        }
+    }
+
+    /// Ends the lookups whose time is up at `now_mono_ns` (CLOCK_MONOTONIC, the clock of event
+    /// stamps): without an answer, `linger` after their last message with nothing waiting, or
+    /// any past `max_age`.
+    pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(&Lookup)) {
+        let (linger, max_age) = (self.config.linger_ns, self.config.max_age_ns);
+        let due = |o: &Open| {
+            (!o.waiting() && o.last_mono_ns.saturating_add(linger) <= now_mono_ns)
+                || o.first_mono_ns.saturating_add(max_age) <= now_mono_ns
+        };
+        let keys: Vec<ProcKey> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.open.iter().any(due))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let proc = self.procs.peek_mut(&key).expect("listed above");
+            let (ended, kept): (Vec<Open>, Vec<Open>) =
+                std::mem::take(&mut proc.open).into_iter().partition(due);
+            proc.open = kept;
+            for open in ended {
+                self.emit(open, false, out);
+            }
+        }
+    }
+
+    /// While the open lookups hold more than the byte budget, the oldest of the least recently
+    /// active process goes.
+    fn keep_to_budget(&mut self, out: &mut impl FnMut(&Lookup)) {
+        while self.bytes > self.config.max_bytes {
+            let Some(key) = self
+                .procs
+                .iter()
+                .find(|(_, p)| !p.open.is_empty())
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            let open = self.procs.peek_mut(&key).expect("found").open.remove(0);
+            self.emit(open, true, out);
+        }
+    }
+
+    fn emit(&mut self, open: Open, evicted: bool, out: &mut impl FnMut(&Lookup)) {
+        self.bytes -= open.bytes();
+        self.stats.lookups += 1;
+        self.stats.evicted += u64::from(evicted);
+        out(&open.finish());
+    }
+
+    pub fn stats(&self) -> LookupStats {
+        LookupStats {
+            open: self.procs.values().map(|p| p.open.len() as u64).sum(),
+            bytes: self.bytes as u64,
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
