@@ -33,6 +33,7 @@ checks=(
   "tmux tmux"             # drives `dnslens top` as a terminal would (tests/top.rs)
   "promtool prometheus"   # PromQL of deploy/grafana and deploy/prometheus (tests/deploy.rs)
   "prometheus prometheus" # the server that scrapes the agent in tests/agent.rs
+  "tshark tshark"         # reads `trace --pcapng` files back (tests/pcapng.rs)
 )
 # Not packaged under this name everywhere (Ubuntu ships bpftool in linux-tools): missing is a
 # warning, not a failure.
@@ -66,6 +67,9 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture: no, and no question.
+echo "wireshark-common wireshark-common/install-setuid boolean false" |
+  "${sudo[@]}" debconf-set-selections
 "${sudo[@]}" apt-get update -q
 required=()
 for pkg in "${missing[@]}"; do

@@ -71,7 +71,9 @@ impl PipelineConfig {
 /// An event that leaves the pipeline.
 #[derive(Clone, Copy, Debug)]
 pub enum Observed<'a> {
-    Dns(&'a DnsEvent),
+    /// An event, and the bytes of its message as captured (`None` for an unanswered query,
+    /// which is no message).
+    Dns(&'a DnsEvent, Option<&'a [u8]>),
     Connect(&'a ConnectEvent),
 }
 
@@ -117,14 +119,14 @@ impl Pipeline {
             clock,
         } = self;
         decoder.record(record, &mut |output| match output {
-            Output::Message(capture, decoded) => {
+            Output::Message(capture, decoded, bytes) => {
                 let time_ns = clock.wall_ns(capture.header.timestamp_ns);
                 let event = DnsEvent::new(capture, decoded, time_ns);
                 correlator.event(event, &mut |event| {
                     enricher.enrich(&mut event.who, event.mono_ns, || {
                         capture.header.cgroup_names()
                     });
-                    out(Observed::Dns(event));
+                    out(Observed::Dns(event, Some(bytes)));
                 });
             }
             Output::Connect(capture) => {
@@ -200,7 +202,7 @@ mod tests {
     fn dns_events(p: &mut Pipeline, record: &[u8]) -> Vec<DnsEvent> {
         let mut out = Vec::new();
         p.record(record, &mut |o| match o {
-            Observed::Dns(e) => out.push(e.clone()),
+            Observed::Dns(e, _) => out.push(e.clone()),
             Observed::Connect(c) => panic!("unexpected connect {c:?}"),
         });
         out
@@ -263,7 +265,7 @@ mod tests {
         let mut connects = Vec::new();
         p.record(&record(&h, &[]), &mut |o| match o {
             Observed::Connect(c) => connects.push(c.clone()),
-            Observed::Dns(e) => panic!("unexpected DNS event {e:?}"),
+            Observed::Dns(e, _) => panic!("unexpected DNS event {e:?}"),
         });
         assert_eq!(connects.len(), 1);
         let c = &connects[0];
