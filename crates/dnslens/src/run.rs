@@ -373,6 +373,12 @@ impl Run<'_> {
                         d.event(event, &mut |a| printed.alert(&a));
                     }
                 }
+                // Only lookups count resends: to the others they are the first query's.
+                Observed::Resend(event) => {
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.event(event, &mut |lookup| printed.lookup(lookup));
+                    }
+                }
                 Observed::Connect(connect) => {
                     printed.connect(connect);
                     if let Some(d) = detection.as_deref_mut() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use node::dnsmasq::{self, ADDR, BIG, HOST};
 use node::net::{Node, Run};
+use node::relay::Relay;
 use node::resolvers::{self, tool};
 use node::trace::Trace;
 use node::{have_root, have_tool, wait_until};
@@ -189,5 +190,44 @@ fn root_lookups_tcp_fallback_musl_and_go() {
                 .collect();
             assert_eq!(transports, ["udp", "tcp"], "{lookup:#}");
         }
+    }
+}
+
+#[test]
+fn root_lookups_a_dropped_first_query_is_one_timeout_then_the_resend() {
+    if !have_root() {
+        return;
+    }
+    let mut cases = vec![(
+        "getent-resend",
+        tool("getent"),
+        vec!["ahostsv4", ADDR],
+        "timeout:1 attempts:2",
+    )];
+    if have_tool("musl-gcc") {
+        // musl retries every timeout/attempts, on the socket and with the id of the first send.
+        let musl = resolvers::musl_resolve();
+        cases.push(("musl-resend", musl, vec![HOST], "timeout:2 attempts:2"));
+    }
+    for (label, program, args, options) in cases {
+        let mut node = cluster_node();
+        let relay = Relay::start(&node, 1);
+        let text = format!("nameserver {}\noptions {options}\n", relay.addr);
+        node.write_resolv_conf_text(0, &text);
+        let found = lookups_of(|| {
+            let run = node.run(label, 0, None, &program, &args);
+            run.expect_ok().expect_queries();
+            vec![run]
+        });
+        let (run, lookups) = &found[0];
+        assert_eq!(relay.dropped(), 1, "{label}");
+        let name = args.last().unwrap();
+        let lookup = assert_one_answered_lookup(run, lookups, name, 1);
+        assert_eq!(lookup["timeouts"], 1, "{label}: {lookup:#}");
+        assert!(
+            lookup["latency_us"].as_u64().unwrap() > 900_000,
+            "{label}: {lookup:#}"
+        );
+        assert_eq!(lookup["attempts"][0]["rcode"], Value::Null, "{lookup:#}");
     }
 }

@@ -115,6 +115,7 @@ fn header(control: u8, n: u64, payload_len: usize) -> EventHeader {
 /// What every event must be: a query keeps no answers, and its JSON line reads back.
 fn check(observed: Observed<'_>) {
     match observed {
+        Observed::Resend(e) => assert_eq!(e.kind, Kind::Query, "a resend is a query"),
         Observed::Dns(e) => {
             if e.kind == Kind::Query {
                 assert!(e.answers.is_empty(), "a query kept answers");

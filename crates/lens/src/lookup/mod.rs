@@ -316,14 +316,28 @@ impl Open {
         true
     }
 
-    /// The waiting attempt a response or an unanswered query `e` is the end of.
+    /// The waiting attempt a response or an unanswered query `e` is the end of: of those sent
+    /// with its socket, id and question (musl sends one query to every nameserver), the one to
+    /// the server it came from, else the first.
     fn waiting_for(&mut self, e: &DnsEvent) -> Option<&mut Attempt> {
-        self.attempts.iter_mut().find(|a| {
+        let server = match e.kind {
+            Kind::Response => e.src,
+            Kind::Query | Kind::Unanswered => e.dst,
+        };
+        let mut waiting = self.attempts.iter_mut().filter(|a| {
             a.state == State::Waiting
                 && a.id == e.id
                 && a.socket == e.who.socket
                 && Open::same_question(a, e)
-        })
+        });
+        let first = waiting.next()?;
+        if first.server == server {
+            return Some(first);
+        }
+        match waiting.find(|a| a.server == server) {
+            Some(a) => Some(a),
+            None => Some(first),
+        }
     }
 
     /// The attempts of the name asked last.
@@ -511,7 +525,8 @@ impl Lookups {
                 a.state = State::Responded;
                 a.done_mono_ns = e.mono_ns;
                 a.rcode = e.rcode;
-                a.latency_us = e.latency_us;
+                // From this attempt: pairing measures a resend's response from the first send.
+                a.latency_us = Some(e.mono_ns.saturating_sub(a.mono_ns) / 1000);
                 a.tc = e.flags.tc;
                 a.has_answers = !e.answers.is_empty();
                 open.last_mono_ns = open.last_mono_ns.max(e.mono_ns);

@@ -185,6 +185,25 @@ fn a_retransmit_after_a_timeout_counts_the_first_as_timed_out() {
 }
 
 #[test]
+fn a_resend_on_the_same_socket_and_id_times_the_first_out() {
+    // glibc `attempts:2` on one nameserver, musl's retry: pairing passes the resend on and pairs
+    // the response with the first send.
+    let mut l = stage(None, LookupConfig::default());
+    let q = query(10, 7, 1, "api.example.com", A, "10.0.0.1:53", 0);
+    let mut again = q.clone();
+    again.mono_ns = 1_000 * MS;
+    let mut r = answer(&again, 0, &["192.0.2.7"], 1_003 * MS);
+    r.latency_us = Some(1_003_000);
+    let out = run(&mut l, &[q, again, r], 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].queries, out[0].timeouts), (2, 1));
+    assert_eq!(out[0].outcome, Outcome::Answered);
+    assert_eq!(out[0].latency_us, 1_003_000);
+    let latencies: Vec<_> = out[0].attempts.iter().map(|a| a.latency_us).collect();
+    assert_eq!(latencies, [None, Some(3_000)], "the answer is the resend's");
+}
+
+#[test]
 fn parallel_queries_to_every_nameserver_are_not_timeouts() {
     // musl asks each nameserver at once and takes the first answer.
     let mut l = stage(None, LookupConfig::default());
@@ -197,6 +216,12 @@ fn parallel_queries_to_every_nameserver_are_not_timeouts() {
     );
     assert_eq!(out.len(), 1, "ended by the first answer");
     assert_eq!((out[0].queries, out[0].timeouts), (2, 0));
+    let rcodes: Vec<_> = out[0].attempts.iter().map(|a| a.rcode).collect();
+    assert_eq!(
+        rcodes,
+        [None, Some(Rcode::NOERROR)],
+        "the answer is the second server's"
+    );
 }
 
 #[test]
