@@ -85,7 +85,11 @@ pub struct TraceArgs {
     pub connects: bool,
 
     /// One line per lookup instead of one per message: the name the application asked for,
-    /// through its search list, retries and nameservers, how it ended and what it cost.
+    /// through its search list, retries and nameservers, how it ended and what it cost. The
+    /// filters judge a lookup by its process (--pid, --comm, --pod, ...), its names (--domain:
+    /// any name it tried; --exclude-domain: the name asked or answered; --qtype: any type
+    /// asked) and its outcome (--rcode NOERROR: answered or nodata, TIMEOUT: timeout;
+    /// --min-latency).
     #[arg(long, conflicts_with_all = ["alerts", "connects", "columns"])]
     pub lookups: bool,
 

@@ -151,7 +151,9 @@ pub fn capture(
     // Lookups still open end with the run, as they stand.
     if let Some(l) = lookups.as_mut() {
         let mut printed = Printed::new(&mut sink, &mut shown, max_events, alerts_only);
-        l.expire(u64::MAX, &mut |lookup| printed.lookup(lookup));
+        l.expire(u64::MAX, &mut |lookup| {
+            printed.lookup(lookup, &settings.filter)
+        });
     }
     // The detectors' summaries and a baseline still being learned, before the sink's end.
     let detected = match detection.as_mut() {
@@ -329,9 +331,10 @@ impl<'a> Printed<'a> {
         }
     }
 
-    /// Lookups are made of every client message: the filters choose messages, not lookups.
-    fn lookup(&mut self, lookup: &Lookup) {
-        if self.failed.is_some() || self.full() {
+    /// Lookups are made of every client message; the filters then choose lookups (the rule:
+    /// `Filter::matches_lookup`).
+    fn lookup(&mut self, lookup: &Lookup, filter: &Filter) {
+        if self.failed.is_some() || self.full() || !filter.matches_lookup(lookup) {
             return;
         }
         match self.sink.as_sink().lookup(lookup) {
@@ -404,11 +407,17 @@ impl Run<'_> {
                         }
                     }
                     match lookups.as_deref_mut() {
-                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup)),
+                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup, filter)),
                         None => printed.event(event, filter),
                     }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));
+                    }
+                }
+                // Only lookups count resends: to the others they are the first query's.
+                Observed::Resend(event) => {
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.event(event, &mut |lookup| printed.lookup(lookup, filter));
                     }
                 }
                 Observed::Connect(connect) => {
@@ -422,7 +431,7 @@ impl Run<'_> {
             let mono_now = clock::monotonic_now_ns();
             pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e, None)));
             if let Some(l) = lookups.as_deref_mut() {
-                l.expire(mono_now, &mut |lookup| printed.lookup(lookup));
+                l.expire(mono_now, &mut |lookup| printed.lookup(lookup, filter));
             }
             if let Some(d) = detection.as_deref_mut() {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));

@@ -115,6 +115,7 @@ fn header(control: u8, n: u64, payload_len: usize) -> EventHeader {
 /// What every event must be: a query keeps no answers, and its JSON line reads back.
 fn check(observed: Observed<'_>) {
     match observed {
+        Observed::Resend(e) => assert_eq!(e.kind, Kind::Query, "a resend is a query"),
         Observed::Dns(e, wire) => {
             // The bytes a pcapng packet carries are never more than the message.
             assert!(wire.is_none_or(|w| w.len() as u64 <= u64::from(e.size)));
