@@ -66,7 +66,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
+# Given to apt-get by name: sudo does not pass the environment on.
+noninteractive=(env DEBIAN_FRONTEND=noninteractive)
 # tshark's package asks whether non-root users may capture: no, and no question.
 echo "wireshark-common wireshark-common/install-setuid boolean false" |
   "${sudo[@]}" debconf-set-selections
@@ -80,7 +81,7 @@ for pkg in "${missing[@]}"; do
   required+=("$pkg")
 done
 if [ "${#required[@]}" -gt 0 ]; then
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${required[@]}"
+  "${sudo[@]}" "${noninteractive[@]}" apt-get install -y -q --no-install-recommends "${required[@]}"
 fi
 
 for entry in "${checks[@]}"; do
