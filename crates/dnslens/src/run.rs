@@ -24,8 +24,10 @@ use crate::detect::Detection;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
+use crate::sink::dnstap::DnstapSink;
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
+use crate::units::DnstapAddress;
 
 /// How long one poll waits for records: also how late a stop, a timeout or an interval can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -52,11 +54,16 @@ pub fn capture(
     output: &str,
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
-    let server_side = settings.output.server_side(&settings.filter);
+    // dnstap shows the server side too (CLIENT_QUERY, CLIENT_RESPONSE).
+    let server_side = match settings.dnstap {
+        Some(_) => ServerSide::Events,
+        None => settings.output.server_side(&settings.filter),
+    };
     settings.probe.server_side_events = server_side == ServerSide::Events;
     let mut probe = Probe::load(&settings.probe)?;
     // Before any thread is started: each keeps the capabilities it was started with.
     let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
+        || matches!(&settings.dnstap, Some(d) if matches!(d.address, DnstapAddress::File(_)))
         || settings
             .detect
             .as_ref()
@@ -104,10 +111,15 @@ pub fn capture(
         timeout_ns: settings.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
         node: cluster.node().map(str::to_string),
         server_side,
+        keep_wire: settings.dnstap.is_some(),
         ..PipelineConfig::for_host()
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
+    let mut dnstap = settings
+        .dnstap
+        .as_ref()
+        .map(|d| DnstapSink::start(d, &cluster.identity()));
     let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
@@ -136,6 +148,7 @@ pub fn capture(
         max_events,
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
+        dnstap: dnstap.as_mut(),
         alerts_only,
         cluster: &cluster,
         output,
@@ -162,6 +175,7 @@ pub fn capture(
         None => Ok(()),
     };
     let finished = sink.as_sink().finish(clock::realtime_now_ns());
+    let dnstap = dnstap.as_mut().map(DnstapSink::finish);
 
     let what = if alerts_only {
         ("alert", "alerts")
@@ -186,6 +200,14 @@ pub fn capture(
             cost.waited.as_millis(),
             cost.dropped_lines,
             OUTPUT_PATIENCE.as_secs()
+        );
+    }
+    if let Some(d) = dnstap {
+        say!(
+            "dnslens: dnstap: {} sent, {} dropped (queue full or receiver gone), {} reconnects",
+            counted(d.sent, "message", "messages"),
+            d.dropped,
+            d.reconnects
         );
     }
     if let Some(line) = cluster.report() {
@@ -254,6 +276,8 @@ struct Run<'a> {
     detection: Option<&'a mut Detection>,
     /// `--lookups`: events go to the lookup stage, whose lookups are printed.
     lookups: Option<&'a mut Lookups>,
+    /// `--dnstap`: every event, those the filter passes sent.
+    dnstap: Option<&'a mut DnstapSink>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -358,6 +382,7 @@ impl Run<'_> {
                 max_events,
                 detection,
                 lookups,
+                dnstap,
                 alerts_only,
                 cluster,
                 output,
@@ -365,6 +390,9 @@ impl Run<'_> {
             let mut printed = Printed::new(sink, shown, *max_events, *alerts_only);
             let mut emit = |observed: Observed<'_>| match observed {
                 Observed::Dns(event) => {
+                    if let Some(d) = dnstap.as_deref_mut() {
+                        d.event(event, filter.matches(event));
+                    }
                     match lookups.as_deref_mut() {
                         Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup)),
                         None => printed.event(event, filter),
@@ -419,6 +447,7 @@ impl Run<'_> {
                         lens: pipeline.stats(),
                         detect: detection.as_deref().map(Detection::stats),
                         cluster: cluster.status(),
+                        dnstap: dnstap.as_deref().map(DnstapSink::stats),
                     };
                     agent.status(&status);
                 }

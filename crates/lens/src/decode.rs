@@ -4,6 +4,7 @@
 //! passed on as they are.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dnslens_abi::{Direction, ExecEvent, Record, Transport};
 use dnslens_wire::{DecodeError, Frame, Message, Section, TcpFramer};
@@ -78,6 +79,8 @@ pub struct Decoder {
     stream_bytes: usize,
     stream_budget: usize,
     served: ServedGate,
+    /// Each message keeps a copy of its bytes.
+    keep_wire: bool,
     stats: DecodeStats,
 }
 
@@ -93,6 +96,7 @@ impl Decoder {
             stream_bytes: 0,
             stream_budget: tcp_bytes,
             served: ServedGate::new(ServerSide::Events, 1),
+            keep_wire: false,
             stats: DecodeStats::default(),
         }
     }
@@ -100,6 +104,13 @@ impl Decoder {
     /// Decodes the server side's messages only as far as `served` lets them through.
     pub fn with_server_side(mut self, served: ServedGate) -> Self {
         self.served = served;
+        self
+    }
+
+    /// Each message keeps a copy of its bytes (at most the capture limit for UDP, a TCP
+    /// message's 64 KiB), for an output that writes them.
+    pub fn keeping_wire(mut self, keep: bool) -> Self {
+        self.keep_wire = keep;
         self
     }
 
@@ -144,7 +155,9 @@ impl Decoder {
                 if !admitted(&mut self.served, capture, payload) {
                     return;
                 }
-                if let Some(decoded) = decode_one(&mut self.stats, payload, size, missing > 0) {
+                if let Some(decoded) =
+                    decode_one(&mut self.stats, payload, size, missing > 0, self.keep_wire)
+                {
                     out(Output::Message(capture, decoded));
                 }
             }
@@ -154,7 +167,7 @@ impl Decoder {
                 {
                     self.drop_oldest_stream();
                 }
-                let (stats, served) = (&mut self.stats, &mut self.served);
+                let (stats, served, keep) = (&mut self.stats, &mut self.served, self.keep_wire);
                 let framer = self.streams.get_or_insert_with(key, TcpFramer::new);
                 let before = framer.buffer_capacity();
                 framer.push(payload, missing, &mut |frame| match frame {
@@ -162,7 +175,7 @@ impl Decoder {
                         if !admitted(served, capture, bytes) {
                             return;
                         }
-                        if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
+                        if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false, keep) {
                             out(Output::Message(capture, d));
                         }
                     }
@@ -170,7 +183,7 @@ impl Decoder {
                         if !admitted(served, capture, prefix) {
                             return;
                         }
-                        if let Some(d) = decode_one(stats, prefix, total_len as u32, true) {
+                        if let Some(d) = decode_one(stats, prefix, total_len as u32, true, keep) {
                             out(Output::Message(capture, d));
                         }
                     }
@@ -221,6 +234,7 @@ fn decode_one(
     bytes: &[u8],
     size: u32,
     truncated: bool,
+    keep_wire: bool,
 ) -> Option<Decoded> {
     let message = match dnslens_wire::decode_brief(bytes) {
         Ok(message) => message,
@@ -241,6 +255,7 @@ fn decode_one(
         message,
         size,
         truncated,
+        wire: keep_wire.then(|| Arc::from(bytes)),
     })
 }
 

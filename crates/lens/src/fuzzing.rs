@@ -40,6 +40,7 @@ pub fn fuzz_records(data: &[u8]) -> usize {
             cgroup_mounts: CgroupMounts::default(),
             node: None,
             server_side: ServerSide::default(),
+            keep_wire: true,
         },
         WallClock::with_offset(0),
     );

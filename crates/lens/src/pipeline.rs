@@ -37,6 +37,8 @@ pub struct PipelineConfig {
     pub node: Option<String>,
     /// Whether the server side's messages become events.
     pub server_side: ServerSide,
+    /// Whether events carry their message's bytes (`DnsEvent::wire`), for dnstap.
+    pub keep_wire: bool,
 }
 
 impl Default for PipelineConfig {
@@ -54,6 +56,7 @@ impl Default for PipelineConfig {
             cgroup_mounts: CgroupMounts::default(),
             node: None,
             server_side: ServerSide::default(),
+            keep_wire: false,
         }
     }
 }
@@ -92,7 +95,8 @@ impl Pipeline {
         enricher.set_node(config.node.as_deref());
         Pipeline {
             decoder: Decoder::new(config.tcp_streams, config.tcp_bytes)
-                .with_server_side(ServedGate::new(config.server_side, config.processes)),
+                .with_server_side(ServedGate::new(config.server_side, config.processes))
+                .keeping_wire(config.keep_wire),
             correlator: Correlator::new(config.timeout_ns, config.pending_queries),
             enricher,
             clock,
@@ -125,6 +129,8 @@ impl Pipeline {
                         capture.header.cgroup_names()
                     });
                     out(Observed::Dns(event));
+                    // A query kept for pairing keeps no bytes: 65,536 of them could be 256 MiB.
+                    event.wire = None;
                 });
             }
             Output::Connect(capture) => {
@@ -394,6 +400,32 @@ mod tests {
         let r = dns_message(1, true, 0, "bomb.example", 1, &bomb);
         let events = dns_events(&mut p, &record(&header(false, MS, r.len()), &r));
         assert_eq!(events[0].answers.len(), 200, "a response keeps its answers");
+    }
+
+    #[test]
+    fn with_keep_wire_events_carry_their_bytes_and_pending_queries_none() {
+        let empty = TempDir::new("proc");
+        let mut p = Pipeline::new(
+            PipelineConfig {
+                proc_root: empty.path().to_path_buf(),
+                timeout_ns: 1_000 * MS,
+                keep_wire: true,
+                ..PipelineConfig::default()
+            },
+            WallClock::with_offset(0),
+        );
+        let q = dns_message(1, false, 0, "a.example", 1, &[]);
+        let r = dns_message(1, true, 0, "a.example", 1, &[[10, 0, 0, 1]]);
+        let query = dns_events(&mut p, &record(&header(true, 0, q.len()), &q));
+        assert_eq!(query[0].wire.as_deref(), Some(&q[..]));
+        let response = dns_events(&mut p, &record(&header(false, MS, r.len()), &r));
+        assert_eq!(response[0].wire.as_deref(), Some(&r[..]));
+        let lost = dns_message(2, false, 0, "lost.example", 1, &[]);
+        dns_events(&mut p, &record(&header(true, 0, lost.len()), &lost));
+        let mut out = Vec::new();
+        p.expire(1_000 * MS, &mut |e| out.push(e.clone()));
+        assert_eq!(out[0].kind, Kind::Unanswered);
+        assert_eq!(out[0].wire, None, "kept for pairing without its bytes");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use anyhow::bail;
 use dnslens_lens::filter::Filter;
 
-use super::{config, Learn, Settings};
+use super::{config, Learn, Settings, DEFAULT_ROTATE_KEEP};
 use crate::flags::{AgentArgs, AgentOptions};
 use crate::sink::agent::{AgentOutput, Sampler};
 use crate::sink::http::{AccessFiles, TlsFiles};
@@ -13,8 +13,6 @@ use crate::sink::Output;
 use crate::units::{self, Address, ByteSize, Fraction};
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9253";
-/// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
-const DEFAULT_ROTATE_KEEP: u32 = 5;
 /// `--timeout`'s default, as `trace`'s.
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -89,6 +87,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
             rotation,
             sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
+        dnstap: super::dnstap(&args.dnstap)?,
         kubernetes: super::kubernetes(&args.kubernetes),
         detect,
         // The agent's end is a SIGTERM in a pod's log: every counter, for the record.

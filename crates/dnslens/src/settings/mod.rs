@@ -18,11 +18,16 @@ use dnslens_lens::Role;
 use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
-    AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs,
+    AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, DnstapArgs, FilterArgs,
     KubernetesArgs, RoleArg,
 };
+use crate::sink::dnstap::DnstapOutput;
+use crate::sink::rotate::Rotation;
 use crate::sink::Output;
-use crate::units;
+use crate::units::{self, DnstapAddress};
+
+/// Rotated files kept when a rotation size is given without the number to keep.
+pub const DEFAULT_ROTATE_KEEP: u32 = 5;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -92,6 +97,8 @@ pub struct Settings {
     /// Pairing timeout: queries without a response after it are reported unanswered.
     pub timeout: Duration,
     pub output: Output,
+    /// `--dnstap`: also each message as dnstap.
+    pub dnstap: Option<DnstapOutput>,
     pub kubernetes: Kubernetes,
     /// `None` with `--no-detect`, and for `count`.
     pub detect: Option<Detect>,
@@ -292,17 +299,43 @@ impl Settings {
                  Kubernetes API, which --no-kubernetes turns off"
             );
         }
+        let dnstap = match &cli.command {
+            Command::Trace(args) => dnstap(&args.dnstap)?,
+            _ => None,
+        };
         Ok(Settings {
             probe: probe_config(capture)?,
             filter,
             duration: capture.duration.map(units::Duration::get),
             timeout,
             output,
+            dnstap,
             kubernetes,
             detect,
             verbose,
         })
     }
+}
+
+/// `--dnstap` and its rotation (of a `file:` only).
+pub fn dnstap(args: &DnstapArgs) -> anyhow::Result<Option<DnstapOutput>> {
+    let Some(address) = args.dnstap.clone() else {
+        return Ok(None);
+    };
+    let rotation = match args.dnstap_rotate_size {
+        None => None,
+        Some(units::ByteSize(0)) => {
+            bail!("--dnstap-rotate-size 0: give the size a file may reach, e.g. 100MiB")
+        }
+        Some(_) if !matches!(address, DnstapAddress::File(_)) => {
+            bail!("--dnstap-rotate-size rotates a file: give --dnstap file:PATH")
+        }
+        Some(units::ByteSize(size)) => Some(Rotation {
+            size,
+            keep: args.dnstap_rotate_keep.unwrap_or(DEFAULT_ROTATE_KEEP),
+        }),
+    };
+    Ok(Some(DnstapOutput { address, rotation }))
 }
 
 pub fn kubernetes(args: &KubernetesArgs) -> Kubernetes {

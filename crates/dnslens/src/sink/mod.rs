@@ -9,6 +9,7 @@
 
 pub mod agent;
 mod count;
+pub mod dnstap;
 pub mod http;
 mod json;
 pub mod metrics;
@@ -238,6 +239,8 @@ pub struct Status {
     pub detect: Option<DetectStats>,
     /// `None` without a cluster.
     pub cluster: Option<ClusterStatus>,
+    /// `None` without `--dnstap`.
+    pub dnstap: Option<dnstap::DnstapStats>,
 }
 
 impl Status {

@@ -1,7 +1,8 @@
 //! The agent's output file, rotated by size: when the next line would take `PATH` past the
 //! limit, `PATH` becomes `PATH.1`, `PATH.1` becomes `PATH.2` and so on, the oldest beyond `keep`
 //! is dropped, and a new `PATH` is started. Rotation happens only between lines, so every file
-//! holds whole lines (a line longer than the limit gets a file of its own).
+//! holds whole lines (a line longer than the limit gets a file of its own). [`shift`] and
+//! [`create`] serve dnstap's files too.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -43,29 +44,32 @@ impl LogFile {
     }
 
     fn rotate(&mut self, keep: u32) -> io::Result<()> {
-        let numbered = |n: u32| {
-            let mut name = self.path.clone().into_os_string();
-            name.push(format!(".{n}"));
-            PathBuf::from(name)
-        };
-        if keep == 0 {
-            fs::remove_file(&self.path).map_err(|e| named(&self.path, e))?;
-        } else {
-            for n in (1..keep).rev() {
-                match fs::rename(numbered(n), numbered(n + 1)) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(named(&numbered(n), e))
-                    }
-                    _ => {}
-                }
-            }
-            // Renaming over PATH.keep drops the oldest.
-            fs::rename(&self.path, numbered(1)).map_err(|e| named(&self.path, e))?;
-        }
+        shift(&self.path, keep)?;
         self.file = open_append(&self.path)?;
         self.size = 0;
         Ok(())
     }
+}
+
+/// Moves `path` to `path.1`, `path.1` to `path.2` and so on, dropping what is past `keep`
+/// (with 0, `path` itself): the files of [`LogFile`] and of dnstap's `file:`.
+pub fn shift(path: &Path, keep: u32) -> io::Result<()> {
+    let numbered = |n: u32| {
+        let mut name = path.to_path_buf().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    };
+    if keep == 0 {
+        return fs::remove_file(path).map_err(|e| named(path, e));
+    }
+    for n in (1..keep).rev() {
+        match fs::rename(numbered(n), numbered(n + 1)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(named(&numbered(n), e)),
+            _ => {}
+        }
+    }
+    // Renaming over PATH.keep drops the oldest.
+    fs::rename(path, numbered(1)).map_err(|e| named(path, e))
 }
 
 impl Write for LogFile {
@@ -114,10 +118,17 @@ impl Write for LogFile {
 /// owner and group only, and a symlink at `path` (planted in a folder others can write) is
 /// refused rather than followed.
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    private(path, OpenOptions::new().append(true).read(true))
+}
+
+/// `path` emptied or made, as private as [`open_append`]'s: a file that is one stream.
+pub fn create(path: &Path) -> io::Result<File> {
+    private(path, OpenOptions::new().write(true).truncate(true))
+}
+
+fn private(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    options
         .create(true)
-        .append(true)
-        .read(true)
         .mode(0o640)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
