@@ -34,6 +34,8 @@ checks=(
   "promtool prometheus"   # PromQL of deploy/grafana and deploy/prometheus (tests/deploy.rs)
   "prometheus prometheus" # the server that scrapes the agent in tests/agent.rs
   "dnstap golang-github-dnstap-golang-dnstap-cli" # receives --dnstap in tests/dnstap.rs
+  "tshark tshark"         # reads `trace --pcapng` files back (tests/pcapng.rs)
+  "fstrm_capture fstrm-bin" # receives --dnstap into a file in tests/dnstap.rs
 )
 # Not packaged under this name everywhere (Ubuntu ships bpftool in linux-tools): missing is a
 # warning, not a failure.
@@ -67,6 +69,9 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture: no, and no question.
+echo "wireshark-common wireshark-common/install-setuid boolean false" |
+  "${sudo[@]}" debconf-set-selections
 "${sudo[@]}" apt-get update -q
 required=()
 for pkg in "${missing[@]}"; do

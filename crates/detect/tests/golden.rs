@@ -55,7 +55,7 @@ fn output(capture: &[u8]) -> Vec<u8> {
     };
     for record in records(capture) {
         pipeline.record(record, &mut |observed| match observed {
-            Observed::Dns(event) => {
+            Observed::Dns(event, _) => {
                 last_mono = last_mono.max(event.mono_ns);
                 schema::write_event_line(&mut out, event);
                 detectors.event(event, &mut |a| alerts.push(a));

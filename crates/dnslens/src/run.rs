@@ -25,6 +25,7 @@ use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
 use crate::sink::dnstap::DnstapSink;
+use crate::sink::pcapng::PcapngSink;
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
 use crate::units::DnstapAddress;
@@ -54,16 +55,14 @@ pub fn capture(
     output: &str,
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
-    // dnstap shows the server side too (CLIENT_QUERY, CLIENT_RESPONSE).
-    let server_side = match settings.dnstap {
-        Some(_) => ServerSide::Events,
-        None => settings.output.server_side(&settings.filter),
-    };
+    let copied = settings.pcapng.is_some() || settings.dnstap.is_some();
+    let server_side = settings.output.server_side(&settings.filter, copied);
     settings.probe.server_side_events = server_side == ServerSide::Events;
     let mut probe = Probe::load(&settings.probe)?;
     // Before any thread is started: each keeps the capabilities it was started with.
     let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
         || matches!(&settings.dnstap, Some(d) if matches!(d.address, DnstapAddress::File(_)))
+        || settings.pcapng.is_some()
         || settings
             .detect
             .as_ref()
@@ -111,7 +110,6 @@ pub fn capture(
         timeout_ns: settings.timeout.as_nanos().min(u128::from(u64::MAX)) as u64,
         node: cluster.node().map(str::to_string),
         server_side,
-        keep_wire: settings.dnstap.is_some(),
         ..PipelineConfig::for_host()
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
@@ -120,6 +118,7 @@ pub fn capture(
         .dnstap
         .as_ref()
         .map(|d| DnstapSink::start(d, &cluster.identity()));
+    let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
     let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
@@ -152,6 +151,7 @@ pub fn capture(
         alerts_only,
         cluster: &cluster,
         output,
+        pcapng: pcapng.as_mut(),
     };
     let result = ran.poll_until_stopped(settings.duration, interval);
     let mut shown = ran.shown;
@@ -176,6 +176,11 @@ pub fn capture(
     };
     let finished = sink.as_sink().finish(clock::realtime_now_ns());
     let dnstap = dnstap.as_mut().map(DnstapSink::finish);
+    let pcapng_finished = pcapng.as_mut().map_or(Ok(()), |p| {
+        let name = &settings.pcapng.as_ref().expect("a sink for --pcapng").path;
+        p.finish()
+            .with_context(|| format!("writing to --pcapng {}", name.display()))
+    });
 
     let what = if alerts_only {
         ("alert", "alerts")
@@ -210,10 +215,28 @@ pub fn capture(
             d.reconnects
         );
     }
+    if let Some(p) = &pcapng {
+        let (cost, evicted) = (p.output(), p.streams_evicted());
+        if !cost.is_zero() || evicted > 0 {
+            say!(
+                "dnslens: pcapng: reading waited {} ms in all for the file to take packets; {} \
+                 packets dropped while it took none for {} s or more; {} TCP sockets' sequence \
+                 numbers forgotten for want of room",
+                cost.waited.as_millis(),
+                cost.dropped_lines,
+                OUTPUT_PATIENCE.as_secs(),
+                evicted
+            );
+        }
+    }
     if let Some(line) = cluster.report() {
         say!("dnslens: {line}");
     }
-    match result.and(detected).and(finished.map_err(Into::into)) {
+    match result
+        .and(detected)
+        .and(finished.map_err(Into::into))
+        .and(pcapng_finished)
+    {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
     }
@@ -283,6 +306,8 @@ struct Run<'a> {
     cluster: &'a Connection,
     /// Where the sink writes, for errors.
     output: &'a str,
+    /// `--pcapng`: every message the filter lets through, as a packet.
+    pcapng: Option<&'a mut PcapngSink>,
 }
 
 /// What one poll turn prints: events that pass the filter (unless only alerts are shown) and
@@ -386,12 +411,20 @@ impl Run<'_> {
                 alerts_only,
                 cluster,
                 output,
+                pcapng,
             } = self;
             let mut printed = Printed::new(sink, shown, *max_events, *alerts_only);
+            let mut pcapng_failed = None;
             let mut emit = |observed: Observed<'_>| match observed {
-                Observed::Dns(event) => {
+                Observed::Dns(event, wire) => {
+                    let passes = filter.matches(event);
                     if let Some(d) = dnstap.as_deref_mut() {
-                        d.event(event, filter.matches(event));
+                        d.event(event, wire, passes);
+                    }
+                    if let (Some(p), Some(wire)) = (pcapng.as_deref_mut(), wire) {
+                        if pcapng_failed.is_none() && passes {
+                            pcapng_failed = p.message(event, wire).err();
+                        }
                     }
                     match lookups.as_deref_mut() {
                         Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup)),
@@ -410,7 +443,7 @@ impl Run<'_> {
             };
             probe.poll_gathered(POLL, |record| pipeline.record(record, &mut emit))?;
             let mono_now = clock::monotonic_now_ns();
-            pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e)));
+            pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e, None)));
             if let Some(l) = lookups.as_deref_mut() {
                 l.expire(mono_now, &mut |lookup| printed.lookup(lookup));
             }
@@ -419,6 +452,11 @@ impl Run<'_> {
             }
             if let Some(e) = printed.failed.take() {
                 return Err(e).with_context(|| format!("writing to {output}"));
+            }
+            if let Some(p) = pcapng.as_deref_mut() {
+                pcapng_failed
+                    .map_or_else(|| p.flush(), Err)
+                    .context("writing to --pcapng")?;
             }
             let full = printed.full();
             // Every sink is flushed once per batch of records.

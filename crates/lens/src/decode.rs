@@ -4,7 +4,6 @@
 //! passed on as they are.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use dnslens_abi::{Direction, ExecEvent, Record, Transport};
 use dnslens_wire::{DecodeError, Frame, Message, Section, TcpFramer};
@@ -64,8 +63,9 @@ impl DecodeStats {
 /// What a record yields.
 #[derive(Debug)]
 pub enum Output<'a> {
-    /// A DNS message, with the capture-side facts of its record.
-    Message(&'a Capture<'a>, Decoded),
+    /// A DNS message, with the capture-side facts of its record and its bytes as captured
+    /// (without TCP's length prefix).
+    Message(&'a Capture<'a>, Decoded, &'a [u8]),
     /// A connect record's facts.
     Connect(&'a Capture<'a>),
     /// An exec record, for the process cache.
@@ -79,8 +79,6 @@ pub struct Decoder {
     stream_bytes: usize,
     stream_budget: usize,
     served: ServedGate,
-    /// Each message keeps a copy of its bytes.
-    keep_wire: bool,
     stats: DecodeStats,
 }
 
@@ -96,7 +94,6 @@ impl Decoder {
             stream_bytes: 0,
             stream_budget: tcp_bytes,
             served: ServedGate::new(ServerSide::Events, 1),
-            keep_wire: false,
             stats: DecodeStats::default(),
         }
     }
@@ -104,13 +101,6 @@ impl Decoder {
     /// Decodes the server side's messages only as far as `served` lets them through.
     pub fn with_server_side(mut self, served: ServedGate) -> Self {
         self.served = served;
-        self
-    }
-
-    /// Each message keeps a copy of its bytes (at most the capture limit for UDP, a TCP
-    /// message's 64 KiB), for an output that writes them.
-    pub fn keeping_wire(mut self, keep: bool) -> Self {
-        self.keep_wire = keep;
         self
     }
 
@@ -155,10 +145,8 @@ impl Decoder {
                 if !admitted(&mut self.served, capture, payload) {
                     return;
                 }
-                if let Some(decoded) =
-                    decode_one(&mut self.stats, payload, size, missing > 0, self.keep_wire)
-                {
-                    out(Output::Message(capture, decoded));
+                if let Some(decoded) = decode_one(&mut self.stats, payload, size, missing > 0) {
+                    out(Output::Message(capture, decoded, payload));
                 }
             }
             Transport::Tcp => {
@@ -167,7 +155,7 @@ impl Decoder {
                 {
                     self.drop_oldest_stream();
                 }
-                let (stats, served, keep) = (&mut self.stats, &mut self.served, self.keep_wire);
+                let (stats, served) = (&mut self.stats, &mut self.served);
                 let framer = self.streams.get_or_insert_with(key, TcpFramer::new);
                 let before = framer.buffer_capacity();
                 framer.push(payload, missing, &mut |frame| match frame {
@@ -175,16 +163,16 @@ impl Decoder {
                         if !admitted(served, capture, bytes) {
                             return;
                         }
-                        if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false, keep) {
-                            out(Output::Message(capture, d));
+                        if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
+                            out(Output::Message(capture, d, bytes));
                         }
                     }
                     Frame::Partial { prefix, total_len } => {
                         if !admitted(served, capture, prefix) {
                             return;
                         }
-                        if let Some(d) = decode_one(stats, prefix, total_len as u32, true, keep) {
-                            out(Output::Message(capture, d));
+                        if let Some(d) = decode_one(stats, prefix, total_len as u32, true) {
+                            out(Output::Message(capture, d, prefix));
                         }
                     }
                     Frame::Desync { skipped } => {
@@ -234,7 +222,6 @@ fn decode_one(
     bytes: &[u8],
     size: u32,
     truncated: bool,
-    keep_wire: bool,
 ) -> Option<Decoded> {
     let message = match dnslens_wire::decode_brief(bytes) {
         Ok(message) => message,
@@ -255,7 +242,6 @@ fn decode_one(
         message,
         size,
         truncated,
-        wire: keep_wire.then(|| Arc::from(bytes)),
     })
 }
 
@@ -295,7 +281,7 @@ mod tests {
     fn run(d: &mut Decoder, rec: &[u8]) -> Vec<(String, Decoded)> {
         let mut out = Vec::new();
         d.record(rec, &mut |o| match o {
-            Output::Message(c, m) => out.push((c.comm.to_string(), m)),
+            Output::Message(c, m, _) => out.push((c.comm.to_string(), m)),
             other => panic!("not a message: {other:?}"),
         });
         out

@@ -208,9 +208,6 @@ pub struct DnsEvent {
     pub size: u32,
     /// Whether only part of the message was captured.
     pub truncated: bool,
-    /// The message's bytes as captured, only where an output writes them (dnstap) and only
-    /// until the event has gone out: a query kept for pairing holds none.
-    pub wire: Option<Arc<[u8]>>,
     pub who: Attribution,
 }
 
@@ -402,8 +399,6 @@ pub struct Decoded {
     pub size: u32,
     /// Whether the message bytes were cut short in the capture.
     pub truncated: bool,
-    /// The bytes, when the decoder keeps them ([`crate::decode::Decoder::keeping_wire`]).
-    pub wire: Option<Arc<[u8]>>,
 }
 
 impl DnsEvent {
@@ -464,7 +459,6 @@ impl DnsEvent {
             direction: capture.direction,
             size: decoded.size,
             truncated: decoded.truncated,
-            wire: decoded.wire,
             who: capture.attribution(),
         }
     }
@@ -528,7 +522,6 @@ pub mod sample {
             direction: Direction::Send,
             size: 45,
             truncated: false,
-            wire: None,
             who: Attribution::unenriched(
                 ProcessInfo {
                     pid: 123,

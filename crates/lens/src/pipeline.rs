@@ -37,8 +37,6 @@ pub struct PipelineConfig {
     pub node: Option<String>,
     /// Whether the server side's messages become events.
     pub server_side: ServerSide,
-    /// Whether events carry their message's bytes (`DnsEvent::wire`), for dnstap.
-    pub keep_wire: bool,
 }
 
 impl Default for PipelineConfig {
@@ -56,7 +54,6 @@ impl Default for PipelineConfig {
             cgroup_mounts: CgroupMounts::default(),
             node: None,
             server_side: ServerSide::default(),
-            keep_wire: false,
         }
     }
 }
@@ -74,7 +71,9 @@ impl PipelineConfig {
 /// An event that leaves the pipeline.
 #[derive(Clone, Copy, Debug)]
 pub enum Observed<'a> {
-    Dns(&'a DnsEvent),
+    /// An event, and the bytes of its message as captured (`None` for an unanswered query,
+    /// which is no message).
+    Dns(&'a DnsEvent, Option<&'a [u8]>),
     Connect(&'a ConnectEvent),
 }
 
@@ -95,8 +94,7 @@ impl Pipeline {
         enricher.set_node(config.node.as_deref());
         Pipeline {
             decoder: Decoder::new(config.tcp_streams, config.tcp_bytes)
-                .with_server_side(ServedGate::new(config.server_side, config.processes))
-                .keeping_wire(config.keep_wire),
+                .with_server_side(ServedGate::new(config.server_side, config.processes)),
             correlator: Correlator::new(config.timeout_ns, config.pending_queries),
             enricher,
             clock,
@@ -121,16 +119,14 @@ impl Pipeline {
             clock,
         } = self;
         decoder.record(record, &mut |output| match output {
-            Output::Message(capture, decoded) => {
+            Output::Message(capture, decoded, bytes) => {
                 let time_ns = clock.wall_ns(capture.header.timestamp_ns);
                 let event = DnsEvent::new(capture, decoded, time_ns);
                 correlator.event(event, &mut |event| {
                     enricher.enrich(&mut event.who, event.mono_ns, || {
                         capture.header.cgroup_names()
                     });
-                    out(Observed::Dns(event));
-                    // A query kept for pairing keeps no bytes: 65,536 of them could be 256 MiB.
-                    event.wire = None;
+                    out(Observed::Dns(event, Some(bytes)));
                 });
             }
             Output::Connect(capture) => {
@@ -206,7 +202,7 @@ mod tests {
     fn dns_events(p: &mut Pipeline, record: &[u8]) -> Vec<DnsEvent> {
         let mut out = Vec::new();
         p.record(record, &mut |o| match o {
-            Observed::Dns(e) => out.push(e.clone()),
+            Observed::Dns(e, _) => out.push(e.clone()),
             Observed::Connect(c) => panic!("unexpected connect {c:?}"),
         });
         out
@@ -269,7 +265,7 @@ mod tests {
         let mut connects = Vec::new();
         p.record(&record(&h, &[]), &mut |o| match o {
             Observed::Connect(c) => connects.push(c.clone()),
-            Observed::Dns(e) => panic!("unexpected DNS event {e:?}"),
+            Observed::Dns(e, _) => panic!("unexpected DNS event {e:?}"),
         });
         assert_eq!(connects.len(), 1);
         let c = &connects[0];
@@ -400,32 +396,6 @@ mod tests {
         let r = dns_message(1, true, 0, "bomb.example", 1, &bomb);
         let events = dns_events(&mut p, &record(&header(false, MS, r.len()), &r));
         assert_eq!(events[0].answers.len(), 200, "a response keeps its answers");
-    }
-
-    #[test]
-    fn with_keep_wire_events_carry_their_bytes_and_pending_queries_none() {
-        let empty = TempDir::new("proc");
-        let mut p = Pipeline::new(
-            PipelineConfig {
-                proc_root: empty.path().to_path_buf(),
-                timeout_ns: 1_000 * MS,
-                keep_wire: true,
-                ..PipelineConfig::default()
-            },
-            WallClock::with_offset(0),
-        );
-        let q = dns_message(1, false, 0, "a.example", 1, &[]);
-        let r = dns_message(1, true, 0, "a.example", 1, &[[10, 0, 0, 1]]);
-        let query = dns_events(&mut p, &record(&header(true, 0, q.len()), &q));
-        assert_eq!(query[0].wire.as_deref(), Some(&q[..]));
-        let response = dns_events(&mut p, &record(&header(false, MS, r.len()), &r));
-        assert_eq!(response[0].wire.as_deref(), Some(&r[..]));
-        let lost = dns_message(2, false, 0, "lost.example", 1, &[]);
-        dns_events(&mut p, &record(&header(true, 0, lost.len()), &lost));
-        let mut out = Vec::new();
-        p.expire(1_000 * MS, &mut |e| out.push(e.clone()));
-        assert_eq!(out[0].kind, Kind::Unanswered);
-        assert_eq!(out[0].wire, None, "kept for pairing without its bytes");
     }
 
     #[test]

@@ -4,13 +4,12 @@
 use anyhow::bail;
 use dnslens_lens::filter::Filter;
 
-use super::{config, Learn, Settings, DEFAULT_ROTATE_KEEP};
+use super::{config, Learn, Settings};
 use crate::flags::{AgentArgs, AgentOptions};
 use crate::sink::agent::{AgentOutput, Sampler};
 use crate::sink::http::{AccessFiles, TlsFiles};
-use crate::sink::rotate::Rotation;
 use crate::sink::Output;
-use crate::units::{self, Address, ByteSize, Fraction};
+use crate::units::{self, Address, Fraction};
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9253";
 /// `--timeout`'s default, as `trace`'s.
@@ -52,22 +51,13 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
         }
     };
     let path = output.filter(|p| p.as_os_str() != "-");
-    let rotation = match (rotate_size, rotate_keep) {
-        (None, None) => None,
-        (None, Some(_)) => bail!("--rotate-keep needs --rotate-size: the size at which to rotate"),
-        (Some(ByteSize(size)), keep) => {
-            if size == 0 {
-                bail!("--rotate-size 0: give the size a file may reach, e.g. 100MiB");
-            }
-            if path.is_none() {
-                bail!("--rotate-size rotates a file: give --output PATH (stdout is not rotated)");
-            }
-            Some(Rotation {
-                size,
-                keep: keep.unwrap_or(DEFAULT_ROTATE_KEEP),
-            })
-        }
-    };
+    let rotation = super::rotation(
+        "--rotate",
+        rotate_size,
+        rotate_keep,
+        path.is_some(),
+        "--output PATH (stdout is not rotated)",
+    )?;
     let detect = match no_detect {
         true => None,
         false => Some(super::detect(&args.detectors, Learn::Off)?),
@@ -88,6 +78,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
             sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
         dnstap: super::dnstap(&args.dnstap)?,
+        pcapng: None,
         kubernetes: super::kubernetes(&args.kubernetes),
         detect,
         // The agent's end is a SIGTERM in a pod's log: every counter, for the record.
@@ -99,6 +90,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
 mod tests {
     use super::*;
     use crate::flags::{Cli, Command};
+    use crate::sink::rotate::Rotation;
     use clap::Parser;
     use dnslens_probe::CaptureMode;
     use std::path::PathBuf;

@@ -22,12 +22,13 @@ use crate::flags::{
     KubernetesArgs, RoleArg,
 };
 use crate::sink::dnstap::DnstapOutput;
+use crate::sink::pcapng::PcapngOutput;
 use crate::sink::rotate::Rotation;
 use crate::sink::Output;
-use crate::units::{self, DnstapAddress};
+use crate::units::{self, ByteSize, DnstapAddress};
 
 /// Rotated files kept when a rotation size is given without the number to keep.
-pub const DEFAULT_ROTATE_KEEP: u32 = 5;
+const DEFAULT_ROTATE_KEEP: u32 = 5;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -99,6 +100,8 @@ pub struct Settings {
     pub output: Output,
     /// `--dnstap`: also each message as dnstap.
     pub dnstap: Option<DnstapOutput>,
+    /// `trace --pcapng`: every message also as a packet, beside the output.
+    pub pcapng: Option<PcapngOutput>,
     pub kubernetes: Kubernetes,
     /// `None` with `--no-detect`, and for `count`.
     pub detect: Option<Detect>,
@@ -140,6 +143,35 @@ impl Action {
             }
         }
     }
+}
+
+/// `--rotate-size` and `--rotate-keep` (`flag` is `--rotate`; dnstap's are `--dnstap-rotate`),
+/// for a file that `file_given` says was given (`needs` names it in the error).
+pub fn rotation(
+    flag: &str,
+    size: Option<ByteSize>,
+    keep: Option<u32>,
+    file_given: bool,
+    needs: &str,
+) -> anyhow::Result<Option<Rotation>> {
+    Ok(match (size, keep) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            bail!("{flag}-keep needs {flag}-size: the size at which to rotate")
+        }
+        (Some(ByteSize(size)), keep) => {
+            if size == 0 {
+                bail!("{flag}-size 0: give the size a file may reach, e.g. 100MiB");
+            }
+            if !file_given {
+                bail!("{flag}-size rotates a file: give {needs}");
+            }
+            Some(Rotation {
+                size,
+                keep: keep.unwrap_or(DEFAULT_ROTATE_KEEP),
+            })
+        }
+    })
 }
 
 fn color(when: ColorWhen, terminal: Terminal) -> bool {
@@ -202,6 +234,22 @@ impl Settings {
             _ => false,
         };
         let none = AnswerFilterArgs::default();
+        let pcapng = match &cli.command {
+            Command::Trace(args) => {
+                let given = args.pcapng.is_some();
+                let rotation = rotation(
+                    "--rotate",
+                    args.rotate_size,
+                    args.rotate_keep,
+                    given,
+                    "--pcapng FILE",
+                )?;
+                args.pcapng
+                    .clone()
+                    .map(|path| PcapngOutput { path, rotation })
+            }
+            _ => None,
+        };
         let (capture, (filters, answers), timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
                 let output = Output::Trace {
@@ -310,6 +358,7 @@ impl Settings {
             timeout,
             output,
             dnstap,
+            pcapng,
             kubernetes,
             detect,
             verbose,
@@ -319,23 +368,17 @@ impl Settings {
 
 /// `--dnstap` and its rotation (of a `file:` only).
 pub fn dnstap(args: &DnstapArgs) -> anyhow::Result<Option<DnstapOutput>> {
-    let Some(address) = args.dnstap.clone() else {
-        return Ok(None);
-    };
-    let rotation = match args.dnstap_rotate_size {
-        None => None,
-        Some(units::ByteSize(0)) => {
-            bail!("--dnstap-rotate-size 0: give the size a file may reach, e.g. 100MiB")
-        }
-        Some(_) if !matches!(address, DnstapAddress::File(_)) => {
-            bail!("--dnstap-rotate-size rotates a file: give --dnstap file:PATH")
-        }
-        Some(units::ByteSize(size)) => Some(Rotation {
-            size,
-            keep: args.dnstap_rotate_keep.unwrap_or(DEFAULT_ROTATE_KEEP),
-        }),
-    };
-    Ok(Some(DnstapOutput { address, rotation }))
+    let rotation = rotation(
+        "--dnstap-rotate",
+        args.dnstap_rotate_size,
+        args.dnstap_rotate_keep,
+        matches!(args.dnstap, Some(DnstapAddress::File(_))),
+        "--dnstap file:PATH",
+    )?;
+    Ok(args
+        .dnstap
+        .clone()
+        .map(|address| DnstapOutput { address, rotation }))
 }
 
 pub fn kubernetes(args: &KubernetesArgs) -> Kubernetes {

@@ -248,7 +248,6 @@ impl EventJson {
             direction: named("direction", &self.direction)?,
             size: self.size,
             truncated: self.truncated,
-            wire: None,
             who: self.who.try_into()?,
         })
     }

@@ -44,10 +44,9 @@ impl Encoder {
         }
     }
 
-    /// The dnstap message of `event`, or `None` for what is no message (an unanswered query) or
-    /// was captured without its bytes.
-    pub fn encode(&mut self, event: &DnsEvent) -> Option<Vec<u8>> {
-        let wire = event.wire.as_deref()?;
+    /// The dnstap message of `event`, whose message is `wire`, or `None` for an unanswered
+    /// query.
+    pub fn encode(&mut self, event: &DnsEvent, wire: &[u8]) -> Option<Vec<u8>> {
         let kind = self.message_type(event)?;
         let query = kind.is_query();
         // The initiator is the query's sender: the response's receiver.
@@ -147,7 +146,6 @@ fn addresses(a: SocketAddr, b: SocketAddr) -> (SocketFamily, Vec<u8>, Vec<u8>) {
 mod tests {
     use super::*;
     use dnslens_lens::model::{sample, TaskName};
-    use std::sync::Arc;
 
     fn decode(bytes: &[u8]) -> (Dnstap, Message) {
         let tap = Dnstap::decode(bytes).unwrap();
@@ -155,9 +153,10 @@ mod tests {
         (tap, m)
     }
 
-    /// `e` with its bytes, sent by a process that is no tool (the samples' is dig).
-    fn with_wire(mut e: DnsEvent) -> DnsEvent {
-        e.wire = Some(Arc::from(&b"\x12\x34wire"[..]));
+    const WIRE: &[u8] = b"\x12\x34wire";
+
+    /// `e` sent by a process that is no tool (the samples' is dig).
+    fn stub(mut e: DnsEvent) -> DnsEvent {
         e.who.process.name = TaskName::new("app");
         e
     }
@@ -165,16 +164,16 @@ mod tests {
     #[test]
     fn a_stub_query_and_its_response_decode_with_their_fields() {
         let mut enc = Encoder::new("node-1");
-        let q = with_wire(sample::query(1, "example.com", 1, 1_000_000_000));
-        let mut r = with_wire(sample::response(&q, 3, &[], 1_000_000_000 + 2_500_000));
+        let q = stub(sample::query(1, "example.com", 1, 1_000_000_000));
+        let mut r = stub(sample::response(&q, 3, &[], 1_000_000_000 + 2_500_000));
         r.latency_us = Some(2_500);
-        let (tap, m) = decode(&enc.encode(&q).unwrap());
+        let (tap, m) = decode(&enc.encode(&q, WIRE).unwrap());
         assert_eq!(tap.identity.as_deref(), Some(&b"node-1"[..]));
         assert!(tap.version.as_deref().unwrap().starts_with(b"dnslens 0."));
         assert_eq!(m.r#type, MessageType::StubQuery as i32);
         assert_eq!(m.socket_family, Some(SocketFamily::Inet as i32));
         assert_eq!(m.socket_protocol, Some(SocketProtocol::Udp as i32));
-        assert_eq!(m.query_message.as_deref(), Some(&b"\x12\x34wire"[..]));
+        assert_eq!(m.query_message.as_deref(), Some(WIRE));
         assert_eq!(m.response_message, None);
         let ip = |a: SocketAddr| match a.ip() {
             IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -193,9 +192,9 @@ mod tests {
             "{extra}"
         );
 
-        let (_, m) = decode(&enc.encode(&r).unwrap());
+        let (_, m) = decode(&enc.encode(&r, WIRE).unwrap());
         assert_eq!(m.r#type, MessageType::StubResponse as i32);
-        assert_eq!(m.response_message.as_deref(), Some(&b"\x12\x34wire"[..]));
+        assert_eq!(m.response_message.as_deref(), Some(WIRE));
         // The initiator is still the stub, the query's time from the latency.
         assert_eq!(m.query_address, Some(ip(q.src)));
         assert_eq!(m.response_time_sec, Some(r.time_ns / 1_000_000_000));
@@ -206,16 +205,16 @@ mod tests {
     #[test]
     fn types_come_from_role_tool_and_forwarding() {
         let mut enc = Encoder::new("n");
-        let kind = |enc: &mut Encoder, e: &DnsEvent| decode(&enc.encode(e).unwrap()).1.r#type;
-        let mut dig = with_wire(sample::query(1, "a.example", 1, 0));
+        let kind = |enc: &mut Encoder, e: &DnsEvent| decode(&enc.encode(e, WIRE).unwrap()).1.r#type;
+        let mut dig = stub(sample::query(1, "a.example", 1, 0));
         dig.who.process.name = TaskName::new("dig");
         assert_eq!(kind(&mut enc, &dig), MessageType::ToolQuery as i32);
 
-        let mut served = with_wire(sample::query(2, "b.example", 1, 0));
+        let mut served = stub(sample::query(2, "b.example", 1, 0));
         served.role = Role::Server;
         assert_eq!(kind(&mut enc, &served), MessageType::ClientQuery as i32);
         // The same process's own query, once it is known to serve: its upstream side.
-        let mut upstream = with_wire(sample::query(3, "b.example", 1, 0));
+        let mut upstream = stub(sample::query(3, "b.example", 1, 0));
         upstream.who = served.who.clone();
         assert_eq!(kind(&mut enc, &upstream), MessageType::StubQuery as i32);
         enc.learn(&served);
@@ -224,24 +223,22 @@ mod tests {
             MessageType::ForwarderQuery as i32
         );
 
-        let mut lost = with_wire(sample::query(4, "c.example", 1, 0));
+        let mut lost = stub(sample::query(4, "c.example", 1, 0));
         lost.kind = Kind::Unanswered;
         assert!(
-            enc.encode(&lost).is_none(),
+            enc.encode(&lost, WIRE).is_none(),
             "an unanswered query is no message"
         );
-        let bare = sample::query(5, "d.example", 1, 0);
-        assert!(enc.encode(&bare).is_none(), "no bytes, no message");
     }
 
     #[test]
     fn ipv6_and_tcp() {
         let mut enc = Encoder::new("n");
-        let mut q = with_wire(sample::query(1, "a.example", 1, 0));
+        let mut q = stub(sample::query(1, "a.example", 1, 0));
         q.src = "[fd00::2]:40000".parse().unwrap();
         q.dst = "[fd00::1]:53".parse().unwrap();
         q.transport = Transport::Tcp;
-        let (_, m) = decode(&enc.encode(&q).unwrap());
+        let (_, m) = decode(&enc.encode(&q, WIRE).unwrap());
         assert_eq!(m.socket_family, Some(SocketFamily::Inet6 as i32));
         assert_eq!(m.socket_protocol, Some(SocketProtocol::Tcp as i32));
         assert_eq!(m.query_address.unwrap().len(), 16);

@@ -2,15 +2,15 @@
 //! (bidirectional: READY/ACCEPT/START, STOP/FINISH at the end) or a file (START, frames, STOP),
 //! rotated by size between frames, each file a whole stream.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
 use dnslens_dnstap::fstrm::{self, Control};
 
-use crate::sink::rotate::{self, Rotation};
+use crate::sink::rotate::{Numbered, Rotation};
 use crate::units::DnstapAddress;
 
 /// How long a write or the receiver's answer may take before the link counts as lost: a
@@ -88,7 +88,7 @@ impl Link {
     pub fn flush(&mut self) -> io::Result<()> {
         match self {
             Link::Socket(s) => s.flush(),
-            Link::File(f) => f.out.flush(),
+            Link::File(f) => f.flush(),
         }
     }
 
@@ -107,50 +107,63 @@ impl Link {
 
 /// A Frame Streams file: START first, STOP last; rotated between frames.
 pub(super) struct FrameFile {
-    path: std::path::PathBuf,
-    out: BufWriter<File>,
-    size: u64,
+    file: Numbered,
+    /// Frames not yet written: written at [`FrameFile::flush`] or once they fill [`BUFFER`].
+    out: Vec<u8>,
     rotation: Option<Rotation>,
 }
+
+/// Bytes gathered before a write.
+const BUFFER: usize = 64 << 10;
 
 impl FrameFile {
     /// A file is one stream, which cannot be appended to: an old file is rotated away (or
     /// replaced, without rotation).
-    fn open(path: &std::path::Path, rotation: Option<Rotation>) -> io::Result<FrameFile> {
-        if let Some(r) = rotation {
-            if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
-                rotate::shift(path, r.keep)?;
-            }
+    fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<FrameFile> {
+        let mut file = Numbered::open(path, rotation.is_none())?;
+        if let Some(r) = rotation.filter(|_| file.size() > 0) {
+            file.rotate(r.keep)?;
         }
-        let mut file = FrameFile {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(64 << 10, rotate::create(path)?),
-            size: 0,
+        let mut out = Vec::with_capacity(BUFFER);
+        out.extend_from_slice(&fstrm::control(Control::Start, true));
+        Ok(FrameFile {
+            file,
+            out,
             rotation,
-        };
-        file.write_raw(&fstrm::control(Control::Start, true))?;
-        Ok(file)
+        })
     }
 
-    fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.size += bytes.len() as u64;
-        Ok(())
+    fn size(&self) -> u64 {
+        self.file.size() + self.out.len() as u64
     }
 
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
         if let Some(r) = self.rotation {
             let start = fstrm::control(Control::Start, true).len() as u64;
-            if self.size > start && self.size + frame.len() as u64 > r.size {
+            if self.size() > start && self.size() + frame.len() as u64 > r.size {
                 self.stop()?;
-                *self = FrameFile::open(&self.path, self.rotation)?;
+                self.file.rotate(r.keep)?;
+                self.out
+                    .extend_from_slice(&fstrm::control(Control::Start, true));
             }
         }
-        self.write_raw(frame)
+        self.out.extend_from_slice(frame);
+        if self.out.len() >= BUFFER {
+            self.file.write_all(&self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.write_all(&self.out)?;
+        self.out.clear();
+        self.file.flush()
     }
 
     fn stop(&mut self) -> io::Result<()> {
-        self.write_raw(&fstrm::control(Control::Stop, false))?;
-        self.out.flush()
+        self.out
+            .extend_from_slice(&fstrm::control(Control::Stop, false));
+        self.flush()
     }
 }

@@ -84,14 +84,15 @@ impl DnstapSink {
         }
     }
 
-    /// Every event the pipeline makes: each tells which processes serve DNS; those `shown`
-    /// (they passed the filters) are sent.
-    pub fn event(&mut self, event: &DnsEvent, shown: bool) {
+    /// Every event the pipeline makes, with its message's bytes (none for an unanswered
+    /// query): each tells which processes serve DNS; those `shown` (they passed the filters)
+    /// are sent.
+    pub fn event(&mut self, event: &DnsEvent, wire: Option<&[u8]>, shown: bool) {
         self.encoder.learn(event);
-        if !shown {
+        let (true, Some(queue), Some(wire)) = (shown, &self.queue, wire) else {
             return;
-        }
-        let (Some(queue), Some(payload)) = (&self.queue, self.encoder.encode(event)) else {
+        };
+        let Some(payload) = self.encoder.encode(event, wire) else {
             return;
         };
         let len = payload.len();
@@ -251,10 +252,10 @@ mod tests {
     }
 
     fn event(id: u16) -> DnsEvent {
-        let mut e = sample::query(id, "a.example", 1, 0);
-        e.wire = Some(Arc::from(&[0u8; 12][..]));
-        e
+        sample::query(id, "a.example", 1, 0)
     }
+
+    const WIRE: Option<&[u8]> = Some(&[0u8; 12]);
 
     #[test]
     fn a_file_holds_one_stream_per_rotation_and_reads_back() {
@@ -269,9 +270,9 @@ mod tests {
         };
         let mut sink = DnstapSink::start(&output, "node-1");
         for id in 0..10 {
-            sink.event(&event(id), true);
+            sink.event(&event(id), WIRE, true);
         }
-        sink.event(&event(99), false);
+        sink.event(&event(99), WIRE, false);
         let stats = sink.finish();
         assert_eq!((stats.sent, stats.dropped), (10, 0));
         let mut ids = Vec::new();
@@ -308,7 +309,7 @@ mod tests {
         // More than the queue holds, at once: the capture thread never waits.
         let start = Instant::now();
         for id in 0..(QUEUED + 100) {
-            sink.event(&event(id as u16), true);
+            sink.event(&event(id as u16), WIRE, true);
         }
         assert!(start.elapsed() < Duration::from_secs(2));
         assert!(sink.stats().dropped >= 100, "{:?}", sink.stats());
