@@ -90,7 +90,8 @@ fn placement_key(who: &Attribution, key: &mut String) -> usize {
             None => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
         },
         Identity::Container(_) => write!(key, "{NONE}{SEP}{NONE}"),
-        Identity::Unknown(_) => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
+        // Never in a capture, which is all the metrics count.
+        Identity::Unknown(_) | Identity::Client(_) => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
     };
     written.expect("writing to a String cannot fail");
     let workload_end = key.len();
