@@ -33,7 +33,9 @@ checks=(
   "tmux tmux"             # drives `dnslens top` as a terminal would (tests/top.rs)
   "promtool prometheus"   # PromQL of deploy/grafana and deploy/prometheus (tests/deploy.rs)
   "prometheus prometheus" # the server that scrapes the agent in tests/agent.rs
+  "dnstap golang-github-dnstap-golang-dnstap-cli" # receives --dnstap in tests/dnstap.rs
   "tshark tshark"         # reads `trace --pcapng` files back (tests/pcapng.rs)
+  "fstrm_capture fstrm-bin" # receives --dnstap into a file in tests/dnstap.rs
 )
 # Not packaged under this name everywhere (Ubuntu ships bpftool in linux-tools): missing is a
 # warning, not a failure.

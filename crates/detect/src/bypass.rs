@@ -92,7 +92,7 @@ impl Detectors {
     /// A connection to a DNS-over-TLS port (the caller checked exemptions).
     pub(crate) fn dot_connect(&mut self, c: &ConnectEvent, set: &Settings) {
         let who = Subject::of_connect(c);
-        let wkey = workload_key(c.who.pod.as_ref(), c.who.container.as_ref(), &c.who.process);
+        let wkey = workload_key(&c.who);
         let summary = format!(
             "{} connected to {}, a DNS-over-TLS port, bypassing its configured resolver",
             subject(&who),

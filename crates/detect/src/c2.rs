@@ -136,7 +136,7 @@ impl Detectors {
             return;
         }
         let now = self.now;
-        let wkey = workload_key(c.who.pod.as_ref(), c.who.container.as_ref(), &c.who.process);
+        let wkey = workload_key(&c.who);
         let internal = self.config.is_internal(ip);
         if let Some(r) = self.answers.lookup(c.who.netns, ip, now) {
             let n = &set.s.new_domain_connect;

@@ -2,8 +2,8 @@
 //! process; a workload is the pod's owner when the cluster named it, else the pod, the
 //! container, or on the host the executable.
 
-use dnslens_lens::identity::Identity;
-use dnslens_lens::model::{Attribution, Container, Pod, ProcessInfo};
+use dnslens_lens::identity::{write_into, Identity};
+use dnslens_lens::model::{Attribution, Pod};
 
 /// A process: its pid and the kernel's start time of its thread-group leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,23 +38,19 @@ pub fn exe_deleted(exe: &str) -> bool {
 /// The workload key (docs/detectors.md, "Keys"):
 /// `namespace/Kind/name` for a pod whose owner is known (`namespace/Pod/name` without one),
 /// `pod:<uid>` while the pod is not named, `container:<id>` outside pods, `exe:<path>` for host
-/// processes (`comm:<name>` when the executable is unknown).
-pub fn workload_key(pod: Option<&Pod>, container: Option<&Container>, p: &ProcessInfo) -> String {
+/// processes (`comm:<name>` when the executable is unknown), `client:<address>` for a client
+/// known only by its address.
+pub fn workload_key(who: &Attribution) -> String {
     let mut key = String::new();
-    write_workload_key(&mut key, pod, container, p);
+    write_workload_key(&mut key, who);
     key
 }
 
 /// [`workload_key`] into a buffer the caller reuses: it is needed for every event, and pushing
 /// the parts costs a fraction of `format!` and its allocation.
-pub fn write_workload_key(
-    key: &mut String,
-    pod: Option<&Pod>,
-    container: Option<&Container>,
-    p: &ProcessInfo,
-) {
+pub fn write_workload_key(key: &mut String, who: &Attribution) {
     // Host and unresolved processes alike are keyed by their executable.
-    let parts: [&str; 5] = match Identity::from_parts(pod, container, None, p) {
+    let parts: [&str; 5] = match Identity::of(who) {
         id @ Identity::Pod { info: Some(_), .. } => {
             let w = id.workload().expect("a named pod has a workload");
             [w.namespace, "/", w.kind, "/", w.name]
@@ -67,6 +63,10 @@ pub fn write_workload_key(
             Some(exe) => ["exe:", exe_path(exe), "", "", ""],
             None => ["comm:", p.display_name(), "", "", ""],
         },
+        Identity::Client(address) => {
+            write_into(key, format_args!("client:{address}"));
+            return;
+        }
     };
     key.clear();
     key.extend(parts);
@@ -79,12 +79,15 @@ pub fn namespace(pod: Option<&Pod>) -> Option<&str> {
 
 /// "curl (pid 123) in pod shop/web-7d4b9f-xk2p1": who, for a summary sentence.
 pub fn subject(who: &Attribution) -> String {
+    if let id @ Identity::Client(_) = Identity::of(who) {
+        return id.to_string();
+    }
     let p = &who.process;
     let mut s = format!("{} (pid {})", p.display_name(), p.pid);
     match Identity::of(who) {
         id @ Identity::Pod { .. } => s.push_str(&format!(" in pod {id}")),
         id @ Identity::Container(_) => s.push_str(&format!(" in container {id}")),
-        Identity::Host(_) | Identity::Unknown(_) => {}
+        Identity::Host(_) | Identity::Unknown(_) | Identity::Client(_) => {}
     }
     s
 }
@@ -98,6 +101,13 @@ mod tests {
     use dnslens_lens::pods::Workload;
 
     use super::*;
+    use dnslens_lens::model::{Container, ProcessInfo};
+
+    fn key(pod: Option<&Pod>, container: Option<&Container>, p: &ProcessInfo) -> String {
+        let mut who = sample::query(1, "x.test", 1, 0).who;
+        (who.pod, who.container, who.process) = (pod.cloned(), container.cloned(), p.clone());
+        workload_key(&who)
+    }
 
     #[test]
     fn workload_keys_prefer_the_owner() {
@@ -126,22 +136,20 @@ mod tests {
             runtime: Runtime::Containerd,
             name: None,
         };
+        assert_eq!(key(Some(&deployment), Some(&c), &p), "shop/Deployment/web");
+        assert_eq!(key(Some(&bare), None, &p), "shop/Pod/web-7d4b9f-xk2p1");
+        assert_eq!(key(Some(&unnamed), None, &p), "pod:u-1");
         assert_eq!(
-            workload_key(Some(&deployment), Some(&c), &p),
-            "shop/Deployment/web"
-        );
-        assert_eq!(
-            workload_key(Some(&bare), None, &p),
-            "shop/Pod/web-7d4b9f-xk2p1"
-        );
-        assert_eq!(workload_key(Some(&unnamed), None, &p), "pod:u-1");
-        assert_eq!(
-            workload_key(None, Some(&c), &p),
+            key(None, Some(&c), &p),
             format!("container:{}", "ab".repeat(32))
         );
-        assert_eq!(workload_key(None, None, &p), "comm:curl");
+        assert_eq!(key(None, None, &p), "comm:curl");
         p.exe = Some("/tmp/x (deleted)".into());
-        assert_eq!(workload_key(None, None, &p), "exe:/tmp/x");
+        assert_eq!(key(None, None, &p), "exe:/tmp/x");
+        let mut client = sample::query(1, "x.test", 1, 0).who;
+        client.client = Some("fd00::7".parse().unwrap());
+        assert_eq!(workload_key(&client), "client:fd00::7");
+        assert_eq!(subject(&client), "client fd00::7");
         assert!(exe_deleted("/tmp/x (deleted)"));
         assert!(!exe_deleted("/usr/bin/curl"));
         assert!(ProcKey::new(1, 5).same(&ProcKey::new(1, 0)));

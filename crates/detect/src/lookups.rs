@@ -166,7 +166,7 @@ impl Detectors {
         let p = self.procs.peek_mut(&l.proc).expect("checked above");
         let mut who = p.who.clone();
         who.time_ns = wall;
-        let wkey = workload_key(who.pod.as_ref(), who.container.as_ref(), &who.process);
+        let wkey = workload_key(&who);
 
         let nx = &set.s.nxdomain;
         p.nx.roll(now, nx.window_s);

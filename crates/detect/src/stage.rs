@@ -244,12 +244,7 @@ impl Detectors {
             let quiet = resolver && self.config.exclude_resolvers;
             let name = normalize(&e.qname);
             let mut wkey = std::mem::take(&mut self.workload_key);
-            write_workload_key(
-                &mut wkey,
-                e.who.pod.as_ref(),
-                e.who.container.as_ref(),
-                &e.who.process,
-            );
+            write_workload_key(&mut wkey, &e.who);
             match e.kind {
                 Kind::Query => {
                     if !quiet {
@@ -403,9 +398,7 @@ impl Detectors {
         mut evidence: Evidence,
         who: Subject,
     ) {
-        evidence.workload.get_or_insert_with(|| {
-            workload_key(who.pod.as_ref(), who.container.as_ref(), &who.process)
-        });
+        evidence.workload.get_or_insert_with(|| workload_key(&who));
         let alert = Alert {
             detector,
             severity: configured.unwrap_or(severity),

@@ -58,6 +58,11 @@ impl Connection {
         self.node.as_deref()
     }
 
+    /// The node name, else the hostname: who writes dnstap (its `identity`).
+    pub fn identity(&self) -> String {
+        self.node.clone().or_else(hostname).unwrap_or_default()
+    }
+
     /// The watch's state and the directory's counters; `None` without a cluster.
     pub fn status(&self) -> Option<ClusterStatus> {
         self.cluster.as_ref().map(Cluster::status)

@@ -11,7 +11,7 @@ use dnslens_probe::CaptureMode;
 use serde::{Deserialize, Deserializer};
 
 use crate::sink::{Grouping, TableColumn};
-use crate::units::{self, Address, ByteSize, Duration, Fraction, RingBufferSize};
+use crate::units::{self, Address, ByteSize, DnstapAddress, Duration, Fraction, RingBufferSize};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +125,9 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub dnstap: DnstapArgs,
 
     /// Show only alerts (the detectors still see every event).
     #[arg(long, conflicts_with = "no_detect", help_heading = "Detectors")]
@@ -263,6 +266,9 @@ pub struct AgentArgs {
     pub capture: CaptureArgs,
 
     #[command(flatten)]
+    pub dnstap: DnstapArgs,
+
+    #[command(flatten)]
     pub detectors: DetectorArgs,
 
     #[command(flatten)]
@@ -324,6 +330,7 @@ impl AgentArgs {
             config: self.config.or(file.config),
             agent: self.agent.or(file.agent),
             capture: self.capture.or(file.capture),
+            dnstap: self.dnstap.or(file.dnstap),
             detectors: self.detectors.or(file.detectors),
             kubernetes: self.kubernetes.or(file.kubernetes),
         }
@@ -355,6 +362,35 @@ impl AgentOptions {
             sample: self.sample.or(sample),
             timeout: self.timeout.or(timeout),
             no_detect: self.no_detect || no_detect,
+        }
+    }
+}
+
+/// `--dnstap`: every DNS message also as dnstap, beside the normal output (docs/shipping.md).
+#[derive(Clone, Debug, Default, Args, Deserialize)]
+#[command(next_help_heading = "dnstap")]
+#[serde(default)]
+pub struct DnstapArgs {
+    /// Also send each DNS message as dnstap, with its process, container and pod in `extra`:
+    /// unix:/path (a Frame Streams receiver's socket), tcp:HOST:PORT, or file:/path.
+    #[arg(long, value_name = "ADDR")]
+    pub dnstap: Option<DnstapAddress>,
+
+    /// Rotate the file:/path of --dnstap when a frame would take it past this size, e.g. 100MiB.
+    #[arg(long, value_name = "SIZE", requires = "dnstap")]
+    pub dnstap_rotate_size: Option<ByteSize>,
+
+    /// Rotated dnstap files kept: PATH.1 (the newest) to PATH.N [default: 5].
+    #[arg(long, value_name = "N", requires = "dnstap_rotate_size")]
+    pub dnstap_rotate_keep: Option<u32>,
+}
+
+impl DnstapArgs {
+    fn or(self, file: DnstapArgs) -> DnstapArgs {
+        DnstapArgs {
+            dnstap: self.dnstap.or(file.dnstap),
+            dnstap_rotate_size: self.dnstap_rotate_size.or(file.dnstap_rotate_size),
+            dnstap_rotate_keep: self.dnstap_rotate_keep.or(file.dnstap_rotate_keep),
         }
     }
 }

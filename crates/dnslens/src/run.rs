@@ -24,9 +24,11 @@ use crate::detect::Detection;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
+use crate::sink::dnstap::DnstapSink;
 use crate::sink::pcapng::PcapngSink;
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
+use crate::units::DnstapAddress;
 
 /// How long one poll waits for records: also how late a stop, a timeout or an interval can be.
 const POLL: Duration = Duration::from_millis(100);
@@ -53,13 +55,13 @@ pub fn capture(
     output: &str,
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
-    let server_side = settings
-        .output
-        .server_side(&settings.filter, settings.pcapng.is_some());
+    let copied = settings.pcapng.is_some() || settings.dnstap.is_some();
+    let server_side = settings.output.server_side(&settings.filter, copied);
     settings.probe.server_side_events = server_side == ServerSide::Events;
     let mut probe = Probe::load(&settings.probe)?;
     // Before any thread is started: each keeps the capabilities it was started with.
     let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
+        || matches!(&settings.dnstap, Some(d) if matches!(d.address, DnstapAddress::File(_)))
         || settings.pcapng.is_some()
         || settings
             .detect
@@ -112,6 +114,10 @@ pub fn capture(
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
+    let mut dnstap = settings
+        .dnstap
+        .as_ref()
+        .map(|d| DnstapSink::start(d, &cluster.identity()));
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
     let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
@@ -141,6 +147,7 @@ pub fn capture(
         max_events,
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
+        dnstap: dnstap.as_mut(),
         alerts_only,
         cluster: &cluster,
         output,
@@ -170,6 +177,7 @@ pub fn capture(
         None => Ok(()),
     };
     let finished = sink.as_sink().finish(clock::realtime_now_ns());
+    let dnstap = dnstap.as_mut().map(DnstapSink::finish);
     let pcapng_finished = pcapng.as_mut().map_or(Ok(()), |p| {
         let name = &settings.pcapng.as_ref().expect("a sink for --pcapng").path;
         p.finish()
@@ -199,6 +207,14 @@ pub fn capture(
             cost.waited.as_millis(),
             cost.dropped_lines,
             OUTPUT_PATIENCE.as_secs()
+        );
+    }
+    if let Some(d) = dnstap {
+        say!(
+            "dnslens: dnstap: {} sent, {} dropped (queue full or receiver gone), {} reconnects",
+            counted(d.sent, "message", "messages"),
+            d.dropped,
+            d.reconnects
         );
     }
     if let Some(p) = &pcapng {
@@ -285,6 +301,8 @@ struct Run<'a> {
     detection: Option<&'a mut Detection>,
     /// `--lookups`: events go to the lookup stage, whose lookups are printed.
     lookups: Option<&'a mut Lookups>,
+    /// `--dnstap`: every event, those the filter passes sent.
+    dnstap: Option<&'a mut DnstapSink>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -392,6 +410,7 @@ impl Run<'_> {
                 max_events,
                 detection,
                 lookups,
+                dnstap,
                 alerts_only,
                 cluster,
                 output,
@@ -401,8 +420,12 @@ impl Run<'_> {
             let mut pcapng_failed = None;
             let mut emit = |observed: Observed<'_>| match observed {
                 Observed::Dns(event, wire) => {
+                    let passes = filter.matches(event);
+                    if let Some(d) = dnstap.as_deref_mut() {
+                        d.event(event, wire, passes);
+                    }
                     if let (Some(p), Some(wire)) = (pcapng.as_deref_mut(), wire) {
-                        if pcapng_failed.is_none() && filter.matches(event) {
+                        if pcapng_failed.is_none() && passes {
                             pcapng_failed = p.message(event, wire).err();
                         }
                     }
@@ -471,6 +494,7 @@ impl Run<'_> {
                         lens: pipeline.stats(),
                         detect: detection.as_deref().map(Detection::stats),
                         cluster: cluster.status(),
+                        dnstap: dnstap.as_deref().map(DnstapSink::stats),
                     };
                     agent.status(&status);
                 }

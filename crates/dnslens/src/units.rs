@@ -8,6 +8,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::bail;
@@ -120,6 +121,42 @@ impl FromStr for Address {
                  every address"
             ),
         }
+    }
+}
+
+/// Where `--dnstap` sends: a Frame Streams receiver on a Unix socket or TCP (`dnstap -u`,
+/// `fstrm_capture`, Vector, DNS-collector), or a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnstapAddress {
+    Unix(PathBuf),
+    /// `HOST:PORT`, resolved when connecting.
+    Tcp(String),
+    File(PathBuf),
+}
+
+impl FromStr for DnstapAddress {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<DnstapAddress> {
+        let how =
+            "write it as unix:/run/dnstap.sock, tcp:HOST:PORT or file:/var/log/dnslens.dnstap";
+        let (scheme, rest) = text.trim().split_once(':').unwrap_or(("", ""));
+        if rest.is_empty() {
+            bail!("not a dnstap address: {how}");
+        }
+        Ok(match scheme {
+            "unix" => DnstapAddress::Unix(PathBuf::from(rest)),
+            "file" => DnstapAddress::File(PathBuf::from(rest)),
+            "tcp"
+                if rest.rsplit_once(':').is_some_and(|(h, p)| {
+                    !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                }) =>
+            {
+                DnstapAddress::Tcp(rest.to_string())
+            }
+            "tcp" => bail!("tcp: needs HOST:PORT, e.g. tcp:127.0.0.1:6000"),
+            _ => bail!("unknown scheme {scheme:?}: {how}"),
+        })
     }
 }
 
@@ -241,6 +278,12 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+impl<'de> Deserialize<'de> for DnstapAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_string(d)
+    }
+}
+
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         from_string(d)
@@ -355,11 +398,41 @@ macro_rules! parsed_by_clap {
     )*};
 }
 
-parsed_by_clap!(Duration, ByteSize, RingBufferSize, Fraction, Address);
+parsed_by_clap!(
+    Duration,
+    ByteSize,
+    RingBufferSize,
+    Fraction,
+    Address,
+    DnstapAddress
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dnstap_addresses() {
+        let ok = |t: &str| t.parse::<DnstapAddress>().unwrap();
+        assert_eq!(
+            ok("unix:/run/t.sock"),
+            DnstapAddress::Unix("/run/t.sock".into())
+        );
+        assert_eq!(
+            ok("tcp:[::1]:6000"),
+            DnstapAddress::Tcp("[::1]:6000".into())
+        );
+        assert_eq!(ok("file:t.fstrm"), DnstapAddress::File("t.fstrm".into()));
+        for bad in [
+            "/run/t.sock",
+            "unix:",
+            "tcp:host",
+            "tcp:host:0",
+            "udp:1.2.3.4:5",
+        ] {
+            assert!(bad.parse::<DnstapAddress>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

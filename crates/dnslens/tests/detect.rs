@@ -295,6 +295,65 @@ fn root_detect_dga() {
     assert_alert(&stopped, &pod, &runs, "dga", "high");
 }
 
+/// A DNS server's own log, replayed: `trace --role server --dnstap file:` records dnsmasq's
+/// side (CLIENT_QUERY, CLIENT_RESPONSE) while the tunnel simulator queries from one client
+/// and the DGA from another; `detect --input` on that file judges each client address as a
+/// process and raises tunneling for the first and dga for the second, naming the address.
+#[test]
+fn root_detect_replays_a_servers_dnstap_per_client_address() {
+    if !have_root() {
+        return;
+    }
+    const ZONE: &str = "dnslens-tunnel.net";
+    let mut zone = vec![
+        format!("--local=/{ZONE}/"),
+        format!("--address=/{ZONE}/203.0.113.50"),
+    ];
+    zone.extend(["com", "net", "org"].map(|tld| format!("--local=/{tld}/")));
+    let node = Node::start_with(2, &zone);
+    let (tag, _) = unique_tag();
+    let dir = TempDir::new(&format!("{tag}-dnstap"));
+    let file = dir.path().join("server.dnstap");
+    let tap = format!("file:{}", file.display());
+    let trace = Trace::start(&["--role", "server", "--dnstap", &tap]);
+    let server = node.server.v4.to_string();
+    let names = format!("b32:700:x.{ZONE}");
+    let tunnel = ["-c", DNS_SIM, &server, TXT, "100", "0", &names];
+    let tunnel = node.run("tunnel", 0, None, &python(), &tunnel);
+    let domains = random_domains(12);
+    let mut dga = vec!["-c", DNS_SIM, &server, A, "5", "0"];
+    dga.extend(domains.iter().map(String::as_str));
+    let dga = node.run("dga", 1, None, &python(), &dga);
+    tunnel.expect_ok().expect_output("answered 700 of 700");
+    dga.expect_ok().expect_output("answered 12 of 12");
+    let stopped = trace.stop();
+    assert!(stopped.stderr.contains(" 0 dropped"), "{}", stopped.stderr);
+
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_dnslens"))
+            .args(["detect", "--json", "--input"])
+            .arg(&file),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for (client, detector) in [(0, "tunneling"), (1, "dga")] {
+        let subject = format!("client {} ", node.clients[client].v4);
+        let about: Vec<&str> = alerts
+            .iter()
+            .filter(|a| a["summary"].as_str().is_some_and(|s| s.contains(&subject)))
+            .map(|a| a["detector"].as_str().unwrap_or_default())
+            .collect();
+        assert!(
+            !about.is_empty() && about.iter().all(|d| *d == detector),
+            "{subject}: {about:?}\n{alerts:?}\n{stderr}"
+        );
+    }
+    assert!(stderr.contains(" 0 bad messages skipped"), "{stderr}");
+}
+
 /// `n` registered domains whose label the detectors' scorer calls random, as a DGA makes them.
 fn random_domains(n: usize) -> Vec<String> {
     let mut seed = u64::from(std::process::id()) | 1;

@@ -79,6 +79,8 @@ fn placement_key(by: CountBy, e: &DnsEvent, out: &mut String) {
     match (id, by) {
         (Identity::Unknown(_), _) => write_into(out, UNKNOWN),
         (Identity::Host(_), _) => write_into(out, HOST),
+        // Never in a capture, which is all `count` reads.
+        (Identity::Client(_), _) => write_into(out, id),
         (_, CountBy::Container) => match (id.container(), id) {
             (None, _) => write_into(out, NONE),
             (Some(Container { name: Some(c), .. }), Identity::Pod { info: Some(p), .. }) => {

@@ -5,6 +5,7 @@
 //! markers below are the same in all of them.
 
 use std::fmt::{self, Display, Write as _};
+use std::net::IpAddr;
 
 use crate::model::{Attribution, Container, Pod, ProcessInfo};
 use crate::pods::PodInfo;
@@ -33,11 +34,16 @@ pub enum Identity<'a> {
     Host(&'a ProcessInfo),
     /// A process whose cgroup did not resolve: neither host nor container can be told.
     Unknown(&'a ProcessInfo),
+    /// A client known only by its address (a DNS server's dnstap, replayed).
+    Client(IpAddr),
 }
 
 impl<'a> Identity<'a> {
     /// The one rule.
     pub fn of(who: &'a Attribution) -> Identity<'a> {
+        if let (None, None, Some(client)) = (&who.pod, &who.container, who.client) {
+            return Identity::Client(client);
+        }
         Identity::from_parts(
             who.pod.as_ref(),
             who.container.as_ref(),
@@ -93,14 +99,15 @@ impl<'a> Identity<'a> {
         match *self {
             Identity::Pod { container, .. } => container,
             Identity::Container(container) => Some(container),
-            Identity::Host(_) | Identity::Unknown(_) => None,
+            Identity::Host(_) | Identity::Unknown(_) | Identity::Client(_) => None,
         }
     }
 }
 
 impl Display for Identity<'_> {
     /// The one display form: `namespace/name` for a named pod, its uid until then; the first 12
-    /// hex digits of a container's id; `(host) name` and `(unknown) name` for processes.
+    /// hex digits of a container's id; `(host) name` and `(unknown) name` for processes;
+    /// `client ADDRESS`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Identity::Pod {
@@ -112,6 +119,7 @@ impl Display for Identity<'_> {
             Identity::Container(c) => f.write_str(c.short_id()),
             Identity::Host(p) => write!(f, "{HOST} {}", p.display_name()),
             Identity::Unknown(p) => write!(f, "{UNKNOWN} {}", p.display_name()),
+            Identity::Client(address) => write!(f, "client {address}"),
         }
     }
 }
@@ -190,6 +198,10 @@ mod tests {
         let id = Identity::of(&who);
         assert_eq!(id.workload().unwrap().to_string(), "shop/Deployment/web");
         assert_eq!(id.container(), Some(&container));
+
+        let mut client = sample::query(1, "x.test", 1, 0).who;
+        client.client = Some("10.0.0.7".parse().unwrap());
+        assert_eq!(Identity::of(&client).to_string(), "client 10.0.0.7");
 
         let mut key = String::from("stale");
         write_into(&mut key, id);

@@ -1,7 +1,7 @@
 //! The enriched events that leave the lens: DNS messages and TCP connects. Their JSON form is
 //! [`crate::schema`]'s, documented field by field in docs/schema.md.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::container::Runtime;
@@ -234,6 +234,9 @@ pub struct Attribution {
     pub socket: u64,
     /// Kernel ids kept for enrichment, not part of the output.
     pub ids: KernelIds,
+    /// A client known only by its address, with no process, cgroup or pod: a DNS server's
+    /// dnstap replayed by `detect`. Never set in a capture.
+    pub client: Option<IpAddr>,
 }
 
 impl Attribution {
@@ -249,6 +252,7 @@ impl Attribution {
             host: None,
             socket,
             ids,
+            client: None,
         }
     }
 }
@@ -391,6 +395,21 @@ impl<'a> Capture<'a> {
     }
 }
 
+/// How and when a message moved, beside its bytes: from a capture, or from a dnstap message.
+#[derive(Clone, Copy, Debug)]
+pub struct Moved {
+    /// Wall-clock ns since the epoch.
+    pub time_ns: u64,
+    /// CLOCK_MONOTONIC ns (pairing and the detectors' windows).
+    pub mono_ns: u64,
+    pub transport: Transport,
+    /// The sender.
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub syscall: Syscall,
+    pub direction: Direction,
+}
+
 /// A message as decoded, with what the decode stage knows about its bytes.
 #[derive(Clone, Debug)]
 pub struct Decoded {
@@ -403,10 +422,26 @@ pub struct Decoded {
 
 impl DnsEvent {
     /// A query or response event, not yet paired nor enriched (`exe` None, `cgroup` "").
-    /// Takes the decoded message by value so that its names and record data move into the
-    /// event rather than being copied.
     pub fn new(capture: &Capture<'_>, decoded: Decoded, time_ns: u64) -> DnsEvent {
-        let h = capture.header;
+        let (src, dst) = match capture.direction {
+            Direction::Send => (capture.local, capture.remote),
+            Direction::Recv => (capture.remote, capture.local),
+        };
+        let moved = Moved {
+            time_ns,
+            mono_ns: capture.header.timestamp_ns,
+            transport: capture.transport,
+            src,
+            dst,
+            syscall: capture.syscall,
+            direction: capture.direction,
+        };
+        DnsEvent::of_message(decoded, moved, capture.attribution())
+    }
+
+    /// The event of a decoded message that moved as `moved` said, for `who`. Takes the message
+    /// by value so that its names and record data move into the event rather than being copied.
+    pub fn of_message(decoded: Decoded, moved: Moved, who: Attribution) -> DnsEvent {
         let is_response = decoded.message.is_response();
         let Message {
             id,
@@ -416,23 +451,19 @@ impl DnsEvent {
             answers,
             ..
         } = decoded.message;
-        let (src, dst) = match capture.direction {
-            Direction::Send => (capture.local, capture.remote),
-            Direction::Recv => (capture.remote, capture.local),
-        };
         let (qname, qtype, qclass) = match questions.into_iter().next() {
             Some(q) => (q.name, q.qtype, q.qclass),
             None => (String::new(), RecordType(0), 0),
         };
         DnsEvent {
-            time_ns,
-            mono_ns: h.timestamp_ns,
+            time_ns: moved.time_ns,
+            mono_ns: moved.mono_ns,
             kind: if is_response {
                 Kind::Response
             } else {
                 Kind::Query
             },
-            role: Role::of(is_response, capture.direction),
+            role: Role::of(is_response, moved.direction),
             id,
             qname,
             qtype,
@@ -452,14 +483,14 @@ impl DnsEvent {
                 .collect(),
             latency_us: None,
             timeout_ms: None,
-            transport: capture.transport,
-            src,
-            dst,
-            syscall: capture.syscall,
-            direction: capture.direction,
+            transport: moved.transport,
+            src: moved.src,
+            dst: moved.dst,
+            syscall: moved.syscall,
+            direction: moved.direction,
             size: decoded.size,
             truncated: decoded.truncated,
-            who: capture.attribution(),
+            who,
         }
     }
 

@@ -52,6 +52,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
     };
     let path = output.filter(|p| p.as_os_str() != "-");
     let rotation = super::rotation(
+        "--rotate",
         rotate_size,
         rotate_keep,
         path.is_some(),
@@ -76,6 +77,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
             rotation,
             sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
+        dnstap: super::dnstap(&args.dnstap)?,
         pcapng: None,
         kubernetes: super::kubernetes(&args.kubernetes),
         detect,

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use toml::de::DeTable;
 
 use crate::flags::AgentArgs;
-use crate::units;
+use crate::units::{self, DnstapAddress};
 
 /// Why the file could not be used: the file, the line (and column, for what the TOML parser
 /// refused) and the words that name the key.
@@ -76,6 +76,9 @@ pub fn read(path: &Path) -> Result<AgentArgs, FileError> {
             *p = resolve(path, p);
         }
     }
+    if let Some(DnstapAddress::Unix(p) | DnstapAddress::File(p)) = &mut args.dnstap.dnstap {
+        *p = resolve(path, p);
+    }
     Ok(args)
 }
 
@@ -109,6 +112,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<AgentArgs, FileError> {
         config: None,
         agent: read_group(text, origin, &table)?,
         capture: read_group(text, origin, &table)?,
+        dnstap: read_group(text, origin, &table)?,
         detectors: read_group(text, origin, &table)?,
         kubernetes: read_group(text, origin, &table)?,
     })
@@ -199,11 +203,19 @@ baseline = "/var/lib/dnslens/baseline.json"
 node_name = "node-1"
 kubeconfig = "/etc/kube.conf"
 no_kubernetes = true
+dnstap = "file:events.fstrm"
+dnstap_rotate_size = "1GiB"
+dnstap_rotate_keep = 2
 "#,
             Path::new("agent.toml"),
         )
         .unwrap();
-        assert_eq!(keys().len(), 19, "every key is set above");
+        assert_eq!(keys().len(), 22, "every key is set above");
+        assert_eq!(
+            f.dnstap.dnstap,
+            Some(DnstapAddress::File("events.fstrm".into())),
+            "as written; read() takes it from the file's directory"
+        );
         assert_eq!(f.agent.rotate_size, Some(ByteSize(100 << 20)));
         assert_eq!(f.capture.ring_buffer_size, Some(RingBufferSize(16777216)));
         assert_eq!(f.capture.ports, vec![5353, 5300]);

@@ -18,15 +18,16 @@ use dnslens_lens::Role;
 use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
 
 use crate::flags::{
-    AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs,
+    AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, DnstapArgs, FilterArgs,
     KubernetesArgs, RoleArg,
 };
+use crate::sink::dnstap::DnstapOutput;
 use crate::sink::pcapng::PcapngOutput;
 use crate::sink::rotate::Rotation;
 use crate::sink::Output;
-use crate::units::{self, ByteSize};
+use crate::units::{self, ByteSize, DnstapAddress};
 
-/// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
+/// Rotated files kept when a rotation size is given without the number to keep.
 const DEFAULT_ROTATE_KEEP: u32 = 5;
 
 /// What the command line asks for.
@@ -97,6 +98,8 @@ pub struct Settings {
     /// Pairing timeout: queries without a response after it are reported unanswered.
     pub timeout: Duration,
     pub output: Output,
+    /// `--dnstap`: also each message as dnstap.
+    pub dnstap: Option<DnstapOutput>,
     /// `trace --pcapng`: every message also as a packet, beside the output.
     pub pcapng: Option<PcapngOutput>,
     pub kubernetes: Kubernetes,
@@ -142,9 +145,10 @@ impl Action {
     }
 }
 
-/// `--rotate-size` and `--rotate-keep`, for a file that `file_given` says was given (`needs`
-/// names it in the error).
+/// `--rotate-size` and `--rotate-keep` (`flag` is `--rotate`; dnstap's are `--dnstap-rotate`),
+/// for a file that `file_given` says was given (`needs` names it in the error).
 pub fn rotation(
+    flag: &str,
     size: Option<ByteSize>,
     keep: Option<u32>,
     file_given: bool,
@@ -152,13 +156,15 @@ pub fn rotation(
 ) -> anyhow::Result<Option<Rotation>> {
     Ok(match (size, keep) {
         (None, None) => None,
-        (None, Some(_)) => bail!("--rotate-keep needs --rotate-size: the size at which to rotate"),
+        (None, Some(_)) => {
+            bail!("{flag}-keep needs {flag}-size: the size at which to rotate")
+        }
         (Some(ByteSize(size)), keep) => {
             if size == 0 {
-                bail!("--rotate-size 0: give the size a file may reach, e.g. 100MiB");
+                bail!("{flag}-size 0: give the size a file may reach, e.g. 100MiB");
             }
             if !file_given {
-                bail!("--rotate-size rotates a file: give {needs}");
+                bail!("{flag}-size rotates a file: give {needs}");
             }
             Some(Rotation {
                 size,
@@ -231,8 +237,13 @@ impl Settings {
         let pcapng = match &cli.command {
             Command::Trace(args) => {
                 let given = args.pcapng.is_some();
-                let rotation =
-                    rotation(args.rotate_size, args.rotate_keep, given, "--pcapng FILE")?;
+                let rotation = rotation(
+                    "--rotate",
+                    args.rotate_size,
+                    args.rotate_keep,
+                    given,
+                    "--pcapng FILE",
+                )?;
                 args.pcapng
                     .clone()
                     .map(|path| PcapngOutput { path, rotation })
@@ -336,18 +347,38 @@ impl Settings {
                  Kubernetes API, which --no-kubernetes turns off"
             );
         }
+        let dnstap = match &cli.command {
+            Command::Trace(args) => dnstap(&args.dnstap)?,
+            _ => None,
+        };
         Ok(Settings {
             probe: probe_config(capture)?,
             filter,
             duration: capture.duration.map(units::Duration::get),
             timeout,
             output,
+            dnstap,
             pcapng,
             kubernetes,
             detect,
             verbose,
         })
     }
+}
+
+/// `--dnstap` and its rotation (of a `file:` only).
+pub fn dnstap(args: &DnstapArgs) -> anyhow::Result<Option<DnstapOutput>> {
+    let rotation = rotation(
+        "--dnstap-rotate",
+        args.dnstap_rotate_size,
+        args.dnstap_rotate_keep,
+        matches!(args.dnstap, Some(DnstapAddress::File(_))),
+        "--dnstap file:PATH",
+    )?;
+    Ok(args
+        .dnstap
+        .clone()
+        .map(|address| DnstapOutput { address, rotation }))
 }
 
 pub fn kubernetes(args: &KubernetesArgs) -> Kubernetes {

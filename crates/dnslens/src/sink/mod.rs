@@ -9,6 +9,7 @@
 
 pub mod agent;
 mod count;
+pub mod dnstap;
 pub mod http;
 mod json;
 pub mod metrics;
@@ -108,10 +109,10 @@ impl Output {
     /// Whether the server side's messages become events: only where a line may show them.
     /// `count`, `top` and the metrics count the client side alone (a server's queries received
     /// are not its own lookups), so for them a server's messages only tell the detectors it is
-    /// one. `pcapng`: `trace --pcapng` writes every message the filter lets through.
-    pub fn server_side(&self, filter: &Filter, pcapng: bool) -> ServerSide {
+    /// one. `copied`: `--pcapng` or `--dnstap` writes every message the filter lets through.
+    pub fn server_side(&self, filter: &Filter, copied: bool) -> ServerSide {
         let servers = filter.roles.is_empty() || filter.roles.contains(&Role::Server);
-        let shown = pcapng && servers
+        let shown = copied && servers
             || match self {
                 Output::Trace { alerts_only, .. } => !alerts_only && servers,
                 Output::Count { .. } | Output::Top { .. } => false,
@@ -239,6 +240,8 @@ pub struct Status {
     pub detect: Option<DetectStats>,
     /// `None` without a cluster.
     pub cluster: Option<ClusterStatus>,
+    /// `None` without `--dnstap`.
+    pub dnstap: Option<dnstap::DnstapStats>,
 }
 
 impl Status {

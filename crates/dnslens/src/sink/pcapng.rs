@@ -151,7 +151,7 @@ pub fn comment(event: &DnsEvent) -> String {
             let _ = write!(text, "; pod uid {}", Printable(&pod.uid));
         }
         Identity::Host(_) => text.push_str("; host"),
-        Identity::Container(_) | Identity::Unknown(_) => {}
+        Identity::Container(_) | Identity::Unknown(_) | Identity::Client(_) => {}
     }
     if text.len() > COMMENT_MAX {
         let mut end = COMMENT_MAX - '…'.len_utf8();

@@ -142,6 +142,7 @@ impl TryFrom<AttributionJson> for Attribution {
             host: a.host,
             socket: a.socket,
             ids: KernelIds::default(),
+            client: None,
         })
     }
 }

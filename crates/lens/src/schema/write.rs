@@ -74,6 +74,15 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
     out.push(b'}');
 }
 
+/// Whom an event belongs to as one object, `{"socket":…,"process":…,…,"host":…}`, the fields
+/// as in an event line: dnstap's `extra`.
+pub fn write_attribution_object(out: &mut Vec<u8>, a: &Attribution) {
+    out.extend_from_slice(b"{\"socket\":");
+    write_int(out, a.socket);
+    write_attribution(out, a);
+    out.push(b'}');
+}
+
 /// One connect as a JSON object and a newline.
 pub fn write_connect_line(out: &mut Vec<u8>, c: &ConnectEvent) {
     write_connect(out, c);

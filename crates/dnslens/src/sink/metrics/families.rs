@@ -105,6 +105,8 @@ pub(super) struct Families {
     pub(super) ringbuf_size: Gauge,
     pub(super) output_wait: Counter<f64, AtomicU64>,
     pub(super) output_dropped: Counter,
+    pub(super) dnstap_sent: Counter,
+    pub(super) dnstap_dropped: Counter,
     pub(super) enrichment_misses: Family<One, Counter>,
     pub(super) folded: Family<One, Counter>,
     pub(super) build_info: Family<One, Gauge>,
@@ -130,6 +132,8 @@ impl Families {
             ringbuf_size: Gauge::default(),
             output_wait: Counter::default(),
             output_dropped: Counter::default(),
+            dnstap_sent: Counter::default(),
+            dnstap_dropped: Counter::default(),
             enrichment_misses: Family::default(),
             folded: Family::default(),
             build_info: Family::default(),
@@ -166,6 +170,8 @@ impl Families {
             "dnslens_output_dropped_lines_total",
             f.output_dropped,
         );
+        add(&mut r, "dnslens_dnstap_sent_total", f.dnstap_sent);
+        add(&mut r, "dnslens_dnstap_dropped_total", f.dnstap_dropped);
         add(
             &mut r,
             "dnslens_enrichment_misses_total",

@@ -90,7 +90,8 @@ fn placement_key(who: &Attribution, key: &mut String) -> usize {
             None => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
         },
         Identity::Container(_) => write!(key, "{NONE}{SEP}{NONE}"),
-        Identity::Unknown(_) => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
+        // Never in a capture, which is all the metrics count.
+        Identity::Unknown(_) | Identity::Client(_) => write!(key, "{UNKNOWN}{SEP}{UNKNOWN}"),
     };
     written.expect("writing to a String cannot fail");
     let workload_end = key.len();
@@ -387,6 +388,10 @@ impl MetricsSink {
         f.output_dropped
             .inner()
             .store(s.output.dropped_lines, Ordering::Relaxed);
+        if let Some(d) = s.dnstap {
+            f.dnstap_sent.inner().store(d.sent, Ordering::Relaxed);
+            f.dnstap_dropped.inner().store(d.dropped, Ordering::Relaxed);
+        }
         for row in s.counters() {
             let (family, label) = match row.kind {
                 CounterKind::Eviction => (&f.state_evictions, "table"),
@@ -472,6 +477,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use crate::sink::dnstap::DnstapStats;
     use crate::sink::OutputStats;
     use dnslens_detect::{Detector, Evidence, Severity};
     use dnslens_lens::container::Runtime;
@@ -600,6 +606,7 @@ mod tests {
             lens: Stats::default(),
             detect: None,
             cluster: None,
+            dnstap: None,
         }
     }
 
@@ -1104,6 +1111,11 @@ mod tests {
             waited: Duration::from_millis(1500),
             dropped_lines: 9,
         };
+        st.dnstap = Some(DnstapStats {
+            sent: 40,
+            dropped: 6,
+            reconnects: 1,
+        });
         st.lens.decode.errors.insert("truncated", 3);
         st.lens.decode.bad_records = 2;
         st.lens.correlate.evicted = 5;
@@ -1150,6 +1162,8 @@ mod tests {
             value(&s, "dnslens_output_dropped_lines_total", &[]),
             Some(9.0)
         );
+        assert_eq!(value(&s, "dnslens_dnstap_sent_total", &[]), Some(40.0));
+        assert_eq!(value(&s, "dnslens_dnstap_dropped_total", &[]), Some(6.0));
         assert_eq!(value(&s, "dnslens_events_captured_total", &[]), Some(100.0));
         let unknown_read_failed = [("reason", "read_failed"), ("namespace", UNKNOWN)];
         assert_eq!(

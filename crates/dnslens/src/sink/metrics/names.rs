@@ -124,6 +124,18 @@ pub const METRICS: &[Metric] = &[
         help: "JSON lines dropped because the output took none for a second or more",
     },
     Metric {
+        name: "dnslens_dnstap_sent_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "dnstap messages written to the --dnstap receiver or file",
+    },
+    Metric {
+        name: "dnslens_dnstap_dropped_total",
+        kind: Type::Counter,
+        labels: &[],
+        help: "dnstap messages dropped: the queue was full (receiver absent or slow) or the link broke",
+    },
+    Metric {
         name: "dnslens_enrichment_misses_total",
         kind: Type::Counter,
         labels: &["what"],

@@ -1,7 +1,9 @@
 //! The detector stage as the binary runs it: [`Detection`] builds the detectors from the
 //! checked settings and keeps the learning schedule (`--learn`: learn into the baseline, save
 //! it, then judge against it); [`replay`] is `dnslens detect --input`, the same stage over a
-//! saved trace.
+//! saved trace (JSON lines, or a dnstap file: [`dnstap`]).
+
+mod dnstap;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -188,14 +190,22 @@ struct InputCounts {
 /// `dnslens detect --input FILE`: the detectors over a saved trace, in file order.
 pub fn replay(replay: Replay) -> anyhow::Result<()> {
     let name = replay.input.display().to_string();
-    let input: Box<dyn BufRead> = if replay.input.as_os_str() == "-" {
+    let mut input: Box<dyn BufRead> = if replay.input.as_os_str() == "-" {
         Box::new(io::stdin().lock())
     } else {
         let file = File::open(&replay.input).with_context(|| {
-            format!("cannot open --input {name}: give a file `dnslens trace --json` wrote")
+            format!(
+                "cannot open --input {name}: give a file `dnslens trace --json` wrote, or a \
+                 dnstap file"
+            )
         })?;
         Box::new(BufReader::new(file))
     };
+    let tap = dnstap::is_dnstap(
+        input
+            .fill_buf()
+            .with_context(|| format!("reading {name}"))?,
+    );
     // The alerts, as `trace --alerts` shows them; the saved events name their pods.
     let output = Output::Trace {
         json: replay.json,
@@ -210,7 +220,25 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
     let sink = built.as_sink();
     let mut detection = Detection::replay(replay.detect);
     let mut counts = InputCounts::default();
-    let result = feed(input, &name, &mut detection, sink, &mut counts);
+    let mut tapped = dnstap::DnstapCounts::default();
+    let result = match tap {
+        true => {
+            let mut failed = None;
+            let fed = dnstap::feed(
+                input,
+                &name,
+                &mut detection,
+                &mut |a| {
+                    if failed.is_none() {
+                        failed = sink.alert(&a).err();
+                    }
+                },
+                &mut tapped,
+            );
+            fed.and(failed.map_or(Ok(()), Err).context("writing to stdout"))
+        }
+        false => feed(input, &name, &mut detection, sink, &mut counts),
+    };
     let finished = result.and_then(|()| {
         let mut failed = None;
         detection.finish(&mut |a| {
@@ -222,15 +250,25 @@ pub fn replay(replay: Replay) -> anyhow::Result<()> {
         sink.finish(clock::realtime_now_ns())
             .context("writing to stdout")
     });
-    say!(
-        "dnslens: input: {} lines, {} DNS events, {} connects, {} alert lines skipped, {} bad \
-         lines skipped",
-        counts.lines,
-        counts.events,
-        counts.connects,
-        counts.alerts_skipped,
-        counts.bad
-    );
+    match tap {
+        true => say!(
+            "dnslens: input: {} dnstap messages, {} client queries and responses, {} of other \
+             types skipped, {} bad messages skipped",
+            tapped.messages,
+            tapped.events,
+            tapped.other,
+            tapped.bad
+        ),
+        false => say!(
+            "dnslens: input: {} lines, {} DNS events, {} connects, {} alert lines skipped, {} \
+             bad lines skipped",
+            counts.lines,
+            counts.events,
+            counts.connects,
+            counts.alerts_skipped,
+            counts.bad
+        ),
+    }
     for line in detection
         .report()
         .iter()
@@ -332,13 +370,11 @@ mod tests {
         }
     }
 
-    /// A trace of one process failing to resolve `n` random-looking .com domains, one a
-    /// second, with each query and its NXDOMAIN response.
-    fn dga_trace(n: u64) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// `n` labels of 12 characters that the DGA detector finds random.
+    pub(super) fn random_labels(n: usize) -> Vec<String> {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut made = 0;
-        while made < n {
+        let mut labels = Vec::new();
+        while labels.len() < n {
             let label: String = (0..12)
                 .map(|_| {
                     seed ^= seed << 13;
@@ -347,14 +383,22 @@ mod tests {
                     b"abcdefghijklmnopqrstuvwxyz0123456789"[(seed % 36) as usize] as char
                 })
                 .collect();
-            if !looks_random(&label) {
-                continue;
+            if looks_random(&label) {
+                labels.push(label);
             }
-            let at = (made + 1) * SEC;
+        }
+        labels
+    }
+
+    /// A trace of one process failing to resolve `n` random-looking .com domains, one a
+    /// second, with each query and its NXDOMAIN response.
+    fn dga_trace(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (made, label) in random_labels(n).iter().enumerate() {
+            let at = (made as u64 + 1) * SEC;
             let q = sample::query(made as u16, &format!("{label}.com"), 1, at);
             schema::write_event_line(&mut out, &q);
             schema::write_event_line(&mut out, &sample::response(&q, 3, &[], at + 1_000));
-            made += 1;
         }
         out
     }
