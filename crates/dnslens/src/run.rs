@@ -113,7 +113,7 @@ pub fn capture(
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
-    let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
+    let mut lookups = settings.output.lookups().then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
         Lookups::new(
@@ -141,6 +141,7 @@ pub fn capture(
         max_events,
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
+        lookups_only: matches!(settings.output, Output::Trace { lookups: true, .. }),
         alerts_only,
         cluster: &cluster,
         output,
@@ -283,8 +284,10 @@ struct Run<'a> {
     shown: u64,
     max_events: Option<u64>,
     detection: Option<&'a mut Detection>,
-    /// `--lookups`: events go to the lookup stage, whose lookups are printed.
+    /// Events go to the lookup stage, whose lookups go to the sink.
     lookups: Option<&'a mut Lookups>,
+    /// `trace --lookups`: events go to the lookup stage only.
+    lookups_only: bool,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -392,6 +395,7 @@ impl Run<'_> {
                 max_events,
                 detection,
                 lookups,
+                lookups_only,
                 alerts_only,
                 cluster,
                 output,
@@ -406,9 +410,11 @@ impl Run<'_> {
                             pcapng_failed = p.message(event, wire).err();
                         }
                     }
-                    match lookups.as_deref_mut() {
-                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup, filter)),
-                        None => printed.event(event, filter),
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.event(event, &mut |lookup| printed.lookup(lookup, filter));
+                    }
+                    if !*lookups_only {
+                        printed.event(event, filter);
                     }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));
@@ -469,6 +475,7 @@ impl Run<'_> {
                         ring: probe.ring_use(),
                         lost,
                         lens: pipeline.stats(),
+                        lookups: lookups.as_deref().map(Lookups::stats),
                         detect: detection.as_deref().map(Detection::stats),
                         cluster: cluster.status(),
                     };
