@@ -119,7 +119,7 @@ pub fn capture(
         .as_ref()
         .map(|d| DnstapSink::start(d, &cluster.identity()));
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
-    let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
+    let mut lookups = settings.output.lookups().then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
         Lookups::new(
@@ -148,6 +148,7 @@ pub fn capture(
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
         dnstap: dnstap.as_mut(),
+        lookups_only: matches!(settings.output, Output::Trace { lookups: true, .. }),
         alerts_only,
         cluster: &cluster,
         output,
@@ -299,10 +300,12 @@ struct Run<'a> {
     shown: u64,
     max_events: Option<u64>,
     detection: Option<&'a mut Detection>,
-    /// `--lookups`: events go to the lookup stage, whose lookups are printed.
+    /// Events go to the lookup stage, whose lookups go to the sink.
     lookups: Option<&'a mut Lookups>,
     /// `--dnstap`: every event, those the filter passes sent.
     dnstap: Option<&'a mut DnstapSink>,
+    /// `trace --lookups`: events go to the lookup stage only.
+    lookups_only: bool,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -411,6 +414,7 @@ impl Run<'_> {
                 detection,
                 lookups,
                 dnstap,
+                lookups_only,
                 alerts_only,
                 cluster,
                 output,
@@ -429,9 +433,11 @@ impl Run<'_> {
                             pcapng_failed = p.message(event, wire).err();
                         }
                     }
-                    match lookups.as_deref_mut() {
-                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup, filter)),
-                        None => printed.event(event, filter),
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.event(event, &mut |lookup| printed.lookup(lookup, filter));
+                    }
+                    if !*lookups_only {
+                        printed.event(event, filter);
                     }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));
@@ -492,6 +498,7 @@ impl Run<'_> {
                         ring: probe.ring_use(),
                         lost,
                         lens: pipeline.stats(),
+                        lookups: lookups.as_deref().map(Lookups::stats),
                         detect: detection.as_deref().map(Detection::stats),
                         cluster: cluster.status(),
                         dnstap: dnstap.as_deref().map(DnstapSink::stats),

@@ -1,4 +1,4 @@
-//! The agent's sink: every event and alert into the Prometheus metrics ([`super::metrics`]),
+//! The agent's sink: every event, lookup and alert into the Prometheus metrics ([`super::metrics`]),
 //! alerts and a sample of the ordinary events into the JSON lines, on stdout or a size-rotated
 //! file ([`super::rotate`]); and the run's health, which the HTTP server ([`super::http`])
 //! serves with the metrics.
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use dnslens_detect::Alert;
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::DnsEvent;
 use prometheus_client::registry::Registry;
 
@@ -146,6 +147,11 @@ impl<W: Write + Send + 'static> Sink for AgentSink<W> {
         } else {
             Ok(false)
         }
+    }
+
+    /// Lookups are counted, not written: the JSON lines stay messages.
+    fn lookup(&mut self, lookup: &Lookup) -> io::Result<bool> {
+        self.metrics.lookup(lookup)
     }
 
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {

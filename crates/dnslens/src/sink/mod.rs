@@ -27,7 +27,7 @@ use dnslens_detect::{Alert, DetectStats};
 use dnslens_lens::count::{self as counting, CountBy, CountedAt, Counter};
 use dnslens_lens::counters::Counter as HealthCounter;
 use dnslens_lens::filter::Filter;
-use dnslens_lens::lookup::Lookup;
+use dnslens_lens::lookup::{Lookup, LookupStats};
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::served::ServerSide;
 use dnslens_lens::{DnsEvent, Role, Stats};
@@ -106,10 +106,18 @@ pub enum Output {
 }
 
 impl Output {
+    /// Whether the run feeds the lookup stage: `trace --lookups` shows lookups, the agent
+    /// counts them.
+    pub fn lookups(&self) -> bool {
+        matches!(self, Output::Trace { lookups: true, .. } | Output::Agent(_))
+    }
+
     /// Whether the server side's messages become events: only where a line may show them.
     /// `count`, `top` and the metrics count the client side alone (a server's queries received
     /// are not its own lookups), so for them a server's messages only tell the detectors it is
     /// one. `copied`: `--pcapng` or `--dnstap` writes every message the filter lets through.
+    /// The agent with `--sample 0` keeps it in the kernel too, so its lookups have no `via`
+    /// (the forwarder cache metric: docs/metrics.md, "Lookups").
     pub fn server_side(&self, filter: &Filter, copied: bool) -> ServerSide {
         let servers = filter.roles.is_empty() || filter.roles.contains(&Role::Server);
         let shown = copied && servers
@@ -236,6 +244,8 @@ pub struct Status {
     /// The sink's [`AnySink::output`].
     pub output: OutputStats,
     pub lens: Stats,
+    /// `None` without the lookup stage.
+    pub lookups: Option<LookupStats>,
     /// `None` without detectors.
     pub detect: Option<DetectStats>,
     /// `None` without a cluster.
@@ -249,6 +259,9 @@ impl Status {
     pub fn counters(&self) -> Vec<HealthCounter> {
         let mut rows = Vec::new();
         self.lens.counters(&mut rows);
+        if let Some(l) = &self.lookups {
+            l.counters(&mut rows);
+        }
         if let Some(d) = &self.detect {
             d.counters(&mut rows);
         }
@@ -348,5 +361,6 @@ mod tests {
         ] {
             assert_eq!(output.server_side(filter, pcapng), want, "{output:?}");
         }
+        assert!(agent(0.0).lookups() && !trace(false).lookups());
     }
 }

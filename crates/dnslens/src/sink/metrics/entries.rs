@@ -1,5 +1,5 @@
 //! What the metrics sink counts per label set: a placement's series (queries, responses,
-//! unanswered, lost) and a workload's (latency, top domains, alerts), with the handles to take
+//! unanswered, lost) and a workload's (latency, top domains, alerts, lookups), with the handles to take
 //! them out of the exposition when they go idle.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use super::families::{
     AlertLabels, DomainLabels, Families, LossLabels, PlacementLabels, QueryLabels, ResponseLabels,
     SeriesBudget, WorkloadLabels,
 };
+use super::lookups::LookupSeries;
 use super::{Limits, OTHER};
 
 /// What is counted for one label set of placement, with the handles of its series.
@@ -167,6 +168,7 @@ pub(super) struct Workload {
     /// Queries were counted since `exported` was last chosen.
     pub(super) dirty: bool,
     pub(super) alerts: Vec<AlertLabels>,
+    pub(super) lookups: LookupSeries,
     pub(super) last_seen: Instant,
 }
 
@@ -181,6 +183,7 @@ impl Workload {
             other: None,
             dirty: false,
             alerts: Vec::new(),
+            lookups: LookupSeries::default(),
             last_seen: Instant::now(),
         }
     }
@@ -327,5 +330,6 @@ impl Workload {
         for labels in &self.alerts {
             f.alerts.remove(labels);
         }
+        self.lookups.remove(&self.labels(), f);
     }
 }

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
+use super::lookups::{self, CacheLabels, OutcomeLabels};
 use super::names::{self, Type};
 use super::process::ProcessCollector;
 
@@ -94,6 +95,11 @@ pub(super) struct Families {
     pub(super) unanswered: Family<PlacementLabels, Counter>,
     pub(super) alerts: Family<AlertLabels, Counter>,
     pub(super) top_domains: Family<DomainLabels, Counter>,
+    pub(super) lookup_latency: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
+    pub(super) lookup_queries: Family<WorkloadLabels, Histogram, fn() -> Histogram>,
+    pub(super) lookup_timeout_waits: Family<WorkloadLabels, Counter>,
+    pub(super) lookups: Family<OutcomeLabels, Counter>,
+    pub(super) lookup_cache: Family<CacheLabels, Counter>,
     pub(super) events_captured: Counter,
     pub(super) events_lost: Family<LossLabels, Counter>,
     pub(super) events_partial: Family<One, Counter>,
@@ -121,6 +127,11 @@ impl Families {
             unanswered: Family::default(),
             alerts: Family::default(),
             top_domains: Family::default(),
+            lookup_latency: Family::new_with_constructor(lookups::latency_histogram),
+            lookup_queries: Family::new_with_constructor(lookups::queries_histogram),
+            lookup_timeout_waits: Family::default(),
+            lookups: Family::default(),
+            lookup_cache: Family::default(),
             events_captured: Counter::default(),
             events_lost: Family::default(),
             events_partial: Family::default(),
@@ -151,6 +162,19 @@ impl Families {
         add(&mut r, "dnslens_unanswered_total", f.unanswered);
         add(&mut r, "dnslens_alerts_total", f.alerts);
         add(&mut r, "dnslens_top_domains_queries_total", f.top_domains);
+        add(&mut r, "dnslens_lookups_total", f.lookups);
+        add(&mut r, "dnslens_lookup_latency_seconds", f.lookup_latency);
+        add(&mut r, "dnslens_lookup_queries", f.lookup_queries);
+        add(
+            &mut r,
+            "dnslens_lookup_timeout_waits_total",
+            f.lookup_timeout_waits,
+        );
+        add(
+            &mut r,
+            "dnslens_lookup_forwarder_cache_total",
+            f.lookup_cache,
+        );
         add(&mut r, "dnslens_events_captured_total", f.events_captured);
         add(&mut r, "dnslens_events_lost_total", f.events_lost);
         add(&mut r, "dnslens_events_partial_total", f.events_partial);

@@ -1,6 +1,6 @@
 //! The agent's Prometheus metrics: [`MetricsSink`] is a sink like the table and JSON ones. It
-//! counts what processes resolved (queries, responses, latency, unanswered, top domains) and the
-//! alerts, and once a second takes dnslens's own counters from the run's [`Status`]. The
+//! counts what processes resolved (queries, responses, latency, unanswered, top domains, lookups)
+//! and the alerts, and once a second takes dnslens's own counters from the run's [`Status`]. The
 //! registry it fills is what the HTTP server encodes (names and labels: [`names`]).
 //!
 //! Cardinality is bounded by design (docs/metrics.md): label sets per (namespace, workload, pod,
@@ -13,6 +13,7 @@
 mod entries;
 mod families;
 mod limits;
+mod lookups;
 pub mod names;
 mod process;
 
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use dnslens_detect::Alert;
 use dnslens_lens::counters::CounterKind;
 use dnslens_lens::identity::Identity;
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::model::Attribution;
 use dnslens_lens::model::{Container, Kind, Role};
 use dnslens_lens::text::Printable;
@@ -329,8 +331,10 @@ impl MetricsSink {
             .inc_by(lost.events);
     }
 
-    fn count_alert(&mut self, a: &Alert) {
-        let end = placement_key(&a.who, &mut self.key);
+    /// The workload of `who`, seen now: its entry, or the folded one when the table is full;
+    /// and the families to count into.
+    fn seen_workload(&mut self, who: &Attribution) -> (&mut Workload, &Families) {
+        let end = placement_key(who, &mut self.key);
         let workload = match self.workload_slot(end) {
             Some(key) => self.workloads.get_mut(&key).expect("just made"),
             None => {
@@ -339,7 +343,19 @@ impl MetricsSink {
             }
         };
         workload.last_seen = self.now;
-        workload.alert(a, &self.families);
+        (workload, &self.families)
+    }
+
+    fn count_alert(&mut self, a: &Alert) {
+        let (workload, f) = self.seen_workload(&a.who);
+        workload.alert(a, f);
+    }
+
+    /// A lookup, counted for its workload (the process of its first query).
+    fn count_lookup(&mut self, l: &Lookup) {
+        let (workload, f) = self.seen_workload(&l.who);
+        let labels = workload.labels();
+        workload.lookups.count(l, &labels, f);
     }
 
     /// dnslens's own counters, as the run loop gathered them.
@@ -450,6 +466,11 @@ impl Sink for MetricsSink {
         Ok(false)
     }
 
+    fn lookup(&mut self, lookup: &Lookup) -> io::Result<bool> {
+        self.count_lookup(lookup);
+        Ok(false)
+    }
+
     fn alert(&mut self, alert: &Alert) -> io::Result<()> {
         self.count_alert(alert);
         Ok(())
@@ -481,6 +502,7 @@ mod tests {
     use crate::sink::OutputStats;
     use dnslens_detect::{Detector, Evidence, Severity};
     use dnslens_lens::container::Runtime;
+    use dnslens_lens::lookup::Outcome;
     use dnslens_lens::model::sample;
     use dnslens_lens::model::Pod;
     use dnslens_lens::pods::{PodInfo, Workload as PodWorkload};
@@ -596,7 +618,7 @@ mod tests {
         r
     }
 
-    fn status(now: Instant) -> Status {
+    pub(super) fn status(now: Instant) -> Status {
         Status {
             now,
             kernel: None,
@@ -604,6 +626,7 @@ mod tests {
             lost: Vec::new(),
             output: OutputStats::default(),
             lens: Stats::default(),
+            lookups: None,
             detect: None,
             cluster: None,
             dnstap: None,
@@ -1280,6 +1303,9 @@ mod tests {
             who: q.who.clone(),
         })
         .unwrap();
+        let hit = Some(dnslens_lens::lookup::via::Cache::Hit);
+        let l = lookups::tests::lookup(&q.who, Outcome::Answered, 10, 2, 1, hit);
+        sink.lookup(&l).unwrap();
         let mut st = status(Instant::now());
         st.kernel = Some(KernelCounters::default());
         sink.status(&st);

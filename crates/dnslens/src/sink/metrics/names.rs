@@ -58,6 +58,36 @@ pub const METRICS: &[Metric] = &[
         help: "Queries per domain among the workload's most queried; domain=\"other\" for the rest",
     },
     Metric {
+        name: "dnslens_lookups_total",
+        kind: Type::Counter,
+        labels: &["namespace", "workload", "outcome"],
+        help: "Lookups (a process's queries for one name, search list, retries and both types together), by how they ended",
+    },
+    Metric {
+        name: "dnslens_lookup_latency_seconds",
+        kind: Type::Histogram,
+        labels: &["namespace", "workload"],
+        help: "Time from a lookup's first query to the response that ended it, retries and search list included",
+    },
+    Metric {
+        name: "dnslens_lookup_queries",
+        kind: Type::Histogram,
+        labels: &["namespace", "workload"],
+        help: "Queries sent for one lookup",
+    },
+    Metric {
+        name: "dnslens_lookup_timeout_waits_total",
+        kind: Type::Counter,
+        labels: &["namespace", "workload"],
+        help: "Lookups that waited on a query's timeout (a retry or the next nameserver), whatever their outcome",
+    },
+    Metric {
+        name: "dnslens_lookup_forwarder_cache_total",
+        kind: Type::Counter,
+        labels: &["namespace", "workload", "cache"],
+        help: "Lookups answered by a forwarder on this node: cache=\"hit\" without an upstream query, \"miss\" with one",
+    },
+    Metric {
         name: "dnslens_events_captured_total",
         kind: Type::Counter,
         labels: &[],

@@ -1,6 +1,8 @@
 //! The rows of `trace --lookups`: one per lookup, with what the application asked for, how it
-//! ended, how long it took and how many queries it cost; the rest is in the JSON lines.
+//! ended, how long it took, how many queries it cost and the forwarder on this node that answered
+//! it (`dnsmasq:hit`); the rest is in the JSON lines.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use dnslens_lens::lookup::{Lookup, Outcome};
@@ -11,8 +13,8 @@ use super::{
     Latency, TableSink, GREEN, RED, YELLOW,
 };
 
-/// TIME PID PROCESS (CGROUP or POD) QTYPES NAME OUTCOME LATENCY QUERIES TIMEOUTS ANSWERED.
-pub(super) fn columns(pods: bool) -> [Column; 11] {
+/// TIME PID PROCESS (CGROUP or POD) QTYPES NAME OUTCOME LATENCY QUERIES TIMEOUTS ANSWERED VIA.
+pub(super) fn columns(pods: bool) -> [Column; 12] {
     let owner = if pods { Cell::Pod } else { Cell::Cgroup };
     [
         Cell::Time.column(),
@@ -28,6 +30,8 @@ pub(super) fn columns(pods: bool) -> [Column; 11] {
         column("QUERIES", 7, Align::Right),
         column("TIMEOUTS", 8, Align::Right),
         column("ANSWERED", super::QNAME_PIPED, Align::Left),
+        // The forwarder's process name (15 bytes at most) and its cache: `systemd-resolve:miss`.
+        column("VIA", 20, Align::Left),
     ]
 }
 
@@ -44,7 +48,7 @@ impl<W: Write> TableSink<W> {
             line, cell, style, ..
         } = self;
         let colour = |c: &'static str| style.color.then_some(c);
-        let [time, pid, process, owner, qtypes, name, outcome, latency, queries, timeouts, answered] =
+        let [time, pid, process, owner, qtypes, name, outcome, latency, queries, timeouts, answered, via] =
             columns(style.pods);
         line.clear();
         push_time(line, cell, &time, l.time_ns, style);
@@ -79,6 +83,13 @@ impl<W: Write> TableSink<W> {
             l.answer_name.as_deref().unwrap_or("-"),
             None,
         );
+        cell.clear();
+        if let Some(v) = &l.via {
+            let cache: &str = v.cache.into();
+            write!(cell, "{}:{cache}", v.name).expect("writing to a String cannot fail");
+        }
+        let shown = if cell.is_empty() { "-" } else { cell.as_str() };
+        push_cell(line, &via, shown, None);
         let end = line.trim_end().len();
         line.truncate(end);
         writeln!(self.out, "{}", self.line)
@@ -90,8 +101,9 @@ mod tests {
     use super::super::tests::style;
     use super::*;
     use crate::sink::Sink as _;
+    use dnslens_lens::lookup::via::{Cache, Via};
     use dnslens_lens::lookup::{LookupConfig, Lookups};
-    use dnslens_lens::model::sample;
+    use dnslens_lens::model::{sample, TaskName};
 
     #[test]
     fn a_lookup_is_one_row_under_its_own_header() {
@@ -119,8 +131,41 @@ mod tests {
                 "2.00ms",
                 "1",
                 "0",
-                "www.example.com"
+                "www.example.com",
+                "-"
             ]
+        );
+    }
+
+    #[test]
+    fn a_lookup_through_a_forwarder_names_it_and_its_cache() {
+        let q = sample::query(1, "www.example.com", 1, 0);
+        let lookup = Lookup {
+            time_ns: q.time_ns,
+            name: "www.example.com".to_string(),
+            answer_name: None,
+            qtypes: vec![q.qtype],
+            outcome: Outcome::Answered,
+            latency_us: 80,
+            queries: 1,
+            timeouts: 0,
+            attempts: Vec::new(),
+            via: Some(Via {
+                pid: 9,
+                name: TaskName::from("dnsmasq"),
+                upstream: None,
+                upstream_latency_us: None,
+                cache: Cache::Hit,
+            }),
+            who: q.who,
+        };
+        let mut sink = TableSink::new(Vec::new(), style()).with_lookups();
+        sink.lookup(&lookup).unwrap();
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        assert!(text.lines().next().unwrap().ends_with(" VIA"), "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().ends_with(" dnsmasq:hit"),
+            "{text}"
         );
     }
 }
