@@ -3,6 +3,8 @@
 //! Debian's own dnstap tools: every query dnsmasq logged appears once as a client-side query
 //! message with its response, parsed by `dnstap -u SOCKET -y`; the pod's uid is in `extra`
 //! (which that tool does not print: a second dnslens writes `--dnstap file:`, read back here).
+//! The same through `fstrm_capture` into a file read back by `dnstap -r`; and a receiver killed
+//! and restarted mid-run: dnslens reconnects, counts what it dropped, and sends the rest.
 //!
 //! The tests named `root_*` need root (they skip without it, and fail in CI). Everything they
 //! start is stopped by its pid, and everything they create is removed, also on failure.
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use node::cgroup::{Driver, Hierarchies, PodCgroup};
 use node::check::client_side;
-use node::dnsmasq::{HOST, NX};
+use node::dnsmasq::{DOMAIN, HOST, NX};
 use node::net::{Node, Run};
 use node::resolvers::tool;
 use node::trace::Trace;
@@ -44,7 +46,11 @@ fn receiver(socket: &Path, out: &Path) -> ChildGuard {
 
 /// The complete YAML documents received so far, as JSON values.
 fn lines(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_default();
+    documents(&fs::read_to_string(path).unwrap_or_default())
+}
+
+/// `dnstap -y` output as JSON values.
+fn documents(text: &str) -> Vec<Value> {
     text.split("\n---\n")
         .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc.trim_start_matches("---\n")).ok())
         .filter(Value::is_object)
@@ -114,6 +120,46 @@ fn extras(path: &Path) -> Vec<(String, Value)> {
     out
 }
 
+/// The end report's dnstap counts: (sent, dropped, reconnects).
+fn report(stderr: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .filter(|l| l.ends_with(" reconnects"))
+        .find_map(|l| l.strip_prefix("dnslens: dnstap: "))
+        .unwrap_or_else(|| panic!("no dnstap report:\n{stderr}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match numbers[..] {
+        [sent, dropped, reconnects] => (sent, dropped, reconnects),
+        _ => panic!("unexpected dnstap report: {line}"),
+    }
+}
+
+/// The messages dnslens made: one per query or response it showed.
+fn messages(events: &[Value]) -> usize {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "query" || e["kind"] == "response")
+        .count()
+}
+
+/// dig, dig (NXDOMAIN), glibc and kdig +tcp from `pod`.
+fn queries(node: &Node, pod: &PodCgroup) -> Vec<Run> {
+    let srv = format!("@{}", node.server.v4);
+    let runs = vec![
+        node.run("dig", 0, Some(pod), &tool("dig"), &["+tries=1", HOST, "A"]),
+        node.run("dig-nx", 0, Some(pod), &tool("dig"), &["+tries=1", NX, "A"]),
+        node.run("getent", 0, Some(pod), &tool("getent"), &["ahostsv4", HOST]),
+        node.run("kdig", 0, Some(pod), &tool("kdig"), &[&srv, "+tcp", HOST]),
+    ];
+    for run in &runs {
+        run.expect_queries();
+    }
+    runs
+}
+
 #[test]
 fn root_dnstap_to_a_unix_socket_carries_every_client_message_with_its_pod() {
     if !have_root() || !have_tool("dnstap") {
@@ -131,28 +177,7 @@ fn root_dnstap_to_a_unix_socket_carries_every_client_message_with_its_pod() {
     let file = dir.path().join("tap.fstrm");
     let to_file = Trace::start(&["--dnstap", &format!("file:{}", file.display())]);
 
-    let srv = format!("@{}", node.server.v4);
-    let runs = vec![
-        node.run("dig", 0, Some(&pod), &tool("dig"), &["+tries=1", HOST, "A"]),
-        node.run(
-            "dig-nx",
-            0,
-            Some(&pod),
-            &tool("dig"),
-            &["+tries=1", NX, "A"],
-        ),
-        node.run(
-            "getent",
-            0,
-            Some(&pod),
-            &tool("getent"),
-            &["ahostsv4", HOST],
-        ),
-        node.run("kdig", 0, Some(&pod), &tool("kdig"), &[&srv, "+tcp", HOST]),
-    ];
-    for run in &runs {
-        run.expect_queries();
-    }
+    let runs = queries(&node, &pod);
     wait_until(Duration::from_secs(5), || {
         client_side(&node, &runs, &trace.events()).is_empty()
             && problems(&lines(&received), &runs).is_empty()
@@ -192,4 +217,136 @@ fn root_dnstap_to_a_unix_socket_carries_every_client_message_with_its_pod() {
     );
     dnstap.signal(libc::SIGTERM);
     dnstap.wait_timeout(Duration::from_secs(5));
+}
+
+#[test]
+fn root_dnstap_through_fstrm_capture_to_a_file_read_back_by_dnstap() {
+    if !have_root() || !have_tool("dnstap") || !have_tool("fstrm_capture") {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let (tag, _) = unique_tag();
+    let dir = TempDir::new(&format!("{tag}-fstrm"));
+    let (socket, file) = (dir.path().join("tap.sock"), dir.path().join("tap.fstrm"));
+    let capture = Command::new("fstrm_capture")
+        .args(["-t", "protobuf:dnstap.Dnstap", "-u"])
+        .arg(&socket)
+        .arg("-w")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.path().join("capture.err")).expect("capture stderr"))
+        .spawn()
+        .expect("spawn fstrm_capture");
+    let mut capture = ChildGuard::new(capture);
+    assert!(
+        wait_until(Duration::from_secs(10), || socket.exists()),
+        "fstrm_capture made no socket"
+    );
+    let trace = Trace::start(&["--dnstap", &format!("unix:{}", socket.display())]);
+    let runs = queries(&node, &pod);
+    wait_until(Duration::from_secs(5), || {
+        client_side(&node, &runs, &trace.events()).is_empty()
+    });
+    // dnslens ends its stream (STOP, FINISH) before fstrm_capture is stopped, which closes
+    // the file on SIGINT.
+    let stopped = trace.stop();
+    capture.signal(libc::SIGINT);
+    let status = capture.wait_timeout(Duration::from_secs(5));
+    let capture_err = fs::read_to_string(dir.path().join("capture.err")).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "fstrm_capture: {status:?}\n{capture_err}"
+    );
+    let read = Command::new("dnstap")
+        .arg("-r")
+        .arg(&file)
+        .arg("-y")
+        .output()
+        .expect("run dnstap -r");
+    assert!(
+        read.status.success(),
+        "dnstap -r: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let taps = documents(&String::from_utf8_lossy(&read.stdout));
+    let found = problems(&taps, &runs);
+    let (sent, dropped, _) = report(&stopped.stderr);
+    assert!(
+        found.is_empty() && dropped == 0 && sent == taps.len() as u64,
+        "{found:#?}\n{} messages read back\ndnslens stderr:\n{}\nfstrm_capture:\n{capture_err}",
+        taps.len(),
+        stopped.stderr
+    );
+    assert_eq!(sent as usize, messages(&stopped.events));
+}
+
+#[test]
+fn root_dnstap_receiver_killed_and_restarted_gets_the_rest_and_drops_are_counted() {
+    if !have_root() || !have_tool("dnstap") {
+        return;
+    }
+    let node = Node::start(1);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let (tag, _) = unique_tag();
+    let dir = TempDir::new(&format!("{tag}-restart"));
+    let socket = dir.path().join("tap.sock");
+    let outs = [
+        dir.path().join("first.yaml"),
+        dir.path().join("second.yaml"),
+    ];
+    let mut receiving = receiver(&socket, &outs[0]);
+    let trace = Trace::start(&["--dnstap", &format!("unix:{}", socket.display())]);
+    // One query every 150 ms from the pod throughout; the receiver is killed after the 8th
+    // (once it has everything dnslens made so far) and back before the 14th.
+    let (kill_at, back_at, total) = (8, 14, 22);
+    let mut runs = Vec::new();
+    for i in 0..total {
+        if i == kill_at {
+            let caught_up = wait_until(Duration::from_secs(5), || {
+                lines(&outs[0]).len() == messages(&trace.events())
+            });
+            assert!(caught_up, "the first receiver never had every message");
+            receiving.signal(libc::SIGKILL);
+            receiving.wait_timeout(Duration::from_secs(5));
+        }
+        if i == back_at {
+            receiving = receiver(&socket, &outs[1]);
+        }
+        let name = format!("q{i}.{DOMAIN}");
+        let run = node.run(
+            &format!("dig-{i}"),
+            0,
+            Some(&pod),
+            &tool("dig"),
+            &["+tries=1", &name],
+        );
+        run.expect_queries();
+        runs.push(run);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // The backoff is 5 s at most.
+    let after = &runs[back_at..];
+    wait_until(Duration::from_secs(7), || {
+        problems(&lines(&outs[1]), after).is_empty()
+    });
+    let stopped = trace.stop();
+    receiving.signal(libc::SIGTERM);
+    receiving.wait_timeout(Duration::from_secs(5));
+    let (first, second) = (lines(&outs[0]), lines(&outs[1]));
+    let found = problems(&second, after);
+    let (sent, dropped, reconnects) = report(&stopped.stderr);
+    let made = messages(&stopped.events) as u64;
+    assert!(
+        found.is_empty()
+            && reconnects >= 1
+            && dropped >= 1
+            && sent + dropped == made
+            && (first.len() + second.len()) as u64 == sent,
+        "{found:#?}\nmade {made}, received {} + {}\ndnslens stderr:\n{}",
+        first.len(),
+        second.len(),
+        stopped.stderr
+    );
 }

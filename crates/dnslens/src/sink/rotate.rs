@@ -82,6 +82,17 @@ impl Numbered {
     pub fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
+
+    /// Cuts the file to its first `len` bytes (a torn tail after a failed write).
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len).map_err(|e| named(&self.path, e))?;
+        self.size = len;
+        Ok(())
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
 }
 
 pub struct LogFile {

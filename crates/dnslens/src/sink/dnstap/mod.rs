@@ -142,12 +142,14 @@ fn write_out(output: &DnstapOutput, frames: &Receiver<Vec<u8>>, shared: &Shared)
     let mut link: Option<Link> = None;
     let mut backoff = BACKOFF.0;
     let mut lost_once = false;
+    let mut opened_once = false;
     // Frames written since the last flush: sent once flushed, dropped if the flush fails.
     let mut unflushed = 0u64;
     loop {
         let Some(open) = link.as_mut() else {
-            match Link::open(&output.address, output.rotation) {
+            match Link::open(&output.address, output.rotation, opened_once) {
                 Ok(l) => {
+                    opened_once = true;
                     if lost_once {
                         shared.reconnects.fetch_add(1, Ordering::Relaxed);
                         say!("dnslens: dnstap: connected again to {address}");
