@@ -29,6 +29,8 @@ pub struct DecodeStats {
     pub exec_records: u64,
     /// Connect records (outgoing TCP connections), passed on to enrichment.
     pub connect_records: u64,
+    /// Libc resolver-call records: only uprobes a caller attached make them.
+    pub libc_records: u64,
     /// Messages decoded.
     pub messages: u64,
     /// Messages that failed to decode, by `DecodeError::kind()`.
@@ -131,6 +133,7 @@ impl Decoder {
                 self.stats.exec_records += 1;
                 out(Output::Exec(exec));
             }
+            Ok(Record::Libc(_)) => self.stats.libc_records += 1,
             Err(_) => self.stats.bad_records += 1,
         }
     }
