@@ -33,6 +33,7 @@ checks=(
   "tmux tmux"             # drives `dnslens top` as a terminal would (tests/top.rs)
   "promtool prometheus"   # PromQL of deploy/grafana and deploy/prometheus (tests/deploy.rs)
   "prometheus prometheus" # the server that scrapes the agent in tests/agent.rs
+  "tshark tshark"         # reads `trace --pcapng` files back (tests/pcapng.rs)
 )
 # Not packaged under this name everywhere (Ubuntu ships bpftool in linux-tools): missing is a
 # warning, not a failure.
@@ -65,7 +66,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
+# Given to apt-get by name: sudo does not pass the environment on.
+noninteractive=(env DEBIAN_FRONTEND=noninteractive)
+# tshark's package asks whether non-root users may capture: no, and no question.
+echo "wireshark-common wireshark-common/install-setuid boolean false" |
+  "${sudo[@]}" debconf-set-selections
 "${sudo[@]}" apt-get update -q
 required=()
 for pkg in "${missing[@]}"; do
@@ -76,7 +81,7 @@ for pkg in "${missing[@]}"; do
   required+=("$pkg")
 done
 if [ "${#required[@]}" -gt 0 ]; then
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${required[@]}"
+  "${sudo[@]}" "${noninteractive[@]}" apt-get install -y -q --no-install-recommends "${required[@]}"
 fi
 
 for entry in "${checks[@]}"; do

@@ -55,11 +55,13 @@ fn output(capture: &[u8]) -> Vec<u8> {
     };
     for record in records(capture) {
         pipeline.record(record, &mut |observed| match observed {
-            Observed::Dns(event) => {
+            Observed::Dns(event, _) => {
                 last_mono = last_mono.max(event.mono_ns);
                 schema::write_event_line(&mut out, event);
                 detectors.event(event, &mut |a| alerts.push(a));
             }
+            // Resends are the lookup stage's: no message of their own.
+            Observed::Resend(_) => {}
             Observed::Connect(connect) => {
                 last_mono = last_mono.max(connect.mono_ns);
                 schema::write_connect_line(&mut out, connect);

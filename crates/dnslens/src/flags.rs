@@ -85,9 +85,43 @@ pub struct TraceArgs {
     pub connects: bool,
 
     /// One line per lookup instead of one per message: the name the application asked for,
-    /// through its search list, retries and nameservers, how it ended and what it cost.
+    /// through its search list, retries and nameservers, how it ended and what it cost. The
+    /// filters judge a lookup by its process (--pid, --comm, --pod, ...), its names (--domain:
+    /// any name it tried; --exclude-domain: the name asked or answered; --qtype: any type
+    /// asked) and its outcome (--rcode NOERROR: answered or nodata, TIMEOUT: timeout;
+    /// --min-latency).
     #[arg(long, conflicts_with_all = ["alerts", "connects", "columns"])]
     pub lookups: bool,
+
+    /// Also write every DNS message captured (both sides, as the filters let through) to FILE
+    /// as pcapng for Wireshark or tshark: a packet per message with IP and UDP or TCP headers,
+    /// its kernel time in ns, and a comment naming the process, container and pod; an interface
+    /// per network namespace. FILE is emptied first, as tcpdump -w does.
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "FILE",
+        help_heading = "Packet capture"
+    )]
+    pub pcapng: Option<PathBuf>,
+
+    /// Rotate the --pcapng file when a packet would take it past this size, e.g. 100MiB.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        requires = "pcapng",
+        help_heading = "Packet capture"
+    )]
+    pub rotate_size: Option<ByteSize>,
+
+    /// Rotated files kept: FILE.1 (the newest) to FILE.N [default: 5].
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "pcapng",
+        help_heading = "Packet capture"
+    )]
+    pub rotate_keep: Option<u32>,
 
     #[command(flatten)]
     pub capture: CaptureArgs,

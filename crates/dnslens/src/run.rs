@@ -24,6 +24,7 @@ use crate::detect::Detection;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
+use crate::sink::pcapng::PcapngSink;
 use crate::sink::{self, is_broken_pipe, AnySink, Output, OutputStats, Status, OUTPUT_PATIENCE};
 use crate::stop;
 
@@ -52,11 +53,14 @@ pub fn capture(
     output: &str,
     make_sink: impl FnOnce(bool) -> anyhow::Result<AnySink>,
 ) -> anyhow::Result<()> {
-    let server_side = settings.output.server_side(&settings.filter);
+    let server_side = settings
+        .output
+        .server_side(&settings.filter, settings.pcapng.is_some());
     settings.probe.server_side_events = server_side == ServerSide::Events;
     let mut probe = Probe::load(&settings.probe)?;
     // Before any thread is started: each keeps the capabilities it was started with.
     let writes_files = matches!(&settings.output, Output::Agent(a) if a.path.is_some())
+        || settings.pcapng.is_some()
         || settings
             .detect
             .as_ref()
@@ -108,6 +112,7 @@ pub fn capture(
     };
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
+    let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
     let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
@@ -139,13 +144,16 @@ pub fn capture(
         alerts_only,
         cluster: &cluster,
         output,
+        pcapng: pcapng.as_mut(),
     };
     let result = ran.poll_until_stopped(settings.duration, interval);
     let mut shown = ran.shown;
     // Lookups still open end with the run, as they stand.
     if let Some(l) = lookups.as_mut() {
         let mut printed = Printed::new(&mut sink, &mut shown, max_events, alerts_only);
-        l.expire(u64::MAX, &mut |lookup| printed.lookup(lookup));
+        l.expire(u64::MAX, &mut |lookup| {
+            printed.lookup(lookup, &settings.filter)
+        });
     }
     // The detectors' summaries and a baseline still being learned, before the sink's end.
     let detected = match detection.as_mut() {
@@ -162,6 +170,11 @@ pub fn capture(
         None => Ok(()),
     };
     let finished = sink.as_sink().finish(clock::realtime_now_ns());
+    let pcapng_finished = pcapng.as_mut().map_or(Ok(()), |p| {
+        let name = &settings.pcapng.as_ref().expect("a sink for --pcapng").path;
+        p.finish()
+            .with_context(|| format!("writing to --pcapng {}", name.display()))
+    });
 
     let what = if alerts_only {
         ("alert", "alerts")
@@ -188,10 +201,28 @@ pub fn capture(
             OUTPUT_PATIENCE.as_secs()
         );
     }
+    if let Some(p) = &pcapng {
+        let (cost, evicted) = (p.output(), p.streams_evicted());
+        if !cost.is_zero() || evicted > 0 {
+            say!(
+                "dnslens: pcapng: reading waited {} ms in all for the file to take packets; {} \
+                 packets dropped while it took none for {} s or more; {} TCP sockets' sequence \
+                 numbers forgotten for want of room",
+                cost.waited.as_millis(),
+                cost.dropped_lines,
+                OUTPUT_PATIENCE.as_secs(),
+                evicted
+            );
+        }
+    }
     if let Some(line) = cluster.report() {
         say!("dnslens: {line}");
     }
-    match result.and(detected).and(finished.map_err(Into::into)) {
+    match result
+        .and(detected)
+        .and(finished.map_err(Into::into))
+        .and(pcapng_finished)
+    {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
     }
@@ -259,6 +290,8 @@ struct Run<'a> {
     cluster: &'a Connection,
     /// Where the sink writes, for errors.
     output: &'a str,
+    /// `--pcapng`: every message the filter lets through, as a packet.
+    pcapng: Option<&'a mut PcapngSink>,
 }
 
 /// What one poll turn prints: events that pass the filter (unless only alerts are shown) and
@@ -298,9 +331,10 @@ impl<'a> Printed<'a> {
         }
     }
 
-    /// Lookups are made of every client message: the filters choose messages, not lookups.
-    fn lookup(&mut self, lookup: &Lookup) {
-        if self.failed.is_some() || self.full() {
+    /// Lookups are made of every client message; the filters then choose lookups (the rule:
+    /// `Filter::matches_lookup`).
+    fn lookup(&mut self, lookup: &Lookup, filter: &Filter) {
+        if self.failed.is_some() || self.full() || !filter.matches_lookup(lookup) {
             return;
         }
         match self.sink.as_sink().lookup(lookup) {
@@ -361,16 +395,29 @@ impl Run<'_> {
                 alerts_only,
                 cluster,
                 output,
+                pcapng,
             } = self;
             let mut printed = Printed::new(sink, shown, *max_events, *alerts_only);
+            let mut pcapng_failed = None;
             let mut emit = |observed: Observed<'_>| match observed {
-                Observed::Dns(event) => {
+                Observed::Dns(event, wire) => {
+                    if let (Some(p), Some(wire)) = (pcapng.as_deref_mut(), wire) {
+                        if pcapng_failed.is_none() && filter.matches(event) {
+                            pcapng_failed = p.message(event, wire).err();
+                        }
+                    }
                     match lookups.as_deref_mut() {
-                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup)),
+                        Some(l) => l.event(event, &mut |lookup| printed.lookup(lookup, filter)),
                         None => printed.event(event, filter),
                     }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));
+                    }
+                }
+                // Only lookups count resends: to the others they are the first query's.
+                Observed::Resend(event) => {
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.event(event, &mut |lookup| printed.lookup(lookup, filter));
                     }
                 }
                 Observed::Connect(connect) => {
@@ -382,15 +429,20 @@ impl Run<'_> {
             };
             probe.poll_gathered(POLL, |record| pipeline.record(record, &mut emit))?;
             let mono_now = clock::monotonic_now_ns();
-            pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e)));
+            pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e, None)));
             if let Some(l) = lookups.as_deref_mut() {
-                l.expire(mono_now, &mut |lookup| printed.lookup(lookup));
+                l.expire(mono_now, &mut |lookup| printed.lookup(lookup, filter));
             }
             if let Some(d) = detection.as_deref_mut() {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));
             }
             if let Some(e) = printed.failed.take() {
                 return Err(e).with_context(|| format!("writing to {output}"));
+            }
+            if let Some(p) = pcapng.as_deref_mut() {
+                pcapng_failed
+                    .map_or_else(|| p.flush(), Err)
+                    .context("writing to --pcapng")?;
             }
             let full = printed.full();
             // Every sink is flushed once per batch of records.

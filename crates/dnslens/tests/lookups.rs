@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use node::dnsmasq::{self, ADDR, BIG, HOST};
 use node::net::{Node, Run};
+use node::relay::Relay;
 use node::resolvers::{self, tool};
 use node::trace::Trace;
 use node::{have_root, have_tool, wait_until};
@@ -190,4 +191,99 @@ fn root_lookups_tcp_fallback_musl_and_go() {
             assert_eq!(transports, ["udp", "tcp"], "{lookup:#}");
         }
     }
+}
+
+#[test]
+fn root_lookups_a_dropped_first_query_is_one_timeout_then_the_resend() {
+    if !have_root() {
+        return;
+    }
+    let mut cases = vec![(
+        "getent-resend",
+        tool("getent"),
+        vec!["ahostsv4", ADDR],
+        "timeout:1 attempts:2",
+    )];
+    if have_tool("musl-gcc") {
+        // musl retries every timeout/attempts, on the socket and with the id of the first send.
+        let musl = resolvers::musl_resolve();
+        cases.push(("musl-resend", musl, vec![HOST], "timeout:2 attempts:2"));
+    }
+    for (label, program, args, options) in cases {
+        let mut node = cluster_node();
+        let relay = Relay::start(&node, 1);
+        let text = format!("nameserver {}\noptions {options}\n", relay.addr);
+        node.write_resolv_conf_text(0, &text);
+        let found = lookups_of(|| {
+            let run = node.run(label, 0, None, &program, &args);
+            run.expect_ok().expect_queries();
+            vec![run]
+        });
+        let (run, lookups) = &found[0];
+        assert_eq!(relay.dropped(), 1, "{label}");
+        let name = args.last().unwrap();
+        let lookup = assert_one_answered_lookup(run, lookups, name, 1);
+        assert_eq!(lookup["timeouts"], 1, "{label}: {lookup:#}");
+        assert!(
+            lookup["latency_us"].as_u64().unwrap() > 900_000,
+            "{label}: {lookup:#}"
+        );
+        assert_eq!(lookup["attempts"][0]["rcode"], Value::Null, "{lookup:#}");
+    }
+}
+
+#[test]
+fn root_lookups_through_a_local_forwarder_miss_then_hit() {
+    if !have_root() {
+        return;
+    }
+    // A TTL the forwarder caches (local names have 0 by default).
+    let mut node = Node::start_with(1, &["--local-ttl=60".to_string()]);
+    let (forwarder, forwarder_log) = node.start_local_forwarder(0);
+    node.write_resolv_conf_text(0, "nameserver 127.0.0.53\noptions timeout:2 attempts:1\n");
+    let getent = tool("getent");
+    let name = format!("{ADDR}.");
+    let found = lookups_of(|| {
+        let args = ["ahostsv4", name.as_str()];
+        let first = node.run("getent-miss", 0, None, &getent, &args);
+        first.expect_ok().expect_queries();
+        let second = node.run("getent-hit", 0, None, &getent, &args);
+        second.expect_ok();
+        vec![first, second]
+    });
+    let forwarded = dnsmasq::DnsmasqLog::parse(&std::fs::read_to_string(forwarder_log).unwrap());
+    assert_eq!(forwarded.queries.len(), 2, "the forwarder was asked twice");
+    let [(miss, miss_lookups), (hit, hit_lookups)] = &found[..] else {
+        panic!("two runs")
+    };
+    assert_eq!(
+        miss.log_queries.len(),
+        1,
+        "the cluster DNS was asked once: {miss:#?}"
+    );
+    assert!(
+        hit.log_queries.is_empty(),
+        "the second was the cache's: {hit:#?}"
+    );
+    // One query each, to the forwarder, which logged both.
+    let via = |run: &Run, lookups: &[Value]| {
+        let [lookup] = lookups else {
+            panic!("{}: want one lookup, got {lookups:#?}", run.label)
+        };
+        assert_eq!(
+            (&lookup["name"], &lookup["outcome"], &lookup["queries"]),
+            (&ADDR.into(), &"answered".into(), &1.into()),
+            "{lookup:#}"
+        );
+        assert_eq!(lookup["via"]["process"]["pid"], forwarder, "{lookup:#}");
+        assert_eq!(lookup["via"]["process"]["name"], "dnsmasq", "{lookup:#}");
+        lookup["via"].clone()
+    };
+    let first = via(miss, miss_lookups);
+    assert_eq!(first["cache"], "miss", "{first:#}");
+    assert_eq!(first["upstream"], format!("{}:53", node.server.v4));
+    assert!(first["upstream_latency_us"].is_u64(), "{first:#}");
+    let second = via(hit, hit_lookups);
+    assert_eq!(second["cache"], "hit", "{second:#}");
+    assert_eq!(second["upstream"], Value::Null);
 }

@@ -99,7 +99,9 @@ fn bench_pipeline(c: &mut Criterion, name: &str, server_side: ServerSide, json: 
                 let before = thread_cpu_time();
                 for r in &records {
                     pipeline.record(black_box(r), &mut |observed| match observed {
-                        Observed::Dns(event) if json => schema::write_event_line(&mut out, event),
+                        Observed::Dns(event, _) if json => {
+                            schema::write_event_line(&mut out, event)
+                        }
                         Observed::Connect(connect) if json => {
                             schema::write_connect_line(&mut out, connect)
                         }

@@ -1,6 +1,7 @@
 //! Pairing: matches each response with its query to measure latency, reports queries left
-//! without a response past the timeout, and folds retransmitted queries into the first. State
-//! is bounded and time comes from the event stamps, so tests need no clock and no sleeps.
+//! without a response past the timeout, and folds retransmitted queries into the first: a resend
+//! is passed on apart ([`Passed::Resend`]), for the lookup stage only. State is bounded and time
+//! comes from the event stamps, so tests need no clock and no sleeps.
 
 use crate::bounded::Lru;
 use crate::model::{DnsEvent, Kind, Role};
@@ -60,7 +61,7 @@ pub struct CorrelateStats {
     /// Responses with no pending query: the query was sent before dnslens started, was not
     /// captured, was evicted or expired, or this is a duplicate response.
     pub unmatched_responses: u64,
-    /// Queries identical to one still pending (same key), counted once and not emitted.
+    /// Queries identical to one still pending (same key): passed on as resends, not as queries.
     pub retransmits: u64,
     /// Queries reported unanswered: after the timeout, or evicted.
     pub unanswered: u64,
@@ -69,6 +70,17 @@ pub struct CorrelateStats {
     pub evicted: u64,
     /// Queries waiting for a response now.
     pub pending: u64,
+}
+
+/// How an event leaves the pairing stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passed {
+    /// A message (or an unanswered query) of its own.
+    Message,
+    /// A query sent again with the key of one still waiting (same socket, id and question):
+    /// the response pairs with the first, so it is no message to pair, count or judge, but it
+    /// is a query sent (a retry after a timeout) to whoever follows lookups.
+    Resend,
 }
 
 /// Pairs queries and responses.
@@ -94,10 +106,10 @@ impl Correlator {
     }
 
     /// Takes a query or response event and passes on what should be emitted: a new query as
-    /// is, a response with `latency_us` set when its query is known. Retransmissions are
-    /// swallowed. `out` may complete the event (enrichment); a query is kept pending as `out`
-    /// left it, so it is moved, never copied.
-    pub fn event(&mut self, mut event: DnsEvent, out: &mut impl FnMut(&mut DnsEvent)) {
+    /// is, a response with `latency_us` set when its query is known, a retransmission as a
+    /// [`Passed::Resend`] that stays out of the pending table. `out` may complete the event
+    /// (enrichment); a query is kept pending as `out` left it, so it is moved, never copied.
+    pub fn event(&mut self, mut event: DnsEvent, out: &mut impl FnMut(&mut DnsEvent, Passed)) {
         match event.kind {
             Kind::Query => {
                 self.stats.queries += 1;
@@ -108,9 +120,10 @@ impl Correlator {
                     .is_some_and(|q| same_name(q, &event))
                 {
                     self.stats.retransmits += 1;
+                    out(&mut event, Passed::Resend);
                     return;
                 }
-                out(&mut event);
+                out(&mut event, Passed::Message);
                 if let Some((_, oldest)) = self.pending.insert(key, event) {
                     self.evicted.push(oldest);
                 }
@@ -130,9 +143,9 @@ impl Correlator {
                     }
                     None => self.stats.unmatched_responses += 1,
                 }
-                out(&mut event);
+                out(&mut event, Passed::Message);
             }
-            Kind::Unanswered => out(&mut event),
+            Kind::Unanswered => out(&mut event, Passed::Message),
         }
     }
 
@@ -179,9 +192,13 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// The messages passed on; a resend fails the test.
     fn run(c: &mut Correlator, e: DnsEvent) -> Vec<DnsEvent> {
         let mut out = Vec::new();
-        c.event(e, &mut |e| out.push(e.clone()));
+        c.event(e, &mut |e, passed| {
+            assert_eq!(passed, Passed::Message, "{e:?}");
+            out.push(e.clone());
+        });
         out
     }
 
@@ -228,13 +245,18 @@ mod tests {
     }
 
     #[test]
-    fn retransmits_count_once_and_latency_is_from_the_first() {
+    fn retransmits_are_passed_as_resends_and_latency_is_from_the_first() {
         let mut c = Correlator::new(DEFAULT_TIMEOUT_NS, 16);
         let q = sample::query(9, "example.net", 28, 0);
         assert_eq!(run(&mut c, q.clone()).len(), 1);
         let mut again = q.clone();
         again.mono_ns = 1_000 * MS;
-        assert!(run(&mut c, again).is_empty());
+        let mut resent = Vec::new();
+        c.event(again.clone(), &mut |e, passed| {
+            resent.push((e.clone(), passed))
+        });
+        assert_eq!(resent, vec![(again, Passed::Resend)]);
+        assert_eq!(c.stats().pending, 1, "the first still waits");
         let out = run(&mut c, sample::response(&q, 0, &[], 1_010 * MS));
         assert_eq!(out[0].latency_us, Some(1_010_000));
         assert_eq!(c.stats().retransmits, 1);

@@ -65,8 +65,9 @@ impl DecodeStats {
 /// What a record yields.
 #[derive(Debug)]
 pub enum Output<'a> {
-    /// A DNS message, with the capture-side facts of its record.
-    Message(&'a Capture<'a>, Decoded),
+    /// A DNS message, with the capture-side facts of its record and its bytes as captured
+    /// (without TCP's length prefix).
+    Message(&'a Capture<'a>, Decoded, &'a [u8]),
     /// A connect record's facts.
     Connect(&'a Capture<'a>),
     /// An exec record, for the process cache.
@@ -148,7 +149,7 @@ impl Decoder {
                     return;
                 }
                 if let Some(decoded) = decode_one(&mut self.stats, payload, size, missing > 0) {
-                    out(Output::Message(capture, decoded));
+                    out(Output::Message(capture, decoded, payload));
                 }
             }
             Transport::Tcp => {
@@ -166,7 +167,7 @@ impl Decoder {
                             return;
                         }
                         if let Some(d) = decode_one(stats, bytes, bytes.len() as u32, false) {
-                            out(Output::Message(capture, d));
+                            out(Output::Message(capture, d, bytes));
                         }
                     }
                     Frame::Partial { prefix, total_len } => {
@@ -174,7 +175,7 @@ impl Decoder {
                             return;
                         }
                         if let Some(d) = decode_one(stats, prefix, total_len as u32, true) {
-                            out(Output::Message(capture, d));
+                            out(Output::Message(capture, d, prefix));
                         }
                     }
                     Frame::Desync { skipped } => {
@@ -283,7 +284,7 @@ mod tests {
     fn run(d: &mut Decoder, rec: &[u8]) -> Vec<(String, Decoded)> {
         let mut out = Vec::new();
         d.record(rec, &mut |o| match o {
-            Output::Message(c, m) => out.push((c.comm.to_string(), m)),
+            Output::Message(c, m, _) => out.push((c.comm.to_string(), m)),
             other => panic!("not a message: {other:?}"),
         });
         out

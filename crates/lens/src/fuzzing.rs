@@ -71,7 +71,7 @@ pub fn fuzz_records(data: &[u8]) -> usize {
         assert!(stats.decode.tcp_bytes_held <= TCP_BYTES as u64);
     }
     pipeline.expire(u64::MAX / 2, &mut |event| {
-        check(Observed::Dns(event));
+        check(Observed::Dns(event, None));
         events += 1;
     });
     assert_eq!(pipeline.stats().correlate.pending, 0);
@@ -115,7 +115,10 @@ fn header(control: u8, n: u64, payload_len: usize) -> EventHeader {
 /// What every event must be: a query keeps no answers, and its JSON line reads back.
 fn check(observed: Observed<'_>) {
     match observed {
-        Observed::Dns(e) => {
+        Observed::Resend(e) => assert_eq!(e.kind, Kind::Query, "a resend is a query"),
+        Observed::Dns(e, wire) => {
+            // The bytes a pcapng packet carries are never more than the message.
+            assert!(wire.is_none_or(|w| w.len() as u64 <= u64::from(e.size)));
             if e.kind == Kind::Query {
                 assert!(e.answers.is_empty(), "a query kept answers");
             }

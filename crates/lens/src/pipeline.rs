@@ -10,7 +10,7 @@ use dnslens_abi::{Source, SourceKey};
 
 use crate::cgroup::{self, CgroupMounts, CgroupResolver};
 use crate::clock::WallClock;
-use crate::correlate::{self, Correlator};
+use crate::correlate::{self, Correlator, Passed};
 use crate::decode::{self, Decoder, Output};
 use crate::enrich::{self, Enricher};
 use crate::model::{Attribution, ConnectEvent, DnsEvent, KernelIds, ProcessInfo, TaskName};
@@ -71,7 +71,12 @@ impl PipelineConfig {
 /// An event that leaves the pipeline.
 #[derive(Clone, Copy, Debug)]
 pub enum Observed<'a> {
-    Dns(&'a DnsEvent),
+    /// An event, and the bytes of its message as captured (`None` for an unanswered query,
+    /// which is no message).
+    Dns(&'a DnsEvent, Option<&'a [u8]>),
+    /// A query sent again while the first waits ([`Passed::Resend`]): for the lookup stage,
+    /// which counts it as a query and the first as timed out; no message to show or judge.
+    Resend(&'a DnsEvent),
     Connect(&'a ConnectEvent),
 }
 
@@ -117,14 +122,17 @@ impl Pipeline {
             clock,
         } = self;
         decoder.record(record, &mut |output| match output {
-            Output::Message(capture, decoded) => {
+            Output::Message(capture, decoded, bytes) => {
                 let time_ns = clock.wall_ns(capture.header.timestamp_ns);
                 let event = DnsEvent::new(capture, decoded, time_ns);
-                correlator.event(event, &mut |event| {
+                correlator.event(event, &mut |event, passed| {
                     enricher.enrich(&mut event.who, event.mono_ns, || {
                         capture.header.cgroup_names()
                     });
-                    out(Observed::Dns(event));
+                    out(match passed {
+                        Passed::Message => Observed::Dns(event, Some(bytes)),
+                        Passed::Resend => Observed::Resend(event),
+                    });
                 });
             }
             Output::Connect(capture) => {
@@ -200,8 +208,8 @@ mod tests {
     fn dns_events(p: &mut Pipeline, record: &[u8]) -> Vec<DnsEvent> {
         let mut out = Vec::new();
         p.record(record, &mut |o| match o {
-            Observed::Dns(e) => out.push(e.clone()),
-            Observed::Connect(c) => panic!("unexpected connect {c:?}"),
+            Observed::Dns(e, _) => out.push(e.clone()),
+            other => panic!("unexpected {other:?}"),
         });
         out
     }
@@ -263,7 +271,7 @@ mod tests {
         let mut connects = Vec::new();
         p.record(&record(&h, &[]), &mut |o| match o {
             Observed::Connect(c) => connects.push(c.clone()),
-            Observed::Dns(e) => panic!("unexpected DNS event {e:?}"),
+            other => panic!("unexpected {other:?}"),
         });
         assert_eq!(connects.len(), 1);
         let c = &connects[0];

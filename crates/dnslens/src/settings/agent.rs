@@ -8,13 +8,10 @@ use super::{config, Learn, Settings};
 use crate::flags::{AgentArgs, AgentOptions};
 use crate::sink::agent::{AgentOutput, Sampler};
 use crate::sink::http::{AccessFiles, TlsFiles};
-use crate::sink::rotate::Rotation;
 use crate::sink::Output;
-use crate::units::{self, Address, ByteSize, Fraction};
+use crate::units::{self, Address, Fraction};
 
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9253";
-/// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
-const DEFAULT_ROTATE_KEEP: u32 = 5;
 /// `--timeout`'s default, as `trace`'s.
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -54,22 +51,12 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
         }
     };
     let path = output.filter(|p| p.as_os_str() != "-");
-    let rotation = match (rotate_size, rotate_keep) {
-        (None, None) => None,
-        (None, Some(_)) => bail!("--rotate-keep needs --rotate-size: the size at which to rotate"),
-        (Some(ByteSize(size)), keep) => {
-            if size == 0 {
-                bail!("--rotate-size 0: give the size a file may reach, e.g. 100MiB");
-            }
-            if path.is_none() {
-                bail!("--rotate-size rotates a file: give --output PATH (stdout is not rotated)");
-            }
-            Some(Rotation {
-                size,
-                keep: keep.unwrap_or(DEFAULT_ROTATE_KEEP),
-            })
-        }
-    };
+    let rotation = super::rotation(
+        rotate_size,
+        rotate_keep,
+        path.is_some(),
+        "--output PATH (stdout is not rotated)",
+    )?;
     let detect = match no_detect {
         true => None,
         false => Some(super::detect(&args.detectors, Learn::Off)?),
@@ -89,6 +76,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
             rotation,
             sample: Sampler::new(sample.map_or(1.0, Fraction::get)),
         }),
+        pcapng: None,
         kubernetes: super::kubernetes(&args.kubernetes),
         detect,
         // The agent's end is a SIGTERM in a pod's log: every counter, for the record.
@@ -100,6 +88,7 @@ pub fn settings(args: &AgentArgs) -> anyhow::Result<Settings> {
 mod tests {
     use super::*;
     use crate::flags::{Cli, Command};
+    use crate::sink::rotate::Rotation;
     use clap::Parser;
     use dnslens_probe::CaptureMode;
     use std::path::PathBuf;

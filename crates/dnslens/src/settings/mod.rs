@@ -21,8 +21,13 @@ use crate::flags::{
     AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, FilterArgs,
     KubernetesArgs, RoleArg,
 };
+use crate::sink::pcapng::PcapngOutput;
+use crate::sink::rotate::Rotation;
 use crate::sink::Output;
-use crate::units;
+use crate::units::{self, ByteSize};
+
+/// Rotated files kept when `--rotate-size` is given without `--rotate-keep`.
+const DEFAULT_ROTATE_KEEP: u32 = 5;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -92,6 +97,8 @@ pub struct Settings {
     /// Pairing timeout: queries without a response after it are reported unanswered.
     pub timeout: Duration,
     pub output: Output,
+    /// `trace --pcapng`: every message also as a packet, beside the output.
+    pub pcapng: Option<PcapngOutput>,
     pub kubernetes: Kubernetes,
     /// `None` with `--no-detect`, and for `count`.
     pub detect: Option<Detect>,
@@ -133,6 +140,32 @@ impl Action {
             }
         }
     }
+}
+
+/// `--rotate-size` and `--rotate-keep`, for a file that `file_given` says was given (`needs`
+/// names it in the error).
+pub fn rotation(
+    size: Option<ByteSize>,
+    keep: Option<u32>,
+    file_given: bool,
+    needs: &str,
+) -> anyhow::Result<Option<Rotation>> {
+    Ok(match (size, keep) {
+        (None, None) => None,
+        (None, Some(_)) => bail!("--rotate-keep needs --rotate-size: the size at which to rotate"),
+        (Some(ByteSize(size)), keep) => {
+            if size == 0 {
+                bail!("--rotate-size 0: give the size a file may reach, e.g. 100MiB");
+            }
+            if !file_given {
+                bail!("--rotate-size rotates a file: give {needs}");
+            }
+            Some(Rotation {
+                size,
+                keep: keep.unwrap_or(DEFAULT_ROTATE_KEEP),
+            })
+        }
+    })
 }
 
 fn color(when: ColorWhen, terminal: Terminal) -> bool {
@@ -195,6 +228,17 @@ impl Settings {
             _ => false,
         };
         let none = AnswerFilterArgs::default();
+        let pcapng = match &cli.command {
+            Command::Trace(args) => {
+                let given = args.pcapng.is_some();
+                let rotation =
+                    rotation(args.rotate_size, args.rotate_keep, given, "--pcapng FILE")?;
+                args.pcapng
+                    .clone()
+                    .map(|path| PcapngOutput { path, rotation })
+            }
+            _ => None,
+        };
         let (capture, (filters, answers), timeout, output, kube, detect) = match &cli.command {
             Command::Trace(args) => {
                 let output = Output::Trace {
@@ -298,6 +342,7 @@ impl Settings {
             duration: capture.duration.map(units::Duration::get),
             timeout,
             output,
+            pcapng,
             kubernetes,
             detect,
             verbose,

@@ -12,6 +12,7 @@ mod count;
 pub mod http;
 mod json;
 pub mod metrics;
+pub mod pcapng;
 pub mod rotate;
 mod table;
 pub mod top;
@@ -107,15 +108,15 @@ impl Output {
     /// Whether the server side's messages become events: only where a line may show them.
     /// `count`, `top` and the metrics count the client side alone (a server's queries received
     /// are not its own lookups), so for them a server's messages only tell the detectors it is
-    /// one.
-    pub fn server_side(&self, filter: &Filter) -> ServerSide {
-        let shown = match self {
-            Output::Trace { alerts_only, .. } => {
-                !alerts_only && (filter.roles.is_empty() || filter.roles.contains(&Role::Server))
-            }
-            Output::Count { .. } | Output::Top { .. } => false,
-            Output::Agent(agent) => agent.sample.keeps_any(),
-        };
+    /// one. `pcapng`: `trace --pcapng` writes every message the filter lets through.
+    pub fn server_side(&self, filter: &Filter, pcapng: bool) -> ServerSide {
+        let servers = filter.roles.is_empty() || filter.roles.contains(&Role::Server);
+        let shown = pcapng && servers
+            || match self {
+                Output::Trace { alerts_only, .. } => !alerts_only && servers,
+                Output::Count { .. } | Output::Top { .. } => false,
+                Output::Agent(agent) => agent.sample.keeps_any(),
+            };
         if shown {
             ServerSide::Events
         } else {
@@ -331,16 +332,18 @@ mod tests {
             by: Grouping::Pod,
             interval: Duration::from_secs(1),
         };
-        for (output, filter, want) in [
-            (trace(false), &all, ServerSide::Events),
-            (trace(false), &clients, ServerSide::Resolvers),
-            (trace(true), &all, ServerSide::Resolvers),
-            (count, &all, ServerSide::Resolvers),
-            (top, &all, ServerSide::Resolvers),
-            (agent(0.01), &all, ServerSide::Events),
-            (agent(0.0), &all, ServerSide::Resolvers),
+        for (output, filter, pcapng, want) in [
+            (trace(false), &all, false, ServerSide::Events),
+            (trace(false), &clients, false, ServerSide::Resolvers),
+            (trace(true), &all, false, ServerSide::Resolvers),
+            (trace(true), &all, true, ServerSide::Events),
+            (trace(true), &clients, true, ServerSide::Resolvers),
+            (count, &all, false, ServerSide::Resolvers),
+            (top, &all, false, ServerSide::Resolvers),
+            (agent(0.01), &all, false, ServerSide::Events),
+            (agent(0.0), &all, false, ServerSide::Resolvers),
         ] {
-            assert_eq!(output.server_side(filter), want, "{output:?}");
+            assert_eq!(output.server_side(filter, pcapng), want, "{output:?}");
         }
     }
 }

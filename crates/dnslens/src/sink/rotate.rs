@@ -1,7 +1,8 @@
-//! The agent's output file, rotated by size: when the next line would take `PATH` past the
-//! limit, `PATH` becomes `PATH.1`, `PATH.1` becomes `PATH.2` and so on, the oldest beyond `keep`
-//! is dropped, and a new `PATH` is started. Rotation happens only between lines, so every file
-//! holds whole lines (a line longer than the limit gets a file of its own).
+//! Output files rotated by size: when the next unit (a JSON line, a pcapng block) would take
+//! `PATH` past the limit, `PATH` becomes `PATH.1`, `PATH.1` becomes `PATH.2` and so on, the
+//! oldest beyond `keep` is dropped, and a new `PATH` is started. [`Numbered`] does the renaming
+//! for every format; [`LogFile`] rotates only between lines, so every file holds whole lines (a
+//! line longer than the limit gets a file of its own).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -17,32 +18,43 @@ pub struct Rotation {
     pub keep: u32,
 }
 
-pub struct LogFile {
+/// `PATH` and the bytes in it; [`Numbered::rotate`] moves it to `PATH.1` and starts anew.
+pub struct Numbered {
     path: PathBuf,
     file: File,
     /// Bytes in the current file.
     size: u64,
-    rotation: Option<Rotation>,
-    /// The last byte written ended a line: a rotation may happen here.
-    at_line_start: bool,
 }
 
-impl LogFile {
-    /// Opens `path` for appending (a restarted agent goes on with the same file).
-    pub fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<LogFile> {
-        let mut file = open_append(path)?;
+impl Numbered {
+    /// Opens `path` for appending, or emptied first with `truncate`.
+    pub fn open(path: &Path, truncate: bool) -> io::Result<Numbered> {
+        let file = open_append(path)?;
+        if truncate {
+            file.set_len(0).map_err(|e| named(path, e))?;
+        }
         let size = file.metadata().map_err(|e| named(path, e))?.len();
-        let at_line_start = size == 0 || ends_with_newline(&mut file, size);
-        Ok(LogFile {
+        Ok(Numbered {
             path: path.to_path_buf(),
             file,
             size,
-            rotation,
-            at_line_start,
         })
     }
 
-    fn rotate(&mut self, keep: u32) -> io::Result<()> {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Writes all of `bytes`; the error names the file.
+    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| named(&self.path, e))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn rotate(&mut self, keep: u32) -> io::Result<()> {
         let numbered = |n: u32| {
             let mut name = self.path.clone().into_os_string();
             name.push(format!(".{n}"));
@@ -66,6 +78,31 @@ impl LogFile {
         self.size = 0;
         Ok(())
     }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+pub struct LogFile {
+    file: Numbered,
+    rotation: Option<Rotation>,
+    /// The last byte written ended a line: a rotation may happen here.
+    at_line_start: bool,
+}
+
+impl LogFile {
+    /// Opens `path` for appending (a restarted agent goes on with the same file).
+    pub fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<LogFile> {
+        let mut file = Numbered::open(path, false)?;
+        let size = file.size;
+        let at_line_start = size == 0 || ends_with_newline(&mut file.file, size);
+        Ok(LogFile {
+            file,
+            rotation,
+            at_line_start,
+        })
+    }
 }
 
 impl Write for LogFile {
@@ -79,12 +116,12 @@ impl Write for LogFile {
                         .iter()
                         .position(|&b| b == b'\n')
                         .map_or(rest.len(), |i| i + 1);
-                    if self.at_line_start && self.size > 0 && self.size + first_line as u64 > limit
-                    {
-                        self.rotate(keep)?;
+                    let size = self.file.size;
+                    if self.at_line_start && size > 0 && size + first_line as u64 > limit {
+                        self.file.rotate(keep)?;
                     }
                     // Whole lines that fit; at least the first, so a long one still goes out.
-                    let room = limit.saturating_sub(self.size) as usize;
+                    let room = limit.saturating_sub(self.file.size) as usize;
                     if rest.len() <= room {
                         rest.len()
                     } else {
@@ -95,10 +132,7 @@ impl Write for LogFile {
                     }
                 }
             };
-            self.file
-                .write_all(&rest[..chunk])
-                .map_err(|e| named(&self.path, e))?;
-            self.size += chunk as u64;
+            self.file.write_all(&rest[..chunk])?;
             self.at_line_start = rest[chunk - 1] == b'\n';
             rest = &rest[chunk..];
         }

@@ -16,6 +16,7 @@ pub mod cgroup;
 pub mod check;
 pub mod dnsmasq;
 pub mod net;
+pub mod relay;
 pub mod resolvers;
 pub mod trace;
 

@@ -236,7 +236,8 @@ impl Node {
 
     fn start_dnsmasq(&mut self) {
         let listen = format!("{},{}", self.server.v4, self.server.v6);
-        let child = self.spawn_dnsmasq("dnsmasq", &listen);
+        let zones = [dnsmasq::zone_args(), self.zone_extra.clone()].concat();
+        let child = self.spawn_dnsmasq("dnsmasq", &self.server.ns, &listen, &zones);
         self.dnsmasq = Some(child);
     }
 
@@ -255,9 +256,12 @@ impl Node {
             "dev",
             "br0",
         ]);
+        let zones = [dnsmasq::zone_args(), self.zone_extra.clone()].concat();
         let child = self.spawn_dnsmasq(
             &format!("dnsmasq{}", self.others.len() + 2),
+            &srv,
             &addr.to_string(),
+            &zones,
         );
         self.others.push(child);
         addr
@@ -288,14 +292,27 @@ impl Node {
         }
     }
 
-    /// Runs dnsmasq with the zones in the server namespace, listening on `listen`, logging to
-    /// `<name>.log` in the node's directory; waits until it has bound its sockets.
-    fn spawn_dnsmasq(&self, name: &str, listen: &str) -> ChildGuard {
+    /// Starts a caching dnsmasq on 127.0.0.53 in client `i`'s namespace, as systemd-resolved
+    /// or NodeLocal DNSCache, forwarding to the node's dnsmasq; returns its pid and log path.
+    pub fn start_local_forwarder(&mut self, i: usize) -> (u32, PathBuf) {
+        let ns = self.clients[i].ns.clone();
+        ip(&["-n", &ns, "addr", "add", "127.0.0.53/8", "dev", "lo"]);
+        let name = format!("forwarder{i}");
+        let upstream = format!("--server={}", self.server.v4);
+        let child = self.spawn_dnsmasq(&name, &ns, "127.0.0.53", &[upstream]);
+        let pid = child.pid();
+        self.others.push(child);
+        (pid, self.dir.path().join(format!("{name}.log")))
+    }
+
+    /// Runs dnsmasq with `args` (zones, upstreams) in namespace `ns`, listening on `listen`,
+    /// logging to `<name>.log` in the node's directory; waits until it has bound its sockets.
+    fn spawn_dnsmasq(&self, name: &str, ns: &str, listen: &str, args: &[String]) -> ChildGuard {
         let bin = which("dnsmasq").expect("dnsmasq not installed: run scripts/install-deps.sh");
         let log = self.dir.path().join(format!("{name}.log"));
         let stderr = self.dir.path().join(format!("{name}.stderr"));
         let mut cmd = Command::new(which("ip").expect("ip"));
-        cmd.args(["netns", "exec", &self.server.ns])
+        cmd.args(["netns", "exec", ns])
             .arg(bin)
             .args([
                 "--keep-in-foreground",
@@ -310,8 +327,7 @@ impl Node {
             ])
             .arg(format!("--listen-address={listen}"))
             .arg(format!("--log-facility={}", log.display()))
-            .args(dnsmasq::zone_args())
-            .args(&self.zone_extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&stderr).expect("dnsmasq stderr file"));

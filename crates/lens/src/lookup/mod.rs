@@ -5,7 +5,9 @@
 //! after its last message without one; time is the events' stamps and the clock passed to
 //! [`Lookups::expire`]. The rules, and where the wire alone is ambiguous: docs/schema.md,
 //! "Lookup lines". State is bounded in entries and bytes: what is pushed out is emitted early,
-//! as it stands, and counted.
+//! as it stands, and counted. A lookup answered by a forwarder on this node names it ([`via`]).
+
+pub mod via;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::bounded::Lru;
 use crate::counters::Counter;
 use crate::model::{Attribution, DnsEvent, Kind, Role};
 use crate::resolv::{without_search_domain, ResolvConf};
+use via::{Forwards, Via};
 
 /// How the lookup ended; its name is the JSON `outcome`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
@@ -91,6 +94,8 @@ pub struct Lookup {
     /// Queries that got no response before the next step.
     pub timeouts: u32,
     pub attempts: Vec<Attempt>,
+    /// The forwarder on this node that sent the response that answered, or the last one.
+    pub via: Option<Via>,
     /// Whom it belongs to: the process of its first query.
     pub who: Attribution,
 }
@@ -144,6 +149,7 @@ pub struct LookupStats {
     /// Lookups open now, and the bytes they hold.
     pub open: u64,
     pub bytes: u64,
+    pub via: via::ViaStats,
 }
 
 impl LookupStats {
@@ -152,6 +158,7 @@ impl LookupStats {
         out.extend([
             Counter::eviction("lookups", "lookups", self.evicted),
             Counter::eviction("lookups", "lookup_attempts", self.attempts_unlisted),
+            Counter::eviction("lookups", "lookup_via", self.via.evicted),
         ]);
     }
 }
@@ -240,6 +247,7 @@ struct Open {
     attempts: Vec<Attempt>,
     queries: u32,
     timeouts: u32,
+    via: Option<Via>,
     who: Attribution,
 }
 
@@ -316,14 +324,28 @@ impl Open {
         true
     }
 
-    /// The waiting attempt a response or an unanswered query `e` is the end of.
+    /// The waiting attempt a response or an unanswered query `e` is the end of: of those sent
+    /// with its socket, id and question (musl sends one query to every nameserver), the one to
+    /// the server it came from, else the first.
     fn waiting_for(&mut self, e: &DnsEvent) -> Option<&mut Attempt> {
-        self.attempts.iter_mut().find(|a| {
+        let server = match e.kind {
+            Kind::Response => e.src,
+            Kind::Query | Kind::Unanswered => e.dst,
+        };
+        let mut waiting = self.attempts.iter_mut().filter(|a| {
             a.state == State::Waiting
                 && a.id == e.id
                 && a.socket == e.who.socket
                 && Open::same_question(a, e)
-        })
+        });
+        let first = waiting.next()?;
+        if first.server == server {
+            return Some(first);
+        }
+        match waiting.find(|a| a.server == server) {
+            Some(a) => Some(a),
+            None => Some(first),
+        }
     }
 
     /// The attempts of the name asked last.
@@ -390,6 +412,7 @@ impl Open {
             queries: self.queries,
             timeouts: self.timeouts,
             attempts: self.attempts,
+            via: self.via,
             who: self.who,
         }
     }
@@ -411,6 +434,7 @@ pub struct Lookups {
     search: SearchLists,
     procs: Lru<ProcKey, Proc>,
     bytes: usize,
+    forwards: Forwards,
     stats: LookupStats,
 }
 
@@ -421,13 +445,16 @@ impl Lookups {
             config,
             search,
             bytes: 0,
+            forwards: Forwards::default(),
             stats: LookupStats::default(),
         }
     }
 
     /// Takes one event of the pipeline; `out` gets the lookups it ends. Only a client's
-    /// queries open lookups; responses and unanswered queries end their attempts.
+    /// queries open lookups; responses and unanswered queries end their attempts. A server's
+    /// messages only tell the forwarder hop.
     pub fn event(&mut self, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
+        self.forwards.event(e);
         if e.role != Role::Client {
             return;
         }
@@ -468,6 +495,7 @@ impl Lookups {
                     attempts: Vec::new(),
                     queries: 0,
                     timeouts: 0,
+                    via: None,
                     who: e.who.clone(),
                 };
                 self.bytes += open.bytes();
@@ -487,6 +515,10 @@ impl Lookups {
     }
 
     fn answer(&mut self, key: ProcKey, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
+        let via = match e.kind {
+            Kind::Response => self.forwards.take(e),
+            _ => None,
+        };
         let Some(proc) = self.procs.get(&key) else {
             return;
         };
@@ -511,10 +543,14 @@ impl Lookups {
                 a.state = State::Responded;
                 a.done_mono_ns = e.mono_ns;
                 a.rcode = e.rcode;
-                a.latency_us = e.latency_us;
+                // From this attempt: pairing measures a resend's response from the first send.
+                a.latency_us = Some(e.mono_ns.saturating_sub(a.mono_ns) / 1000);
                 a.tc = e.flags.tc;
                 a.has_answers = !e.answers.is_empty();
                 open.last_mono_ns = open.last_mono_ns.max(e.mono_ns);
+                if via.is_some() {
+                    open.via = via;
+                }
             }
         }
         if open.answered() {
@@ -527,6 +563,7 @@ impl Lookups {
     /// stamps): without an answer, `linger` after their last message with nothing waiting, or
     /// any past `max_age`.
     pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(&Lookup)) {
+        self.forwards.expire(now_mono_ns);
         let (linger, max_age) = (self.config.linger_ns, self.config.max_age_ns);
         let due = |o: &Open| {
             (!o.waiting() && o.last_mono_ns.saturating_add(linger) <= now_mono_ns)
@@ -577,6 +614,7 @@ impl Lookups {
         LookupStats {
             open: self.procs.values().map(|p| p.open.len() as u64).sum(),
             bytes: self.bytes as u64,
+            via: self.forwards.stats(),
             ..self.stats
         }
     }

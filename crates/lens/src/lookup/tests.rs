@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::sample;
+use std::net::SocketAddr;
 
 const MS: u64 = 1_000_000;
 const A: u16 = 1;
@@ -185,6 +186,25 @@ fn a_retransmit_after_a_timeout_counts_the_first_as_timed_out() {
 }
 
 #[test]
+fn a_resend_on_the_same_socket_and_id_times_the_first_out() {
+    // glibc `attempts:2` on one nameserver, musl's retry: pairing passes the resend on and pairs
+    // the response with the first send.
+    let mut l = stage(None, LookupConfig::default());
+    let q = query(10, 7, 1, "api.example.com", A, "10.0.0.1:53", 0);
+    let mut again = q.clone();
+    again.mono_ns = 1_000 * MS;
+    let mut r = answer(&again, 0, &["192.0.2.7"], 1_003 * MS);
+    r.latency_us = Some(1_003_000);
+    let out = run(&mut l, &[q, again, r], 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].queries, out[0].timeouts), (2, 1));
+    assert_eq!(out[0].outcome, Outcome::Answered);
+    assert_eq!(out[0].latency_us, 1_003_000);
+    let latencies: Vec<_> = out[0].attempts.iter().map(|a| a.latency_us).collect();
+    assert_eq!(latencies, [None, Some(3_000)], "the answer is the resend's");
+}
+
+#[test]
 fn parallel_queries_to_every_nameserver_are_not_timeouts() {
     // musl asks each nameserver at once and takes the first answer.
     let mut l = stage(None, LookupConfig::default());
@@ -197,6 +217,12 @@ fn parallel_queries_to_every_nameserver_are_not_timeouts() {
     );
     assert_eq!(out.len(), 1, "ended by the first answer");
     assert_eq!((out[0].queries, out[0].timeouts), (2, 0));
+    let rcodes: Vec<_> = out[0].attempts.iter().map(|a| a.rcode).collect();
+    assert_eq!(
+        rcodes,
+        [None, Some(Rcode::NOERROR)],
+        "the answer is the second server's"
+    );
 }
 
 #[test]
@@ -369,4 +395,69 @@ fn a_lookup_line_is_written_in_the_schemas_form() {
     let head = r#"{"time":"2026-11-26T10:54:55.000000000Z","kind":"lookup","name":"api.example.com","answer_name":"api.example.com","qtypes":["A"],"outcome":"answered","latency_us":1002000,"queries":2,"timeouts":1,"attempts":[{"qname":"api.example.com","qtype":"A","server":"10.0.0.1:53","transport":"udp","rcode":null,"latency_us":null},{"qname":"api.example.com","qtype":"A","server":"10.0.0.2:53","transport":"udp","rcode":"NOERROR","latency_us":2000}],"via":null,"process":{"pid":10,"#;
     assert!(line.starts_with(head), "{line}");
     assert!(line.ends_with(r#""node":null,"host":null}"#), "{line}");
+}
+
+/// The messages of one lookup of client pid 10 through forwarder pid 20 on 127.0.0.53, which
+/// asks 10.96.0.10 when `upstream`: the client's query, the forwarder's receipt, its upstream
+/// exchange, its response and the client's receipt.
+fn through_forwarder(id: u16, at: u64, upstream: bool) -> Vec<DnsEvent> {
+    let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut q = query(10, 7, id, "web.example", A, "127.0.0.53:53", at);
+    q.src = client;
+    let mut received = q.clone();
+    (received.role, received.who.process.pid, received.who.socket) = (Role::Server, 20, 8);
+    received.who.process.name = "dnsmasq".into();
+    let mut events = vec![q.clone(), received.clone()];
+    if upstream {
+        let mut up = query(20, 9, 999, "web.example", A, "10.96.0.10:53", at + MS);
+        up.who.process.name = "dnsmasq".into();
+        let up_answer = answer(&up, 0, &["192.0.2.9"], at + MS + 900_000);
+        events.extend([up, up_answer]);
+    }
+    let mut sent = answer(&received, 0, &["192.0.2.9"], at + 2 * MS);
+    (sent.src, sent.dst) = (received.dst, client);
+    let mut got = answer(&q, 0, &["192.0.2.9"], at + 2 * MS + 10_000);
+    (got.src, got.dst) = (q.dst, client);
+    events.extend([sent, got]);
+    events
+}
+
+#[test]
+fn a_lookup_through_a_forwarder_names_it_and_its_upstream_or_its_cache() {
+    let mut l = stage(None, LookupConfig::default());
+    let client = |out: &[Lookup]| -> Lookup {
+        let mine: Vec<&Lookup> = out.iter().filter(|l| l.who.process.pid == 10).collect();
+        let [one] = mine[..] else { panic!("{out:#?}") };
+        one.clone()
+    };
+    let miss = client(&run(&mut l, &through_forwarder(1, 0, true), 0));
+    let via = miss.via.expect("through the forwarder");
+    assert_eq!(
+        (via.pid, &*via.name, via.cache),
+        (20, "dnsmasq", via::Cache::Miss)
+    );
+    assert_eq!(via.upstream, Some("10.96.0.10:53".parse().unwrap()));
+    assert_eq!(via.upstream_latency_us, Some(900));
+    let hit = client(&run(&mut l, &through_forwarder(2, 1_000 * MS, false), 0));
+    let via = hit.via.expect("through the forwarder");
+    assert_eq!(
+        (via.cache, via.upstream, via.upstream_latency_us),
+        (via::Cache::Hit, None, None)
+    );
+    let stats = l.stats().via;
+    assert_eq!((stats.misses, stats.hits, stats.evicted), (1, 1, 0));
+}
+
+#[test]
+fn forwarder_state_is_bounded_and_expires() {
+    let mut l = stage(None, LookupConfig::default());
+    // The forwarder receives queries it never answers.
+    for id in 0..5_000u16 {
+        let mut received = query(20, 8, id, &format!("n{id}.example"), A, "127.0.0.53:53", 0);
+        received.role = Role::Server;
+        run(&mut l, &[received], 0);
+    }
+    assert_eq!(l.stats().via.evicted, 5_000 - 4_096);
+    run(&mut l, &[], via::WINDOW_NS);
+    assert_eq!(l.stats().via.evicted, 5_000);
 }

@@ -7,6 +7,7 @@ use super::write::{
     write_attribution, write_code, write_int, write_opt_int, write_socket_addr, write_str,
 };
 use crate::clock::Rfc3339;
+use crate::lookup::via::Via;
 use crate::lookup::{Attempt, Lookup};
 
 /// One lookup as a JSON object and a newline.
@@ -47,10 +48,35 @@ fn write_lookup(out: &mut Vec<u8>, l: &Lookup) {
         }
         write_attempt(out, attempt);
     }
-    // The local resolver hop (issue 16, item 2) is not linked yet.
-    out.extend_from_slice(b"],\"via\":null");
+    out.extend_from_slice(b"],\"via\":");
+    match &l.via {
+        Some(via) => write_via(out, via),
+        None => out.extend_from_slice(b"null"),
+    }
     write_attribution(out, &l.who);
     out.push(b'}');
+}
+
+fn write_via(out: &mut Vec<u8>, via: &Via) {
+    out.extend_from_slice(b"{\"process\":{\"pid\":");
+    write_int(out, via.pid);
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, &via.name);
+    out.extend_from_slice(b"},\"upstream\":");
+    match via.upstream {
+        Some(addr) => {
+            out.push(b'"');
+            write_socket_addr(out, addr);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"upstream_latency_us\":");
+    write_opt_int(out, via.upstream_latency_us);
+    out.extend_from_slice(b",\"cache\":\"");
+    let cache: &str = via.cache.into();
+    out.extend_from_slice(cache.as_bytes());
+    out.extend_from_slice(b"\"}");
 }
 
 fn write_attempt(out: &mut Vec<u8>, a: &Attempt) {

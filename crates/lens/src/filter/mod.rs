@@ -2,13 +2,15 @@
 //! given must match. Filters look at the query side: a response or unanswered event matches by
 //! its question and by the process that handled it. Filters on pod metadata (namespace, pod
 //! name, workload) match only events whose pod the directory knows; `--exclude-namespace` keeps
-//! the events whose namespace is not known.
+//! the events whose namespace is not known. Lookups are filtered by the rule of [`lookup`].
+
+mod lookup;
 
 use std::str::FromStr;
 
 use dnslens_wire::{Rcode, RecordType};
 
-use crate::model::{Container, DnsEvent, Kind, Pod, Role};
+use crate::model::{Attribution, Container, DnsEvent, Kind, Pod, Role};
 use crate::pods::Workload;
 
 /// Why a filter value is unusable.
@@ -280,11 +282,12 @@ impl Filter {
     }
 
     pub fn matches(&self, e: &DnsEvent) -> bool {
-        self.matches_message(e) && self.matches_placement(e)
+        self.matches_message(e) && self.matches_owner(&e.who)
     }
 
-    fn matches_message(&self, e: &DnsEvent) -> bool {
-        let p = &e.who.process;
+    /// The filters on whom an event or lookup belongs to: its process and where it runs.
+    fn matches_owner(&self, who: &Attribution) -> bool {
+        let p = &who.process;
         (self.pids.is_empty() || self.pids.contains(&p.pid))
             && (self.uids.is_empty() || self.uids.contains(&p.uid))
             && (self.comms.is_empty()
@@ -293,7 +296,11 @@ impl Filter {
                     .iter()
                     .any(|g| g.is_match(&p.comm) || g.is_match(&p.name)))
             && (self.names.is_empty() || self.names.iter().any(|g| g.is_match(&p.name)))
-            && (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(&e.qname)))
+            && self.matches_placement(who)
+    }
+
+    fn matches_message(&self, e: &DnsEvent) -> bool {
+        (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(&e.qname)))
             && !self.exclude_domains.iter().any(|d| d.matches(&e.qname))
             && (self.qtypes.is_empty() || self.qtypes.contains(&e.qtype))
             && self.matches_outcome(e)
@@ -316,8 +323,8 @@ impl Filter {
     }
 
     /// Host, container, pod, namespace and workload filters.
-    fn matches_placement(&self, e: &DnsEvent) -> bool {
-        let pod = e.who.pod.as_ref();
+    fn matches_placement(&self, who: &Attribution) -> bool {
+        let pod = who.pod.as_ref();
         let namespace = pod.and_then(Pod::namespace);
         let any = |globs: &[Glob], text: Option<&str>| {
             text.is_some_and(|t| globs.iter().any(|g| g.is_match(t)))
@@ -328,7 +335,7 @@ impl Filter {
                 || any(&self.pods, pod.and_then(Pod::name))
                 || any(&self.pods, pod.map(|p| &*p.uid)))
             && (self.containers.is_empty()
-                || e.who
+                || who
                     .container
                     .as_ref()
                     .is_some_and(|c: &Container| self.containers.iter().any(|m| m.matches(c))))
@@ -338,8 +345,8 @@ impl Filter {
                     .is_some_and(|w| self.workloads.iter().any(|m| m.matches(w))))
             && match self.host {
                 None => true,
-                Some(true) => e.who.host == Some(true),
-                Some(false) => e.who.host != Some(true),
+                Some(true) => who.host == Some(true),
+                Some(false) => who.host != Some(true),
             }
     }
 }

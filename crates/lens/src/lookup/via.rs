@@ -1,0 +1,237 @@
+//! The local resolver hop: a forwarder on this node (systemd-resolved on 127.0.0.53, NodeLocal
+//! DNSCache, dnsmasq) receives a client's query, maybe asks upstream, and answers. From the
+//! forwarder's server-side messages and its own client messages this stage tells the client's
+//! lookup through which process it was answered, from its cache or through which upstream.
+//!
+//! The rule: a query the forwarder received (its server side) waits under (forwarder, qtype,
+//! qname); a query for the same question the same process sends within [`WINDOW_NS`] is its
+//! upstream query, and the response it gets is timed; the forwarder's response to the client
+//! (same address, id and question) ends the wait: `miss` when an upstream query for the
+//! question went out or was still unanswered while the client waited, else `hit`. The client
+//! then receives that response, and its lookup takes the hop. The ambiguity: the wire does not
+//! say which received query caused an upstream query, so every client waiting on the same
+//! question is linked to it (what a forwarder that merges duplicates does anyway).
+
+use std::net::SocketAddr;
+
+use crate::bounded::Lru;
+use crate::model::{DnsEvent, Kind, Role, TaskName};
+
+/// How long after a client's query an upstream query for its question is still its cause, and
+/// how long a received query waits for the forwarder's response.
+pub const WINDOW_NS: u64 = 5_000_000_000;
+/// Questions waiting at once; each holds at most [`CLIENTS`] clients and a name of at most 255
+/// bytes, so the whole stage holds at most about 4,096 x 1.2 KiB.
+const QUESTIONS: usize = 4_096;
+const CLIENTS: usize = 16;
+/// Hops made but not yet taken by the client's response.
+const READY: usize = 4_096;
+
+/// Whether the forwarder asked upstream for the client; its name is the JSON `cache`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum Cache {
+    Hit,
+    Miss,
+}
+
+/// The hop a lookup went through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Via {
+    pub pid: u32,
+    pub name: TaskName,
+    /// The server of the upstream query, when there was one.
+    pub upstream: Option<SocketAddr>,
+    pub upstream_latency_us: Option<u64>,
+    pub cache: Cache,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViaStats {
+    /// Responses of a forwarder to a client, by cache.
+    pub hits: u64,
+    pub misses: u64,
+    /// Questions or clients pushed out of a full table, and hops never taken by a client.
+    pub evicted: u64,
+}
+
+/// A question the forwarder `pid` received, lowercased.
+type QuestionKey = (u32, u16, String);
+/// A client's query as the forwarder saw it: from where, with which id and question.
+type ClientKey = (u32, SocketAddr, u16, u16, String);
+
+struct Client {
+    addr: SocketAddr,
+    id: u16,
+    mono_ns: u64,
+}
+
+struct Upstream {
+    server: SocketAddr,
+    id: u16,
+    sent_ns: u64,
+    answered: Option<(u64, u64)>,
+}
+
+struct Question {
+    clients: Vec<Client>,
+    upstream: Option<Upstream>,
+    last_ns: u64,
+}
+
+pub struct Forwards {
+    questions: Lru<QuestionKey, Question>,
+    ready: Lru<ClientKey, Via>,
+    stats: ViaStats,
+}
+
+impl Default for Forwards {
+    fn default() -> Self {
+        Forwards {
+            questions: Lru::new(QUESTIONS),
+            ready: Lru::new(READY),
+            stats: ViaStats::default(),
+        }
+    }
+}
+
+/// Over loopback both ends share the network namespace, which then tells clients apart.
+fn netns_of(addr: SocketAddr, netns: u32) -> u32 {
+    if addr.ip().is_loopback() {
+        netns
+    } else {
+        0
+    }
+}
+
+impl Forwards {
+    /// Takes every event before the lookup stage does.
+    pub fn event(&mut self, e: &DnsEvent) {
+        let key: QuestionKey = (e.who.process.pid, e.qtype.0, e.qname.to_ascii_lowercase());
+        match (e.role, e.kind) {
+            (Role::Server, Kind::Query) => {
+                if !self.questions.contains(&key) {
+                    let q = Question {
+                        clients: Vec::new(),
+                        upstream: None,
+                        last_ns: e.mono_ns,
+                    };
+                    if self.questions.insert(key.clone(), q).is_some() {
+                        self.stats.evicted += 1;
+                    }
+                }
+                let q = self.questions.get(&key).expect("inserted above");
+                if q.clients.len() >= CLIENTS {
+                    q.clients.remove(0);
+                    self.stats.evicted += 1;
+                }
+                q.last_ns = e.mono_ns;
+                q.clients.push(Client {
+                    addr: e.src,
+                    id: e.id,
+                    mono_ns: e.mono_ns,
+                });
+            }
+            (Role::Client, Kind::Query) => {
+                if let Some(q) = self.questions.peek_mut(&key) {
+                    let caused = q
+                        .clients
+                        .iter()
+                        .any(|c| e.mono_ns.saturating_sub(c.mono_ns) <= WINDOW_NS);
+                    if caused {
+                        q.upstream = Some(Upstream {
+                            server: e.dst,
+                            id: e.id,
+                            sent_ns: e.mono_ns,
+                            answered: None,
+                        });
+                    }
+                }
+            }
+            (Role::Client, Kind::Response) => {
+                if let Some(u) = self
+                    .questions
+                    .peek_mut(&key)
+                    .and_then(|q| q.upstream.as_mut())
+                    .filter(|u| u.id == e.id && u.answered.is_none())
+                {
+                    let latency = e.mono_ns.saturating_sub(u.sent_ns) / 1000;
+                    u.answered = Some((e.mono_ns, latency));
+                }
+            }
+            (Role::Server, Kind::Response) => self.answered(key, e),
+            (_, Kind::Unanswered) => {}
+        }
+    }
+
+    /// The forwarder answered a client: the hop is ready for the client's response.
+    fn answered(&mut self, key: QuestionKey, e: &DnsEvent) {
+        let Some(q) = self.questions.peek_mut(&key) else {
+            return;
+        };
+        let Some(i) = q
+            .clients
+            .iter()
+            .position(|c| c.addr == e.dst && c.id == e.id)
+        else {
+            return;
+        };
+        let client = q.clients.remove(i);
+        let upstream = q.upstream.as_ref().filter(|u| {
+            u.sent_ns <= e.mono_ns && u.answered.is_none_or(|(at, _)| at >= client.mono_ns)
+        });
+        let via = Via {
+            pid: e.who.process.pid,
+            name: e.who.process.name,
+            upstream: upstream.map(|u| u.server),
+            upstream_latency_us: upstream.and_then(|u| u.answered.map(|(_, us)| us)),
+            cache: if upstream.is_some() {
+                Cache::Miss
+            } else {
+                Cache::Hit
+            },
+        };
+        match via.cache {
+            Cache::Hit => self.stats.hits += 1,
+            Cache::Miss => self.stats.misses += 1,
+        }
+        if q.clients.is_empty() {
+            self.questions.remove(&key);
+        }
+        let ready = (netns_of(e.dst, e.who.netns), e.dst, e.id, e.qtype.0, key.2);
+        if self.ready.insert(ready, via).is_some() {
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// The hop of the response client `e` received, if a forwarder here sent it.
+    pub fn take(&mut self, e: &DnsEvent) -> Option<Via> {
+        if self.ready.is_empty() {
+            return None;
+        }
+        let key = (
+            netns_of(e.dst, e.who.netns),
+            e.dst,
+            e.id,
+            e.qtype.0,
+            e.qname.to_ascii_lowercase(),
+        );
+        self.ready.remove(&key)
+    }
+
+    /// Forgets questions no one waited on for [`WINDOW_NS`] (a forwarder that never
+    /// answered), counted as evicted.
+    pub fn expire(&mut self, now_mono_ns: u64) {
+        while let Some((_, q)) = self.questions.peek_oldest() {
+            if q.last_ns.saturating_add(WINDOW_NS) > now_mono_ns {
+                break;
+            }
+            self.questions.pop_oldest();
+            self.stats.evicted += 1;
+        }
+    }
+
+    pub fn stats(&self) -> ViaStats {
+        self.stats
+    }
+}
