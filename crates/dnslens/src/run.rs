@@ -420,6 +420,11 @@ impl Run<'_> {
                         l.event(event, &mut |lookup| printed.lookup(lookup, filter));
                     }
                 }
+                Observed::Libc(call) => {
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.libc(call, &mut |lookup| printed.lookup(lookup, filter));
+                    }
+                }
                 Observed::Connect(connect) => {
                     printed.connect(connect);
                     if let Some(d) = detection.as_deref_mut() {
