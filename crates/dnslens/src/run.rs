@@ -21,6 +21,7 @@ use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, KernelCounters, Prob
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
+use crate::libc_hooks::LibcHooking;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
@@ -65,8 +66,9 @@ pub fn capture(
             .detect
             .as_ref()
             .is_some_and(|d| d.learn != Learn::Off && d.baseline_path.is_some());
-    match privileges::drop_after_attach(writes_files, || probe.counters().is_ok()) {
-        Ok(kept) if kept.bpf() => say!(
+    let traces_lookups = matches!(settings.output, Output::Trace { lookups: true, .. });
+    match privileges::drop_after_attach(writes_files, traces_lookups, || probe.counters().is_ok()) {
+        Ok(kept) if kept.bpf_for_maps() => say!(
             "dnslens: CAP_BPF kept after attaching: this kernel asks for it to read a map \
              (Linux before 6.5 with kernel.unprivileged_bpf_disabled set); kept: {kept}"
         ),
@@ -113,7 +115,11 @@ pub fn capture(
     let mut pipeline = Pipeline::new(config, WallClock::measure()).with_pod_directory(pods.clone());
     let mut sink = make_sink(pods.is_some())?;
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
-    let mut lookups = matches!(settings.output, Output::Trace { lookups: true, .. }).then(|| {
+    let mut libc = traces_lookups
+        .then(LibcHooking::start)
+        .transpose()
+        .context("starting the libc worker thread")?;
+    let mut lookups = traces_lookups.then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
         Lookups::new(
@@ -141,6 +147,7 @@ pub fn capture(
         max_events,
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
+        libc: libc.as_mut(),
         alerts_only,
         cluster: &cluster,
         output,
@@ -215,6 +222,9 @@ pub fn capture(
             );
         }
     }
+    if let Some(line) = libc.as_ref().and_then(|h| h.report(&probe)) {
+        say!("dnslens: {line}");
+    }
     if let Some(line) = cluster.report() {
         say!("dnslens: {line}");
     }
@@ -285,6 +295,7 @@ struct Run<'a> {
     detection: Option<&'a mut Detection>,
     /// `--lookups`: events go to the lookup stage, whose lookups are printed.
     lookups: Option<&'a mut Lookups>,
+    libc: Option<&'a mut LibcHooking>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -392,6 +403,7 @@ impl Run<'_> {
                 max_events,
                 detection,
                 lookups,
+                libc,
                 alerts_only,
                 cluster,
                 output,
@@ -401,6 +413,9 @@ impl Run<'_> {
             let mut pcapng_failed = None;
             let mut emit = |observed: Observed<'_>| match observed {
                 Observed::Dns(event, wire) => {
+                    if let Some(h) = libc.as_deref_mut() {
+                        h.process(event.who.process.pid, event.who.ids.process_start_ns);
+                    }
                     if let (Some(p), Some(wire)) = (pcapng.as_deref_mut(), wire) {
                         if pcapng_failed.is_none() && filter.matches(event) {
                             pcapng_failed = p.message(event, wire).err();
@@ -421,6 +436,9 @@ impl Run<'_> {
                     }
                 }
                 Observed::Libc(call) => {
+                    if let Some(h) = libc.as_deref_mut() {
+                        h.process(call.who.process.pid, call.who.ids.process_start_ns);
+                    }
                     if let Some(l) = lookups.as_deref_mut() {
                         l.libc(call, &mut |lookup| printed.lookup(lookup, filter));
                     }
@@ -437,6 +455,9 @@ impl Run<'_> {
             pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e, None)));
             if let Some(l) = lookups.as_deref_mut() {
                 l.expire(mono_now, &mut |lookup| printed.lookup(lookup, filter));
+                if let Some(h) = libc.as_deref_mut() {
+                    h.attach(probe, l);
+                }
             }
             if let Some(d) = detection.as_deref_mut() {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));
