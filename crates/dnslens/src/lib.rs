@@ -40,6 +40,7 @@ mod tests {
         "whois",
         "run",
         "privileges",
+        "libc_hooks",
         "detect",
         "cluster",
         "settings",

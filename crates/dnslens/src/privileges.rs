@@ -12,7 +12,7 @@
 //!   it, not by the version;
 //! - CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, only for `trace --lookups`: it attaches uprobes to
 //!   each libc the resolving processes map while it runs (they come and go;
-//!   [`crate::libc_hooks`]). Loading the program takes the first two; opening the uprobe perf
+//!   `libc_hooks.rs`). Loading the program takes the first two; opening the uprobe perf
 //!   event was refused (EACCES) without CAP_SYS_ADMIN on Linux 6.18 (measured).
 //!
 //! Every other capability leaves the effective, permitted, inheritable and ambient sets, and the
