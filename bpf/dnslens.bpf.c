@@ -461,12 +461,9 @@ static __always_inline bool is_wildcard(const __u8 addr[16])
 #define LOAD(p, field) ((p)->field)
 #define LOAD_INTO(dst, p, field) __builtin_memcpy(dst, &(p)->field, sizeof(*(dst)))
 
-/* Fills the parts of the event that are the same for every message of one call: the socket and
- * the attribution of the current task. Connect records are made by the same code. sk is the
- * socket as a BTF pointer where the hook has one, else NULL and call->sk is read. */
-static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
-					const struct call *call, __u32 kind, struct sock *sk,
-					__u64 now)
+/* Fills the attribution of the current task: what every record kind with this header shares. */
+static __always_inline void fill_task(struct dnslens_event *ev, struct task_struct *task,
+				      __u32 kind, __u64 now)
 {
 	/* task is the current task as a BTF pointer (bpf_get_current_task_btf): its fields are
 	 * plain loads. BPF_CORE_READ would call bpf_probe_read_kernel for each, and the
@@ -477,14 +474,27 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 	ev->kind = kind;
 	ev->timestamp_ns = now;
 	ev->process_start_ns = leader->start_time;
-	/* Read in submit(), once a message is sure to go out. */
+	/* Read in submit(), once a record is sure to go out. */
 	ev->cgroup_id = 0;
-	ev->socket_ino = call->socket_ino;
 	ev->tgid = task->tgid;
 	ev->tid = task->pid;
 	ev->ppid = task->real_parent->tgid;
 	ev->uid = task->cred->uid.val;
 	ev->netns_ino = task->nsproxy->net_ns->ns.inum;
+	/* The kernel keeps names NUL-terminated within their 16 bytes. */
+	__builtin_memcpy(ev->comm, task->comm, sizeof(ev->comm));
+	__builtin_memcpy(ev->leader_comm, leader->comm, sizeof(ev->leader_comm));
+}
+
+/* Fills the parts of the event that are the same for every message of one call: the socket and
+ * the attribution of the current task. Connect records are made by the same code. sk is the
+ * socket as a BTF pointer where the hook has one, else NULL and call->sk is read. */
+static __always_inline void fill_header(struct dnslens_event *ev, struct task_struct *task,
+					const struct call *call, __u32 kind, struct sock *sk,
+					__u64 now)
+{
+	fill_task(ev, task, kind, now);
+	ev->socket_ino = call->socket_ino;
 	ev->direction = call->direction;
 	ev->syscall = call->syscall;
 	ev->msg_index = 0;
@@ -500,9 +510,6 @@ static __always_inline void fill_header(struct dnslens_event *ev, struct task_st
 		if (src && src->family == ev->family)
 			__builtin_memcpy(ev->local_addr, src->addr, sizeof(ev->local_addr));
 	}
-	/* The kernel keeps names NUL-terminated within their 16 bytes. */
-	__builtin_memcpy(ev->comm, task->comm, sizeof(ev->comm));
-	__builtin_memcpy(ev->leader_comm, leader->comm, sizeof(ev->leader_comm));
 }
 
 /* Reads a user sockaddr; false when there is none. */
@@ -1215,4 +1222,118 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	ev->payload_len = 0;
 	submit(ev, 0);
 	return 0;
+}
+
+/* Resolver calls in libc (uprobes, attached by userspace to each libc a resolving process maps):
+ * the entry keeps the arguments per thread, the return emits one record with the name the
+ * application passed, its result and both times. Everything here is the workload's: the name
+ * is a user pointer read with a bound, and the records pass the same fair share as DNS events.
+ * Optional: without uprobes lookups come from the wire alone. */
+struct libc_entry {
+	__u64 name;               /* const char * as passed */
+	__u64 result;             /* _r: struct hostent ** set on success */
+	__u64 h_errnop;           /* _r: int * set on failure */
+	__u64 entry_ns;
+	__u8 function;            /* enum dnslens_libc_function */
+};
+
+/* Calls in flight, by thread; bounded, so threads that never return (killed in the call) are
+ * forgotten oldest first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct libc_entry);
+} libc_calls SEC(".maps");
+
+static __always_inline int libc_enter(__u8 function, __u64 name, __u64 result, __u64 h_errnop)
+{
+	/* getaddrinfo(NULL, service): a local address, no lookup. */
+	if (!name)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct libc_entry entry = {
+		.name = name,
+		.result = result,
+		.h_errnop = h_errnop,
+		.entry_ns = bpf_ktime_get_ns(),
+		.function = function,
+	};
+	bpf_map_update_elem(&libc_calls, &id, &entry, BPF_ANY);
+	return 0;
+}
+
+/* The call's status as struct dnslens_libc_call defines it. */
+static __always_inline __s32 libc_status(const struct libc_entry *entry, long ret)
+{
+	if (entry->function == DNSLENS_LIBC_GETADDRINFO)
+		return ret;
+	__u64 result = 0;
+	if (!bpf_probe_read_user(&result, sizeof(result), (void *)entry->result) && result)
+		return 0;
+	__s32 h_errno = -1;
+	if (bpf_probe_read_user(&h_errno, sizeof(h_errno), (void *)entry->h_errnop))
+		return -1;
+	return h_errno;
+}
+
+static __always_inline int libc_return(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct libc_entry *found = bpf_map_lookup_elem(&libc_calls, &id);
+	if (!found)
+		return 0;
+	struct libc_entry entry = *found;
+	bpf_map_delete_elem(&libc_calls, &id);
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	struct dnslens_event *ev = &s->event;
+	/* No socket: those fields are 0. */
+	__builtin_memset(ev, 0, offsetof(struct dnslens_event, comm));
+	fill_task(ev, bpf_get_current_task_btf(), DNSLENS_RECORD_LIBC, bpf_ktime_get_ns());
+	struct dnslens_libc_call *call = (struct dnslens_libc_call *)ev->payload;
+	call->entry_ns = entry.entry_ns;
+	call->status = libc_status(&entry, ret);
+	call->function = entry.function;
+	if (bpf_probe_read_user_str(call->name, sizeof(call->name), (void *)entry.name) < 0)
+		call->name[0] = 0;
+	ev->payload_len = sizeof(*call);
+	submit(ev, sizeof(*call));
+	return 0;
+}
+
+/* int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+ *                 struct addrinfo **res) */
+SEC("uprobe")
+int getaddrinfo_enter(struct pt_regs *ctx)
+{
+	return libc_enter(DNSLENS_LIBC_GETADDRINFO, ctx->di, 0, 0);
+}
+
+/* int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+ *                     struct hostent **result, int *h_errnop) */
+SEC("uprobe")
+int gethostbyname_r_enter(struct pt_regs *ctx)
+{
+	return libc_enter(DNSLENS_LIBC_GETHOSTBYNAME_R, ctx->di, ctx->r8, ctx->r9);
+}
+
+/* int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf,
+ *                      size_t buflen, struct hostent **result, int *h_errnop): the seventh
+ * argument is on the stack, above the return address. */
+SEC("uprobe")
+int gethostbyname2_r_enter(struct pt_regs *ctx)
+{
+	__u64 h_errnop = 0;
+	bpf_probe_read_user(&h_errnop, sizeof(h_errnop), (void *)(ctx->sp + 8));
+	return libc_enter(DNSLENS_LIBC_GETHOSTBYNAME2_R, ctx->di, ctx->r9, h_errnop);
+}
+
+/* One return hook serves the three functions: the entry says which it was. */
+SEC("uretprobe")
+int libc_resolver_return(struct pt_regs *ctx)
+{
+	return libc_return(ctx->ax);
 }

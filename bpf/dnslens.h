@@ -31,6 +31,18 @@ enum dnslens_record_kind {
 	DNSLENS_RECORD_DNS = 1,   /* struct dnslens_event */
 	DNSLENS_RECORD_EXEC = 2,  /* struct dnslens_exec_event */
 	DNSLENS_RECORD_CONNECT = 3, /* struct dnslens_event header only: a TCP connect */
+	DNSLENS_RECORD_LIBC = 4,  /* struct dnslens_event header + struct dnslens_libc_call */
+};
+
+/* Bytes kept of the name a resolver call was passed (a DNS name has at most 253). */
+#define DNSLENS_LIBC_NAME_LEN 256
+
+/* The libc resolver functions hooked with uprobes. gethostbyname and gethostbyname2 call the
+ * same code as the _r ones, which the hooks therefore also see. */
+enum dnslens_libc_function {
+	DNSLENS_LIBC_GETADDRINFO = 1,
+	DNSLENS_LIBC_GETHOSTBYNAME_R = 2,
+	DNSLENS_LIBC_GETHOSTBYNAME2_R = 3,
 };
 
 enum dnslens_direction {
@@ -54,8 +66,8 @@ enum dnslens_syscall {
 
 /* Indexes into the per-CPU `counters` array. */
 enum dnslens_counter {
-	DNSLENS_CNT_EVENTS = 0,      /* events (DNS and connect) written to the ring buffer */
-	DNSLENS_CNT_RINGBUF_FULL,    /* events (DNS and connect) lost: ring buffer full */
+	DNSLENS_CNT_EVENTS = 0,      /* events (DNS, connect, libc) written to the ring buffer */
+	DNSLENS_CNT_RINGBUF_FULL,    /* events (DNS, connect, libc) lost: ring buffer full */
 	DNSLENS_CNT_READ_FAILED,     /* events lost: user memory could not be read */
 	DNSLENS_CNT_TRUNCATED,       /* events whose payload was cut at DNSLENS_MAX_PAYLOAD */
 	DNSLENS_CNT_MMSG_SKIPPED,    /* messages past DNSLENS_MAX_MMSG in one call, not captured */
@@ -63,7 +75,7 @@ enum dnslens_counter {
 	DNSLENS_CNT_OTHER_PATH,      /* DNS socket I/O not from a hooked syscall (sendfile, io_uring,
 	                              * kernel callers): its buffer is unknown, not captured */
 	DNSLENS_CNT_EXEC_LOST,       /* exec records lost: ring buffer full */
-	DNSLENS_CNT_OVER_SHARE,      /* events (DNS and connect) dropped: their cgroup was over its
+	DNSLENS_CNT_OVER_SHARE,      /* events (DNS, connect, libc) dropped: their cgroup was over its
 	                              * share while the ring buffer was under pressure */
 	DNSLENS_CNT_SERVER_SIDE,     /* server-side UDP messages kept in the kernel: no output shows
 	                              * them (see DNSLENS_RESOLVER_RENEWAL_NS) */
@@ -140,6 +152,18 @@ struct dnslens_event {
 	char cgroup_name[DNSLENS_CGROUP_NAME_LEN];
 	char cgroup_parent_name[DNSLENS_CGROUP_NAME_LEN];
 	__u8 payload[DNSLENS_MAX_PAYLOAD];   /* only payload_len bytes are sent */
+};
+
+/* A resolver call that returned (DNSLENS_RECORD_LIBC): the payload of a struct dnslens_event
+ * whose header holds the calling task (timestamp_ns: the return; no socket: family, ports,
+ * addresses, protocol, direction and syscall are 0) and whose payload_len is this size. */
+struct dnslens_libc_call {
+	__u64 entry_ns;           /* bpf_ktime_get_ns at the call */
+	__s32 status;             /* getaddrinfo: its return (0 or EAI_*); _r: 0 when a result was
+	                           * returned, else *h_errnop (HOST_NOT_FOUND...), -1 unreadable */
+	__u8 function;            /* enum dnslens_libc_function */
+	__u8 _pad[3];
+	char name[DNSLENS_LIBC_NAME_LEN]; /* as passed, NUL-terminated; "" when unreadable */
 };
 
 /* An exec, so a process that exits before userspace reads /proc still has its executable. */

@@ -160,6 +160,9 @@ struct pt_regs {
 	unsigned long si;
 	unsigned long di;
 	unsigned long orig_ax;
+	unsigned long r9;
+	unsigned long ax;
+	unsigned long sp;
 };
 
 typedef struct {

@@ -1,6 +1,6 @@
 //! The kernel/user boundary: the Rust view of `bpf/dnslens.h`. The records (`struct
-//! dnslens_event` for DNS messages and connects, which are its header alone, and `struct
-//! dnslens_exec_event`), and one list each of the values its enums name: record kinds,
+//! dnslens_event` for DNS messages and connects, which are its header alone, and libc resolver
+//! calls, its header and a `struct dnslens_libc_call`; `struct dnslens_exec_event`), and one list each of the values its enums name: record kinds,
 //! directions, syscalls and counters. `tests/layout.rs` compiles the C header and checks every
 //! offset, size and enum value against this file; change both together.
 //!
@@ -25,6 +25,9 @@ pub const RESOLVER_RENEWAL_NS: u64 = 10_000_000_000;
 pub const RECORD_DNS: u32 = 1;
 pub const RECORD_EXEC: u32 = 2;
 pub const RECORD_CONNECT: u32 = 3;
+pub const RECORD_LIBC: u32 = 4;
+/// `DNSLENS_LIBC_NAME_LEN`: bytes kept of the name a resolver call was passed.
+pub const LIBC_NAME_LEN: usize = 256;
 const AF_INET6: u16 = 10;
 
 /// Fixed part of an event; the ring buffer record is this header followed by `payload_len`
@@ -473,6 +476,76 @@ impl ConnectRecord {
     }
 }
 
+/// `enum dnslens_libc_function`: the libc resolver functions hooked. `gethostbyname` and
+/// `gethostbyname2` run the `_r` ones' code, and show as them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum LibcFunction {
+    Getaddrinfo = 1,
+    GethostbynameR = 2,
+    Gethostbyname2R = 3,
+}
+
+/// `struct dnslens_libc_call`: the payload of a libc record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LibcCallTail {
+    pub entry_ns: u64,
+    pub status: i32,
+    pub function: u8,
+    pub _pad: [u8; 3],
+    pub name: [u8; LIBC_NAME_LEN],
+}
+
+/// A resolver call in libc that returned: the calling task in the event header (no socket;
+/// `timestamp_ns` is the return), and what the call was passed and returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibcCall {
+    pub header: EventHeader,
+    pub function: LibcFunction,
+    /// The name as the application passed it (lossy UTF-8).
+    pub name: String,
+    /// See `struct dnslens_libc_call`: getaddrinfo's return, or for the `_r` functions 0 on
+    /// success, else `h_errno` (-1 when unreadable).
+    pub status: i32,
+    pub entry_ns: u64,
+}
+
+impl LibcCall {
+    /// Reads a libc record. Never panics on short or odd input.
+    pub fn parse(record: &[u8]) -> Result<Self, EventError> {
+        let header: EventHeader = read_pod(record)?;
+        let at = std::mem::size_of::<EventHeader>();
+        if header.kind != RECORD_LIBC {
+            return Err(EventError::Unknown {
+                field: "kind",
+                value: header.kind,
+            });
+        }
+        let tail: LibcCallTail = read_pod(record.get(at..).unwrap_or_default())?;
+        let function = LibcFunction::ALL
+            .iter()
+            .copied()
+            .find(|&f| f as u8 == tail.function)
+            .ok_or(EventError::Unknown {
+                field: "function",
+                value: tail.function.into(),
+            })?;
+        Ok(LibcCall {
+            header,
+            function,
+            name: String::from_utf8_lossy(c_bytes(&tail.name)).into_owned(),
+            status: tail.status,
+            entry_ns: tail.entry_ns,
+        })
+    }
+
+    /// From the call to its return.
+    pub fn latency_ns(&self) -> u64 {
+        self.header.timestamp_ns.saturating_sub(self.entry_ns)
+    }
+}
+
 /// Any ring-buffer record.
 // Made per record and consumed at once: boxing the large variants would allocate per event.
 #[allow(clippy::large_enum_variant)]
@@ -481,6 +554,7 @@ pub enum Record<'a> {
     Dns(RawEvent<'a>),
     Exec(ExecEvent),
     Connect(ConnectRecord),
+    Libc(LibcCall),
 }
 
 impl<'a> Record<'a> {
@@ -493,6 +567,7 @@ impl<'a> Record<'a> {
         match kind {
             RECORD_DNS => RawEvent::parse(record).map(Record::Dns),
             RECORD_CONNECT => ConnectRecord::parse(record).map(Record::Connect),
+            RECORD_LIBC => LibcCall::parse(record).map(Record::Libc),
             RECORD_EXEC => {
                 let header: ExecHeader = read_pod(record)?;
                 Ok(Record::Exec(ExecEvent {
@@ -700,5 +775,65 @@ mod tests {
             ..connect_header()
         }))
         .is_err());
+    }
+
+    fn libc_record(function: u8, name: &[u8]) -> Vec<u8> {
+        let mut record = bytes(&EventHeader {
+            kind: RECORD_LIBC,
+            tgid: 9,
+            timestamp_ns: 5_000,
+            ..EventHeader::default()
+        });
+        let mut tail = LibcCallTail {
+            entry_ns: 1_000,
+            status: -2,
+            function,
+            _pad: [0; 3],
+            name: [0; LIBC_NAME_LEN],
+        };
+        tail.name[..name.len()].copy_from_slice(name);
+        // SAFETY: a repr(C) struct of integers and byte arrays with explicit padding.
+        record.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(
+                (&tail as *const LibcCallTail).cast::<u8>(),
+                std::mem::size_of::<LibcCallTail>(),
+            )
+        });
+        record
+    }
+
+    #[test]
+    fn libc_records_carry_the_name_status_and_both_times() {
+        let Ok(Record::Libc(call)) = Record::parse(&libc_record(1, b"db.internal")) else {
+            panic!("not a libc record");
+        };
+        assert_eq!(call.header.tgid, 9);
+        assert_eq!(call.function, LibcFunction::Getaddrinfo);
+        assert_eq!(call.function.name(), "getaddrinfo");
+        assert_eq!((call.name.as_str(), call.status), ("db.internal", -2));
+        assert_eq!(call.latency_ns(), 4_000);
+    }
+
+    #[test]
+    fn odd_libc_records_are_errors() {
+        let record = libc_record(3, b"x");
+        let short = record.len() - 1;
+        assert_eq!(
+            Record::parse(&record[..short]).unwrap_err(),
+            EventError::Short(short - std::mem::size_of::<EventHeader>())
+        );
+        assert_eq!(
+            Record::parse(&libc_record(7, b"x")).unwrap_err(),
+            EventError::Unknown {
+                field: "function",
+                value: 7
+            }
+        );
+        // Not NUL-terminated and not UTF-8: kept whole, lossily.
+        let name = [0xffu8; LIBC_NAME_LEN];
+        let Ok(Record::Libc(call)) = Record::parse(&libc_record(2, &name)) else {
+            panic!("not a libc record");
+        };
+        assert_eq!(call.name.chars().count(), LIBC_NAME_LEN);
     }
 }

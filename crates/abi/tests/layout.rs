@@ -5,8 +5,8 @@
 use std::{mem::offset_of, path::Path, process::Command};
 
 use dnslens_abi::{
-    Direction, EventHeader, ExecHeader, KernelCounter, Named, Source, SourceKey, Syscall,
-    MAX_PAYLOAD, MAX_PORTS, RESOLVER_RENEWAL_NS,
+    Direction, EventHeader, ExecHeader, KernelCounter, LibcCallTail, LibcFunction, Named, Source,
+    SourceKey, Syscall, MAX_PAYLOAD, MAX_PORTS, RESOLVER_RENEWAL_NS,
 };
 
 macro_rules! fields {
@@ -59,6 +59,17 @@ fn event_header_matches_the_c_header() {
         );
     }
     program += "printf(\"exec.size %zu\\n\", sizeof(struct dnslens_exec_event));\n";
+    for field in ["entry_ns", "status", "function", "_pad", "name"] {
+        program += &format!(
+            "printf(\"libc.{field} %zu\\n\", offsetof(struct dnslens_libc_call, {field}));\n"
+        );
+    }
+    program += "printf(\"libc.size %zu\\n\", sizeof(struct dnslens_libc_call));\n";
+    program += "printf(\"LIBC_NAME_LEN %d\\n\", DNSLENS_LIBC_NAME_LEN);\n";
+    for &function in LibcFunction::ALL {
+        let upper = function.name().to_uppercase();
+        program += &format!("printf(\"LIBC_{upper} %d\\n\", DNSLENS_LIBC_{upper});\n");
+    }
     for field in ["cgroup_id", "cgroup_v1_id"] {
         program += &format!(
             "printf(\"source_key.{field} %zu\\n\", offsetof(struct dnslens_source_key, {field}));\n"
@@ -84,7 +95,7 @@ fn event_header_matches_the_c_header() {
     program += "printf(\"MAX_PORTS %d\\n\", DNSLENS_MAX_PORTS);\n";
     program += "printf(\"CNT_MAX %d\\n\", DNSLENS_CNT_MAX);\n";
     program += "printf(\"RESOLVER_RENEWAL_NS %llu\\n\", DNSLENS_RESOLVER_RENEWAL_NS);\n";
-    for kind in ["DNS", "EXEC", "CONNECT"] {
+    for kind in ["DNS", "EXEC", "CONNECT", "LIBC"] {
         program += &format!("printf(\"RECORD_{kind} %d\\n\", DNSLENS_RECORD_{kind});\n");
     }
     for &counter in KernelCounter::ALL {
@@ -148,6 +159,17 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["exec.filename"], offset_of!(ExecHeader, filename));
     assert_eq!(c["exec.size"], std::mem::size_of::<ExecHeader>());
     assert_eq!(c["PATH_LEN"], dnslens_abi::PATH_LEN);
+    assert_eq!(c["libc.entry_ns"], offset_of!(LibcCallTail, entry_ns));
+    assert_eq!(c["libc.status"], offset_of!(LibcCallTail, status));
+    assert_eq!(c["libc.function"], offset_of!(LibcCallTail, function));
+    assert_eq!(c["libc._pad"], offset_of!(LibcCallTail, _pad));
+    assert_eq!(c["libc.name"], offset_of!(LibcCallTail, name));
+    assert_eq!(c["libc.size"], std::mem::size_of::<LibcCallTail>());
+    assert_eq!(c["LIBC_NAME_LEN"], dnslens_abi::LIBC_NAME_LEN);
+    for &function in LibcFunction::ALL {
+        let name = format!("LIBC_{}", function.name().to_uppercase());
+        assert_eq!(c[name.as_str()], function as usize, "DNSLENS_{name}");
+    }
     // The loader reads the sources map as arrays of words in field order.
     let key = SourceKey::from_words([1, 2]);
     assert_eq!(c["source_key.size"], std::mem::size_of::<SourceKey>());
@@ -205,6 +227,7 @@ fn event_header_matches_the_c_header() {
     assert_eq!(c["RECORD_DNS"], dnslens_abi::RECORD_DNS as usize);
     assert_eq!(c["RECORD_EXEC"], dnslens_abi::RECORD_EXEC as usize);
     assert_eq!(c["RECORD_CONNECT"], dnslens_abi::RECORD_CONNECT as usize);
+    assert_eq!(c["RECORD_LIBC"], dnslens_abi::RECORD_LIBC as usize);
     // Every `enum dnslens_syscall` value reads back as its syscall.
     for &syscall in Syscall::ALL {
         let value = c[format!("SYS_{}", syscall.name().to_uppercase()).as_str()];

@@ -60,8 +60,8 @@ fn output(capture: &[u8]) -> Vec<u8> {
                 schema::write_event_line(&mut out, event);
                 detectors.event(event, &mut |a| alerts.push(a));
             }
-            // Resends are the lookup stage's: no message of their own.
-            Observed::Resend(_) => {}
+            // Resends and libc calls are the lookup stage's: no message of their own.
+            Observed::Resend(_) | Observed::Libc(_) => {}
             Observed::Connect(connect) => {
                 last_mono = last_mono.max(connect.mono_ns);
                 schema::write_connect_line(&mut out, connect);

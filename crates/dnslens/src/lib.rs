@@ -20,6 +20,7 @@ pub mod agent;
 mod cluster;
 pub mod detect;
 pub mod flags;
+mod libc_hooks;
 pub mod losses;
 mod privileges;
 pub mod run;
@@ -39,6 +40,7 @@ mod tests {
         "whois",
         "run",
         "privileges",
+        "libc_hooks",
         "detect",
         "cluster",
         "settings",

@@ -9,7 +9,11 @@
 //!   (a baseline being learned, the agent's output and its rotations);
 //! - CAP_BPF, only where `bpf()` on a map already open still asks for it: kernels before 6.5
 //!   with `kernel.unprivileged_bpf_disabled` set. Found by reading the kernel's counters without
-//!   it, not by the version.
+//!   it, not by the version;
+//! - CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, only for `trace --lookups`: it attaches uprobes to
+//!   each libc the resolving processes map while it runs (they come and go;
+//!   `libc_hooks.rs`). Loading the program takes the first two; opening the uprobe perf
+//!   event was refused (EACCES) without CAP_SYS_ADMIN on Linux 6.18 (measured).
 //!
 //! Every other capability leaves the effective, permitted, inheritable and ambient sets, and the
 //! bounding set when CAP_SETPCAP allows; then no_new_privs, so an exec gains nothing back.
@@ -23,18 +27,21 @@ use caps::{CapSet, Capability, CapsHashSet};
 
 /// What was kept after the drop.
 #[derive(Debug)]
-pub struct Kept(CapsHashSet);
+pub struct Kept {
+    caps: CapsHashSet,
+    bpf_for_maps: bool,
+}
 
 impl Kept {
-    /// CAP_BPF had to be kept (see the module's documentation).
-    pub fn bpf(&self) -> bool {
-        self.0.contains(&Capability::CAP_BPF)
+    /// CAP_BPF had to be kept to read maps (see the module's documentation).
+    pub fn bpf_for_maps(&self) -> bool {
+        self.bpf_for_maps
     }
 }
 
 impl fmt::Display for Kept {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<String> = self.0.iter().map(|c| c.to_string()).collect();
+        let mut names: Vec<String> = self.caps.iter().map(|c| c.to_string()).collect();
         names.sort();
         match names.is_empty() {
             true => f.write_str("none"),
@@ -44,9 +51,11 @@ impl fmt::Display for Kept {
 }
 
 /// Drops what the run no longer needs. `writes_files`: it writes files after attaching.
-/// `reads_bpf`: whether a `bpf()` call on an open map works, asked with CAP_BPF lowered.
+/// `attaches_uprobes`: it attaches libc uprobes after this. `reads_bpf`: whether a `bpf()`
+/// call on an open map works, asked with CAP_BPF lowered.
 pub fn drop_after_attach(
     writes_files: bool,
+    attaches_uprobes: bool,
     reads_bpf: impl FnOnce() -> bool,
 ) -> anyhow::Result<Kept> {
     let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
@@ -60,15 +69,25 @@ pub fn drop_after_attach(
     let mut keep: CapsHashSet = [Capability::CAP_SYS_PTRACE, Capability::CAP_DAC_READ_SEARCH]
         .into_iter()
         .chain(writes_files.then_some(Capability::CAP_DAC_OVERRIDE))
+        .chain(
+            attaches_uprobes
+                .then_some([
+                    Capability::CAP_BPF,
+                    Capability::CAP_PERFMON,
+                    Capability::CAP_SYS_ADMIN,
+                ])
+                .into_iter()
+                .flatten(),
+        )
         .filter(|c| permitted.contains(c))
         .collect();
     caps::set(None, CapSet::Effective, &keep).context("lowering the effective set")?;
     let bpf_without = reads_bpf();
     // Back up from the permitted set: dropping from the bounding set takes CAP_SETPCAP.
     caps::set(None, CapSet::Effective, &permitted).context("raising the effective set")?;
-    if !bpf_without && permitted.contains(&Capability::CAP_BPF) {
-        keep.insert(Capability::CAP_BPF);
-    }
+    let bpf_for_maps = !bpf_without
+        && permitted.contains(&Capability::CAP_BPF)
+        && keep.insert(Capability::CAP_BPF);
     if permitted.contains(&Capability::CAP_SETPCAP) {
         for c in caps::read(None, CapSet::Bounding).context("reading the bounding set")? {
             if !keep.contains(&c) {
@@ -85,5 +104,8 @@ pub fn drop_after_attach(
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
     }
-    Ok(Kept(keep))
+    Ok(Kept {
+        caps: keep,
+        bpf_for_maps,
+    })
 }

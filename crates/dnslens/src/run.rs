@@ -21,6 +21,7 @@ use dnslens_probe::{CaptureMode, HookStatus, KernelCounter, KernelCounters, Prob
 
 use crate::cluster::Connection;
 use crate::detect::Detection;
+use crate::libc_hooks::LibcHooking;
 use crate::losses::{LossWindow, SourceLosses, REASONS};
 use crate::privileges;
 use crate::settings::{Detect, Learn, Settings};
@@ -67,8 +68,9 @@ pub fn capture(
             .detect
             .as_ref()
             .is_some_and(|d| d.learn != Learn::Off && d.baseline_path.is_some());
-    match privileges::drop_after_attach(writes_files, || probe.counters().is_ok()) {
-        Ok(kept) if kept.bpf() => say!(
+    let traces_lookups = matches!(settings.output, Output::Trace { lookups: true, .. });
+    match privileges::drop_after_attach(writes_files, traces_lookups, || probe.counters().is_ok()) {
+        Ok(kept) if kept.bpf_for_maps() => say!(
             "dnslens: CAP_BPF kept after attaching: this kernel asks for it to read a map \
              (Linux before 6.5 with kernel.unprivileged_bpf_disabled set); kept: {kept}"
         ),
@@ -119,6 +121,10 @@ pub fn capture(
         .as_ref()
         .map(|d| DnstapSink::start(d, &cluster.identity()));
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
+    let mut libc = traces_lookups
+        .then(LibcHooking::start)
+        .transpose()
+        .context("starting the libc worker thread")?;
     let mut lookups = settings.output.lookups().then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
@@ -148,7 +154,8 @@ pub fn capture(
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
         dnstap: dnstap.as_mut(),
-        lookups_only: matches!(settings.output, Output::Trace { lookups: true, .. }),
+        lookups_only: traces_lookups,
+        libc: libc.as_mut(),
         alerts_only,
         cluster: &cluster,
         output,
@@ -232,6 +239,9 @@ pub fn capture(
             );
         }
     }
+    if let Some(line) = libc.as_ref().and_then(|h| h.report(&probe)) {
+        say!("dnslens: {line}");
+    }
     if let Some(line) = cluster.report() {
         say!("dnslens: {line}");
     }
@@ -306,6 +316,8 @@ struct Run<'a> {
     dnstap: Option<&'a mut DnstapSink>,
     /// `trace --lookups`: events go to the lookup stage only.
     lookups_only: bool,
+    /// `trace --lookups`: glibc's resolver calls hooked as processes show up.
+    libc: Option<&'a mut LibcHooking>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,
     cluster: &'a Connection,
@@ -415,6 +427,7 @@ impl Run<'_> {
                 lookups,
                 dnstap,
                 lookups_only,
+                libc,
                 alerts_only,
                 cluster,
                 output,
@@ -427,6 +440,9 @@ impl Run<'_> {
                     let passes = filter.matches(event);
                     if let Some(d) = dnstap.as_deref_mut() {
                         d.event(event, wire, passes);
+                    }
+                    if let Some(h) = libc.as_deref_mut() {
+                        h.process(event.who.process.pid, event.who.ids.process_start_ns);
                     }
                     if let (Some(p), Some(wire)) = (pcapng.as_deref_mut(), wire) {
                         if pcapng_failed.is_none() && passes {
@@ -449,6 +465,14 @@ impl Run<'_> {
                         l.event(event, &mut |lookup| printed.lookup(lookup, filter));
                     }
                 }
+                Observed::Libc(call) => {
+                    if let Some(h) = libc.as_deref_mut() {
+                        h.process(call.who.process.pid, call.who.ids.process_start_ns);
+                    }
+                    if let Some(l) = lookups.as_deref_mut() {
+                        l.libc(call, &mut |lookup| printed.lookup(lookup, filter));
+                    }
+                }
                 Observed::Connect(connect) => {
                     printed.connect(connect);
                     if let Some(d) = detection.as_deref_mut() {
@@ -461,6 +485,9 @@ impl Run<'_> {
             pipeline.expire(mono_now, &mut |e| emit(Observed::Dns(e, None)));
             if let Some(l) = lookups.as_deref_mut() {
                 l.expire(mono_now, &mut |lookup| printed.lookup(lookup, filter));
+                if let Some(h) = libc.as_deref_mut() {
+                    h.attach(probe, l);
+                }
             }
             if let Some(d) = detection.as_deref_mut() {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));

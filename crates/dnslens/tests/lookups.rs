@@ -2,7 +2,8 @@
 //! real resolvers (glibc, static musl, pure Go) query dnsmasq on the test node. dnsmasq's query
 //! log is the ground truth: each resolver run is one lookup whose `queries` are the queries the
 //! log holds for it (plus those sent to a server that is not there), named without the search
-//! list. Tests named `root_*` need root (they skip without it and fail in CI).
+//! list. With glibc's calls hooked (uprobes), a getent run is one `libc+dns` lookup, or a
+//! `libc` one that sent no query. Tests named `root_*` need root (they skip without it and fail in CI).
 
 mod node;
 
@@ -31,26 +32,28 @@ fn cluster_node() -> Node {
     Node::start_with(1, &["--local=/cluster.local/".to_string()])
 }
 
+/// The lookup lines of process `pid`.
+fn lookups_by(events: &[Value], pid: u32) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "lookup" && e["process"]["pid"] == pid)
+        .cloned()
+        .collect()
+}
+
 /// Runs `body` under `trace --json --lookups` and returns each run with its lookup lines, once
 /// every run has one (10 s at most).
 fn lookups_of(body: impl FnOnce() -> Vec<Run>) -> Vec<(Run, Vec<Value>)> {
     let trace = Trace::start(&["--lookups"]);
     let runs = body();
-    let mine = |events: &[Value], run: &Run| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| e["kind"] == "lookup" && e["process"]["pid"] == run.pid)
-            .cloned()
-            .collect()
-    };
     wait_until(Duration::from_secs(10), || {
         let events = trace.events();
-        runs.iter().all(|r| !mine(&events, r).is_empty())
+        runs.iter().all(|r| !lookups_by(&events, r.pid).is_empty())
     });
     let stopped = trace.stop();
     runs.into_iter()
         .map(|run| {
-            let lookups = mine(&stopped.events, &run);
+            let lookups = lookups_by(&stopped.events, run.pid);
             (run, lookups)
         })
         .collect()
@@ -286,4 +289,55 @@ fn root_lookups_through_a_local_forwarder_miss_then_hit() {
     let second = via(hit, hit_lookups);
     assert_eq!(second["cache"], "hit", "{second:#}");
     assert_eq!(second["upstream"], Value::Null);
+}
+
+#[test]
+fn root_lookups_glibc_calls_from_hosts_and_from_the_wire() {
+    if !have_root() {
+        return;
+    }
+    const LOCAL: &str = "hosts-only.dnslens.test";
+    let mut node = Node::start(1);
+    node.write_etc(
+        0,
+        "hosts",
+        &format!("127.0.0.1 localhost\n203.0.113.99 {LOCAL}\n"),
+    );
+    let getent = tool("getent");
+    let trace = Trace::start(&["--lookups"]);
+    let of = |pid: u32| lookups_by(&trace.events(), pid);
+    // The libc is hooked a moment after the start (the worker's scan of /proc): a call made
+    // before that is not seen, and /etc/hosts sends nothing on the wire. Asked until seen.
+    let mut local = Vec::new();
+    for _ in 0..10 {
+        let run = node.run("getent-hosts", 0, None, &getent, &["ahosts", LOCAL]);
+        run.expect_ok().expect_output("203.0.113.99");
+        wait_until(Duration::from_secs(1), || {
+            local = of(run.pid);
+            !local.is_empty()
+        });
+        if !local.is_empty() {
+            break;
+        }
+    }
+    let [hosts] = &local[..] else {
+        panic!(
+            "want one lookup from /etc/hosts, got {local:#?}\n{}",
+            trace.stderr()
+        )
+    };
+    assert_eq!(
+        (&hosts["name"], &hosts["source"], &hosts["queries"]),
+        (&LOCAL.into(), &"libc".into(), &0.into()),
+        "{hosts:#}"
+    );
+    assert_eq!(hosts["outcome"], "answered", "{hosts:#}");
+    // Hooked now: a call that goes to dnsmasq is the call and its queries.
+    let run = node.run("getent-dns", 0, None, &getent, &["ahosts", HOST]);
+    run.expect_ok().expect_queries();
+    wait_until(Duration::from_secs(10), || !of(run.pid).is_empty());
+    let stopped = trace.stop();
+    let lookups = lookups_by(&stopped.events, run.pid);
+    let lookup = assert_one_answered_lookup(&run, &lookups, HOST, 0);
+    assert_eq!(lookup["source"], "libc+dns", "{lookup:#}");
 }

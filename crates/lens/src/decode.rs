@@ -1,11 +1,11 @@
 //! Decode stage: ring-buffer records to DNS messages. A UDP payload is one message; TCP bytes
 //! go through one framer per (socket, direction), kept in a bounded map. Failures are counted
-//! by kind, never printed one by one, never fatal. Connect and exec records are checked and
-//! passed on as they are.
+//! by kind, never printed one by one, never fatal. Connect, exec and libc records are checked
+//! and passed on as they are.
 
 use std::collections::BTreeMap;
 
-use dnslens_abi::{Direction, ExecEvent, Record, Transport};
+use dnslens_abi::{Direction, ExecEvent, LibcCall, Record, Transport};
 use dnslens_wire::{DecodeError, Frame, Message, Section, TcpFramer};
 
 use crate::bounded::Lru;
@@ -29,6 +29,8 @@ pub struct DecodeStats {
     pub exec_records: u64,
     /// Connect records (outgoing TCP connections), passed on to enrichment.
     pub connect_records: u64,
+    /// Libc resolver-call records (only uprobes a caller attached make them), passed on.
+    pub libc_records: u64,
     /// Messages decoded.
     pub messages: u64,
     /// Messages that failed to decode, by `DecodeError::kind()`.
@@ -70,6 +72,8 @@ pub enum Output<'a> {
     Connect(&'a Capture<'a>),
     /// An exec record, for the process cache.
     Exec(ExecEvent),
+    /// A libc resolver call that returned.
+    Libc(&'a LibcCall),
 }
 
 /// Turns raw records into decoded messages.
@@ -131,6 +135,10 @@ impl Decoder {
             Ok(Record::Exec(exec)) => {
                 self.stats.exec_records += 1;
                 out(Output::Exec(exec));
+            }
+            Ok(Record::Libc(call)) => {
+                self.stats.libc_records += 1;
+                out(Output::Libc(&call));
             }
             Err(_) => self.stats.bad_records += 1,
         }

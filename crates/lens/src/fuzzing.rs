@@ -135,5 +135,11 @@ fn check(observed: Observed<'_>) {
                 "{line}"
             );
         }
+        Observed::Libc(c) => {
+            assert!(
+                c.name.chars().count() <= dnslens_abi::LIBC_NAME_LEN,
+                "name past its bound"
+            );
+        }
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::container::Runtime;
 use crate::pods::PodInfo;
-use dnslens_abi::{Direction, EventError, EventHeader, RawEvent, Syscall, Transport};
+use dnslens_abi::{
+    Direction, EventError, EventHeader, LibcCall, LibcFunction, RawEvent, Syscall, Transport,
+};
 use dnslens_wire::{Message, Rcode, RecordType};
 
 /// What the event reports; its name is the JSON `kind`.
@@ -369,29 +371,60 @@ impl<'a> Capture<'a> {
         })
     }
 
-    /// The process as the kernel described it (`exe` is enrichment's).
-    fn process(&self) -> ProcessInfo {
-        let h = self.header;
-        ProcessInfo {
-            pid: h.tgid,
-            tid: h.tid,
-            comm: TaskName::new(self.comm),
-            name: TaskName::new(self.name),
-            exe: None,
-            uid: h.uid,
-            ppid: h.ppid,
-        }
-    }
-
     /// Whom the record belongs to, as far as the kernel said.
     fn attribution(&self) -> Attribution {
-        let h = self.header;
-        let ids = KernelIds {
-            process_start_ns: h.process_start_ns,
-            cgroup_id: h.cgroup_id,
-            cgroup_v1_id: h.cgroup_v1_id,
-        };
-        Attribution::unenriched(self.process(), h.netns_ino, h.socket_ino, ids)
+        kernel_attribution(self.header)
+    }
+}
+
+/// Whom a record's header says it belongs to (`exe` and placement are enrichment's).
+fn kernel_attribution(h: &EventHeader) -> Attribution {
+    let process = ProcessInfo {
+        pid: h.tgid,
+        tid: h.tid,
+        comm: TaskName::new(h.comm()),
+        name: TaskName::new(h.leader_comm()),
+        exe: None,
+        uid: h.uid,
+        ppid: h.ppid,
+    };
+    let ids = KernelIds {
+        process_start_ns: h.process_start_ns,
+        cgroup_id: h.cgroup_id,
+        cgroup_v1_id: h.cgroup_v1_id,
+    };
+    Attribution::unenriched(process, h.netns_ino, h.socket_ino, ids)
+}
+
+/// A resolver call in libc that returned (a uprobe's record), attributed as DNS events are:
+/// what the application asked for, in its own words, and what it got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibcEvent {
+    /// Wall-clock ns of the call.
+    pub time_ns: u64,
+    /// CLOCK_MONOTONIC of the call and of its return.
+    pub entry_mono_ns: u64,
+    pub mono_ns: u64,
+    pub function: LibcFunction,
+    /// The name as passed.
+    pub name: String,
+    /// As `LibcCall::status`: getaddrinfo's return (EAI_*), or 0 / `h_errno` for the `_r` ones.
+    pub status: i32,
+    pub who: Attribution,
+}
+
+impl LibcEvent {
+    /// A call, not yet enriched; `wall_ns` turns a monotonic stamp into wall-clock ns.
+    pub fn new(call: &LibcCall, wall_ns: impl Fn(u64) -> u64) -> LibcEvent {
+        LibcEvent {
+            time_ns: wall_ns(call.entry_ns),
+            entry_mono_ns: call.entry_ns,
+            mono_ns: call.header.timestamp_ns,
+            function: call.function,
+            name: call.name.clone(),
+            status: call.status,
+            who: kernel_attribution(&call.header),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The stages in their one order, decode -> correlate -> enrich, behind two calls: `record` for
-//! each ring-buffer record and `expire` once per poll turn. Connects skip pairing and are
-//! enriched as DNS events are. What to do with the events (filter, sinks, detectors) is the
+//! each ring-buffer record and `expire` once per poll turn. Connects and libc calls skip pairing
+//! and are enriched as DNS events are. What to do with the events (filter, sinks, detectors) is the
 //! caller's.
 
 use std::path::PathBuf;
@@ -13,7 +13,9 @@ use crate::clock::WallClock;
 use crate::correlate::{self, Correlator, Passed};
 use crate::decode::{self, Decoder, Output};
 use crate::enrich::{self, Enricher};
-use crate::model::{Attribution, ConnectEvent, DnsEvent, KernelIds, ProcessInfo, TaskName};
+use crate::model::{
+    Attribution, ConnectEvent, DnsEvent, KernelIds, LibcEvent, ProcessInfo, TaskName,
+};
 use crate::pods::PodDirectory;
 use crate::process::{self, ProcessCache};
 use crate::served::{ServedGate, ServerSide};
@@ -78,6 +80,8 @@ pub enum Observed<'a> {
     /// which counts it as a query and the first as timed out; no message to show or judge.
     Resend(&'a DnsEvent),
     Connect(&'a ConnectEvent),
+    /// A libc resolver call that returned: for the lookup stage.
+    Libc(&'a LibcEvent),
 }
 
 pub struct Pipeline {
@@ -144,6 +148,11 @@ impl Pipeline {
                 out(Observed::Connect(&event));
             }
             Output::Exec(exec) => enricher.record_exec(exec),
+            Output::Libc(call) => {
+                let mut event = LibcEvent::new(call, |mono| clock.wall_ns(mono));
+                enricher.enrich(&mut event.who, event.mono_ns, || call.header.cgroup_names());
+                out(Observed::Libc(&event));
+            }
         });
     }
 
@@ -199,7 +208,9 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::model::{Kind, Role};
-    use crate::testutil::{connect_header, dns_message, exec_record, header, record, TempDir};
+    use crate::testutil::{
+        connect_header, dns_message, exec_record, header, libc_record, record, TempDir,
+    };
     use std::os::unix::fs::MetadataExt;
 
     const MS: u64 = 1_000_000;
@@ -441,5 +452,33 @@ mod tests {
         assert_eq!(out[0].who.process.exe.as_deref(), Some("/usr/bin/dig"));
         assert_eq!(p.stats().decode.exec_records, 1);
         assert_eq!(p.stats().correlate.unanswered, 1);
+    }
+
+    #[test]
+    fn libc_calls_pass_on_enriched_with_the_calls_times() {
+        let (mut p, _empty) = without_host();
+        let mut calls = Vec::new();
+        p.record(
+            &libc_record("db.internal", -2, 5 * MS, 7 * MS),
+            &mut |o| match o {
+                Observed::Libc(c) => calls.push(c.clone()),
+                other => panic!("unexpected {other:?}"),
+            },
+        );
+        let [call] = &calls[..] else {
+            panic!("want one call: {calls:?}")
+        };
+        assert_eq!((call.name.as_str(), call.status), ("db.internal", -2));
+        assert_eq!(
+            (call.entry_mono_ns, call.mono_ns, call.time_ns),
+            (5 * MS, 7 * MS, 5 * MS)
+        );
+        assert_eq!((call.who.process.pid, call.who.socket), (123, 0));
+        assert_eq!(
+            call.who.host,
+            Some(true),
+            "placed by enrichment: the root cgroup"
+        );
+        assert_eq!(p.stats().decode.libc_records, 1);
     }
 }

@@ -129,3 +129,20 @@ pub fn exec_record(tgid: u32, start_ns: u64, path: &str) -> Vec<u8> {
         filename,
     })
 }
+
+/// A libc record of pid 123: `name` passed to getaddrinfo at `entry_ns`, returning `status` at
+/// `return_ns`.
+pub fn libc_record(name: &str, status: i32, entry_ns: u64, return_ns: u64) -> Vec<u8> {
+    let mut h = header(true, return_ns, 0);
+    (h.kind, h.socket_ino, h.protocol, h.direction, h.syscall) =
+        (dnslens_abi::RECORD_LIBC, 0, 0, 0, 0);
+    let mut tail = dnslens_abi::LibcCallTail {
+        entry_ns,
+        status,
+        function: dnslens_abi::LibcFunction::Getaddrinfo as u8,
+        _pad: [0; 3],
+        name: [0; dnslens_abi::LIBC_NAME_LEN],
+    };
+    tail.name[..name.len()].copy_from_slice(name.as_bytes());
+    record(&h, &pod_bytes(&tail))
+}

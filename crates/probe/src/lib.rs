@@ -4,6 +4,7 @@
 //! poll. Dropping [`Probe`] drops the links, which detaches every hook.
 
 mod preflight;
+mod resolver;
 mod ring;
 
 use std::{
@@ -17,6 +18,7 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 pub use dnslens_abi::*;
+pub use resolver::{Hooked, LibcError, LibcFile, LibcHooks, MAX_LIBCS, MAX_LIBC_BYTES};
 use ring::{Epoll, RingPositions};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnslens.bpf.o"));
@@ -154,6 +156,7 @@ pub struct Probe {
     positions: RingPositions,
     /// Records the last [`Probe::poll_gathered`] read.
     last_turn: usize,
+    libc: LibcHooks,
     // Owns programs and links; kept last so it drops after the maps taken from it.
     ebpf: Ebpf,
 }
@@ -253,6 +256,7 @@ impl Probe {
             epoll,
             positions,
             last_turn: 0,
+            libc: LibcHooks::default(),
             ebpf,
         })
     }
@@ -276,6 +280,18 @@ impl Probe {
     /// How messages are captured: never `Auto` (that is resolved at load).
     pub fn mode(&self) -> CaptureMode {
         self.mode
+    }
+
+    /// Hooks the resolver functions of `libc` (see [`LibcFile`]): its calls come as libc
+    /// records. An error says why uprobes cannot be used here; it is returned again for every
+    /// later call, without trying.
+    pub fn attach_libc(&mut self, libc: &LibcFile) -> Result<Hooked, String> {
+        self.libc.attach(&mut self.ebpf, libc)
+    }
+
+    /// The libc files hooked, and what was not hooked.
+    pub fn libc_hooks(&self) -> &LibcHooks {
+        &self.libc
     }
 
     /// Every hook, attached or not.

@@ -219,6 +219,11 @@ impl Node {
 
     /// Client `i`'s /etc/resolv.conf, whole.
     pub fn write_resolv_conf_text(&mut self, i: usize, text: &str) {
+        self.write_etc(i, "resolv.conf", text);
+    }
+
+    /// Client `i`'s /etc/`file`, whole: `ip netns exec` bind-mounts /etc/netns/NS/`file` there.
+    pub fn write_etc(&mut self, i: usize, file: &str, text: &str) {
         let dir = Path::new("/etc/netns").join(&self.clients[i].ns);
         {
             let _lock = host_lock();
@@ -227,7 +232,7 @@ impl Node {
         if !self.etc_netns.contains(&dir) {
             self.etc_netns.push(dir.clone());
         }
-        fs::write(dir.join("resolv.conf"), text).expect("write resolv.conf");
+        fs::write(dir.join(file), text).unwrap_or_else(|e| panic!("write {file}: {e}"));
     }
 
     pub fn log_path(&self) -> PathBuf {

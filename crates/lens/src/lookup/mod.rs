@@ -5,8 +5,10 @@
 //! after its last message without one; time is the events' stamps and the clock passed to
 //! [`Lookups::expire`]. The rules, and where the wire alone is ambiguous: docs/schema.md,
 //! "Lookup lines". State is bounded in entries and bytes: what is pushed out is emitted early,
-//! as it stands, and counted. A lookup answered by a forwarder on this node names it ([`via`]).
+//! as it stands, and counted. A lookup answered by a forwarder on this node names it ([`via`]);
+//! a libc resolver call names what the application asked and what it got ([`libc`]).
 
+pub mod libc;
 pub mod via;
 
 use std::net::SocketAddr;
@@ -17,8 +19,9 @@ use dnslens_wire::{Rcode, RecordType};
 
 use crate::bounded::Lru;
 use crate::counters::Counter;
-use crate::model::{Attribution, DnsEvent, Kind, Role};
+use crate::model::{Attribution, DnsEvent, Kind, LibcEvent, Role};
 use crate::resolv::{without_search_domain, ResolvConf};
+use libc::{Holding, Source};
 use via::{Forwards, Via};
 
 /// How the lookup ended; its name is the JSON `outcome`.
@@ -96,8 +99,9 @@ pub struct Lookup {
     pub attempts: Vec<Attempt>,
     /// The forwarder on this node that sent the response that answered, or the last one.
     pub via: Option<Via>,
-    /// Whom it belongs to: the process of its first query.
+    /// Whom it belongs to: the process of its first query, or of the libc call.
     pub who: Attribution,
+    pub source: Source,
 }
 
 /// The bounds and times of the stage.
@@ -146,10 +150,11 @@ pub struct LookupStats {
     pub evicted: u64,
     /// Queries counted in a lookup but not listed: past the attempts bound.
     pub attempts_unlisted: u64,
-    /// Lookups open now, and the bytes they hold.
+    /// Lookups open now (held for a libc call included), and the bytes the open ones hold.
     pub open: u64,
     pub bytes: u64,
     pub via: via::ViaStats,
+    pub libc: libc::LibcStats,
 }
 
 impl LookupStats {
@@ -159,6 +164,7 @@ impl LookupStats {
             Counter::eviction("lookups", "lookups", self.evicted),
             Counter::eviction("lookups", "lookup_attempts", self.attempts_unlisted),
             Counter::eviction("lookups", "lookup_via", self.via.evicted),
+            Counter::eviction("lookups", "lookup_libc_held", self.libc.evicted),
         ]);
     }
 }
@@ -414,6 +420,7 @@ impl Open {
             attempts: self.attempts,
             via: self.via,
             who: self.who,
+            source: Source::Dns,
         }
     }
 }
@@ -438,6 +445,8 @@ pub struct Lookups {
     procs: Lru<ProcKey, Proc>,
     bytes: usize,
     forwards: Forwards,
+    /// Set once libc calls may come ([`Lookups::hold_for_libc`]).
+    holding: Option<Holding>,
     stats: LookupStats,
 }
 
@@ -449,6 +458,7 @@ impl Lookups {
             search,
             bytes: 0,
             forwards: Forwards::default(),
+            holding: None,
             stats: LookupStats::default(),
         }
     }
@@ -562,6 +572,52 @@ impl Lookups {
         }
     }
 
+    /// From now on libc calls come (uprobes are attached): wire lookups that end are held for
+    /// the call that made them (the rule: [`libc`]).
+    pub fn hold_for_libc(&mut self) {
+        self.holding.get_or_insert_with(Holding::default);
+    }
+
+    /// Takes a libc call that returned; `out` gets its lookup: the wire lookup of its process
+    /// it takes (open or held), else one of its own.
+    pub fn libc(&mut self, call: &LibcEvent, out: &mut impl FnMut(&Lookup)) {
+        let key = (call.who.process.pid, call.who.ids.process_start_ns);
+        let mut search = None;
+        let open = self.procs.get(&key).and_then(|proc| {
+            search = proc.search.clone();
+            let i = proc.open.iter().position(|o| {
+                libc::during(call, o.first_mono_ns)
+                    && o.attempts
+                        .iter()
+                        .any(|a| libc::asks(call, &a.qname, search.as_deref()))
+            })?;
+            Some(proc.open.remove(i))
+        });
+        let wire = match open {
+            Some(open) => {
+                self.bytes -= open.bytes();
+                self.stats.lookups += 1;
+                Some(open.finish())
+            }
+            None => self
+                .holding
+                .as_mut()
+                .and_then(|h| h.take(key, call, search.as_deref())),
+        };
+        let holding = self.holding.get_or_insert_with(Holding::default);
+        match wire {
+            Some(wire) => {
+                holding.stats.matched += 1;
+                out(&libc::merged(wire, call));
+            }
+            None => {
+                holding.stats.alone += 1;
+                self.stats.lookups += 1;
+                out(&libc::alone(call));
+            }
+        }
+    }
+
     /// Ends the lookups whose time is up at `now_mono_ns` (CLOCK_MONOTONIC, the clock of event
     /// stamps): without an answer, `linger` after their last message with nothing waiting, or
     /// any past `max_age`.
@@ -588,6 +644,9 @@ impl Lookups {
                 self.emit(open, false, out);
             }
         }
+        if let Some(h) = self.holding.as_mut() {
+            h.expire(now_mono_ns, out);
+        }
     }
 
     /// While the open lookups hold more than the byte budget, the oldest of the least recently
@@ -607,18 +666,33 @@ impl Lookups {
         }
     }
 
+    /// Ends `open`: out at once, or held for a libc call while calls may come.
     fn emit(&mut self, open: Box<Open>, evicted: bool, out: &mut impl FnMut(&Lookup)) {
         self.bytes -= open.bytes();
         self.stats.lookups += 1;
         self.stats.evicted += u64::from(evicted);
-        out(&open.finish());
+        let key = (open.who.process.pid, open.who.ids.process_start_ns);
+        let (first, last) = (open.first_mono_ns, open.last_mono_ns);
+        match self.holding.as_mut() {
+            Some(h) => h.hold(key, first, last, open.finish(), out),
+            None => out(&open.finish()),
+        }
     }
 
     pub fn stats(&self) -> LookupStats {
         LookupStats {
-            open: self.procs.values().map(|p| p.open.len() as u64).sum(),
+            open: self
+                .procs
+                .values()
+                .map(|p| p.open.len() as u64)
+                .sum::<u64>()
+                + self.holding.as_ref().map_or(0, |h| h.len() as u64),
             bytes: self.bytes as u64,
             via: self.forwards.stats(),
+            libc: self
+                .holding
+                .as_ref()
+                .map_or_else(Default::default, |h| h.stats),
             ..self.stats
         }
     }

@@ -392,7 +392,7 @@ fn a_lookup_line_is_written_in_the_schemas_form() {
     ];
     let out = run(&mut l, &events, 1_002 * MS);
     let line = crate::schema::lookup_to_string(&out[0]);
-    let head = r#"{"time":"2026-11-26T10:54:55.000000000Z","kind":"lookup","name":"api.example.com","answer_name":"api.example.com","qtypes":["A"],"outcome":"answered","latency_us":1002000,"queries":2,"timeouts":1,"attempts":[{"qname":"api.example.com","qtype":"A","server":"10.0.0.1:53","transport":"udp","rcode":null,"latency_us":null},{"qname":"api.example.com","qtype":"A","server":"10.0.0.2:53","transport":"udp","rcode":"NOERROR","latency_us":2000}],"via":null,"process":{"pid":10,"#;
+    let head = r#"{"time":"2026-11-26T10:54:55.000000000Z","kind":"lookup","name":"api.example.com","answer_name":"api.example.com","qtypes":["A"],"outcome":"answered","latency_us":1002000,"queries":2,"timeouts":1,"attempts":[{"qname":"api.example.com","qtype":"A","server":"10.0.0.1:53","transport":"udp","rcode":null,"latency_us":null},{"qname":"api.example.com","qtype":"A","server":"10.0.0.2:53","transport":"udp","rcode":"NOERROR","latency_us":2000}],"via":null,"source":"dns","process":{"pid":10,"#;
     assert!(line.starts_with(head), "{line}");
     assert!(line.ends_with(r#""node":null,"host":null}"#), "{line}");
 }

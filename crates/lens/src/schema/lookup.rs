@@ -53,6 +53,9 @@ fn write_lookup(out: &mut Vec<u8>, l: &Lookup) {
         Some(via) => write_via(out, via),
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"source\":\"");
+    out.extend_from_slice(l.source.name().as_bytes());
+    out.push(b'"');
     write_attribution(out, &l.who);
     out.push(b'}');
 }

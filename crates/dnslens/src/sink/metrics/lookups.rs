@@ -138,6 +138,7 @@ fn by_value<'a>(
 pub(super) mod tests {
     use std::time::{Duration, Instant};
 
+    use dnslens_lens::lookup::libc::Source;
     use dnslens_lens::lookup::via::{Cache, Via};
     use dnslens_lens::lookup::Outcome;
     use dnslens_lens::model::{sample, Attribution, TaskName};
@@ -173,6 +174,7 @@ pub(super) mod tests {
                 upstream_latency_us: None,
                 cache,
             }),
+            source: Source::Dns,
             who: who.clone(),
         }
     }

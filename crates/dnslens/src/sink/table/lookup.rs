@@ -101,6 +101,7 @@ mod tests {
     use super::super::tests::style;
     use super::*;
     use crate::sink::Sink as _;
+    use dnslens_lens::lookup::libc::Source;
     use dnslens_lens::lookup::via::{Cache, Via};
     use dnslens_lens::lookup::{LookupConfig, Lookups};
     use dnslens_lens::model::{sample, TaskName};
@@ -157,6 +158,7 @@ mod tests {
                 upstream_latency_us: None,
                 cache: Cache::Hit,
             }),
+            source: Source::Dns,
             who: q.who,
         };
         let mut sink = TableSink::new(Vec::new(), style()).with_lookups();
