@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod pcapng;
 pub mod rotate;
 mod table;
+#[cfg(test)]
+mod test_dir;
 pub mod top;
 mod writer;
 

@@ -478,24 +478,7 @@ mod tests {
     use pcap_file::DataLink;
 
     use super::*;
-
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let dir =
-                std::env::temp_dir().join(format!("dnslens-pcapng-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::sink::test_dir::Dir;
 
     /// A query and its response of `qname`, its wire bytes (`id` 0x1234, type A).
     fn exchange(qname: &str) -> [(DnsEvent, Vec<u8>); 2] {
@@ -541,7 +524,7 @@ mod tests {
 
     #[test]
     fn packets_read_back_with_interfaces_times_comments_and_checksums() {
-        let dir = Dir::new("read");
+        let dir = Dir::new("pcapng-read");
         let path = dir.0.join("dns.pcapng");
         let [(q, qw), (mut r, rw)] = exchange("www.example.com");
         // The response seen in another namespace, over IPv6.
@@ -598,7 +581,7 @@ mod tests {
 
     #[test]
     fn tcp_messages_keep_their_prefix_and_both_sides_agree_on_sequence_numbers() {
-        let dir = Dir::new("tcp");
+        let dir = Dir::new("pcapng-tcp");
         let path = dir.0.join("dns.pcapng");
         let [(mut q, qw), (mut r, rw)] = exchange("big.example");
         q.transport = Transport::Tcp;
@@ -642,7 +625,7 @@ mod tests {
 
     #[test]
     fn a_cut_message_keeps_its_original_length() {
-        let dir = Dir::new("cut");
+        let dir = Dir::new("pcapng-cut");
         let path = dir.0.join("dns.pcapng");
         let [_, (mut r, rw)] = exchange("cut.example");
         r.size = 3000;
@@ -686,7 +669,7 @@ mod tests {
 
     #[test]
     fn rotated_files_each_start_a_section_with_their_interfaces() {
-        let dir = Dir::new("rotate");
+        let dir = Dir::new("pcapng-rotate");
         let path = dir.0.join("dns.pcapng");
         let events: Vec<_> = (0..12)
             .flat_map(|n| exchange(&format!("n{n}.example")))

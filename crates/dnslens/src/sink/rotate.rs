@@ -184,38 +184,7 @@ fn named(path: &Path, e: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let dir =
-                std::env::temp_dir().join(format!("dnslens-rotate-{}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
-        }
-
-        /// The files of the directory: name -> content.
-        fn files(&self) -> Vec<(String, String)> {
-            let mut files: Vec<(String, String)> = fs::read_dir(&self.0)
-                .unwrap()
-                .map(|e| {
-                    let e = e.unwrap();
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    (name, fs::read_to_string(e.path()).unwrap())
-                })
-                .collect();
-            files.sort();
-            files
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::sink::test_dir::Dir;
 
     fn line(n: usize) -> String {
         format!("{{\"n\":{n:03}}}\n") // 10 bytes
@@ -223,7 +192,7 @@ mod tests {
 
     #[test]
     fn rotates_between_lines_and_keeps_n_files() {
-        let dir = Dir::new("keep");
+        let dir = Dir::new("rotate-keep");
         let path = dir.0.join("events.jsonl");
         let rotation = Rotation { size: 35, keep: 2 };
         let mut out = LogFile::open(&path, Some(rotation)).unwrap();
@@ -251,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_line_longer_than_the_limit_gets_a_file_of_its_own() {
-        let dir = Dir::new("long");
+        let dir = Dir::new("rotate-long");
         let path = dir.0.join("out");
         let mut out = LogFile::open(&path, Some(Rotation { size: 15, keep: 3 })).unwrap();
         let long = format!("{}\n", "x".repeat(40));
@@ -270,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_line_split_across_writes_is_never_split_across_files() {
-        let dir = Dir::new("split");
+        let dir = Dir::new("rotate-split");
         let path = dir.0.join("out");
         let mut out = LogFile::open(&path, Some(Rotation { size: 18, keep: 1 })).unwrap();
         out.write_all(line(1).as_bytes()).unwrap();
