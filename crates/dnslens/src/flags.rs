@@ -32,7 +32,8 @@ pub enum Command {
     /// Print DNS exchanges as they happen: a table, or JSON lines with --json.
     Trace(TraceArgs),
     /// Count the queries sent by clients per interval, by who asked (process, pid, pod...), what
-    /// (qname, domain, qtype), whom (server) and what came back (rcode), or several of these.
+    /// (qname, domain, qtype), whom (server) and what came back (rcode), or several of these;
+    /// with --lookups, count lookups instead (by who asked, name, domain, outcome, source).
     Count(CountArgs),
     /// A live view, like top: per pod or per process, queries/s, NXDOMAIN and SERVFAIL %,
     /// unanswered queries, p50/p99 latency, the selected row's top domains, recent alerts.
@@ -159,7 +160,8 @@ pub struct TraceArgs {
 pub struct CountArgs {
     /// What to count queries by. Repeat it (or give a list) to count by several keys at once,
     /// a column each in the order given: --by pod --by qname. With rcode, a query is counted
-    /// when its answer comes (TIMEOUT when none did).
+    /// when its answer comes (TIMEOUT when none did). name, outcome and source are lookups'
+    /// keys (--lookups), which have no qname, qtype, rcode or server.
     #[arg(
         long,
         value_enum,
@@ -172,6 +174,13 @@ pub struct CountArgs {
     /// Length of one counting interval.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub interval: Duration,
+
+    /// Count lookups instead of queries, each when it ends (as trace --lookups shows them):
+    /// by who asked, name (what the application asked for, its search list taken off), domain,
+    /// outcome (answered, nxdomain, nodata, servfail, refused, timeout, error) and source (dns,
+    /// libc, libc+dns). The filters judge lookups as trace --lookups does.
+    #[arg(long)]
+    pub lookups: bool,
 
     /// One JSON object per interval.
     #[arg(short, long)]

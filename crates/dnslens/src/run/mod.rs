@@ -71,8 +71,8 @@ pub fn capture(
             .detect
             .as_ref()
             .is_some_and(|d| d.learn != Learn::Off && d.baseline_path.is_some());
-    let traces_lookups = matches!(settings.output, Output::Trace { lookups: true, .. });
-    match privileges::drop_after_attach(writes_files, traces_lookups, || probe.counters().is_ok()) {
+    let lookups_only = settings.output.lookups_only();
+    match privileges::drop_after_attach(writes_files, lookups_only, || probe.counters().is_ok()) {
         Ok(kept) if kept.bpf_for_maps() => say!(
             "dnslens: CAP_BPF kept after attaching: this kernel asks for it to read a map \
              (Linux before 6.5 with kernel.unprivileged_bpf_disabled set); kept: {kept}"
@@ -124,7 +124,7 @@ pub fn capture(
         .as_ref()
         .map(|d| DnstapSink::start(d, &cluster.identity()));
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
-    let mut libc = traces_lookups
+    let mut libc = lookups_only
         .then(LibcHooking::start)
         .transpose()
         .context("starting the libc worker thread")?;
@@ -157,7 +157,7 @@ pub fn capture(
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
         dnstap: dnstap.as_mut(),
-        lookups_only: traces_lookups,
+        lookups_only,
         libc: libc.as_mut(),
         alerts_only,
         cluster: &cluster,
@@ -270,9 +270,9 @@ struct Run<'a> {
     lookups: Option<&'a mut Lookups>,
     /// `--dnstap`: every event, those the filter passes sent.
     dnstap: Option<&'a mut DnstapSink>,
-    /// `trace --lookups`: events go to the lookup stage only.
+    /// `trace --lookups`, `count --lookups`: events go to the lookup stage only.
     lookups_only: bool,
-    /// `trace --lookups`: glibc's resolver calls hooked as processes show up.
+    /// `trace --lookups`, `count --lookups`: glibc's resolver calls hooked as processes show up.
     libc: Option<&'a mut LibcHooking>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,

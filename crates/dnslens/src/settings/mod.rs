@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dnslens_detect::{Baseline, BaselineError, Config};
-use dnslens_lens::count::CountedAt;
+use dnslens_lens::count::{CountBy, CountedAt};
 use dnslens_lens::filter::{Filter, Glob};
 use dnslens_lens::model::TIMEOUT;
 use dnslens_lens::Role;
 use dnslens_probe::{Named, ProbeConfig, MAX_PORTS};
+use strum::VariantArray;
 
 use crate::flags::{
     AnswerFilterArgs, CaptureArgs, Cli, ColorWhen, Command, DetectorArgs, DnstapArgs, FilterArgs,
@@ -287,9 +288,29 @@ impl Settings {
                 if let Some(twice) = by.iter().enumerate().find(|(i, b)| by[..*i].contains(b)) {
                     bail!("--by {} is given twice: give each key once", twice.1.name());
                 }
+                let at = CountedAt::needed(by, args.answers.any(), args.lookups);
+                if let Some(b) = by.iter().find(|b| !b.applies(at)) {
+                    let what = match args.lookups {
+                        true => {
+                            "a query's key, and a lookup may ask several names and types of \
+                             several servers, an rcode each (name is the name it asked for)"
+                        }
+                        false => "a lookup's key: add --lookups to count lookups",
+                    };
+                    let keys: Vec<&str> = CountBy::VARIANTS
+                        .iter()
+                        .filter(|k| k.applies(at))
+                        .map(|k| k.name())
+                        .collect();
+                    bail!(
+                        "--by {} is {what}; the keys here are: {}",
+                        b.name(),
+                        keys.join(", ")
+                    );
+                }
                 let output = Output::Count {
                     by: by.clone(),
-                    at: CountedAt::needed(by, args.answers.any()),
+                    at,
                     interval: args.interval.get(),
                     json: args.json,
                 };
@@ -500,7 +521,6 @@ mod tests {
     use super::*;
     use crate::sink::Grouping;
     use clap::Parser;
-    use dnslens_lens::count::CountBy;
     use dnslens_wire::{Rcode, RecordType};
 
     fn settings(args: &[&str]) -> anyhow::Result<Settings> {
@@ -613,6 +633,58 @@ mod tests {
                 json: false
             }
         );
+    }
+
+    /// Issue 16 item 4: `count --lookups` counts lookups, by the keys that apply to them; a
+    /// query's key is refused with lookups, a lookup's key without, each saying why.
+    #[test]
+    fn count_lookups_takes_the_keys_of_lookups() {
+        let s = settings(&[
+            "count",
+            "--lookups",
+            "--by",
+            "workload,name",
+            "--by",
+            "outcome",
+        ]);
+        assert_eq!(
+            s.unwrap().output,
+            Output::Count {
+                by: vec![CountBy::Workload, CountBy::Name, CountBy::Outcome],
+                at: CountedAt::Lookup,
+                interval: Duration::from_secs(1),
+                json: false
+            }
+        );
+        let s = settings(&[
+            "count",
+            "--lookups",
+            "--rcode",
+            "NXDOMAIN",
+            "--by",
+            "source",
+        ]);
+        assert!(matches!(
+            s.unwrap().output,
+            Output::Count {
+                at: CountedAt::Lookup,
+                ..
+            }
+        ));
+        for key in ["qtype", "rcode", "server", "qname"] {
+            let e = settings(&["count", "--lookups", "--by", key]).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(
+                e.starts_with(&format!("--by {key} is a query's key")),
+                "{e}"
+            );
+            assert!(e.contains("the keys here are: comm, process,"), "{e}");
+            assert!(e.contains("name, domain, outcome, source"), "{e}");
+        }
+        for key in ["name", "outcome", "source"] {
+            let e = format!("{:#}", settings(&["count", "--by", key]).unwrap_err());
+            assert!(e.contains("add --lookups"), "{e}");
+        }
     }
 
     /// Issue 14: `--by` takes every key, repeated or listed, into a composite key in the order

@@ -1,12 +1,14 @@
-//! `count` output: the queries of each interval by key, most first, as a small table (a column
-//! per key, in the order of `--by`) or as one JSON object per interval (a field per key).
+//! `count` output: the queries (or, with `--lookups`, the lookups) of each interval by key, most
+//! first, as a small table (a column per key, in the order of `--by`) or as one JSON object per
+//! interval (a field per key, and `queries` or `lookups`).
 
 use dnslens_probe::Named;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use dnslens_lens::clock::{self, Civil};
-use dnslens_lens::count::{CountBy, CountRow, Counter};
+use dnslens_lens::count::{CountBy, CountRow, CountedAt, Counter};
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::text::{counted, printable};
 use dnslens_lens::DnsEvent;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -42,9 +44,11 @@ struct IntervalJson<'a> {
     counts: Vec<RowJson<'a>>,
 }
 
-/// A row as JSON: a field per key, named after it, then `name` (pid rows) and `queries`.
+/// A row as JSON: a field per key, named after it, then `name` (pid rows) and `queries` or
+/// `lookups`.
 struct RowJson<'a> {
     by: &'a [CountBy],
+    counted: &'static str,
     row: &'a CountRow,
 }
 
@@ -57,7 +61,7 @@ impl Serialize for RowJson<'_> {
         if let Some(name) = &self.row.name {
             map.serialize_entry("name", name)?;
         }
-        map.serialize_entry("queries", &self.row.queries)?;
+        map.serialize_entry(self.counted, &self.row.count)?;
         map.end()
     }
 }
@@ -87,8 +91,12 @@ impl<W: Write> CountSink<W> {
     }
 
     fn print(&mut self, wall_ns: u64, rows: &[CountRow]) -> io::Result<()> {
-        let total = rows.iter().map(|r| r.queries).sum();
+        let total = rows.iter().map(|r| r.count).sum();
         let by = self.counter.by();
+        let (one, many) = match self.counter.at() {
+            CountedAt::Lookup => ("lookup", "lookups"),
+            CountedAt::Query | CountedAt::Answer => ("query", "queries"),
+        };
         match self.format {
             CountFormat::Json => {
                 let line = IntervalJson {
@@ -96,7 +104,14 @@ impl<W: Write> CountSink<W> {
                     interval_ms: self.interval.as_millis() as u64,
                     by: by.iter().map(|b| b.name()).collect(),
                     total,
-                    counts: rows.iter().map(|row| RowJson { by, row }).collect(),
+                    counts: rows
+                        .iter()
+                        .map(|row| RowJson {
+                            by,
+                            counted: many,
+                            row,
+                        })
+                        .collect(),
                 };
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;
@@ -110,7 +125,7 @@ impl<W: Write> CountSink<W> {
                     c.hour,
                     c.minute,
                     c.second,
-                    counted(total, "query", "queries"),
+                    counted(total, one, many),
                     names.join(", ")
                 )?;
                 let cells: Vec<Vec<String>> = rows
@@ -130,7 +145,7 @@ impl<W: Write> CountSink<W> {
                     }
                 }
                 for (row, cells) in rows.iter().zip(&cells) {
-                    write!(self.out, "{:>10}", row.queries)?;
+                    write!(self.out, "{:>10}", row.count)?;
                     let last = cells.len() - 1;
                     for (i, (c, &w)) in cells.iter().zip(&widths).enumerate() {
                         match i == last {
@@ -160,6 +175,11 @@ impl<W: Write> Sink for CountSink<W> {
         Ok(false)
     }
 
+    fn lookup(&mut self, lookup: &Lookup) -> io::Result<bool> {
+        self.counter.lookup(lookup);
+        Ok(false)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -177,7 +197,8 @@ impl<W: Write> Sink for CountSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnslens_lens::count::CountedAt;
+    use dnslens_lens::lookup::libc::Source;
+    use dnslens_lens::lookup::Outcome;
     use dnslens_lens::model::sample;
 
     const T: u64 = 1_795_690_495_000_000_000;
@@ -236,6 +257,60 @@ mod tests {
         );
         let text = String::from_utf8(one.into_inner()).unwrap();
         assert_eq!(text, "10:54:55  1 query by qtype\n         1  A\n");
+    }
+
+    /// Issue 16 item 4: lookups are counted, and named so, in the table and in JSON.
+    #[test]
+    fn lookups_per_interval() {
+        let lookup = |name: &str, outcome| {
+            let q = sample::query(1, name, 1, 0);
+            Lookup {
+                time_ns: q.time_ns,
+                name: name.to_string(),
+                answer_name: None,
+                qtypes: vec![q.qtype],
+                outcome,
+                latency_us: 1_000,
+                queries: 1,
+                timeouts: 0,
+                attempts: Vec::new(),
+                via: None,
+                who: q.who,
+                source: Source::Dns,
+            }
+        };
+        let by = vec![CountBy::Name, CountBy::Outcome];
+        for format in [TABLE, CountFormat::Json] {
+            let counter = Counter::new(by.clone(), CountedAt::Lookup, 100);
+            let mut sink = CountSink::new(Vec::new(), counter, Duration::from_secs(1), format);
+            feed(&mut sink);
+            for (name, outcome) in [
+                ("a.example", Outcome::Answered),
+                ("a.example", Outcome::Answered),
+                ("b.example", Outcome::Nxdomain),
+            ] {
+                assert!(!sink.lookup(&lookup(name, outcome)).unwrap());
+            }
+            sink.interval(T).unwrap();
+            let text = String::from_utf8(sink.into_inner()).unwrap();
+            match format {
+                CountFormat::Table { .. } => assert_eq!(
+                    text,
+                    "10:54:55  3 lookups by name, outcome\n\
+                     \x20        2  a.example  answered\n\
+                     \x20        1  b.example  nxdomain\n"
+                ),
+                CountFormat::Json => assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+                    serde_json::json!({
+                        "time": "2026-11-26T10:54:55.000000000Z", "interval_ms": 1000,
+                        "by": ["name", "outcome"], "total": 3, "counts": [
+                            {"name": "a.example", "outcome": "answered", "lookups": 2},
+                            {"name": "b.example", "outcome": "nxdomain", "lookups": 1}]
+                    })
+                ),
+            }
+        }
     }
 
     #[test]

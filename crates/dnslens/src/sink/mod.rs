@@ -108,10 +108,23 @@ pub enum Output {
 }
 
 impl Output {
-    /// Whether the run feeds the lookup stage: `trace --lookups` shows lookups, the agent
-    /// counts them.
+    /// Whether the run feeds the lookup stage: `trace --lookups` shows lookups, `count
+    /// --lookups` and the agent count them.
     pub fn lookups(&self) -> bool {
-        matches!(self, Output::Trace { lookups: true, .. } | Output::Agent(_))
+        self.lookups_only() || matches!(self, Output::Agent(_))
+    }
+
+    /// Whether the output shows lookups and no messages (`trace --lookups`, `count --lookups`):
+    /// messages then go to the lookup stage only, and glibc's resolver calls are hooked.
+    pub fn lookups_only(&self) -> bool {
+        matches!(
+            self,
+            Output::Trace { lookups: true, .. }
+                | Output::Count {
+                    at: CountedAt::Lookup,
+                    ..
+                }
+        )
     }
 
     /// Whether the server side's messages become events: only where a line may show them.
@@ -363,6 +376,14 @@ mod tests {
         ] {
             assert_eq!(output.server_side(filter, pcapng), want, "{output:?}");
         }
-        assert!(agent(0.0).lookups() && !trace(false).lookups());
+        assert!(agent(0.0).lookups() && !agent(0.0).lookups_only() && !trace(false).lookups());
+        let count = |at| Output::Count {
+            by: vec![CountBy::Name],
+            at,
+            interval: Duration::from_secs(1),
+            json: false,
+        };
+        assert!(count(CountedAt::Lookup).lookups() && count(CountedAt::Lookup).lookups_only());
+        assert!(!count(CountedAt::Query).lookups());
     }
 }
