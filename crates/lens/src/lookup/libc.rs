@@ -102,6 +102,15 @@ pub(super) fn asks(call: &LibcEvent, qname: &str, search: Option<&ResolvConf>) -
     })
 }
 
+/// The call's name as names are written everywhere else (as dig shows them): without the
+/// trailing dot of an absolute name, so `x.` and `x` count as one name; the root stays `.`.
+fn name_asked(call: &LibcEvent) -> String {
+    match call.name.strip_suffix('.') {
+        Some(relative) if !relative.is_empty() => relative.to_string(),
+        _ => call.name.clone(),
+    }
+}
+
 /// Whether a wire lookup that began at `first_mono_ns` began while the call ran.
 pub(super) fn during(call: &LibcEvent, first_mono_ns: u64) -> bool {
     (call.entry_mono_ns..=call.mono_ns).contains(&first_mono_ns)
@@ -112,12 +121,9 @@ pub(super) fn merged(wire: Lookup, call: &LibcEvent) -> Lookup {
     let outcome = outcome(call, Some(wire.outcome));
     Lookup {
         time_ns: call.time_ns,
-        name: call.name.clone(),
-        answer_name: (outcome == Outcome::Answered).then(|| {
-            wire.answer_name
-                .clone()
-                .unwrap_or_else(|| call.name.clone())
-        }),
+        name: name_asked(call),
+        answer_name: (outcome == Outcome::Answered)
+            .then(|| wire.answer_name.clone().unwrap_or_else(|| name_asked(call))),
         outcome,
         latency_us: call.mono_ns.saturating_sub(call.entry_mono_ns) / 1000,
         source: Source::LibcDns,
@@ -130,8 +136,8 @@ pub(super) fn alone(call: &LibcEvent) -> Lookup {
     let outcome = outcome(call, None);
     Lookup {
         time_ns: call.time_ns,
-        name: call.name.clone(),
-        answer_name: (outcome == Outcome::Answered).then(|| call.name.clone()),
+        name: name_asked(call),
+        answer_name: (outcome == Outcome::Answered).then(|| name_asked(call)),
         qtypes: Vec::new(),
         outcome,
         latency_us: call.mono_ns.saturating_sub(call.entry_mono_ns) / 1000,

@@ -147,6 +147,39 @@ fn a_call_that_sent_nothing_is_a_lookup_of_its_own() {
 }
 
 #[test]
+fn an_absolute_name_is_written_without_its_dot_as_the_wire_writes_it() {
+    let mut l = stage();
+    let mut out = Vec::new();
+    let q = query(7, 1, "api.example.com", 2 * MS);
+    feed(
+        &mut l,
+        &[q.clone(), answer(&q, 0, &["10.0.0.9"], 3 * MS)],
+        &mut out,
+    );
+    l.libc(&call(7, "api.example.com.", 0, MS, 4 * MS), &mut |x| {
+        out.push(x.clone())
+    });
+    l.libc(&call(7, "db.internal.", 0, 5 * MS, 6 * MS), &mut |x| {
+        out.push(x.clone())
+    });
+    l.libc(&call(7, ".", 0, 7 * MS, 8 * MS), &mut |x| {
+        out.push(x.clone())
+    });
+    let names: Vec<_> = out
+        .iter()
+        .map(|x| (x.source, x.name.as_str(), x.answer_name.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (Source::LibcDns, "api.example.com", Some("api.example.com")),
+            (Source::Libc, "db.internal", Some("db.internal")),
+            (Source::Libc, ".", Some(".")),
+        ]
+    );
+}
+
+#[test]
 fn wire_lookups_no_call_takes_are_dns() {
     let mut l = stage();
     let mut out = Vec::new();
