@@ -246,6 +246,8 @@ fn root_lookups_through_a_local_forwarder_miss_then_hit() {
     node.write_resolv_conf_text(0, "nameserver 127.0.0.53\noptions timeout:2 attempts:1\n");
     let getent = tool("getent");
     let name = format!("{ADDR}.");
+    // Beside it, the messages: the forwarder's upstream query names the client it serves.
+    let messages = Trace::start(&[]);
     let found = lookups_of(|| {
         let args = ["ahostsv4", name.as_str()];
         let first = node.run("getent-miss", 0, None, &getent, &args);
@@ -289,6 +291,21 @@ fn root_lookups_through_a_local_forwarder_miss_then_hit() {
     let second = via(hit, hit_lookups);
     assert_eq!(second["cache"], "hit", "{second:#}");
     assert_eq!(second["upstream"], Value::Null);
+
+    let events = messages.stop().events;
+    let upstream: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "query" && e["role"] == "client")
+        .filter(|e| e["process"]["pid"] == forwarder)
+        .collect();
+    let [up] = &upstream[..] else {
+        panic!("want the forwarder's one upstream query, got {upstream:#?}")
+    };
+    let served = &up["served"];
+    assert_eq!(served.as_array().map(Vec::len), Some(1), "{up:#}");
+    assert_eq!(served[0]["pid"], miss.pid, "{up:#}");
+    assert_eq!(served[0]["name"], "getent", "{up:#}");
+    assert_eq!(served[0]["pod"], miss_lookups[0]["pod"], "{up:#}");
 }
 
 #[test]

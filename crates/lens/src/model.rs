@@ -211,6 +211,17 @@ pub struct DnsEvent {
     /// Whether only part of the message was captured.
     pub truncated: bool,
     pub who: Attribution,
+    /// A forwarder's upstream query: the clients whose queries to it wait on the question
+    /// (`lookup::via`), at most 16; empty on every other event.
+    pub served: Vec<Served>,
+}
+
+/// A client a forwarder on this node served: whom its query to the forwarder belonged to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub pid: u32,
+    pub name: TaskName,
+    pub pod: Option<Pod>,
 }
 
 /// Whom an event belongs to: the process, where it runs and the socket it used. Every event
@@ -524,6 +535,7 @@ impl DnsEvent {
             size: decoded.size,
             truncated: decoded.truncated,
             who,
+            served: Vec::new(),
         }
     }
 
@@ -600,6 +612,7 @@ pub mod sample {
                 12_345,
                 KernelIds::default(),
             ),
+            served: Vec::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! docs/schema.md is the interface: every field the schema writes must be documented there, and
 //! every field documented there must be written. The lines checked are the golden capture's
 //! (tests/golden/expected.jsonl: queries, responses, unanswered queries, connects, an alert)
-//! and samples (a lookup among them) that fill what a capture without a cluster leaves null (a named pod with its
+//! and samples (a lookup and a forwarder's upstream query among them) that fill what a capture without a cluster leaves null (a named pod with its
 //! workload and labels, a named container, an alert with every evidence field). Evidence fields
 //! are documented with their detectors, in docs/detectors.md.
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use dnslens_lens::alert::{Alert, Detector, Evidence, Severity};
 use dnslens_lens::container::Runtime;
 use dnslens_lens::lookup::{LookupConfig, Lookups};
-use dnslens_lens::model::{sample, Container, Pod};
+use dnslens_lens::model::{sample, Container, Pod, Served};
 use dnslens_lens::pods::{PodInfo, Workload};
 use dnslens_lens::schema;
 use serde_json::Value;
@@ -48,7 +48,7 @@ fn table(doc: &str, heading: &str) -> Vec<(Vec<String>, String)> {
 }
 
 /// Every key path a line writes (`process.pid`, `answers.ttl`), but not inside maps whose keys
-/// are data (`pod.labels`, `evidence.qtypes`) nor inside `evidence`, which is checked apart.
+/// are data (`pod.labels`, `served.pod.labels`, `evidence.qtypes`) nor inside `evidence`, which is checked apart.
 fn paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
@@ -58,7 +58,7 @@ fn paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
                 } else {
                     format!("{prefix}.{key}")
                 };
-                if !matches!(path.as_str(), "pod.labels" | "evidence") {
+                if !(path.ends_with("pod.labels") || path == "evidence") {
                     paths(value, &path, out);
                 }
                 out.insert(path);
@@ -143,6 +143,12 @@ fn lines_by_kind() -> BTreeMap<String, Vec<Value>> {
     });
     query.who.host = Some(false);
     let response = sample::response(&query, 0, &["93.184.215.14"], 2_000);
+    let mut upstream = sample::query(8, "example.com", 1, 1_500);
+    upstream.served = vec![Served {
+        pid: 10,
+        name: "getent".into(),
+        pod: Some(named_pod()),
+    }];
     let mut connect = sample::connect("93.184.215.14:443", 3_000);
     connect.who = query.who.clone();
     let mut evidence = Evidence {
@@ -185,6 +191,7 @@ fn lines_by_kind() -> BTreeMap<String, Vec<Value>> {
     let mut out = Vec::new();
     schema::write_event_line(&mut out, &query);
     schema::write_event_line(&mut out, &response);
+    schema::write_event_line(&mut out, &upstream);
     schema::write_connect_line(&mut out, &connect);
     schema::write_alert_line(&mut out, &alert);
     let mut lookups = Lookups::new(LookupConfig::default(), Box::new(|_| None));

@@ -11,6 +11,7 @@ use anyhow::Context;
 use dnslens_detect::{Alert, ProcFs, ProcessView};
 use dnslens_lens::clock::{self, WallClock};
 use dnslens_lens::filter::Filter;
+use dnslens_lens::lookup::via::Forwards;
 use dnslens_lens::lookup::{Lookup, LookupConfig, Lookups};
 use dnslens_lens::model::ConnectEvent;
 use dnslens_lens::served::ServerSide;
@@ -136,6 +137,17 @@ pub fn capture(
             Box::new(move |pid| view.resolv_conf(pid)),
         )
     });
+    // `trace` prints events as they pass: a forwarder's upstream query names the clients it
+    // serves, from the hop stage that `--lookups` (which prints no events) runs inside lookups.
+    let mut forwards = matches!(
+        settings.output,
+        Output::Trace {
+            lookups: false,
+            alerts_only: false,
+            ..
+        }
+    )
+    .then(Forwards::default);
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,
@@ -156,6 +168,7 @@ pub fn capture(
         max_events,
         detection: detection.as_mut(),
         lookups: lookups.as_mut(),
+        forwards: forwards.as_mut(),
         dnstap: dnstap.as_mut(),
         lookups_only,
         libc: libc.as_mut(),
@@ -268,6 +281,8 @@ struct Run<'a> {
     detection: Option<&'a mut Detection>,
     /// Events go to the lookup stage, whose lookups go to the sink.
     lookups: Option<&'a mut Lookups>,
+    /// `trace` without `--lookups`: the forwarder hop, for `served` on printed events.
+    forwards: Option<&'a mut Forwards>,
     /// `--dnstap`: every event, those the filter passes sent.
     dnstap: Option<&'a mut DnstapSink>,
     /// `trace --lookups`, `count --lookups`: events go to the lookup stage only.
@@ -381,6 +396,7 @@ impl Run<'_> {
                 max_events,
                 detection,
                 lookups,
+                forwards,
                 dnstap,
                 lookups_only,
                 libc,
@@ -409,7 +425,19 @@ impl Run<'_> {
                         l.event(event, &mut |lookup| printed.lookup(lookup, filter));
                     }
                     if !*lookups_only {
-                        printed.event(event, filter);
+                        match forwards.as_deref_mut().map(|f| f.event(event)) {
+                            // Only a forwarder's upstream queries pay for the copy.
+                            Some(served) if !served.is_empty() => {
+                                printed.event(
+                                    &DnsEvent {
+                                        served,
+                                        ..event.clone()
+                                    },
+                                    filter,
+                                );
+                            }
+                            _ => printed.event(event, filter),
+                        }
                     }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));
@@ -444,6 +472,9 @@ impl Run<'_> {
                 if let Some(h) = libc.as_deref_mut() {
                     h.attach(probe, l);
                 }
+            }
+            if let Some(f) = forwards.as_deref_mut() {
+                f.expire(mono_now);
             }
             if let Some(d) = detection.as_deref_mut() {
                 d.tick(mono_now, Instant::now(), &mut |a| printed.alert(&a));

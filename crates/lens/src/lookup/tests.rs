@@ -461,3 +461,43 @@ fn forwarder_state_is_bounded_and_expires() {
     run(&mut l, &[], via::WINDOW_NS);
     assert_eq!(l.stats().via.evicted, 5_000);
 }
+
+#[test]
+fn a_forwarders_upstream_query_names_the_clients_it_serves() {
+    let mut f = via::Forwards::default();
+    let served: Vec<Vec<crate::model::Served>> = through_forwarder(1, 0, true)
+        .iter()
+        .map(|e| f.event(e))
+        .collect();
+    // The client's query, the forwarder's receipt, its upstream query, ...
+    let [client, received, up, rest @ ..] = &served[..] else {
+        panic!("{served:?}")
+    };
+    assert!(client.is_empty() && received.is_empty());
+    assert!(rest.iter().all(Vec::is_empty), "{rest:?}");
+    let [one] = &up[..] else { panic!("{up:?}") };
+    assert_eq!((one.pid, &*one.name, &one.pod), (10, "dig", &None));
+
+    // Clients past the 16 a question keeps are not named.
+    let mut f = via::Forwards::default();
+    for id in 0..20u16 {
+        let mut q = query(
+            100 + u32::from(id),
+            7,
+            id,
+            "web.example",
+            A,
+            "127.0.0.53:53",
+            0,
+        );
+        q.src = format!("127.0.0.1:{}", 40_000 + id).parse().unwrap();
+        let mut received = q.clone();
+        (received.role, received.who.process.pid) = (Role::Server, 20);
+        f.event(&q);
+        f.event(&received);
+    }
+    let up = query(20, 9, 999, "web.example", A, "10.96.0.10:53", MS);
+    let pids: Vec<u32> = f.event(&up).iter().map(|s| s.pid).collect();
+    assert_eq!(pids, (104..120).collect::<Vec<_>>());
+    assert_eq!(f.stats().evicted, 4);
+}

@@ -5,27 +5,34 @@
 //!
 //! The rule: a query the forwarder received (its server side) waits under (forwarder, qtype,
 //! qname); a query for the same question the same process sends within [`WINDOW_NS`] is its
-//! upstream query, and the response it gets is timed; the forwarder's response to the client
-//! (same address, id and question) ends the wait: `miss` when an upstream query for the
-//! question went out or was still unanswered while the client waited, else `hit`. The client
-//! then receives that response, and its lookup takes the hop. The ambiguity: the wire does not
-//! say which received query caused an upstream query, so every client waiting on the same
-//! question is linked to it (what a forwarder that merges duplicates does anyway).
+//! upstream query, which names the clients waiting (whom their own query, seen sent within
+//! `SENT_NS` before the forwarder received it, belonged to), and the response it gets is
+//! timed; the forwarder's response to the client (same address, id and question) ends the
+//! wait: `miss` when an upstream query for the question went out or was still unanswered while
+//! the client waited, else `hit`. The client then receives that response, and its lookup takes
+//! the hop. The ambiguity: the wire does not say which received query caused an upstream
+//! query, so every client waiting on the same question is linked to it (what a forwarder that
+//! merges duplicates does anyway).
 
 use std::net::SocketAddr;
 
 use crate::bounded::Lru;
-use crate::model::{DnsEvent, Kind, Role, TaskName};
+use crate::model::{DnsEvent, Kind, Role, Served, TaskName};
 
 /// How long after a client's query an upstream query for its question is still its cause, and
 /// how long a received query waits for the forwarder's response.
 pub const WINDOW_NS: u64 = 5_000_000_000;
 /// Questions waiting at once; each holds at most [`CLIENTS`] clients and a name of at most 255
-/// bytes, so the whole stage holds at most about 4,096 x 1.2 KiB.
+/// bytes, so the whole stage holds at most about 4,096 x 2 KiB.
 const QUESTIONS: usize = 4_096;
 const CLIENTS: usize = 16;
 /// Hops made but not yet taken by the client's response.
 const READY: usize = 4_096;
+/// Client queries kept to name the client when a forwarder receives one: the receipt follows
+/// the send within microseconds, so a second is ample; older ones are dropped uncounted, as
+/// most client queries go to no forwarder here. Each holds a name of at most 255 bytes.
+const SENT: usize = 4_096;
+const SENT_NS: u64 = 1_000_000_000;
 
 /// Whether the forwarder asked upstream for the client; its name is the JSON `cache`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
@@ -64,6 +71,8 @@ struct Client {
     addr: SocketAddr,
     id: u16,
     mono_ns: u64,
+    /// Whom the query belonged to, when dnslens saw it sent.
+    who: Option<Served>,
 }
 
 struct Upstream {
@@ -82,6 +91,7 @@ struct Question {
 pub struct Forwards {
     questions: Lru<QuestionKey, Question>,
     ready: Lru<ClientKey, Via>,
+    sent: Lru<ClientKey, (u64, Served)>,
     stats: ViaStats,
 }
 
@@ -90,6 +100,7 @@ impl Default for Forwards {
         Forwards {
             questions: Lru::new(QUESTIONS),
             ready: Lru::new(READY),
+            sent: Lru::new(SENT),
             stats: ViaStats::default(),
         }
     }
@@ -105,11 +116,20 @@ fn netns_of(addr: SocketAddr, netns: u32) -> u32 {
 }
 
 impl Forwards {
-    /// Takes every event before the lookup stage does.
-    pub fn event(&mut self, e: &DnsEvent) {
+    /// Takes every event before the lookup stage does. For a forwarder's upstream query, the
+    /// clients it serves (those dnslens saw send their query); else empty.
+    pub fn event(&mut self, e: &DnsEvent) -> Vec<Served> {
         let key: QuestionKey = (e.who.process.pid, e.qtype.0, e.qname.to_ascii_lowercase());
         match (e.role, e.kind) {
             (Role::Server, Kind::Query) => {
+                let sent = (
+                    netns_of(e.src, e.who.netns),
+                    e.src,
+                    e.id,
+                    key.1,
+                    key.2.clone(),
+                );
+                let who = self.sent.remove(&sent).map(|(_, who)| who);
                 if !self.questions.contains(&key) {
                     let q = Question {
                         clients: Vec::new(),
@@ -130,23 +150,22 @@ impl Forwards {
                     addr: e.src,
                     id: e.id,
                     mono_ns: e.mono_ns,
+                    who,
                 });
             }
             (Role::Client, Kind::Query) => {
-                if let Some(q) = self.questions.peek_mut(&key) {
-                    let caused = q
-                        .clients
-                        .iter()
-                        .any(|c| e.mono_ns.saturating_sub(c.mono_ns) <= WINDOW_NS);
-                    if caused {
-                        q.upstream = Some(Upstream {
-                            server: e.dst,
-                            id: e.id,
-                            sent_ns: e.mono_ns,
-                            answered: None,
-                        });
-                    }
+                let served = self.upstream(&key, e);
+                let sent = (netns_of(e.src, e.who.netns), e.src, e.id, key.1, key.2);
+                let who = Served {
+                    pid: e.who.process.pid,
+                    name: e.who.process.name,
+                    pod: e.who.pod.clone(),
+                };
+                let pushed = self.sent.insert(sent, (e.mono_ns, who));
+                if pushed.is_some_and(|(_, (at, _))| at.saturating_add(SENT_NS) > e.mono_ns) {
+                    self.stats.evicted += 1;
                 }
+                return served;
             }
             (Role::Client, Kind::Response) => {
                 if let Some(u) = self
@@ -162,6 +181,30 @@ impl Forwards {
             (Role::Server, Kind::Response) => self.answered(key, e),
             (_, Kind::Unanswered) => {}
         }
+        Vec::new()
+    }
+
+    /// A query the process sent for a question it received is its upstream query when a
+    /// client of the question is still within [`WINDOW_NS`]; the clients it serves.
+    fn upstream(&mut self, key: &QuestionKey, e: &DnsEvent) -> Vec<Served> {
+        let Some(q) = self.questions.peek_mut(key) else {
+            return Vec::new();
+        };
+        let waiting = |c: &&Client| e.mono_ns.saturating_sub(c.mono_ns) <= WINDOW_NS;
+        if !q.clients.iter().any(|c| waiting(&c)) {
+            return Vec::new();
+        }
+        q.upstream = Some(Upstream {
+            server: e.dst,
+            id: e.id,
+            sent_ns: e.mono_ns,
+            answered: None,
+        });
+        q.clients
+            .iter()
+            .filter(waiting)
+            .filter_map(|c| c.who.clone())
+            .collect()
     }
 
     /// The forwarder answered a client: the hop is ready for the client's response.
@@ -228,6 +271,12 @@ impl Forwards {
             }
             self.questions.pop_oldest();
             self.stats.evicted += 1;
+        }
+        while let Some((_, (at, _))) = self.sent.peek_oldest() {
+            if at.saturating_add(SENT_NS) > now_mono_ns {
+                break;
+            }
+            self.sent.pop_oldest();
         }
     }
 

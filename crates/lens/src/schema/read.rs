@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::clock::parse_rfc3339;
 use crate::model::{
     Answer, Attribution, ConnectEvent, Container, DnsEvent, KernelIds, Kind, MessageFlags, Pod,
-    ProcessInfo, TaskName,
+    ProcessInfo, Served, TaskName,
 };
 use crate::pods::{PodInfo, Workload};
 use crate::schema::parse_class;
@@ -113,6 +113,8 @@ struct EventJson {
     who: AttributionJson,
     size: u32,
     truncated: bool,
+    #[serde(default)]
+    served: Vec<ServedJson>,
 }
 
 /// Whom a line belongs to: the same fields in events and connects.
@@ -165,6 +167,13 @@ struct ProcessJson {
     exe: Option<String>,
     uid: u32,
     ppid: u32,
+}
+
+#[derive(Deserialize)]
+struct ServedJson {
+    pid: u32,
+    name: String,
+    pod: Option<PodJson>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +259,15 @@ impl EventJson {
             size: self.size,
             truncated: self.truncated,
             who: self.who.try_into()?,
+            served: self
+                .served
+                .into_iter()
+                .map(|s| Served {
+                    pid: s.pid,
+                    name: TaskName::new(&s.name),
+                    pod: s.pod.map(Pod::from),
+                })
+                .collect(),
         })
     }
 }
@@ -368,7 +386,20 @@ mod tests {
         server.role = Role::Server;
         server.direction = Direction::Send;
         server.syscall = Syscall::Sendmsg;
-        for e in [q, r, nx, u, server] {
+        let mut up = q.clone();
+        up.served = vec![
+            Served {
+                pid: 10,
+                name: "getent".into(),
+                pod: Some(pod("6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b", None)),
+            },
+            Served {
+                pid: 11,
+                name: "curl".into(),
+                pod: None,
+            },
+        ];
+        for e in [q, r, nx, u, server, up] {
             assert_eq!(read(&e), as_read(&e), "{}", event_to_string(&e));
         }
     }

@@ -12,7 +12,7 @@ use dnslens_abi::{Direction, Transport};
 use crate::alert::Alert;
 use crate::clock::Rfc3339;
 use crate::model::{
-    Answer, Attribution, ConnectEvent, Container, DnsEvent, MessageFlags, Pod, ProcessInfo,
+    Answer, Attribution, ConnectEvent, Container, DnsEvent, MessageFlags, Pod, ProcessInfo, Served,
 };
 
 /// One event as a JSON object and a newline.
@@ -71,6 +71,30 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
     write_int(out, e.size);
     out.extend_from_slice(b",\"truncated\":");
     write_bool(out, e.truncated);
+    if !e.served.is_empty() {
+        out.extend_from_slice(b",\"served\":[");
+        for (i, s) in e.served.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_served(out, s);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// One client of a forwarder's upstream query: `{"pid":…,"name":…,"pod":…}`.
+fn write_served(out: &mut Vec<u8>, s: &Served) {
+    out.extend_from_slice(b"{\"pid\":");
+    write_int(out, s.pid);
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, &s.name);
+    out.extend_from_slice(b",\"pod\":");
+    match &s.pod {
+        Some(pod) => write_pod(out, pod),
+        None => out.extend_from_slice(b"null"),
+    }
     out.push(b'}');
 }
 
