@@ -137,16 +137,16 @@ pub fn capture(
             Box::new(move |pid| view.resolv_conf(pid)),
         )
     });
-    // `trace` prints events as they pass: a forwarder's upstream query names the clients it
-    // serves, from the hop stage that `--lookups` (which prints no events) runs inside lookups.
-    let mut forwards = matches!(
-        settings.output,
-        Output::Trace {
-            lookups: false,
-            alerts_only: false,
-            ..
-        }
-    )
+    // A forwarder's upstream query names the clients it serves, from the hop stage that runs
+    // inside the lookup stage (the agent's); `trace` without it runs the hop stage alone.
+    let mut forwards = (lookups.is_none()
+        && matches!(
+            settings.output,
+            Output::Trace {
+                alerts_only: false,
+                ..
+            }
+        ))
     .then(Forwards::default);
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
@@ -281,7 +281,7 @@ struct Run<'a> {
     detection: Option<&'a mut Detection>,
     /// Events go to the lookup stage, whose lookups go to the sink.
     lookups: Option<&'a mut Lookups>,
-    /// `trace` without `--lookups`: the forwarder hop, for `served` on printed events.
+    /// `trace` without the lookup stage: the forwarder hop alone, for `served` on events.
     forwards: Option<&'a mut Forwards>,
     /// `--dnstap`: every event, those the filter passes sent.
     dnstap: Option<&'a mut DnstapSink>,
@@ -421,22 +421,23 @@ impl Run<'_> {
                             pcapng_failed = p.message(event, wire).err();
                         }
                     }
-                    if let Some(l) = lookups.as_deref_mut() {
-                        l.event(event, &mut |lookup| printed.lookup(lookup, filter));
-                    }
+                    let served = match (lookups.as_deref_mut(), forwards.as_deref_mut()) {
+                        (Some(l), _) => {
+                            l.event(event, &mut |lookup| printed.lookup(lookup, filter))
+                        }
+                        (None, Some(f)) => f.event(event),
+                        (None, None) => Vec::new(),
+                    };
                     if !*lookups_only {
-                        match forwards.as_deref_mut().map(|f| f.event(event)) {
+                        if served.is_empty() {
+                            printed.event(event, filter);
+                        } else {
                             // Only a forwarder's upstream queries pay for the copy.
-                            Some(served) if !served.is_empty() => {
-                                printed.event(
-                                    &DnsEvent {
-                                        served,
-                                        ..event.clone()
-                                    },
-                                    filter,
-                                );
-                            }
-                            _ => printed.event(event, filter),
+                            let event = DnsEvent {
+                                served,
+                                ..event.clone()
+                            };
+                            printed.event(&event, filter);
                         }
                     }
                     if let Some(d) = detection.as_deref_mut() {

@@ -19,7 +19,7 @@ use dnslens_wire::{Rcode, RecordType};
 
 use crate::bounded::Lru;
 use crate::counters::Counter;
-use crate::model::{Attribution, DnsEvent, Kind, LibcEvent, Role};
+use crate::model::{Attribution, DnsEvent, Kind, LibcEvent, Role, Served};
 use crate::resolv::{without_search_domain, ResolvConf};
 use libc::{Holding, Source};
 use via::{Forwards, Via};
@@ -465,18 +465,19 @@ impl Lookups {
 
     /// Takes one event of the pipeline; `out` gets the lookups it ends. Only a client's
     /// queries open lookups; responses and unanswered queries end their attempts. A server's
-    /// messages only tell the forwarder hop.
-    pub fn event(&mut self, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
-        self.forwards.event(e);
-        if e.role != Role::Client {
-            return;
+    /// messages only tell the forwarder hop. Returns, for a forwarder's upstream query, the
+    /// clients it serves ([`Forwards::event`]).
+    pub fn event(&mut self, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) -> Vec<Served> {
+        let served = self.forwards.event(e);
+        if e.role == Role::Client {
+            let key = (e.who.process.pid, e.who.ids.process_start_ns);
+            match e.kind {
+                Kind::Query => self.query(key, e, out),
+                Kind::Response | Kind::Unanswered => self.answer(key, e, out),
+            }
+            self.keep_to_budget(out);
         }
-        let key = (e.who.process.pid, e.who.ids.process_start_ns);
-        match e.kind {
-            Kind::Query => self.query(key, e, out),
-            Kind::Response | Kind::Unanswered => self.answer(key, e, out),
-        }
-        self.keep_to_budget(out);
+        served
     }
 
     fn query(&mut self, key: ProcKey, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
