@@ -344,6 +344,7 @@ fn root_detect_replays_a_servers_dnstap_per_client_address() {
         let about: Vec<&str> = alerts
             .iter()
             .filter(|a| a["summary"].as_str().is_some_and(|s| s.contains(&subject)))
+            .inspect(|a| assert_eq!(a["client"], node.clients[client].v4.to_string(), "{a}"))
             .map(|a| a["detector"].as_str().unwrap_or_default())
             .collect();
         assert!(

@@ -194,6 +194,10 @@ fn lines_by_kind() -> BTreeMap<String, Vec<Value>> {
     schema::write_event_line(&mut out, &upstream);
     schema::write_connect_line(&mut out, &connect);
     schema::write_alert_line(&mut out, &alert);
+    // An alert from a replayed server's dnstap: its client known by address alone.
+    let mut replayed = alert.clone();
+    replayed.who.client = Some("10.0.0.7".parse().unwrap());
+    schema::write_alert_line(&mut out, &replayed);
     let mut lookups = Lookups::new(LookupConfig::default(), Box::new(|_| None));
     lookups.event(&query, &mut |_| {});
     lookups.event(&response, &mut |l| schema::write_lookup_line(&mut out, l));

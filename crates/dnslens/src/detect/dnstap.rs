@@ -288,6 +288,8 @@ mod tests {
             dgas[0].summary
         );
         assert_eq!(dgas[0].who.client, Some(IpAddr::from(dga)));
+        let line: serde_json::Value = serde_json::from_str(&dgas[0].to_json_line()).unwrap();
+        assert_eq!(line["client"], "10.0.0.7", "{line}");
         assert!(
             alerts
                 .iter()

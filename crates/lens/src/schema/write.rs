@@ -192,6 +192,11 @@ pub fn write_alert(out: &mut Vec<u8>, a: &Alert) {
     out.extend_from_slice(b",\"evidence\":");
     serde_json::to_writer(&mut *out, &a.evidence).expect("evidence always serializes");
     write_attribution(out, &a.who);
+    // A replayed server's dnstap knows its clients by address alone.
+    if let Some(client) = a.who.client {
+        use std::io::Write;
+        write!(out, ",\"client\":\"{client}\"").expect("writing to a Vec cannot fail");
+    }
     out.push(b'}');
 }
 
