@@ -12,8 +12,10 @@
 //!   it, not by the version;
 //! - CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, only for `trace --lookups`: it attaches uprobes to
 //!   each libc the resolving processes map while it runs (they come and go;
-//!   `libc_hooks.rs`). Loading the program takes the first two; opening the uprobe perf
-//!   event was refused (EACCES) without CAP_SYS_ADMIN on Linux 6.18 (measured).
+//!   `libc_hooks.rs`). Loading the program takes the first two; Linux 6.18's uprobe PMU
+//!   refuses `perf_event_open` (EACCES) without CAP_SYS_ADMIN, whatever else is held (bpftrace
+//!   under `setpriv --bounding-set=-all,+bpf,+perfmon` is refused the same). The tracefs way
+//!   round it (`uprobe_events`) leaves global probes behind a crash, so it is not taken.
 //!
 //! Every other capability leaves the effective, permitted, inheritable and ambient sets, and the
 //! bounding set when CAP_SETPCAP allows; then no_new_privs, so an exec gains nothing back.
