@@ -10,7 +10,8 @@ mod node;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use node::dnsmasq::{self, ADDR, BIG, HOST};
+use node::cgroup::{Driver, Hierarchies, PodCgroup};
+use node::dnsmasq::{self, ADDR, BIG, HOST, NX};
 use node::net::{Node, Run};
 use node::relay::Relay;
 use node::resolvers::{self, tool};
@@ -357,4 +358,77 @@ fn root_lookups_glibc_calls_from_hosts_and_from_the_wire() {
     let lookups = lookups_by(&stopped.events, run.pid);
     let lookup = assert_one_answered_lookup(&run, &lookups, HOST, 0);
     assert_eq!(lookup["source"], "libc+dns", "{lookup:#}");
+}
+
+#[test]
+fn root_count_lookups_by_name_outcome_and_source() {
+    if !have_root() {
+        return;
+    }
+    // A query's keys are refused before anything is attached, with the keys that do apply.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_dnslens"))
+        .args(["count", "--lookups", "--by", "qname"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--by qname is a query's key"), "{stderr}");
+    assert!(stderr.contains("name, domain, outcome, source"), "{stderr}");
+
+    let mut node = cluster_node();
+    let text = cluster_resolv_conf(&[IpAddr::V4(node.server.v4)], "timeout:2 attempts:2");
+    node.write_resolv_conf_text(0, &text);
+    let pod = PodCgroup::new(Driver::Systemd, Hierarchies::Both);
+    let by = ["--by", "name", "--by", "outcome", "--by", "source"];
+    let args = [
+        &by[..],
+        &["--json", "--interval", "500ms", "--pod", &pod.pod_uid],
+    ]
+    .concat();
+    let count = Trace::count(&["--lookups"].into_iter().chain(args).collect::<Vec<_>>());
+    let getent = tool("getent");
+    let found = node.run("getent-found", 0, Some(&pod), &getent, &["ahostsv4", HOST]);
+    found.expect_ok().expect_queries();
+    let missing = node.run("getent-nx", 0, Some(&pod), &getent, &["ahostsv4", NX]);
+    missing.expect_exit(2).expect_queries();
+    // Rows summed over the intervals: (name, outcome) -> (lookups, sources seen).
+    let counted = |lines: &[Value]| {
+        let mut counts = std::collections::BTreeMap::<(String, String), (u64, Vec<String>)>::new();
+        for line in lines {
+            assert_eq!(line["by"], serde_json::json!(["name", "outcome", "source"]));
+            for row in line["counts"].as_array().unwrap() {
+                let key = (row["name"].to_string(), row["outcome"].to_string());
+                let entry = counts.entry(key).or_default();
+                entry.0 += row["lookups"].as_u64().unwrap();
+                entry.1.push(row["source"].as_str().unwrap().to_string());
+            }
+        }
+        counts
+    };
+    wait_until(Duration::from_secs(10), || {
+        counted(&count.events()).values().map(|c| c.0).sum::<u64>() >= 2
+    });
+    let stopped = count.stop();
+    let counts = counted(&stopped.events);
+    let logged = (found.log_queries.len(), missing.log_queries.len());
+    assert_eq!(logged, (4, 4), "a search walk of four A queries each");
+    assert_eq!(
+        counts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0))
+            .collect::<Vec<_>>(),
+        [
+            ((format!("{HOST:?}"), "\"answered\"".into()), 1),
+            ((format!("{NX:?}"), "\"nxdomain\"".into()), 1),
+        ],
+        "{counts:?}\n{}",
+        stopped.stderr
+    );
+    // The first getent may resolve before its libc is hooked.
+    for (_, sources) in counts.values() {
+        assert!(
+            sources.iter().all(|s| s == "dns" || s == "libc+dns"),
+            "{sources:?}"
+        );
+    }
 }
