@@ -54,8 +54,8 @@ const OPT_SHB_USERAPPL: u16 = 4;
 const OPT_IF_TSRESOL: u16 = 9;
 /// Bytes of a packet comment at most: the names in it are the workload's to choose.
 pub const COMMENT_MAX: usize = 1024;
-/// Interfaces in one section: past it a new section starts (interface numbers start again),
-/// so the table of namespaces stays bounded.
+/// Interfaces in one section: past it a new file starts when files rotate, else a new section
+/// (interface numbers start again), so the table of namespaces stays bounded.
 const INTERFACES_MAX: usize = 1024;
 /// TCP sockets whose byte counts (the sequence numbers) are kept; a socket forgotten starts
 /// again at 1.
@@ -418,11 +418,14 @@ impl PcapngFile {
     fn packet(&mut self, epb: &[u8]) -> io::Result<()> {
         let netns = u32::from_le_bytes(epb[8..12].try_into().expect("4 bytes"));
         let known = self.interfaces.contains_key(&netns);
+        let full = !known && self.interfaces.len() >= INTERFACES_MAX;
         if let Some(Rotation { size, keep }) = self.rotation {
             // About what an interface block takes.
             let needed = epb.len() as u64 + if known { 0 } else { 128 };
             let written = self.file.size() + self.out.len() as u64;
-            if written + needed > size && !self.empty {
+            // Past the bound a new file rather than a new section: tshark 4.0 names the
+            // interfaces of a second section after the first's.
+            if (full || written + needed > size) && !self.empty {
                 self.file.write_all(&self.out)?;
                 self.out.clear();
                 self.file.rotate(keep)?;

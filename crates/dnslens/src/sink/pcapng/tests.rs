@@ -218,3 +218,54 @@ fn rotated_files_each_start_a_section_with_their_interfaces() {
     assert!(!dir.0.join("dns.pcapng.3").exists());
     assert!(packets > 0 && packets < events.len());
 }
+
+/// One query from each of `n` network namespaces.
+fn from_namespaces(n: u32) -> Vec<(DnsEvent, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let [(mut q, wire), _] = exchange("ns.example");
+            q.who.netns = 4_026_532_000 + i;
+            (q, wire)
+        })
+        .collect()
+}
+
+fn interfaces_and_packets(blocks: &[Block<'_>]) -> (usize, usize) {
+    let count = |f: fn(&Block<'_>) -> bool| blocks.iter().filter(|b| f(b)).count();
+    (
+        count(|b| matches!(b, Block::InterfaceDescription(_))),
+        count(|b| matches!(b, Block::EnhancedPacket(_))),
+    )
+}
+
+#[test]
+fn namespaces_past_the_bound_start_a_new_file_or_section() {
+    let events = from_namespaces(INTERFACES_MAX as u32 + 1);
+    let dir = Dir::new("pcapng-namespaces");
+    let rotated = dir.0.join("rotated.pcapng");
+    let rotation = Rotation {
+        size: 1 << 30,
+        keep: 3,
+    };
+    write(&rotated, Some(rotation), &events);
+    let older = blocks(&dir.0.join("rotated.pcapng.1"));
+    assert_eq!(
+        interfaces_and_packets(&older),
+        (INTERFACES_MAX, INTERFACES_MAX)
+    );
+    assert_eq!(interfaces_and_packets(&blocks(&rotated)), (1, 1));
+    assert!(!dir.0.join("rotated.pcapng.2").exists());
+
+    let single = dir.0.join("single.pcapng");
+    write(&single, None, &events);
+    let all = blocks(&single);
+    let second = all
+        .iter()
+        .position(|b| matches!(b, Block::SectionHeader(_)))
+        .expect("a second section");
+    assert_eq!(
+        interfaces_and_packets(&all[..second]),
+        (INTERFACES_MAX, INTERFACES_MAX)
+    );
+    assert_eq!(interfaces_and_packets(&all[second..]), (1, 1));
+}
