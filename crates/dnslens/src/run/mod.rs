@@ -409,6 +409,24 @@ impl Run<'_> {
             let mut pcapng_failed = None;
             let mut emit = |observed: Observed<'_>| match observed {
                 Observed::Dns(event, wire) => {
+                    let served = match (lookups.as_deref_mut(), forwards.as_deref_mut()) {
+                        (Some(l), _) => {
+                            l.event(event, &mut |lookup| printed.lookup(lookup, filter))
+                        }
+                        (None, Some(f)) => f.event(event),
+                        (None, None) => Vec::new(),
+                    };
+                    // Only a forwarder's upstream queries pay for the copy.
+                    let with_served;
+                    let event = if served.is_empty() {
+                        event
+                    } else {
+                        with_served = DnsEvent {
+                            served,
+                            ..event.clone()
+                        };
+                        &with_served
+                    };
                     let passes = filter.matches(event);
                     if let Some(d) = dnstap.as_deref_mut() {
                         d.event(event, wire, passes);
@@ -421,24 +439,8 @@ impl Run<'_> {
                             pcapng_failed = p.message(event, wire).err();
                         }
                     }
-                    let served = match (lookups.as_deref_mut(), forwards.as_deref_mut()) {
-                        (Some(l), _) => {
-                            l.event(event, &mut |lookup| printed.lookup(lookup, filter))
-                        }
-                        (None, Some(f)) => f.event(event),
-                        (None, None) => Vec::new(),
-                    };
                     if !*lookups_only {
-                        if served.is_empty() {
-                            printed.event(event, filter);
-                        } else {
-                            // Only a forwarder's upstream queries pay for the copy.
-                            let event = DnsEvent {
-                                served,
-                                ..event.clone()
-                            };
-                            printed.event(&event, filter);
-                        }
+                        printed.event(event, filter);
                     }
                     if let Some(d) = detection.as_deref_mut() {
                         d.event(event, &mut |a| printed.alert(&a));

@@ -71,21 +71,27 @@ pub fn write_event(out: &mut Vec<u8>, e: &DnsEvent) {
     write_int(out, e.size);
     out.extend_from_slice(b",\"truncated\":");
     write_bool(out, e.truncated);
-    if !e.served.is_empty() {
-        out.extend_from_slice(b",\"served\":[");
-        for (i, s) in e.served.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_served(out, s);
-        }
-        out.push(b']');
-    }
+    write_served(out, &e.served);
     out.push(b'}');
 }
 
+/// `,"served":[…]`, only on a forwarder's upstream query.
+fn write_served(out: &mut Vec<u8>, served: &[Served]) {
+    if served.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b",\"served\":[");
+    for (i, s) in served.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_client(out, s);
+    }
+    out.push(b']');
+}
+
 /// One client of a forwarder's upstream query: `{"pid":…,"name":…,"pod":…}`.
-fn write_served(out: &mut Vec<u8>, s: &Served) {
+fn write_client(out: &mut Vec<u8>, s: &Served) {
     out.extend_from_slice(b"{\"pid\":");
     write_int(out, s.pid);
     out.extend_from_slice(b",\"name\":");
@@ -98,12 +104,13 @@ fn write_served(out: &mut Vec<u8>, s: &Served) {
     out.push(b'}');
 }
 
-/// Whom an event belongs to as one object, `{"socket":…,"process":…,…,"host":…}`, the fields
-/// as in an event line: dnstap's `extra`.
-pub fn write_attribution_object(out: &mut Vec<u8>, a: &Attribution) {
+/// Whom an event belongs to as one object, `{"socket":…,"process":…,…,"host":…}` and
+/// `served` where the event has it, the fields as in an event line: dnstap's `extra`.
+pub fn write_attribution_object(out: &mut Vec<u8>, e: &DnsEvent) {
     out.extend_from_slice(b"{\"socket\":");
-    write_int(out, a.socket);
-    write_attribution(out, a);
+    write_int(out, e.who.socket);
+    write_attribution(out, &e.who);
+    write_served(out, &e.served);
     out.push(b'}');
 }
 

@@ -82,7 +82,7 @@ impl Encoder {
             }
         }
         let mut extra = Vec::with_capacity(512);
-        schema::write_attribution_object(&mut extra, &event.who);
+        schema::write_attribution_object(&mut extra, event);
         let tap = Dnstap {
             identity: Some(self.identity.clone()),
             version: Some(self.version.clone()),
@@ -145,7 +145,7 @@ fn addresses(a: SocketAddr, b: SocketAddr) -> (SocketFamily, Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnslens_lens::model::{sample, TaskName};
+    use dnslens_lens::model::{sample, Served, TaskName};
 
     fn decode(bytes: &[u8]) -> (Dnstap, Message) {
         let tap = Dnstap::decode(bytes).unwrap();
@@ -222,6 +222,16 @@ mod tests {
             kind(&mut enc, &upstream),
             MessageType::ForwarderQuery as i32
         );
+        // Its extra names the clients it asks for.
+        upstream.served = vec![Served {
+            pid: 7,
+            name: TaskName::new("getent"),
+            pod: None,
+        }];
+        let (tap, _) = decode(&enc.encode(&upstream, WIRE).unwrap());
+        let extra: serde_json::Value = serde_json::from_slice(&tap.extra.unwrap()).unwrap();
+        assert_eq!(extra["served"][0]["pid"], 7, "{extra}");
+        assert_eq!(extra["served"][0]["name"], "getent", "{extra}");
 
         let mut lost = stub(sample::query(4, "c.example", 1, 0));
         lost.kind = Kind::Unanswered;

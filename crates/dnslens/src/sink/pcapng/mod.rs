@@ -153,6 +153,23 @@ pub fn comment(event: &DnsEvent) -> String {
         Identity::Host(_) => text.push_str("; host"),
         Identity::Container(_) | Identity::Unknown(_) | Identity::Client(_) => {}
     }
+    for (i, client) in event.served.iter().enumerate() {
+        let lead = if i == 0 { "; for" } else { "," };
+        let _ = write!(
+            text,
+            "{lead} pid {} {}",
+            client.pid,
+            Printable(&client.name)
+        );
+        if let Some(pod) = client.pod.as_ref().and_then(|p| p.info.as_ref()) {
+            let _ = write!(
+                text,
+                " (pod {}/{})",
+                Printable(&pod.namespace),
+                Printable(&pod.name)
+            );
+        }
+    }
     if text.len() > COMMENT_MAX {
         let mut end = COMMENT_MAX - '…'.len_utf8();
         while !text.is_char_boundary(end) {

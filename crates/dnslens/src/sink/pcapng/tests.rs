@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use dnslens_lens::model::{sample, Container, Pod};
+use dnslens_lens::model::{sample, Container, Pod, Served, TaskName};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
@@ -186,6 +186,27 @@ fn comments_name_process_container_and_pod_escaped_and_bounded() {
         comment(&q),
         "pid 123 dig exe /usr/bin/dig; container 0d2d06bae096 app\\x0ax; pod \
          shop/web-7d4b9f-xk2p1; pod uid u-1"
+    );
+    // A forwarder's upstream query names whom it asks for.
+    let mut upstream = q.clone();
+    upstream.served = vec![
+        Served {
+            pid: 7,
+            name: TaskName::new("getent"),
+            pod: q.who.pod.clone(),
+        },
+        Served {
+            pid: 8,
+            name: TaskName::new("cu\x1brl"),
+            pod: None,
+        },
+    ];
+    assert!(
+        comment(&upstream).ends_with(
+            "pod uid u-1; for pid 7 getent (pod shop/web-7d4b9f-xk2p1), pid 8 cu\\x1brl"
+        ),
+        "{}",
+        comment(&upstream)
     );
     q.who.process.exe = Some(Arc::from(format!("/{}", "é".repeat(2000)).as_str()));
     let long = comment(&q);
