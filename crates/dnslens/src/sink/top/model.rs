@@ -1,10 +1,11 @@
 //! What `dnslens top` knows: per row (a pod, or a process) the client side of DNS over a
-//! sliding window (queries, responses by rcode, unanswered queries, a latency histogram), the
-//! total, and the row's top domains; the recent alerts of every row. Both groupings are kept
-//! at once, so `g` switches instantly and with history. [`Controls`] is what the keys change
-//! (grouping, sort, selection); [`Model::snapshot`] turns both into sorted plain rows for the
-//! view. Pure: time comes in as CLOCK_MONOTONIC ns (the clock of event stamps), nothing here
-//! touches the terminal.
+//! sliding window (queries, responses by rcode, unanswered queries, a latency histogram; the
+//! lookups that ended, their queries and a histogram of their latency), the total, and the
+//! row's top domains; the recent alerts of every row. Both groupings are kept at once, so `g`
+//! switches instantly and with history. [`Controls`] is what the keys change (grouping, sort,
+//! selection); [`Model::snapshot`] turns both into sorted plain rows for the view. Pure: time
+//! comes in as CLOCK_MONOTONIC ns (the clock of event stamps), nothing here touches the
+//! terminal.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use dnslens_detect::{Alert, Detector, Severity};
 use dnslens_lens::bounded::Lru;
 use dnslens_lens::identity::{write_into, Identity};
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::model::Attribution;
 use dnslens_lens::topk::TopK;
 use dnslens_lens::{DnsEvent, Kind, Role};
@@ -66,6 +68,41 @@ fn bucket_value(i: usize) -> u64 {
     }
 }
 
+/// Latencies counted by [`bucket`]: of one second (`u32`) or of the window (`u64`).
+#[derive(Clone, Debug, PartialEq)]
+struct Histogram<N>([N; BUCKETS]);
+
+impl Histogram<u32> {
+    fn add(&mut self, us: u64) {
+        self.0[bucket(us)] += 1;
+    }
+}
+
+impl Histogram<u64> {
+    fn add_second(&mut self, second: &Histogram<u32>) {
+        for (sum, &n) in self.0.iter_mut().zip(&second.0) {
+            *sum += u64::from(n);
+        }
+    }
+
+    /// The latency at quantile `q` (0..=1): `None` when empty.
+    fn percentile(&self, q: f64) -> Option<u64> {
+        let n: u64 = self.0.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        self.0
+            .iter()
+            .position(|&c| {
+                seen += c;
+                seen >= rank
+            })
+            .map(bucket_value)
+    }
+}
+
 /// Counts of one second.
 #[derive(Clone, Debug)]
 struct Slot {
@@ -75,7 +112,11 @@ struct Slot {
     nxdomain: u32,
     servfail: u32,
     unanswered: u32,
-    latency: [u32; BUCKETS],
+    latency: Histogram<u32>,
+    /// Lookups that ended (reached the model) in this second, and their queries.
+    lookups: u32,
+    lookup_queries: u32,
+    lookup_latency: Histogram<u32>,
 }
 
 impl Slot {
@@ -87,7 +128,10 @@ impl Slot {
             nxdomain: 0,
             servfail: 0,
             unanswered: 0,
-            latency: [0; BUCKETS],
+            latency: Histogram([0; BUCKETS]),
+            lookups: 0,
+            lookup_queries: 0,
+            lookup_latency: Histogram([0; BUCKETS]),
         }
     }
 }
@@ -106,7 +150,10 @@ struct Sums {
     nxdomain: u64,
     servfail: u64,
     unanswered: u64,
-    latency: [u64; BUCKETS],
+    latency: Histogram<u64>,
+    lookups: u64,
+    lookup_queries: u64,
+    lookup_latency: Histogram<u64>,
 }
 
 impl Window {
@@ -142,10 +189,20 @@ impl Window {
                     _ => {}
                 }
                 if let Some(us) = e.latency_us {
-                    slot.latency[bucket(us)] += 1;
+                    slot.latency.add(us);
                 }
             }
         }
+    }
+
+    /// `lookup` ended at `now_ns` (when it reached the model: within `linger` of its end).
+    fn lookup(&mut self, lookup: &Lookup, now_ns: u64) {
+        let Some(slot) = self.slot(now_ns) else {
+            return;
+        };
+        slot.lookups += 1;
+        slot.lookup_queries += lookup.queries;
+        slot.lookup_latency.add(lookup.latency_us);
     }
 
     /// The counts of the seconds in `(now - WINDOW_S, now]`.
@@ -157,7 +214,10 @@ impl Window {
             nxdomain: 0,
             servfail: 0,
             unanswered: 0,
-            latency: [0; BUCKETS],
+            latency: Histogram([0; BUCKETS]),
+            lookups: 0,
+            lookup_queries: 0,
+            lookup_latency: Histogram([0; BUCKETS]),
         };
         for s in &self.slots {
             if s.second > now || now - s.second >= WINDOW_S {
@@ -168,32 +228,16 @@ impl Window {
             sums.nxdomain += u64::from(s.nxdomain);
             sums.servfail += u64::from(s.servfail);
             sums.unanswered += u64::from(s.unanswered);
-            for (sum, &n) in sums.latency.iter_mut().zip(&s.latency) {
-                *sum += u64::from(n);
-            }
+            sums.latency.add_second(&s.latency);
+            sums.lookups += u64::from(s.lookups);
+            sums.lookup_queries += u64::from(s.lookup_queries);
+            sums.lookup_latency.add_second(&s.lookup_latency);
         }
         sums
     }
 }
 
 impl Sums {
-    /// The latency at quantile `q` (0..=1), from the buckets: `None` without responses.
-    fn percentile(&self, q: f64) -> Option<u64> {
-        let n: u64 = self.latency.iter().sum();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-        let mut seen = 0;
-        self.latency
-            .iter()
-            .position(|&c| {
-                seen += c;
-                seen >= rank
-            })
-            .map(bucket_value)
-    }
-
     fn percent(&self, part: u64) -> Option<f64> {
         (self.responses > 0).then(|| 100.0 * part as f64 / self.responses as f64)
     }
@@ -248,6 +292,11 @@ pub struct RowStats {
     pub unanswered: u64,
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
+    /// Lookups that ended per second over the window, their 99th percentile latency, and
+    /// their queries per lookup (`None` without lookups; a libc lookup sent none).
+    pub lps: f64,
+    pub lookup_p99_us: Option<u64>,
+    pub queries_per_lookup: Option<f64>,
     /// Queries since the row was made.
     pub total: u64,
 }
@@ -347,13 +396,21 @@ impl Model {
                 row.total += 1;
                 row.domains.add(&e.qname, 1);
             }
-            if grouping == Grouping::Process && e.who.process.exe.is_some() {
-                row.exe.clone_from(&e.who.process.exe);
-            }
         }
     }
 
-    /// The row of `who` in `grouping`, made if new (evicting the least recent when full).
+    /// Takes in a lookup that ended, at `now_ns`: its row is the process of its first query
+    /// (or of its libc call). Lookups are of the client side only.
+    pub fn lookup(&mut self, lookup: &Lookup, now_ns: u64) {
+        for grouping in [Grouping::Pod, Grouping::Process] {
+            self.row(grouping, &lookup.who)
+                .window
+                .lookup(lookup, now_ns);
+        }
+    }
+
+    /// The row of `who` in `grouping`, made if new (evicting the least recent when full);
+    /// a process row takes the executable `who` names.
     fn row(&mut self, grouping: Grouping, who: &Attribution) -> &mut Row {
         match grouping {
             Grouping::Pod => write_into(&mut self.key, Identity::of(who)),
@@ -361,7 +418,11 @@ impl Model {
         }
         let rows = &mut self.tables[grouping.index()].rows;
         if rows.contains(self.key.as_str()) {
-            return rows.get(self.key.as_str()).expect("present");
+            let row = rows.get(self.key.as_str()).expect("present");
+            if grouping == Grouping::Process && who.process.exe.is_some() {
+                row.exe.clone_from(&who.process.exe);
+            }
+            return row;
         }
         let (pid, name, place) = match grouping {
             Grouping::Pod => (None, self.key.clone(), String::new()),
@@ -376,7 +437,9 @@ impl Model {
             pid,
             name,
             place,
-            exe: None,
+            exe: (grouping == Grouping::Process)
+                .then(|| who.process.exe.clone())
+                .flatten(),
             window: Window::new(),
             total: 0,
             domains: TopK::new(DOMAINS_TRACKED),
@@ -501,8 +564,12 @@ fn stats(row: &Row, now_ns: u64, span_ns: u64) -> RowStats {
         nxdomain_pct: sums.percent(sums.nxdomain),
         servfail_pct: sums.percent(sums.servfail),
         unanswered: sums.unanswered,
-        p50_us: sums.percentile(0.50),
-        p99_us: sums.percentile(0.99),
+        p50_us: sums.latency.percentile(0.50),
+        p99_us: sums.latency.percentile(0.99),
+        lps: rate(sums.lookups, span_ns),
+        lookup_p99_us: sums.lookup_latency.percentile(0.99),
+        queries_per_lookup: (sums.lookups > 0)
+            .then(|| sums.lookup_queries as f64 / sums.lookups as f64),
         total: row.total,
     }
 }
@@ -521,6 +588,9 @@ fn compare(column: Column, a: &RowStats, b: &RowStats) -> Ordering {
         Column::Unanswered => a.unanswered.cmp(&b.unanswered),
         Column::P50 => a.p50_us.cmp(&b.p50_us),
         Column::P99 => a.p99_us.cmp(&b.p99_us),
+        Column::Lps => a.lps.total_cmp(&b.lps),
+        Column::LookupP99 => a.lookup_p99_us.cmp(&b.lookup_p99_us),
+        Column::QueriesPerLookup => float(a.queries_per_lookup, b.queries_per_lookup),
         Column::Total => a.total.cmp(&b.total),
     }
 }

@@ -3,6 +3,8 @@
 use super::*;
 use crate::sink::top::controls::{Command, Overlay};
 use dnslens_detect::Evidence;
+use dnslens_lens::lookup::libc::Source;
+use dnslens_lens::lookup::Outcome;
 use dnslens_lens::model::{sample, Pod};
 use dnslens_lens::pods::PodInfo;
 
@@ -50,6 +52,28 @@ pub fn unanswered(q: &DnsEvent) -> DnsEvent {
         kind: Kind::Unanswered,
         timeout_ms: Some(5000),
         ..q.clone()
+    }
+}
+
+/// A lookup of `q`'s process and name that sent `queries` (none: a libc call answered alone)
+/// and took `latency_us`.
+pub fn lookup(q: &DnsEvent, queries: u32, latency_us: u64) -> Lookup {
+    Lookup {
+        time_ns: q.time_ns,
+        name: q.qname.clone(),
+        answer_name: Some(q.qname.clone()),
+        qtypes: vec![q.qtype],
+        outcome: Outcome::Answered,
+        latency_us,
+        queries,
+        timeouts: 0,
+        attempts: Vec::new(),
+        via: None,
+        who: q.who.clone(),
+        source: match queries {
+            0 => Source::Libc,
+            _ => Source::Dns,
+        },
     }
 }
 
@@ -240,6 +264,19 @@ fn sort_by_each_column_and_reverse() {
     m.event(&c_query);
     m.event(&c_query);
     m.event(&unanswered(&c_query));
+    // Lookups: a one of 3 queries at 1 ms; b two of 2 at 5 ms; c one from libc at 50 ms.
+    for (pod, n, queries, us) in [
+        ("ns/a", 1, 3, 1_000),
+        ("ns/b", 2, 2, 5_000),
+        ("ns/c", 1, 0, 50_000),
+    ] {
+        for _ in 0..n {
+            m.lookup(
+                &lookup(&query(1, "x", pod, "q.example", T0), queries, us),
+                T0,
+            );
+        }
+    }
     let mut c = Controls::new(Grouping::Pod);
     let shown = snap(&m, T0 + S, &c);
     let order = |c: &Controls| {
@@ -266,6 +303,9 @@ fn sort_by_each_column_and_reverse() {
             (Column::Unanswered, true, "ns/c ns/a ns/b".into()),
             (Column::P50, true, "ns/a ns/b ns/c".into()),
             (Column::P99, true, "ns/a ns/b ns/c".into()),
+            (Column::Lps, true, "ns/b ns/a ns/c".into()),
+            (Column::LookupP99, true, "ns/c ns/b ns/a".into()),
+            (Column::QueriesPerLookup, true, "ns/a ns/b ns/c".into()),
             (Column::Total, true, "ns/a ns/c ns/b".into()),
             (Column::Name, false, "ns/a ns/b ns/c".into()),
             (Column::Qps, true, "ns/a ns/c ns/b".into()),
@@ -273,6 +313,68 @@ fn sort_by_each_column_and_reverse() {
     );
     assert!(c.apply(Command::SortPrev, &shown));
     assert_eq!(c.sort.column, Column::Name);
+    // A narrower view shows fewer columns: the keys move over those, and from one gone to
+    // the first.
+    c.columns = vec![Column::Name, Column::Qps, Column::P99, Column::Lps];
+    for (command, want) in [
+        (Command::SortPrev, Column::Lps),
+        (Command::SortPrev, Column::P99),
+        (Command::SortNext, Column::Lps),
+        (Command::SortNext, Column::Name),
+    ] {
+        assert!(c.apply(command, &shown));
+        assert_eq!(c.sort.column, want, "{command:?}");
+    }
+    c.sort.column = Column::Total;
+    assert!(c.apply(Command::SortNext, &shown));
+    assert_eq!(c.sort.column, Column::Name);
+}
+
+/// Issue 16: lookups per second over the window, their p99 from the same kind of histogram
+/// as the responses', and queries per lookup, a libc lookup counting with none.
+#[test]
+fn lookups_per_second_their_p99_and_queries_per_lookup() {
+    let mut m = Model::new(T0);
+    let web = query(7, "getent", "shop/web", "a.example", T0);
+    m.event(&web);
+    // 20 lookups over 2 s: 17 of one query at 1 ms, 2 of three (a walk) at 2 ms and one
+    // from /etc/hosts (libc, no query) at 80 ms.
+    for i in 0..20u64 {
+        let (queries, us) = match i {
+            0..17 => (1, 1_000),
+            17..19 => (3, 2_000),
+            _ => (0, 80_000),
+        };
+        m.lookup(&lookup(&web, queries, us), T0 + i * S / 10);
+    }
+    // A process that only ever asked libc: a row without queries.
+    let hosts = query(9, "ping", "shop/hosts", "h.example", T0);
+    m.lookup(&lookup(&hosts, 0, 10), T0);
+    for grouping in [Grouping::Pod, Grouping::Process] {
+        let s = snap(&m, T0 + 2 * S, &Controls::new(grouping));
+        let key = match grouping {
+            Grouping::Pod => "shop/web",
+            Grouping::Process => "7 getent",
+        };
+        let r = row(&s, key);
+        assert_eq!(r.lps, 10.0, "{grouping:?}");
+        // 23 queries in 20 lookups; the 20th latency is the 80 ms one, in [65536, 98304).
+        assert_eq!(r.queries_per_lookup, Some(23.0 / 20.0));
+        assert_eq!(r.lookup_p99_us, Some(81_920));
+        assert_eq!((r.qps, r.p99_us), (0.5, None), "messages apart");
+    }
+    let s = snap(&m, T0 + 2 * S, &Controls::new(Grouping::Pod));
+    let h = row(&s, "shop/hosts");
+    assert_eq!((h.qps, h.lps, h.queries_per_lookup), (0.0, 0.5, Some(0.0)));
+    // Below 16 us: reported 8.
+    assert_eq!((h.lookup_p99_us, h.total), (Some(8), 0));
+    // Out of the window: no rate, no figures.
+    let s = snap(&m, T0 + 60 * S, &Controls::new(Grouping::Pod));
+    let r = row(&s, "shop/web");
+    assert_eq!(
+        (r.lps, r.lookup_p99_us, r.queries_per_lookup),
+        (0.0, None, None)
+    );
 }
 
 #[test]
