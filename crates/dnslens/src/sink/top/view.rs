@@ -154,7 +154,7 @@ Columns, over the last {WINDOW_S} s (since the start when shorter)
   P50 P99 median and 99th percentile response time
   LK/S    lookups that ended per second: each name the application asked
   LKP99   99th percentile lookup time, as the application waited for it
-  Q/LK    queries per lookup (search list, A and AAAA, retries; 0 from a cache)
+  Q/LK    queries per lookup (search list, A+AAAA, retries; 0 from a cache)
   TOTAL   queries since dnslens started (or the row appeared)
 Only the client side counts. Below {WIDE} columns P50 and TOTAL give way."
     );

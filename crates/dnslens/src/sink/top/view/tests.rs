@@ -254,7 +254,8 @@ fn help_over_the_view_explains_keys_and_columns() {
         "P50 P99 median and 99th percentile",
         "LK/S    lookups that ended per second",
         "LKP99   99th percentile lookup time",
-        "Q/LK    queries per lookup",
+        // Whole on its line: the help fits 80 columns unwrapped.
+        "Q/LK    queries per lookup (search list, A+AAAA, retries; 0 from a cache)",
         "Below 100 columns P50 and TOTAL give way.",
     ] {
         find(&b, needle);
