@@ -36,7 +36,8 @@ pub enum Command {
     /// with --lookups, count lookups instead (by who asked, name, domain, outcome, source).
     Count(CountArgs),
     /// A live view, like top: per pod or per process, queries/s, NXDOMAIN and SERVFAIL %,
-    /// unanswered queries, p50/p99 latency, the selected row's top domains, recent alerts.
+    /// unanswered queries, p50/p99 latency, lookups/s, lookup p99, queries per lookup, the
+    /// selected row's top domains, recent alerts.
     Top(TopArgs),
     /// Show which cgroup, container, pod and workload a running process belongs to.
     Whois(WhoisArgs),

@@ -1,9 +1,9 @@
-//! Hooks the glibc of each resolving process while `trace --lookups` runs (issue 16). A worker
-//! thread is offered pids (those in /proc at the start, then each process first seen in a DNS
-//! or libc event) and opens each one's libc ([`LibcFile::of_process`]): the files are the
-//! workload's and may block, so never on the capture thread. The run loop attaches what it
-//! finds ([`Probe::attach_libc`], once per file). A process that resolved before its libc was
-//! hooked is wire-only (`dns`) until then.
+//! Hooks the glibc of each resolving process while lookups are shown (`trace --lookups`,
+//! `count --lookups`, `top`; issue 16). A worker thread is offered pids (those in /proc at the
+//! start, then each process first seen in a DNS or libc event) and opens each one's libc
+//! ([`LibcFile::of_process`]): the files are the workload's and may block, so never on the
+//! capture thread. The run loop attaches what it finds ([`Probe::attach_libc`], once per
+//! file). A process that resolved before its libc was hooked is wire-only (`dns`) until then.
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};

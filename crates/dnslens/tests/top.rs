@@ -1,7 +1,7 @@
 //! `dnslens top` on the real kernel, driven in tmux as a person would: a Python workload in a
 //! pod cgroup of the test node resolves through glibc (the namespace's resolv.conf, dnsmasq in
 //! the node) 20 times a second; the screen (`capture-pane`) must show the pod's row at a
-//! plausible rate, `g` must show the process, the sort keys must move the header's marker and
+//! plausible rate, with as many lookups a second of one query each, `g` must show the process, the sort keys must move the header's marker and
 //! reorder the rows, and `q` must end dnslens with status 0 and the terminal restored (cooked
 //! mode, main screen, cursor shown).
 //!
@@ -150,6 +150,22 @@ fn rate_of(screen: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// The figure under `title` on the row whose name column reads `name`. Every figure is one word
+/// (`-` for none), so the row's words and the header's line up from the right.
+fn figure(screen: &str, name: &str, title: &str) -> Option<String> {
+    let titles: Vec<&str> = header(screen)
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(['▼', '▲']))
+        .collect();
+    let from_right = titles.len() - titles.iter().position(|&t| t == title)?;
+    let row = screen.lines().find(|line| {
+        line.split_whitespace()
+            .any(|w| w.trim_start_matches('>') == name)
+    })?;
+    let words: Vec<&str> = row.split_whitespace().collect();
+    Some(words.get(words.len().checked_sub(from_right)?)?.to_string())
+}
+
 /// The header line of the table.
 fn header(screen: &str) -> &str {
     screen
@@ -238,6 +254,29 @@ fn root_top_in_tmux_shows_a_pods_rate_switches_grouping_and_sort_and_restores_th
             rate_of(s, &pod.pod_uid).is_some_and(|q| (10.0..=40.0).contains(&q))
         });
         assert!(header(&screen).contains("POD") && header(&screen).contains("Q/S▼"));
+        // Issue 16: as many lookups, of one query each (A only), with their p99.
+        let number = |s: &str, title| figure(s, &pod.pod_uid, title)?.parse::<f64>().ok();
+        let screen = tmux.wait_for(
+            "the pod's lookups at 10-40 a second, 1 query each",
+            Duration::from_secs(10),
+            |s| {
+                number(s, "LK/S").is_some_and(|l| (10.0..=40.0).contains(&l))
+                    && number(s, "Q/LK").is_some_and(|q| (0.9..=1.1).contains(&q))
+            },
+        );
+        let p99 = figure(&screen, &pod.pod_uid, "LKP99").unwrap_or_default();
+        assert!(
+            ["us", "ms"].iter().any(|unit| p99.ends_with(unit)),
+            "lookup p99 {p99:?}:\n{screen}"
+        );
+        println!(
+            "top in tmux: the pod's row {}",
+            screen
+                .lines()
+                .find(|l| l.contains(&pod.pod_uid))
+                .unwrap_or("")
+                .trim_end()
+        );
 
         tmux.keys("g");
         let screen = tmux.wait_for("the process view", Duration::from_secs(5), |s| {

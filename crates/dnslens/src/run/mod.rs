@@ -73,7 +73,8 @@ pub fn capture(
             .as_ref()
             .is_some_and(|d| d.learn != Learn::Off && d.baseline_path.is_some());
     let lookups_only = settings.output.lookups_only();
-    match privileges::drop_after_attach(writes_files, lookups_only, || probe.counters().is_ok()) {
+    let hooks_libc = settings.output.hooks_libc();
+    match privileges::drop_after_attach(writes_files, hooks_libc, || probe.counters().is_ok()) {
         Ok(kept) if kept.bpf_for_maps() => say!(
             "dnslens: CAP_BPF kept after attaching: this kernel asks for it to read a map \
              (Linux before 6.5 with kernel.unprivileged_bpf_disabled set); kept: {kept}"
@@ -125,7 +126,7 @@ pub fn capture(
         .as_ref()
         .map(|d| DnstapSink::start(d, &cluster.identity()));
     let mut pcapng = settings.pcapng.as_ref().map(PcapngSink::open).transpose()?;
-    let mut libc = lookups_only
+    let mut libc = hooks_libc
         .then(LibcHooking::start)
         .transpose()
         .context("starting the libc worker thread")?;
@@ -287,7 +288,8 @@ struct Run<'a> {
     dnstap: Option<&'a mut DnstapSink>,
     /// `trace --lookups`, `count --lookups`: events go to the lookup stage only.
     lookups_only: bool,
-    /// `trace --lookups`, `count --lookups`: glibc's resolver calls hooked as processes show up.
+    /// `trace --lookups`, `count --lookups`, `top`: glibc's resolver calls hooked as processes
+    /// show up.
     libc: Option<&'a mut LibcHooking>,
     /// `--alerts`: events go to the detectors only.
     alerts_only: bool,

@@ -109,13 +109,19 @@ pub enum Output {
 
 impl Output {
     /// Whether the run feeds the lookup stage: `trace --lookups` shows lookups, `count
-    /// --lookups` and the agent count them.
+    /// --lookups`, `top` and the agent count them.
     pub fn lookups(&self) -> bool {
-        self.lookups_only() || matches!(self, Output::Agent(_))
+        self.hooks_libc() || matches!(self, Output::Agent(_))
+    }
+
+    /// Whether glibc's resolver calls are hooked (uprobes attached as resolving processes show
+    /// up): where a person looks at lookups (`trace`, `count --lookups`, `top`), not the agent.
+    pub fn hooks_libc(&self) -> bool {
+        self.lookups_only() || matches!(self, Output::Top { .. })
     }
 
     /// Whether the output shows lookups and no messages (`trace --lookups`, `count --lookups`):
-    /// messages then go to the lookup stage only, and glibc's resolver calls are hooked.
+    /// messages then go to the lookup stage only.
     pub fn lookups_only(&self) -> bool {
         matches!(
             self,
@@ -370,7 +376,7 @@ mod tests {
             (trace(true), &all, true, ServerSide::Events),
             (trace(true), &clients, true, ServerSide::Resolvers),
             (count, &all, false, ServerSide::Resolvers),
-            (top, &all, false, ServerSide::Resolvers),
+            (top.clone(), &all, false, ServerSide::Resolvers),
             (agent(0.01), &all, false, ServerSide::Events),
             (agent(0.0), &all, false, ServerSide::Resolvers),
         ] {
@@ -385,5 +391,7 @@ mod tests {
         };
         assert!(count(CountedAt::Lookup).lookups() && count(CountedAt::Lookup).lookups_only());
         assert!(!count(CountedAt::Query).lookups());
+        assert!(top.lookups() && top.hooks_libc() && !top.lookups_only());
+        assert!(!agent(0.0).hooks_libc() && count(CountedAt::Lookup).hooks_libc());
     }
 }

@@ -48,11 +48,15 @@ pub enum Column {
     Unanswered,
     P50,
     P99,
+    /// Lookups per second.
+    Lps,
+    LookupP99,
+    QueriesPerLookup,
     Total,
 }
 
 impl Column {
-    pub const ALL: [Column; 8] = [
+    pub const ALL: [Column; 11] = [
         Column::Name,
         Column::Qps,
         Column::Nxdomain,
@@ -60,12 +64,11 @@ impl Column {
         Column::Unanswered,
         Column::P50,
         Column::P99,
+        Column::Lps,
+        Column::LookupP99,
+        Column::QueriesPerLookup,
         Column::Total,
     ];
-
-    pub(super) fn position(self) -> usize {
-        Column::ALL.iter().position(|&c| c == self).expect("listed")
-    }
 
     /// Names read best A to Z, numbers largest first.
     pub(super) fn descending_first(self) -> bool {
@@ -126,6 +129,8 @@ pub struct Controls {
     selected: [Option<String>; 2],
     /// Rows a page moves.
     pub page: usize,
+    /// The columns the view shows, left to right: those the sort keys move over.
+    pub columns: Vec<Column>,
     pub overlay: Overlay,
 }
 
@@ -139,6 +144,7 @@ impl Controls {
             },
             selected: [None, None],
             page: 10,
+            columns: Column::ALL.to_vec(),
             overlay: Overlay::None,
         }
     }
@@ -205,17 +211,20 @@ impl Controls {
                 None
             }
             Command::SortNext | Command::SortPrev => {
-                let n = Column::ALL.len();
-                let step = if command == Command::SortNext {
-                    1
-                } else {
-                    n - 1
+                let shown = &self.columns;
+                let at = shown.iter().position(|&c| c == self.sort.column);
+                let next = match (at, command) {
+                    (Some(at), Command::SortNext) => shown.get((at + 1) % shown.len()),
+                    (Some(at), _) => shown.get((at + shown.len() - 1) % shown.len()),
+                    // From a column the view no longer shows (a narrower terminal): the first.
+                    (None, _) => shown.first(),
                 };
-                let column = Column::ALL[(self.sort.column.position() + step) % n];
-                self.sort = Sort {
-                    column,
-                    descending: column.descending_first(),
-                };
+                if let Some(&column) = next {
+                    self.sort = Sort {
+                        column,
+                        descending: column.descending_first(),
+                    };
+                }
                 None
             }
             Command::Reverse => {

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dnslens_detect::Alert;
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::{clock, DnsEvent};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::widgets::TableState;
@@ -97,6 +98,13 @@ impl Sink for TopSink {
     /// Nothing is printed for an event: the view draws figures.
     fn event(&mut self, event: &DnsEvent) -> io::Result<bool> {
         self.model().event(event);
+        Ok(false)
+    }
+
+    /// Placed in the window when it reaches the model: within half a second of its end (the
+    /// lookup stage's `linger`).
+    fn lookup(&mut self, lookup: &Lookup) -> io::Result<bool> {
+        self.model().lookup(lookup, clock::monotonic_now_ns());
         Ok(false)
     }
 
@@ -184,18 +192,21 @@ impl View {
             .unwrap_or_else(PoisonError::into_inner)
             .snapshot(clock::monotonic_now_ns(), &self.controls);
         let notice = screen.last_line();
-        let mut page = self.controls.page;
+        let mut drawn = None;
         screen.terminal.draw(|frame| {
-            page = view::render(
+            drawn = Some(view::render(
                 frame,
                 &snapshot,
                 &mut self.table,
                 self.controls.overlay,
                 notice.as_deref(),
                 crate::sink::local_utc_offset,
-            );
+            ));
         })?;
-        self.controls.page = page;
+        if let Some(drawn) = drawn {
+            self.controls.page = drawn.page;
+            self.controls.columns = drawn.columns;
+        }
         self.shown = Some(snapshot);
         Ok(())
     }

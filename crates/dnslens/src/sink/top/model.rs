@@ -1,10 +1,11 @@
 //! What `dnslens top` knows: per row (a pod, or a process) the client side of DNS over a
-//! sliding window (queries, responses by rcode, unanswered queries, a latency histogram), the
-//! total, and the row's top domains; the recent alerts of every row. Both groupings are kept
-//! at once, so `g` switches instantly and with history. [`Controls`] is what the keys change
-//! (grouping, sort, selection); [`Model::snapshot`] turns both into sorted plain rows for the
-//! view. Pure: time comes in as CLOCK_MONOTONIC ns (the clock of event stamps), nothing here
-//! touches the terminal.
+//! sliding window (queries, responses by rcode, unanswered queries, a latency histogram; the
+//! lookups that ended, their queries and a histogram of their latency), the total, and the
+//! row's top domains; the recent alerts of every row. Both groupings are kept at once, so `g`
+//! switches instantly and with history. [`Controls`] is what the keys change (grouping, sort,
+//! selection); [`Model::snapshot`] turns both into sorted plain rows for the view. Pure: time
+//! comes in as CLOCK_MONOTONIC ns (the clock of event stamps), nothing here touches the
+//! terminal.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use dnslens_detect::{Alert, Detector, Severity};
 use dnslens_lens::bounded::Lru;
 use dnslens_lens::identity::{write_into, Identity};
+use dnslens_lens::lookup::Lookup;
 use dnslens_lens::model::Attribution;
 use dnslens_lens::topk::TopK;
 use dnslens_lens::{DnsEvent, Kind, Role};
@@ -66,6 +68,41 @@ fn bucket_value(i: usize) -> u64 {
     }
 }
 
+/// Latencies counted by [`bucket`]: of one second (`u32`) or of the window (`u64`).
+#[derive(Clone, Debug, PartialEq)]
+struct Histogram<N>([N; BUCKETS]);
+
+impl Histogram<u32> {
+    fn add(&mut self, us: u64) {
+        self.0[bucket(us)] += 1;
+    }
+}
+
+impl Histogram<u64> {
+    fn add_second(&mut self, second: &Histogram<u32>) {
+        for (sum, &n) in self.0.iter_mut().zip(&second.0) {
+            *sum += u64::from(n);
+        }
+    }
+
+    /// The latency at quantile `q` (0..=1): `None` when empty.
+    fn percentile(&self, q: f64) -> Option<u64> {
+        let n: u64 = self.0.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        self.0
+            .iter()
+            .position(|&c| {
+                seen += c;
+                seen >= rank
+            })
+            .map(bucket_value)
+    }
+}
+
 /// Counts of one second.
 #[derive(Clone, Debug)]
 struct Slot {
@@ -75,7 +112,11 @@ struct Slot {
     nxdomain: u32,
     servfail: u32,
     unanswered: u32,
-    latency: [u32; BUCKETS],
+    latency: Histogram<u32>,
+    /// Lookups that ended (reached the model) in this second, and their queries.
+    lookups: u32,
+    lookup_queries: u32,
+    lookup_latency: Histogram<u32>,
 }
 
 impl Slot {
@@ -87,7 +128,10 @@ impl Slot {
             nxdomain: 0,
             servfail: 0,
             unanswered: 0,
-            latency: [0; BUCKETS],
+            latency: Histogram([0; BUCKETS]),
+            lookups: 0,
+            lookup_queries: 0,
+            lookup_latency: Histogram([0; BUCKETS]),
         }
     }
 }
@@ -106,7 +150,10 @@ struct Sums {
     nxdomain: u64,
     servfail: u64,
     unanswered: u64,
-    latency: [u64; BUCKETS],
+    latency: Histogram<u64>,
+    lookups: u64,
+    lookup_queries: u64,
+    lookup_latency: Histogram<u64>,
 }
 
 impl Window {
@@ -142,10 +189,20 @@ impl Window {
                     _ => {}
                 }
                 if let Some(us) = e.latency_us {
-                    slot.latency[bucket(us)] += 1;
+                    slot.latency.add(us);
                 }
             }
         }
+    }
+
+    /// `lookup` ended at `now_ns` (when it reached the model: within `linger` of its end).
+    fn lookup(&mut self, lookup: &Lookup, now_ns: u64) {
+        let Some(slot) = self.slot(now_ns) else {
+            return;
+        };
+        slot.lookups += 1;
+        slot.lookup_queries += lookup.queries;
+        slot.lookup_latency.add(lookup.latency_us);
     }
 
     /// The counts of the seconds in `(now - WINDOW_S, now]`.
@@ -157,7 +214,10 @@ impl Window {
             nxdomain: 0,
             servfail: 0,
             unanswered: 0,
-            latency: [0; BUCKETS],
+            latency: Histogram([0; BUCKETS]),
+            lookups: 0,
+            lookup_queries: 0,
+            lookup_latency: Histogram([0; BUCKETS]),
         };
         for s in &self.slots {
             if s.second > now || now - s.second >= WINDOW_S {
@@ -168,32 +228,16 @@ impl Window {
             sums.nxdomain += u64::from(s.nxdomain);
             sums.servfail += u64::from(s.servfail);
             sums.unanswered += u64::from(s.unanswered);
-            for (sum, &n) in sums.latency.iter_mut().zip(&s.latency) {
-                *sum += u64::from(n);
-            }
+            sums.latency.add_second(&s.latency);
+            sums.lookups += u64::from(s.lookups);
+            sums.lookup_queries += u64::from(s.lookup_queries);
+            sums.lookup_latency.add_second(&s.lookup_latency);
         }
         sums
     }
 }
 
 impl Sums {
-    /// The latency at quantile `q` (0..=1), from the buckets: `None` without responses.
-    fn percentile(&self, q: f64) -> Option<u64> {
-        let n: u64 = self.latency.iter().sum();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-        let mut seen = 0;
-        self.latency
-            .iter()
-            .position(|&c| {
-                seen += c;
-                seen >= rank
-            })
-            .map(bucket_value)
-    }
-
     fn percent(&self, part: u64) -> Option<f64> {
         (self.responses > 0).then(|| 100.0 * part as f64 / self.responses as f64)
     }
@@ -248,6 +292,11 @@ pub struct RowStats {
     pub unanswered: u64,
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
+    /// Lookups that ended per second over the window, their 99th percentile latency, and
+    /// their queries per lookup (`None` without lookups; a libc lookup sent none).
+    pub lps: f64,
+    pub lookup_p99_us: Option<u64>,
+    pub queries_per_lookup: Option<f64>,
     /// Queries since the row was made.
     pub total: u64,
 }
@@ -347,13 +396,21 @@ impl Model {
                 row.total += 1;
                 row.domains.add(&e.qname, 1);
             }
-            if grouping == Grouping::Process && e.who.process.exe.is_some() {
-                row.exe.clone_from(&e.who.process.exe);
-            }
         }
     }
 
-    /// The row of `who` in `grouping`, made if new (evicting the least recent when full).
+    /// Takes in a lookup that ended, at `now_ns`: its row is the process of its first query
+    /// (or of its libc call). Lookups are of the client side only.
+    pub fn lookup(&mut self, lookup: &Lookup, now_ns: u64) {
+        for grouping in [Grouping::Pod, Grouping::Process] {
+            self.row(grouping, &lookup.who)
+                .window
+                .lookup(lookup, now_ns);
+        }
+    }
+
+    /// The row of `who` in `grouping`, made if new (evicting the least recent when full);
+    /// a process row takes the executable `who` names.
     fn row(&mut self, grouping: Grouping, who: &Attribution) -> &mut Row {
         match grouping {
             Grouping::Pod => write_into(&mut self.key, Identity::of(who)),
@@ -361,7 +418,11 @@ impl Model {
         }
         let rows = &mut self.tables[grouping.index()].rows;
         if rows.contains(self.key.as_str()) {
-            return rows.get(self.key.as_str()).expect("present");
+            let row = rows.get(self.key.as_str()).expect("present");
+            if grouping == Grouping::Process && who.process.exe.is_some() {
+                row.exe.clone_from(&who.process.exe);
+            }
+            return row;
         }
         let (pid, name, place) = match grouping {
             Grouping::Pod => (None, self.key.clone(), String::new()),
@@ -376,7 +437,9 @@ impl Model {
             pid,
             name,
             place,
-            exe: None,
+            exe: (grouping == Grouping::Process)
+                .then(|| who.process.exe.clone())
+                .flatten(),
             window: Window::new(),
             total: 0,
             domains: TopK::new(DOMAINS_TRACKED),
@@ -501,8 +564,12 @@ fn stats(row: &Row, now_ns: u64, span_ns: u64) -> RowStats {
         nxdomain_pct: sums.percent(sums.nxdomain),
         servfail_pct: sums.percent(sums.servfail),
         unanswered: sums.unanswered,
-        p50_us: sums.percentile(0.50),
-        p99_us: sums.percentile(0.99),
+        p50_us: sums.latency.percentile(0.50),
+        p99_us: sums.latency.percentile(0.99),
+        lps: rate(sums.lookups, span_ns),
+        lookup_p99_us: sums.lookup_latency.percentile(0.99),
+        queries_per_lookup: (sums.lookups > 0)
+            .then(|| sums.lookup_queries as f64 / sums.lookups as f64),
         total: row.total,
     }
 }
@@ -521,459 +588,12 @@ fn compare(column: Column, a: &RowStats, b: &RowStats) -> Ordering {
         Column::Unanswered => a.unanswered.cmp(&b.unanswered),
         Column::P50 => a.p50_us.cmp(&b.p50_us),
         Column::P99 => a.p99_us.cmp(&b.p99_us),
+        Column::Lps => a.lps.total_cmp(&b.lps),
+        Column::LookupP99 => a.lookup_p99_us.cmp(&b.lookup_p99_us),
+        Column::QueriesPerLookup => float(a.queries_per_lookup, b.queries_per_lookup),
         Column::Total => a.total.cmp(&b.total),
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::sink::top::controls::{Command, Overlay};
-    use dnslens_detect::Evidence;
-    use dnslens_lens::model::{sample, Pod};
-    use dnslens_lens::pods::PodInfo;
-
-    pub const S: u64 = NS_PER_S;
-    /// A start well past zero, as CLOCK_MONOTONIC is.
-    pub const T0: u64 = 1_000 * S;
-
-    /// A client query of `pid`/`name` in pod `ns/pod` (or on the host with `pod` empty).
-    pub fn query(pid: u32, name: &str, pod: &str, qname: &str, at: u64) -> DnsEvent {
-        let mut q = sample::query(1, qname, 1, at);
-        q.who.process.pid = pid;
-        q.who.process.name = name.into();
-        q.who.process.exe = Some(Arc::from(format!("/usr/bin/{name}")));
-        match pod.split_once('/') {
-            Some((ns, name)) => {
-                q.who.host = Some(false);
-                q.who.pod = Some(Pod {
-                    uid: Arc::from(format!("uid-{name}")),
-                    info: Some(Arc::new(PodInfo {
-                        uid: format!("uid-{name}"),
-                        name: name.to_string(),
-                        namespace: ns.to_string(),
-                        node: None,
-                        pod_ip: None,
-                        service_account: None,
-                        labels: Default::default(),
-                        workload: None,
-                        containers: Default::default(),
-                    })),
-                });
-            }
-            None => q.who.host = Some(true),
-        }
-        q
-    }
-
-    pub fn response(q: &DnsEvent, rcode: Rcode, latency_us: u64) -> DnsEvent {
-        let mut r = sample::response(q, rcode.0, &[], q.mono_ns + latency_us * 1000);
-        r.latency_us = Some(latency_us);
-        r
-    }
-
-    pub fn unanswered(q: &DnsEvent) -> DnsEvent {
-        DnsEvent {
-            kind: Kind::Unanswered,
-            timeout_ms: Some(5000),
-            ..q.clone()
-        }
-    }
-
-    pub fn alert(q: &DnsEvent, detector: Detector, summary: &str) -> Alert {
-        Alert {
-            detector,
-            severity: Severity::High,
-            summary: summary.to_string(),
-            count: 1,
-            window_s: 60,
-            evidence: Evidence::default(),
-            time_ns: q.time_ns,
-            who: q.who.clone(),
-        }
-    }
-
-    fn snap(model: &Model, now: u64, controls: &Controls) -> Snapshot {
-        model.snapshot(now, controls)
-    }
-
-    fn row<'a>(s: &'a Snapshot, key: &str) -> &'a RowStats {
-        s.rows
-            .iter()
-            .find(|r| r.key == key)
-            .unwrap_or_else(|| panic!("no row {key} in {:?}", s.rows))
-    }
-
-    #[test]
-    fn rate_is_over_the_window_or_since_the_start() {
-        let mut m = Model::new(T0);
-        // 20 queries a second for 15 s.
-        for i in 0..300 {
-            m.event(&query(
-                7,
-                "getent",
-                "shop/web",
-                "a.example",
-                T0 + i * S / 20,
-            ));
-        }
-        let c = Controls::new(Grouping::Pod);
-        // After 2 s: 40 queries over 2 s.
-        let mut early = Model::new(T0);
-        for i in 0..40 {
-            early.event(&query(
-                7,
-                "getent",
-                "shop/web",
-                "a.example",
-                T0 + i * S / 20,
-            ));
-        }
-        assert_eq!(row(&snap(&early, T0 + 2 * S, &c), "shop/web").qps, 20.0);
-        // At T0 + 15 s the window is seconds 1006..=1015 (of which 1015 not yet begun):
-        // 9 full seconds, 180 queries.
-        let s = snap(&m, T0 + 15 * S, &c);
-        assert_eq!(row(&s, "shop/web").qps, 20.0);
-        assert_eq!(s.qps, 20.0);
-        assert_eq!(row(&s, "shop/web").total, 300);
-        // Half a second later, half the last second is in.
-        assert_eq!(
-            row(&snap(&m, T0 + 15 * S + S / 2, &c), "shop/web").qps,
-            180.0 / 9.5
-        );
-        // Long after, nothing in the window; the total stays.
-        let quiet = snap(&m, T0 + 60 * S, &c);
-        assert_eq!(
-            (row(&quiet, "shop/web").qps, row(&quiet, "shop/web").total),
-            (0.0, 300)
-        );
-    }
-
-    #[test]
-    fn rcode_percentages_and_unanswered_in_the_window() {
-        let mut m = Model::new(T0);
-        let q = query(7, "dig", "shop/web", "x.example", T0);
-        m.event(&q);
-        for (i, rcode) in [
-            Rcode::NOERROR,
-            Rcode::NXDOMAIN,
-            Rcode::NXDOMAIN,
-            Rcode::SERVFAIL,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            m.event(&response(&q, rcode, 100 + i as u64));
-        }
-        m.event(&unanswered(&q));
-        let mut server = response(&q, Rcode::NXDOMAIN, 5);
-        server.role = Role::Server;
-        m.event(&server);
-        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
-        let r = row(&s, "shop/web");
-        assert_eq!(
-            (r.nxdomain_pct, r.servfail_pct, r.unanswered),
-            (Some(50.0), Some(25.0), 1)
-        );
-        assert_eq!(s.events, 6, "the server's side is not counted");
-        // A row with queries only has no percentages.
-        let mut m = Model::new(T0);
-        m.event(&q);
-        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
-        assert_eq!(row(&s, "shop/web").nxdomain_pct, None);
-        // An unanswered query reported after its second left the ring is not in the window.
-        let mut m = Model::new(T0);
-        m.event(&query(7, "dig", "shop/web", "x.example", T0 + 20 * S));
-        m.event(&unanswered(&q));
-        let s = snap(&m, T0 + 20 * S, &Controls::new(Grouping::Pod));
-        assert_eq!(row(&s, "shop/web").unanswered, 0);
-    }
-
-    #[test]
-    fn percentiles_come_from_the_histogram() {
-        // Buckets: below 16 us, then [2^k, 1.5*2^k) and [1.5*2^k, 2^(k+1)).
-        assert_eq!(
-            (bucket(0), bucket(15), bucket(16), bucket(23)),
-            (0, 0, 1, 1)
-        );
-        assert_eq!((bucket(24), bucket(32), bucket(1_000)), (2, 3, 12));
-        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
-        for us in [16, 100, 999, 1_000, 54_321, 1 << 22] {
-            let i = bucket(us);
-            assert!(bucket_floor(i) <= us && us < bucket_floor(i + 1), "{us}");
-        }
-        let mut m = Model::new(T0);
-        let q = query(7, "dig", "shop/web", "x.example", T0);
-        // 90 responses at 100 us, 9 at 2 ms, 1 at 80 ms.
-        for (n, us) in [(90, 100), (9, 2_000), (1, 80_000)] {
-            for _ in 0..n {
-                m.event(&response(&q, Rcode::NOERROR, us));
-            }
-        }
-        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
-        let r = row(&s, "shop/web");
-        // 100 us is in [96, 128): reported 112; 2 ms in [1536, 2048): 1792.
-        assert_eq!((r.p50_us, r.p99_us), (Some(112), Some(1_792)));
-        m.event(&response(&q, Rcode::NOERROR, 80_000));
-        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
-        // 2 of 101 at 80 ms: the 100th is one of them, in [65536, 98304).
-        assert_eq!(row(&s, "shop/web").p99_us, Some(81_920));
-        for (true_us, got) in [(100, 112), (2_000, 1_792), (80_000, 81_920)] {
-            assert!((got as f64 - true_us as f64).abs() / (true_us as f64) < 0.25);
-        }
-    }
-
-    #[test]
-    fn grouping_switches_between_pods_and_processes() {
-        let mut m = Model::new(T0);
-        m.event(&query(7, "getent", "shop/web", "a.example", T0));
-        m.event(&query(8, "python3", "shop/web", "b.example", T0));
-        m.event(&query(9, "dnsmasq", "", "c.example", T0));
-        let mut c = Controls::new(Grouping::Pod);
-        c.sort.column = Column::Name;
-        c.sort.descending = false;
-        let keys = |s: &Snapshot| s.rows.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
-        let s = snap(&m, T0 + S, &c);
-        assert_eq!(keys(&s), ["(host) dnsmasq", "shop/web"]);
-        assert_eq!(row(&s, "shop/web").total, 2);
-        assert!(c.apply(Command::Group, &s));
-        let s = snap(&m, T0 + S, &c);
-        assert_eq!(s.grouping, Grouping::Process);
-        assert_eq!(keys(&s), ["9 dnsmasq", "7 getent", "8 python3"]);
-        let getent = row(&s, "7 getent");
-        assert_eq!(
-            (getent.pid, getent.name.as_str(), getent.place.as_str()),
-            (Some(7), "getent", "shop/web")
-        );
-        assert_eq!(getent.exe.as_deref(), Some("/usr/bin/getent"));
-    }
-
-    #[test]
-    fn sort_by_each_column_and_reverse() {
-        let mut m = Model::new(T0);
-        // a: 3 queries, all NXDOMAIN at 1 ms; b: 1 query, NOERROR at 100 us; c: 2 queries,
-        // one unanswered.
-        for (pod, n, rcode, us) in [
-            ("ns/a", 3, Rcode::NXDOMAIN, 1_000),
-            ("ns/b", 1, Rcode::NOERROR, 100),
-        ] {
-            for _ in 0..n {
-                let q = query(1, "x", pod, "q.example", T0);
-                m.event(&q);
-                m.event(&response(&q, rcode, us));
-            }
-        }
-        let c_query = query(1, "x", "ns/c", "q.example", T0);
-        m.event(&c_query);
-        m.event(&c_query);
-        m.event(&unanswered(&c_query));
-        let mut c = Controls::new(Grouping::Pod);
-        let shown = snap(&m, T0 + S, &c);
-        let order = |c: &Controls| {
-            snap(&m, T0 + S, c)
-                .rows
-                .iter()
-                .map(|r| r.name.clone())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(order(&c), "ns/a ns/c ns/b", "q/s, largest first");
-        assert!(c.apply(Command::Reverse, &shown));
-        assert_eq!(order(&c), "ns/b ns/c ns/a");
-        let mut seen = Vec::new();
-        for _ in 0..Column::ALL.len() {
-            assert!(c.apply(Command::SortNext, &shown));
-            seen.push((c.sort.column, c.sort.descending, order(&c)));
-        }
-        assert_eq!(
-            seen,
-            [
-                (Column::Nxdomain, true, "ns/a ns/b ns/c".into()),
-                (Column::Servfail, true, "ns/a ns/b ns/c".into()),
-                (Column::Unanswered, true, "ns/c ns/a ns/b".into()),
-                (Column::P50, true, "ns/a ns/b ns/c".into()),
-                (Column::P99, true, "ns/a ns/b ns/c".into()),
-                (Column::Total, true, "ns/a ns/c ns/b".into()),
-                (Column::Name, false, "ns/a ns/b ns/c".into()),
-                (Column::Qps, true, "ns/a ns/c ns/b".into()),
-            ]
-        );
-        assert!(c.apply(Command::SortPrev, &shown));
-        assert_eq!(c.sort.column, Column::Name);
-    }
-
-    #[test]
-    fn selection_follows_its_row_and_moves_with_keys() {
-        let mut m = Model::new(T0);
-        for (pod, n) in [("ns/a", 3), ("ns/b", 2), ("ns/c", 1)] {
-            for _ in 0..n {
-                m.event(&query(1, "x", pod, "q.example", T0));
-            }
-        }
-        let mut c = Controls::new(Grouping::Pod);
-        let s = snap(&m, T0 + S, &c);
-        assert_eq!(s.selected, Some(0), "the first row until one is chosen");
-        assert!(c.apply(Command::Down, &s));
-        assert!(c.apply(Command::Down, &s));
-        assert!(c.apply(Command::Down, &s), "stays on the last");
-        assert_eq!(c.selected(), Some("ns/c"));
-        assert!(c.apply(Command::Reverse, &s));
-        assert_eq!(snap(&m, T0 + S, &c).selected, Some(0), "ns/c is now first");
-        assert!(c.apply(Command::First, &s));
-        assert_eq!(c.selected(), Some("ns/a"));
-        assert!(c.apply(Command::PageDown, &s));
-        assert_eq!(c.selected(), Some("ns/c"));
-        assert!(!c.apply(Command::Quit, &s));
-    }
-
-    /// Issue 14: sorting kept the selection by key only once a row was chosen; the first row,
-    /// selected by default, lost it to whichever row the new order put first.
-    #[test]
-    fn the_selected_row_stays_selected_across_a_sort() {
-        let mut m = Model::new(T0);
-        for (pod, n) in [("ns/a", 1), ("ns/b", 2), ("ns/c", 3)] {
-            for _ in 0..n {
-                m.event(&query(1, "x", pod, "q.example", T0));
-            }
-        }
-        let mut c = Controls::new(Grouping::Pod);
-        let selected = |c: &Controls| {
-            let s = snap(&m, T0 + S, c);
-            (s.rows[s.selected.unwrap()].key.clone(), s)
-        };
-        let (key, s) = selected(&c);
-        assert_eq!(
-            (key.as_str(), s.selected),
-            ("ns/c", Some(0)),
-            "busiest first"
-        );
-        assert!(c.apply(Command::SortPrev, &s));
-        let (key, s) = selected(&c);
-        assert_eq!(
-            (key.as_str(), s.selected),
-            ("ns/c", Some(2)),
-            "by name: a b c"
-        );
-        assert!(c.apply(Command::Up, &s));
-        assert!(c.apply(Command::Reverse, &selected(&c).1));
-        let (key, s) = selected(&c);
-        assert_eq!((key.as_str(), s.selected), ("ns/b", Some(1)), "c b a");
-    }
-
-    #[test]
-    fn help_and_alerts_cover_the_table_and_the_arrows_scroll_the_alerts() {
-        let mut m = Model::new(T0);
-        let q = query(1, "x", "ns/web", "q.example", T0);
-        m.event(&q);
-        m.event(&query(2, "y", "ns/db", "q.example", T0));
-        for i in 0..3 {
-            m.alert(&alert(&q, Detector::Dga, &format!("alert {i}")));
-        }
-        let mut c = Controls::new(Grouping::Pod);
-        let s = snap(&m, T0 + S, &c);
-        assert!(c.apply(Command::Help, &s));
-        assert_eq!(c.overlay, Overlay::Help);
-        assert!(c.apply(Command::Help, &s));
-        assert_eq!(c.overlay, Overlay::None, "? again closes");
-        assert!(c.apply(Command::Alerts, &s));
-        for (command, first) in [
-            (Command::Down, 1),
-            (Command::Down, 2),
-            (Command::Down, 2),
-            (Command::Up, 1),
-            (Command::Last, 2),
-            (Command::PageUp, 0),
-        ] {
-            assert!(c.apply(command, &s));
-            assert_eq!(c.overlay, Overlay::Alerts { first }, "{command:?}");
-        }
-        let first_row = Some(s.rows[0].key.as_str());
-        assert_eq!(c.selected(), first_row, "the arrows left the rows alone");
-        assert!(c.apply(Command::Close, &s));
-        assert_eq!(c.overlay, Overlay::None);
-        assert!(c.apply(Command::Down, &s));
-        assert_eq!(c.selected(), Some(s.rows[1].key.as_str()));
-        assert!(!c.apply(Command::Quit, &s));
-    }
-
-    #[test]
-    fn rows_are_bounded_and_evictions_counted() {
-        let mut m = Model::with_capacity(T0, 3);
-        for pod in ["ns/a", "ns/b", "ns/c"] {
-            m.event(&query(1, "x", pod, "q.example", T0));
-        }
-        // a is used again, so b is the least recent when d comes.
-        m.event(&query(1, "x", "ns/a", "q.example", T0));
-        m.event(&query(1, "x", "ns/d", "q.example", T0));
-        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
-        let mut keys: Vec<&str> = s.rows.iter().map(|r| r.key.as_str()).collect();
-        keys.sort();
-        assert_eq!(keys, ["ns/a", "ns/c", "ns/d"]);
-        assert_eq!(s.evicted, 1);
-    }
-
-    #[test]
-    fn top_domains_of_the_selected_row() {
-        let mut m = Model::new(T0);
-        for (name, n) in [("a.example", 5), ("b.example", 3), ("c.example", 1)] {
-            for _ in 0..n {
-                m.event(&query(1, "x", "ns/web", name, T0));
-            }
-        }
-        for i in 0..(DOMAINS_SHOWN as u64 + 2) {
-            m.event(&query(1, "x", "ns/web", &format!("rare{i}.example"), T0));
-        }
-        m.event(&query(2, "y", "ns/other", "z.example", T0));
-        let s = snap(&m, T0 + S, &Controls::new(Grouping::Pod));
-        assert_eq!(s.rows[s.selected.unwrap()].key, "ns/web");
-        let top: Vec<(&str, u64)> = s.domains.iter().map(|(d, n)| (d.as_str(), *n)).collect();
-        assert_eq!(
-            top,
-            [
-                ("a.example", 5),
-                ("b.example", 3),
-                ("c.example", 1),
-                ("rare0.example", 1),
-                ("rare1.example", 1)
-            ]
-        );
-        assert_eq!(s.domains_other, 5);
-    }
-
-    #[test]
-    fn recent_alerts_are_a_ring_marking_the_selected_row() {
-        let mut m = Model::new(T0);
-        let web = query(1, "x", "ns/web", "q.example", T0);
-        let db = query(2, "y", "ns/db", "q.example", T0);
-        m.event(&web);
-        m.event(&web);
-        m.event(&db);
-        for i in 0..MAX_ALERTS + 3 {
-            let q = if i % 2 == 0 { &web } else { &db };
-            m.alert(&alert(q, Detector::Dga, &format!("alert {i}")));
-        }
-        let c = Controls::new(Grouping::Pod);
-        let s = snap(&m, T0 + S, &c);
-        assert_eq!(
-            (s.alerts.len(), s.alerts_total),
-            (MAX_ALERTS, MAX_ALERTS as u64 + 3)
-        );
-        let newest = &s.alerts[0];
-        let last = MAX_ALERTS + 2;
-        assert_eq!(newest.summary, format!("alert {last}"));
-        assert_eq!((newest.subject.as_str(), newest.selected), ("ns/web", true));
-        assert_eq!(
-            (s.alerts[1].subject.as_str(), s.alerts[1].selected),
-            ("ns/db", false)
-        );
-        assert_eq!(s.alerts.last().unwrap().summary, "alert 3");
-        let mut c = c;
-        c.apply(Command::Group, &s);
-        let s = snap(&m, T0 + S, &c);
-        assert_eq!(s.alerts[0].subject, "x[1]");
-        assert!(
-            s.alerts[0].selected,
-            "process x is the busiest, so selected"
-        );
-    }
-}
+pub(crate) mod tests;
