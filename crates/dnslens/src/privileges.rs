@@ -10,7 +10,8 @@
 //! - CAP_BPF, only where `bpf()` on a map already open still asks for it: kernels before 6.5
 //!   with `kernel.unprivileged_bpf_disabled` set. Found by reading the kernel's counters without
 //!   it, not by the version;
-//! - CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, only for `trace --lookups`: it attaches uprobes to
+//! - CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, only where glibc is hooked (`trace --lookups`,
+//!   `count --lookups`, `top`): it attaches uprobes to
 //!   each libc the resolving processes map while it runs (they come and go;
 //!   `libc_hooks.rs`). Loading the program takes the first two; Linux 6.18's uprobe PMU
 //!   refuses `perf_event_open` (EACCES) without CAP_SYS_ADMIN, whatever else is held (bpftrace
