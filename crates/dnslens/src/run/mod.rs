@@ -130,25 +130,20 @@ pub fn capture(
         .then(LibcHooking::start)
         .transpose()
         .context("starting the libc worker thread")?;
+    // Clients are named only where a forwarder's server side comes up to pair them with.
+    let names_served = server_side == ServerSide::Events;
     let mut lookups = settings.output.lookups().then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
-        Lookups::new(
-            LookupConfig::default(),
-            Box::new(move |pid| view.resolv_conf(pid)),
-        )
+        let config = LookupConfig {
+            names_served,
+            ..LookupConfig::default()
+        };
+        Lookups::new(config, Box::new(move |pid| view.resolv_conf(pid)))
     });
     // A forwarder's upstream query names the clients it serves, from the hop stage that runs
-    // inside the lookup stage (the agent's); `trace` without it runs the hop stage alone.
-    let mut forwards = (lookups.is_none()
-        && matches!(
-            settings.output,
-            Output::Trace {
-                alerts_only: false,
-                ..
-            }
-        ))
-    .then(Forwards::default);
+    // inside the lookup stage; without one (`trace`), the hop stage runs alone.
+    let mut forwards = (lookups.is_none() && names_served).then(|| Forwards::new(true));
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,

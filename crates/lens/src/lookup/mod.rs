@@ -120,6 +120,10 @@ pub struct LookupConfig {
     pub attempts: usize,
     /// Bytes all open lookups may hold (oldest of the least recently active process evicted).
     pub max_bytes: usize,
+    /// A forwarder's server side comes up as events, so its upstream queries can name the
+    /// clients they serve ([`via`]); without it, keeping every client's query for that would
+    /// be cost for nothing.
+    pub names_served: bool,
 }
 
 impl Default for LookupConfig {
@@ -131,6 +135,7 @@ impl Default for LookupConfig {
             per_process: 16,
             attempts: 32,
             max_bytes: 8 << 20,
+            names_served: true,
         }
     }
 }
@@ -454,10 +459,10 @@ impl Lookups {
     pub fn new(config: LookupConfig, search: SearchLists) -> Self {
         Lookups {
             procs: Lru::new(config.processes),
+            forwards: Forwards::new(config.names_served),
             config,
             search,
             bytes: 0,
-            forwards: Forwards::default(),
             holding: None,
             stats: LookupStats::default(),
         }

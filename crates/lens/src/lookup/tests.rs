@@ -464,7 +464,7 @@ fn forwarder_state_is_bounded_and_expires() {
 
 #[test]
 fn a_forwarders_upstream_query_names_the_clients_it_serves() {
-    let mut f = via::Forwards::default();
+    let mut f = via::Forwards::new(true);
     let served: Vec<Vec<crate::model::Served>> = through_forwarder(1, 0, true)
         .iter()
         .map(|e| f.event(e))
@@ -478,8 +478,14 @@ fn a_forwarders_upstream_query_names_the_clients_it_serves() {
     let [one] = &up[..] else { panic!("{up:?}") };
     assert_eq!((one.pid, &*one.name, &one.pod), (10, "dig", &None));
 
+    // Not asked to name them: none named, the hop still made.
+    let mut f = via::Forwards::new(false);
+    let events = through_forwarder(1, 0, true);
+    assert!(events.iter().all(|e| f.event(e).is_empty()));
+    assert_eq!((f.stats().misses, f.stats().evicted), (1, 0));
+
     // Clients past the 16 a question keeps are not named.
-    let mut f = via::Forwards::default();
+    let mut f = via::Forwards::new(true);
     for id in 0..20u16 {
         let mut q = query(
             100 + u32::from(id),
