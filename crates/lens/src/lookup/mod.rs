@@ -8,6 +8,7 @@
 //! as it stands, and counted. A lookup answered by a forwarder on this node names it ([`via`]);
 //! a libc resolver call names what the application asked and what it got ([`libc`]).
 
+mod bases;
 pub mod libc;
 pub mod via;
 
@@ -20,7 +21,8 @@ use dnslens_wire::{Rcode, RecordType};
 use crate::bounded::Lru;
 use crate::counters::Counter;
 use crate::model::{Attribution, DnsEvent, Kind, LibcEvent, Role, Served};
-use crate::resolv::{without_search_domain, ResolvConf};
+use crate::resolv::ResolvConf;
+use bases::Bases;
 use libc::{Holding, Source};
 use via::{Forwards, Via};
 
@@ -144,8 +146,6 @@ impl Default for LookupConfig {
 /// or the next server, and the first counts as timed out; sooner, it is sent in parallel (musl
 /// asks every nameserver at once).
 const RETRY_GAP_NS: u64 = 200_000_000;
-/// Search domains taken into account (glibc's own limit was 6).
-const MAX_SEARCH: usize = 8;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LookupStats {
@@ -176,77 +176,6 @@ impl LookupStats {
 
 /// Whose lookups: a pid is reused, its start time is not.
 type ProcKey = (u32, u64);
-
-/// What the names of one lookup may have been asked as.
-#[derive(Clone, Debug)]
-enum Bases {
-    /// With the process's search list: each name as is and with each search domain taken off;
-    /// only those every name of the walk shares remain.
-    Search(Vec<String>),
-    /// Without one: the labels every name of the walk starts with.
-    Wire(String),
-}
-
-impl Bases {
-    fn of(qname: &str, search: Option<&ResolvConf>) -> Bases {
-        let qname = qname.to_ascii_lowercase();
-        match search {
-            Some(rc) => {
-                let mut bases: Vec<String> = rc
-                    .search
-                    .iter()
-                    .take(MAX_SEARCH)
-                    .filter_map(|domain| without_search_domain(&qname, domain))
-                    .map(str::to_string)
-                    .collect();
-                bases.push(qname);
-                Bases::Search(bases)
-            }
-            None => Bases::Wire(qname),
-        }
-    }
-
-    /// What remains when a name with `other` joins; `None` when nothing is shared.
-    fn narrowed(&self, other: &Bases) -> Option<Bases> {
-        match (self, other) {
-            (Bases::Search(mine), Bases::Search(theirs)) => {
-                let kept: Vec<String> = mine
-                    .iter()
-                    .filter(|b| theirs.contains(b))
-                    .cloned()
-                    .collect();
-                (!kept.is_empty()).then_some(Bases::Search(kept))
-            }
-            (Bases::Wire(mine), Bases::Wire(theirs)) => {
-                let shared = mine
-                    .split('.')
-                    .zip(theirs.split('.'))
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                (shared > 0).then(|| {
-                    Bases::Wire(mine.split('.').take(shared).collect::<Vec<_>>().join("."))
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// The name asked: with a search list the shortest that fits every name (the walk is taken
-    /// to start at the first search domain), without one the shared labels.
-    fn name(&self) -> &str {
-        match self {
-            Bases::Search(bases) => bases.iter().min_by_key(|b| b.len()).map_or("", |b| b),
-            Bases::Wire(base) => base,
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        match self {
-            Bases::Search(bases) => bases.iter().map(|b| b.len() + 24).sum(),
-            Bases::Wire(base) => base.len(),
-        }
-    }
-}
 
 /// A lookup still open.
 #[derive(Debug)]
