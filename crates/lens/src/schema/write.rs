@@ -90,6 +90,14 @@ fn write_served(out: &mut Vec<u8>, served: &[Served]) {
     out.push(b']');
 }
 
+/// `pod` as events write it: the object, or `null`.
+fn write_opt_pod(out: &mut Vec<u8>, pod: Option<&Pod>) {
+    match pod {
+        Some(pod) => write_pod(out, pod),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// One client of a forwarder's upstream query: `{"pid":…,"name":…,"pod":…}`.
 fn write_client(out: &mut Vec<u8>, s: &Served) {
     out.extend_from_slice(b"{\"pid\":");
@@ -97,10 +105,7 @@ fn write_client(out: &mut Vec<u8>, s: &Served) {
     out.extend_from_slice(b",\"name\":");
     write_str(out, &s.name);
     out.extend_from_slice(b",\"pod\":");
-    match &s.pod {
-        Some(pod) => write_pod(out, pod),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_opt_pod(out, s.pod.as_ref());
     out.push(b'}');
 }
 
@@ -164,10 +169,7 @@ pub(super) fn write_attribution(out: &mut Vec<u8>, a: &Attribution) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"pod\":");
-    match &a.pod {
-        Some(pod) => write_pod(out, pod),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_opt_pod(out, a.pod.as_ref());
     out.extend_from_slice(b",\"node\":");
     write_opt_str(out, a.node.as_deref());
     out.extend_from_slice(b",\"host\":");
