@@ -185,6 +185,23 @@ struct {
 	__type(value, struct datagram_peer);
 } datagram_peers SEC(".maps");
 
+/* A response that a server's socket (a DNS port of its own, no peer) is sending, seen by
+ * net_dev_queue for sock_send_length, which fires next in the same syscall: the packet's bytes
+ * say what the user's buffer would, for one read of kernel memory instead of three of the
+ * user's. Set only while no output shows the server side. */
+struct server_reply {
+	__u64 pid_tgid;
+	__u64 sk;
+	__u64 len;                /* UDP payload bytes: what the send returns */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct server_reply);
+} server_replies SEC(".maps");
+
 /* A task's cgroups as its events name them, read once and kept with the task: the names cost
  * two string reads, and every helper call pays for the kernel's return-stack mitigations. Valid
  * while the task keeps its css_set and its v2 cgroup: a move between cgroups gives the task
@@ -646,6 +663,21 @@ static __always_inline bool within_share(const struct dnslens_event *ev, __u64 s
 	return true;
 }
 
+/* Whether a server-side message of this process went up less than DNSLENS_RESOLVER_RENEWAL_NS
+ * ago, so that this one may stay in the kernel. */
+static __always_inline bool served_recently(struct served_slot *slot, __u32 tgid, __u64 start_ns,
+					    __u64 now)
+{
+	/* Races between CPUs only let a few more through. */
+	return slot->tgid == tgid && slot->process_start_ns == start_ns &&
+	       now - slot->passed_ns < DNSLENS_RESOLVER_RENEWAL_NS;
+}
+
+static __always_inline struct served_slot *served_slot_of(__u32 tgid)
+{
+	return &served_slots[tgid & (DNSLENS_SERVER_SLOTS - 1)];
+}
+
 /* Whether the message is a server's side of a UDP exchange (a query received, a response sent)
  * that no output shows and that need not go out: see DNSLENS_RESOLVER_RENEWAL_NS. */
 static __always_inline bool stays_in_kernel(const struct dnslens_event *ev)
@@ -656,10 +688,8 @@ static __always_inline bool stays_in_kernel(const struct dnslens_event *ev)
 	bool response = ev->payload[2] & 0x80;
 	if (response != (ev->direction == DNSLENS_DIR_SEND))
 		return false;
-	/* Races between CPUs only let a few more through. */
-	struct served_slot *slot = &served_slots[ev->tgid & (DNSLENS_SERVER_SLOTS - 1)];
-	if (slot->tgid == ev->tgid && slot->process_start_ns == ev->process_start_ns &&
-	    ev->timestamp_ns - slot->passed_ns < DNSLENS_RESOLVER_RENEWAL_NS)
+	struct served_slot *slot = served_slot_of(ev->tgid);
+	if (served_recently(slot, ev->tgid, ev->process_start_ns, ev->timestamp_ns))
 		return true;
 	slot->tgid = ev->tgid;
 	slot->process_start_ns = ev->process_start_ns;
@@ -928,6 +958,18 @@ static __always_inline void apply_datagram_peer(struct dnslens_event *ev,
 	__builtin_memcpy(ev->remote_addr, peer->remote_addr, 16);
 }
 
+/* Whether this send is the response net_dev_queue saw the socket send in this syscall. A note
+ * is used once: any send of the task clears it. */
+static __always_inline bool noted_reply(struct task_struct *task, struct sock *sk, long ret)
+{
+	__u32 zero = 0;
+	struct server_reply *reply = bpf_map_lookup_elem(&server_replies, &zero);
+	if (!reply || reply->pid_tgid != task_pid_tgid(task))
+		return false;
+	reply->pid_tgid = 0;
+	return reply->sk == (__u64)sk && reply->len == ret;
+}
+
 /* Socket mode: one message that the socket layer just moved. The buffer is found through the
  * syscall's arguments in the task's saved registers. */
 static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8 direction)
@@ -958,9 +1000,30 @@ static __always_inline int on_sock_io(struct sock *sk, long ret, int flags, __u8
 			seen->pid_tgid = 0;
 		}
 	}
+	/* Where no output shows a server's side, it is told without the user's buffer (each read
+	 * of which is a helper call): on a socket with a DNS port of its own and no peer, a
+	 * datagram received from a port that is not a DNS port is a query to this server, and a
+	 * send is its response when net_dev_queue saw the packet's QR bit set. */
+	bool server_side = false;
+	if (!server_side_events && remote_port == 0 && is_dns_port(local_port) &&
+	    sk->sk_protocol == IPPROTO_UDP)
+		server_side = direction == DNSLENS_DIR_RECV
+				      ? have_peer && !is_dns_port(peer.remote_port)
+				      : noted_reply(task, sk, ret);
 	/* Most receives that fail are a non-blocking socket found empty: they leave here. */
 	if (ret <= 0 || (direction == DNSLENS_DIR_RECV && (flags & MSG_PEEK)))
 		return 0;
+	if (server_side) {
+		__u32 tgid = task->tgid;
+		if (!now)
+			now = bpf_ktime_get_ns();
+		if (served_recently(served_slot_of(tgid), tgid, task->group_leader->start_time,
+				    now)) {
+			count(DNSLENS_CNT_SERVER_SIDE);
+			return 0;
+		}
+		/* Due to go up: the full path below also renews the process's slot. */
+	}
 	if (direction == DNSLENS_DIR_RECV && sk->sk_protocol == IPPROTO_UDP) {
 		/* Unconnected UDP: only datagrams from or to a DNS port were recorded; a receive
 		 * that did not ask for its sender counts when the socket queried a DNS server. */
@@ -1080,20 +1143,54 @@ int recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* For noted_reply: a response leaving a server's socket, in the sending task. */
+static __always_inline void note_reply(struct sock *sk, __u64 len)
+{
+	__u32 zero = 0;
+	struct server_reply *reply = bpf_map_lookup_elem(&server_replies, &zero);
+	if (!reply)
+		return;
+	reply->pid_tgid = task_pid_tgid(bpf_get_current_task_btf());
+	reply->sk = (__u64)sk;
+	reply->len = len;
+}
+
 /* Remembers the source address of outgoing DNS datagrams from wildcard-bound UDP sockets; runs
- * in the sender's context inside its send syscall, before the exit hook reads it. Optional:
- * without it such sockets show the wildcard address. Other packets leave after a few loads. */
+ * in the sender's context inside its send syscall, before the exit hook reads it; and, where
+ * no output shows the server side, notes a server's responses (note_reply). Optional: without
+ * it such sockets show the wildcard address and a server's responses are told by their bytes in
+ * the user's buffer. Other packets leave after a few loads. */
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(net_dev_queue, struct sk_buff *skb)
 {
 	struct sock *sk = skb->sk;
 	if (!sk || sk->sk_protocol != IPPROTO_UDP)
 		return 0;
+	void *network = skb->head + skb->network_header;
+	void *transport = skb->head + skb->transport_header;
+	if (!server_side_events && is_dns_port(sk->__sk_common.skc_num)) {
+		/* A server's socket: the UDP header and the DNS flags byte, for sock_send_length. */
+		struct {
+			__be16 sport;
+			__be16 dport;
+			__be16 len;
+			__be16 check;
+			__u8 id[2];
+			__u8 flags;
+		} head = {};
+		if (bpf_probe_read_kernel(&head, sizeof(head), transport))
+			return 0;
+		if (!is_dns_port(bpf_ntohs(head.dport))) {
+			/* Only a response to a client's port leaves its socket's events here. */
+			if (head.flags & 0x80)
+				note_reply(sk, bpf_ntohs(head.len) - 8);
+			return 0;
+		}
+		/* A query from a DNS port: the source address below, as for any query. */
+	}
 	__u16 family = sk->__sk_common.skc_family;
 	struct local_addr src = {.family = family};
 	__u16 dport = 0;
-	void *network = skb->head + skb->network_header;
-	void *transport = skb->head + skb->transport_header;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		if (sk->__sk_common.skc_rcv_saddr != 0)
 			return 0;
