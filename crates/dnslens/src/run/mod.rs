@@ -130,20 +130,20 @@ pub fn capture(
         .then(LibcHooking::start)
         .transpose()
         .context("starting the libc worker thread")?;
-    // Clients are named only where a forwarder's server side comes up to pair them with.
-    let names_served = server_side == ServerSide::Events;
+    // Forwarder hops are made only where a forwarder's server side comes up.
+    let hops = server_side == ServerSide::Events;
     let mut lookups = settings.output.lookups().then(|| {
         // A process's resolv.conf is read once, on a worker: the file is the workload's.
         let mut view = ProcFs::on_worker(RESOLV_CONFS);
         let config = LookupConfig {
-            names_served,
+            server_side: hops,
             ..LookupConfig::default()
         };
         Lookups::new(config, Box::new(move |pid| view.resolv_conf(pid)))
     });
     // A forwarder's upstream query names the clients it serves, from the hop stage that runs
     // inside the lookup stage; without one (`trace`), the hop stage runs alone.
-    let mut forwards = (lookups.is_none() && names_served).then(|| Forwards::new(true));
+    let mut forwards = (lookups.is_none() && hops).then(Forwards::new);
     let (interval, max_events, alerts_only) = match settings.output {
         Output::Trace {
             max_events,

@@ -122,10 +122,12 @@ pub struct LookupConfig {
     pub attempts: usize,
     /// Bytes all open lookups may hold (oldest of the least recently active process evicted).
     pub max_bytes: usize,
-    /// A forwarder's server side comes up as events, so its upstream queries can name the
-    /// clients they serve ([`via`]); without it, keeping every client's query for that would
-    /// be cost for nothing.
-    pub names_served: bool,
+    /// A server's side comes up as events, so the hop stage ([`via`]) can tell a forwarder's
+    /// cache hits and misses and name the clients its upstream queries serve. Without it the
+    /// stage does not run: the few server-side messages that still come up (one per server
+    /// process now and then) could only make wrong hops, and every client message would pay
+    /// for them.
+    pub server_side: bool,
 }
 
 impl Default for LookupConfig {
@@ -137,7 +139,7 @@ impl Default for LookupConfig {
             per_process: 16,
             attempts: 32,
             max_bytes: 8 << 20,
-            names_served: true,
+            server_side: true,
         }
     }
 }
@@ -378,7 +380,7 @@ pub struct Lookups {
     search: SearchLists,
     procs: Lru<ProcKey, Proc>,
     bytes: usize,
-    forwards: Forwards,
+    forwards: Option<Forwards>,
     /// Set once libc calls may come ([`Lookups::hold_for_libc`]).
     holding: Option<Holding>,
     stats: LookupStats,
@@ -388,7 +390,7 @@ impl Lookups {
     pub fn new(config: LookupConfig, search: SearchLists) -> Self {
         Lookups {
             procs: Lru::new(config.processes),
-            forwards: Forwards::new(config.names_served),
+            forwards: config.server_side.then(Forwards::new),
             config,
             search,
             bytes: 0,
@@ -402,7 +404,11 @@ impl Lookups {
     /// messages only tell the forwarder hop. Returns, for a forwarder's upstream query, the
     /// clients it serves ([`Forwards::event`]).
     pub fn event(&mut self, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) -> Vec<Served> {
-        let served = self.forwards.event(e);
+        let served = self
+            .forwards
+            .as_mut()
+            .map(|f| f.event(e))
+            .unwrap_or_default();
         if e.role == Role::Client {
             let key = (e.who.process.pid, e.who.ids.process_start_ns);
             match e.kind {
@@ -464,7 +470,7 @@ impl Lookups {
 
     fn answer(&mut self, key: ProcKey, e: &DnsEvent, out: &mut impl FnMut(&Lookup)) {
         let via = match e.kind {
-            Kind::Response => self.forwards.take(e),
+            Kind::Response => self.forwards.as_mut().and_then(|f| f.take(e)),
             _ => None,
         };
         let Some(proc) = self.procs.get(&key) else {
@@ -557,7 +563,9 @@ impl Lookups {
     /// stamps): without an answer, `linger` after their last message with nothing waiting, or
     /// any past `max_age`.
     pub fn expire(&mut self, now_mono_ns: u64, out: &mut impl FnMut(&Lookup)) {
-        self.forwards.expire(now_mono_ns);
+        if let Some(f) = self.forwards.as_mut() {
+            f.expire(now_mono_ns);
+        }
         let (linger, max_age) = (self.config.linger_ns, self.config.max_age_ns);
         let due = |o: &Open| {
             (!o.waiting() && o.last_mono_ns.saturating_add(linger) <= now_mono_ns)
@@ -623,7 +631,11 @@ impl Lookups {
                 .sum::<u64>()
                 + self.holding.as_ref().map_or(0, |h| h.len() as u64),
             bytes: self.bytes as u64,
-            via: self.forwards.stats(),
+            via: self
+                .forwards
+                .as_ref()
+                .map(Forwards::stats)
+                .unwrap_or_default(),
             libc: self
                 .holding
                 .as_ref()

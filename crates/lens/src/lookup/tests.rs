@@ -449,6 +449,22 @@ fn a_lookup_through_a_forwarder_names_it_and_its_upstream_or_its_cache() {
 }
 
 #[test]
+fn without_the_server_side_no_hop_is_made() {
+    // The server side kept in the kernel: the forwarder's messages that still come up are
+    // fragments, and the client's lookup is whole without a hop.
+    let config = LookupConfig {
+        server_side: false,
+        ..LookupConfig::default()
+    };
+    let mut l = stage(None, config);
+    let out = run(&mut l, &through_forwarder(1, 0, true), 0);
+    let mine: Vec<&Lookup> = out.iter().filter(|l| l.who.process.pid == 10).collect();
+    let [one] = mine[..] else { panic!("{out:#?}") };
+    assert_eq!((one.outcome, one.via.as_ref()), (Outcome::Answered, None));
+    assert_eq!(l.stats().via, via::ViaStats::default());
+}
+
+#[test]
 fn forwarder_state_is_bounded_and_expires() {
     let mut l = stage(None, LookupConfig::default());
     // The forwarder receives queries it never answers.
@@ -464,7 +480,7 @@ fn forwarder_state_is_bounded_and_expires() {
 
 #[test]
 fn a_forwarders_upstream_query_names_the_clients_it_serves() {
-    let mut f = via::Forwards::new(true);
+    let mut f = via::Forwards::new();
     let served: Vec<Vec<crate::model::Served>> = through_forwarder(1, 0, true)
         .iter()
         .map(|e| f.event(e))
@@ -478,14 +494,8 @@ fn a_forwarders_upstream_query_names_the_clients_it_serves() {
     let [one] = &up[..] else { panic!("{up:?}") };
     assert_eq!((one.pid, &*one.name, &one.pod), (10, "dig", &None));
 
-    // Not asked to name them: none named, the hop still made.
-    let mut f = via::Forwards::new(false);
-    let events = through_forwarder(1, 0, true);
-    assert!(events.iter().all(|e| f.event(e).is_empty()));
-    assert_eq!((f.stats().misses, f.stats().evicted), (1, 0));
-
     // Clients past the 16 a question keeps are not named.
-    let mut f = via::Forwards::new(true);
+    let mut f = via::Forwards::new();
     for id in 0..20u16 {
         let mut q = query(
             100 + u32::from(id),

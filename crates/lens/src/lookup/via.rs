@@ -91,18 +91,22 @@ struct Question {
 pub struct Forwards {
     questions: Lru<QuestionKey, Question>,
     ready: Lru<ClientKey, Via>,
-    /// `None` when clients are not named (no server-side events to pair them with).
-    sent: Option<Lru<ClientKey, (u64, Served)>>,
+    sent: Lru<ClientKey, (u64, Served)>,
     stats: ViaStats,
 }
 
+impl Default for Forwards {
+    fn default() -> Self {
+        Forwards::new()
+    }
+}
+
 impl Forwards {
-    /// `names_served`: keep clients' queries to name them on upstream queries.
-    pub fn new(names_served: bool) -> Self {
+    pub fn new() -> Self {
         Forwards {
             questions: Lru::new(QUESTIONS),
             ready: Lru::new(READY),
-            sent: names_served.then(|| Lru::new(SENT)),
+            sent: Lru::new(SENT),
             stats: ViaStats::default(),
         }
     }
@@ -131,11 +135,7 @@ impl Forwards {
                     key.1,
                     key.2.clone(),
                 );
-                let who = self
-                    .sent
-                    .as_mut()
-                    .and_then(|s| s.remove(&sent))
-                    .map(|(_, who)| who);
+                let who = self.sent.remove(&sent).map(|(_, who)| who);
                 if !self.questions.contains(&key) {
                     let q = Question {
                         clients: Vec::new(),
@@ -161,17 +161,15 @@ impl Forwards {
             }
             (Role::Client, Kind::Query) => {
                 let served = self.upstream(&key, e);
-                if let Some(sent) = self.sent.as_mut() {
-                    let query = (netns_of(e.src, e.who.netns), e.src, e.id, key.1, key.2);
-                    let who = Served {
-                        pid: e.who.process.pid,
-                        name: e.who.process.name,
-                        pod: e.who.pod.clone(),
-                    };
-                    let pushed = sent.insert(query, (e.mono_ns, who));
-                    if pushed.is_some_and(|(_, (at, _))| at.saturating_add(SENT_NS) > e.mono_ns) {
-                        self.stats.evicted += 1;
-                    }
+                let query = (netns_of(e.src, e.who.netns), e.src, e.id, key.1, key.2);
+                let who = Served {
+                    pid: e.who.process.pid,
+                    name: e.who.process.name,
+                    pod: e.who.pod.clone(),
+                };
+                let pushed = self.sent.insert(query, (e.mono_ns, who));
+                if pushed.is_some_and(|(_, (at, _))| at.saturating_add(SENT_NS) > e.mono_ns) {
+                    self.stats.evicted += 1;
                 }
                 return served;
             }
@@ -280,13 +278,11 @@ impl Forwards {
             self.questions.pop_oldest();
             self.stats.evicted += 1;
         }
-        if let Some(sent) = self.sent.as_mut() {
-            while let Some((_, (at, _))) = sent.peek_oldest() {
-                if at.saturating_add(SENT_NS) > now_mono_ns {
-                    break;
-                }
-                sent.pop_oldest();
+        while let Some((_, (at, _))) = self.sent.peek_oldest() {
+            if at.saturating_add(SENT_NS) > now_mono_ns {
+                break;
             }
+            self.sent.pop_oldest();
         }
     }
 
