@@ -7,7 +7,7 @@ use crate::resolv::{without_search_domain, ResolvConf};
 const MAX_SEARCH: usize = 8;
 
 /// What the names of one lookup may have been asked as.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Bases {
     /// With the process's search list: each name as is and with each search domain taken off;
     /// only those every name of the walk shares remain.
@@ -62,9 +62,14 @@ impl Bases {
 
     /// The name asked: with a search list the shortest that fits every name (the walk is taken
     /// to start at the first search domain), without one the shared labels.
-    pub(super) fn name(&self) -> &str {
+    pub(super) fn into_name(self) -> String {
         match self {
-            Bases::Search(bases) => bases.iter().min_by_key(|b| b.len()).map_or("", |b| b),
+            Bases::Search(mut bases) => bases
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| b.len())
+                .map(|(i, _)| i)
+                .map_or_else(String::new, |i| bases.swap_remove(i)),
             Bases::Wire(base) => base,
         }
     }

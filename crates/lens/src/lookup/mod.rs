@@ -229,7 +229,7 @@ impl Open {
         walking && self.bases.narrowed(bases).is_some()
     }
 
-    fn add(&mut self, e: &DnsEvent, bases: &Bases, max_attempts: usize) -> bool {
+    fn add(&mut self, e: &DnsEvent, max_attempts: usize) -> bool {
         for a in &mut self.attempts {
             if a.state == State::Waiting
                 && Open::same_question(a, e)
@@ -239,9 +239,6 @@ impl Open {
                 a.done_mono_ns = e.mono_ns;
                 self.timeouts += 1;
             }
-        }
-        if let Some(narrowed) = self.bases.narrowed(bases) {
-            self.bases = narrowed;
         }
         self.queries += 1;
         self.last_mono_ns = e.mono_ns;
@@ -330,6 +327,7 @@ impl Open {
         } else {
             Outcome::Error
         };
+        let answer_name = answer.map(|a| a.qname.clone());
         let ended = match answer {
             Some(a) => a.done_mono_ns,
             None => self
@@ -346,8 +344,8 @@ impl Open {
         }
         Lookup {
             time_ns: self.time_ns,
-            name: self.bases.name().to_string(),
-            answer_name: answer.map(|a| a.qname.clone()),
+            name: self.bases.into_name(),
+            answer_name,
             qtypes,
             outcome,
             latency_us: ended.saturating_sub(self.first_mono_ns) / 1000,
@@ -436,16 +434,25 @@ impl Lookups {
         let proc = self.procs.get(&key).expect("inserted above");
         let bases = Bases::of(&e.qname, proc.search.as_deref());
         let at = proc.open.iter().rposition(|o| o.takes(e, &bases));
-        let (open, evicted) = match at {
-            Some(i) => (proc.open.remove(i), None),
+        let mut evicted = None;
+        let mut open = match at {
+            Some(i) => {
+                let mut open = proc.open.remove(i);
+                if open.bases != bases {
+                    if let Some(narrowed) = open.bases.narrowed(&bases) {
+                        self.bytes = self.bytes + narrowed.bytes() - open.bases.bytes();
+                        open.bases = narrowed;
+                    }
+                }
+                open
+            }
             None => {
-                let evicted =
-                    (proc.open.len() >= self.config.per_process).then(|| proc.open.remove(0));
+                evicted = (proc.open.len() >= self.config.per_process).then(|| proc.open.remove(0));
                 let open = Box::new(Open {
                     time_ns: e.time_ns,
                     first_mono_ns: e.mono_ns,
                     last_mono_ns: e.mono_ns,
-                    bases: bases.clone(),
+                    bases,
                     attempts: Vec::new(),
                     queries: 0,
                     timeouts: 0,
@@ -453,12 +460,11 @@ impl Lookups {
                     who: e.who.clone(),
                 });
                 self.bytes += open.bytes();
-                (open, evicted)
+                open
             }
         };
-        let mut open = open;
         let before = open.bytes();
-        if !open.add(e, &bases, self.config.attempts) {
+        if !open.add(e, self.config.attempts) {
             self.stats.attempts_unlisted += 1;
         }
         self.bytes = self.bytes + open.bytes() - before;
