@@ -136,7 +136,7 @@ impl Default for LookupConfig {
             linger_ns: 500_000_000,
             max_age_ns: 30_000_000_000,
             processes: 4_096,
-            per_process: 16,
+            per_process: 128,
             attempts: 32,
             max_bytes: 8 << 20,
             server_side: true,
@@ -191,9 +191,60 @@ struct Open {
     timeouts: u32,
     via: Option<Via>,
     who: Attribution,
+    /// What a scan of a process's lookups asks of each, kept by [`Open::summarize`] after
+    /// every change: a process may have [`LookupConfig::per_process`] open, and each query and
+    /// response would otherwise walk every attempt of every one. [`name_bit`] of each name
+    /// asked, [`id_bit`] of each attempt waiting, and whether it is between two names of a walk.
+    names: u64,
+    waiting_ids: u64,
+    walking: bool,
+}
+
+/// One of 64 bits for a name, the same in any case: a lookup without its bit set has not
+/// asked the name. A crafted collision only costs the exact comparison it would skip.
+fn name_bit(name: &str) -> u64 {
+    // FNV-1a over the lowered bytes: no allocation for the lowered name.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    });
+    1 << (hash % 64)
+}
+
+fn id_bit(id: u16) -> u64 {
+    1 << (id % 64)
 }
 
 impl Open {
+    fn new(e: &DnsEvent, bases: Bases) -> Open {
+        Open {
+            time_ns: e.time_ns,
+            first_mono_ns: e.mono_ns,
+            last_mono_ns: e.mono_ns,
+            bases,
+            attempts: Vec::new(),
+            queries: 0,
+            timeouts: 0,
+            via: None,
+            who: e.who.clone(),
+            names: 0,
+            waiting_ids: 0,
+            walking: false,
+        }
+    }
+
+    fn summarize(&mut self) {
+        self.names = self.attempts.iter().fold(0, |m, a| m | name_bit(&a.qname));
+        self.waiting_ids = self
+            .attempts
+            .iter()
+            .filter(|a| a.state == State::Waiting)
+            .fold(0, |m, a| m | id_bit(a.id));
+        self.walking = self
+            .attempts
+            .iter()
+            .all(|a| a.state != State::Waiting && !a.answered());
+    }
+
     fn bytes(&self) -> usize {
         std::mem::size_of::<Open>()
             + self.bases.bytes()
@@ -211,22 +262,20 @@ impl Open {
     /// Whether query `e`, with `bases`, belongs to this lookup: its name again (the other type,
     /// a retransmit, the next server, TCP after TC) unless that question was answered already
     /// (asking again is a new lookup), or the next name of a walk whose names so far all failed.
-    fn takes(&self, e: &DnsEvent, bases: &Bases) -> bool {
-        if self
-            .attempts
-            .iter()
-            .any(|a| a.qname.eq_ignore_ascii_case(&e.qname))
+    /// `bit` is the query's [`name_bit`].
+    fn takes(&self, e: &DnsEvent, bases: &Bases, bit: u64) -> bool {
+        if self.names & bit != 0
+            && self
+                .attempts
+                .iter()
+                .any(|a| a.qname.eq_ignore_ascii_case(&e.qname))
         {
             return !self
                 .attempts
                 .iter()
                 .any(|a| Open::same_question(a, e) && a.is_final());
         }
-        let walking = self
-            .attempts
-            .iter()
-            .all(|a| a.state != State::Waiting && !a.answered());
-        walking && self.bases.narrowed(bases).is_some()
+        self.walking && self.bases.narrowed(bases).is_some()
     }
 
     fn add(&mut self, e: &DnsEvent, max_attempts: usize) -> bool {
@@ -243,6 +292,7 @@ impl Open {
         self.queries += 1;
         self.last_mono_ns = e.mono_ns;
         if self.attempts.len() >= max_attempts {
+            self.summarize();
             return false;
         }
         self.attempts.push(Attempt {
@@ -260,6 +310,7 @@ impl Open {
             tc: false,
             has_answers: false,
         });
+        self.summarize();
         true
     }
 
@@ -433,7 +484,8 @@ impl Lookups {
         }
         let proc = self.procs.get(&key).expect("inserted above");
         let bases = Bases::of(&e.qname, proc.search.as_deref());
-        let at = proc.open.iter().rposition(|o| o.takes(e, &bases));
+        let bit = name_bit(&e.qname);
+        let at = proc.open.iter().rposition(|o| o.takes(e, &bases, bit));
         let mut evicted = None;
         let mut open = match at {
             Some(i) => {
@@ -448,17 +500,7 @@ impl Lookups {
             }
             None => {
                 evicted = (proc.open.len() >= self.config.per_process).then(|| proc.open.remove(0));
-                let open = Box::new(Open {
-                    time_ns: e.time_ns,
-                    first_mono_ns: e.mono_ns,
-                    last_mono_ns: e.mono_ns,
-                    bases,
-                    attempts: Vec::new(),
-                    queries: 0,
-                    timeouts: 0,
-                    via: None,
-                    who: e.who.clone(),
-                });
+                let open = Box::new(Open::new(e, bases));
                 self.bytes += open.bytes();
                 open
             }
@@ -482,10 +524,11 @@ impl Lookups {
         let Some(proc) = self.procs.get(&key) else {
             return;
         };
+        let bit = id_bit(e.id);
         let Some(i) = proc
             .open
             .iter_mut()
-            .rposition(|o| o.waiting_for(e).is_some())
+            .rposition(|o| o.waiting_ids & bit != 0 && o.waiting_for(e).is_some())
         else {
             return;
         };
@@ -513,6 +556,7 @@ impl Lookups {
                 }
             }
         }
+        open.summarize();
         if open.answered() {
             let open = proc.open.remove(i);
             self.emit(open, false, out);

@@ -326,6 +326,44 @@ fn asking_an_answered_question_again_is_a_new_lookup() {
 }
 
 #[test]
+fn a_process_with_a_hundred_lookups_in_flight_has_each_answered() {
+    // dnsperf, a forwarder's upstream side: many names in flight from one socket, answered
+    // out of order. None is pushed out as a timeout; each ends with its own response.
+    let mut l = stage(None, LookupConfig::default());
+    let queries: Vec<DnsEvent> = (0..100u16)
+        .map(|i| {
+            let name = format!("n{i}.Example.com");
+            query(
+                10,
+                7,
+                1000 + i,
+                &name,
+                A,
+                "10.0.0.1:53",
+                u64::from(i) * 1000,
+            )
+        })
+        .collect();
+    let mut events = queries.clone();
+    // A retransmit of one, in another case, joins its lookup (the name bit ignores case).
+    let mut again = query(10, 7, 1042, "N42.EXAMPLE.COM", A, "10.0.0.1:53", 2 * MS);
+    again.mono_ns = queries[42].mono_ns + 2 * MS;
+    events.push(again);
+    events.extend(
+        queries
+            .iter()
+            .rev()
+            .map(|q| answer(q, 0, &["192.0.2.1"], 5 * MS)),
+    );
+    let out = run(&mut l, &events, 5 * MS);
+    assert_eq!(out.len(), 100, "{:#?}", &out[..out.len().min(3)]);
+    assert!(out.iter().all(|l| l.outcome == Outcome::Answered));
+    let n42 = out.iter().find(|l| l.name == "n42.example.com").unwrap();
+    assert_eq!(n42.queries, 2);
+    assert_eq!((l.stats().evicted, l.stats().open), (0, 0));
+}
+
+#[test]
 fn a_flood_of_distinct_names_stays_within_its_bounds_and_counts_evictions() {
     let config = LookupConfig {
         processes: 8,
