@@ -10,6 +10,7 @@
 
 mod bases;
 pub mod libc;
+mod opens;
 pub mod via;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use crate::model::{Attribution, DnsEvent, Kind, LibcEvent, Role, Served};
 use crate::resolv::ResolvConf;
 use bases::Bases;
 use libc::{Holding, Source};
+use opens::{id_bit, name_bit, Opens, Summary};
 use via::{Forwards, Via};
 
 /// How the lookup ended; its name is the JSON `outcome`.
@@ -191,27 +193,6 @@ struct Open {
     timeouts: u32,
     via: Option<Via>,
     who: Attribution,
-    /// What a scan of a process's lookups asks of each, kept by [`Open::summarize`] after
-    /// every change: a process may have [`LookupConfig::per_process`] open, and each query and
-    /// response would otherwise walk every attempt of every one. [`name_bit`] of each name
-    /// asked, [`id_bit`] of each attempt waiting, and whether it is between two names of a walk.
-    names: u64,
-    waiting_ids: u64,
-    walking: bool,
-}
-
-/// One of 64 bits for a name, the same in any case: a lookup without its bit set has not
-/// asked the name. A crafted collision only costs the exact comparison it would skip.
-fn name_bit(name: &str) -> u64 {
-    // FNV-1a over the lowered bytes: no allocation for the lowered name.
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
-    });
-    1 << (hash % 64)
-}
-
-fn id_bit(id: u16) -> u64 {
-    1 << (id % 64)
 }
 
 impl Open {
@@ -226,23 +207,19 @@ impl Open {
             timeouts: 0,
             via: None,
             who: e.who.clone(),
-            names: 0,
-            waiting_ids: 0,
-            walking: false,
         }
     }
 
-    fn summarize(&mut self) {
-        self.names = self.attempts.iter().fold(0, |m, a| m | name_bit(&a.qname));
-        self.waiting_ids = self
-            .attempts
-            .iter()
-            .filter(|a| a.state == State::Waiting)
-            .fold(0, |m, a| m | id_bit(a.id));
-        self.walking = self
-            .attempts
-            .iter()
-            .all(|a| a.state != State::Waiting && !a.answered());
+    fn summary(&self) -> Summary {
+        Summary {
+            names: self.attempts.iter().fold(0, |m, a| m | name_bit(&a.qname)),
+            waiting_ids: self
+                .attempts
+                .iter()
+                .filter(|a| a.state == State::Waiting)
+                .fold(0, |m, a| m | id_bit(a.id)),
+            walking: self.walking(),
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -262,20 +239,25 @@ impl Open {
     /// Whether query `e`, with `bases`, belongs to this lookup: its name again (the other type,
     /// a retransmit, the next server, TCP after TC) unless that question was answered already
     /// (asking again is a new lookup), or the next name of a walk whose names so far all failed.
-    /// `bit` is the query's [`name_bit`].
-    fn takes(&self, e: &DnsEvent, bases: &Bases, bit: u64) -> bool {
-        if self.names & bit != 0
-            && self
-                .attempts
-                .iter()
-                .any(|a| a.qname.eq_ignore_ascii_case(&e.qname))
+    fn takes(&self, e: &DnsEvent, bases: &Bases) -> bool {
+        if self
+            .attempts
+            .iter()
+            .any(|a| a.qname.eq_ignore_ascii_case(&e.qname))
         {
             return !self
                 .attempts
                 .iter()
                 .any(|a| Open::same_question(a, e) && a.is_final());
         }
-        self.walking && self.bases.narrowed(bases).is_some()
+        self.walking() && self.bases.narrowed(bases).is_some()
+    }
+
+    /// Between two names of a walk: nothing waiting, nothing answered.
+    fn walking(&self) -> bool {
+        self.attempts
+            .iter()
+            .all(|a| a.state != State::Waiting && !a.answered())
     }
 
     fn add(&mut self, e: &DnsEvent, max_attempts: usize) -> bool {
@@ -292,7 +274,6 @@ impl Open {
         self.queries += 1;
         self.last_mono_ns = e.mono_ns;
         if self.attempts.len() >= max_attempts {
-            self.summarize();
             return false;
         }
         self.attempts.push(Attempt {
@@ -310,7 +291,6 @@ impl Open {
             tc: false,
             has_answers: false,
         });
-        self.summarize();
         true
     }
 
@@ -413,10 +393,7 @@ impl Open {
 /// One process: its search list, read once, and its open lookups, oldest first.
 struct Proc {
     search: Option<Arc<ResolvConf>>,
-    /// Boxed: lookups move within the list on every query of a busy process, and an `Open`
-    /// is hundreds of bytes (the agent under dnsperf spent 12% of its time in memmove).
-    #[expect(clippy::vec_box, reason = "measured: moving pointers, not lookups")]
-    open: Vec<Box<Open>>,
+    open: Opens,
 }
 
 /// Where a process's resolver configuration comes from (a worker reading /proc; a table in
@@ -474,10 +451,10 @@ impl Lookups {
             let search = (self.search)(e.who.process.pid);
             let proc = Proc {
                 search,
-                open: Vec::new(),
+                open: Opens::default(),
             };
             if let Some((_, gone)) = self.procs.insert(key, proc) {
-                for open in gone.open {
+                for open in gone.open.into_lookups() {
                     self.emit(open, true, out);
                 }
             }
@@ -485,7 +462,9 @@ impl Lookups {
         let proc = self.procs.get(&key).expect("inserted above");
         let bases = Bases::of(&e.qname, proc.search.as_deref());
         let bit = name_bit(&e.qname);
-        let at = proc.open.iter().rposition(|o| o.takes(e, &bases, bit));
+        let at = proc
+            .open
+            .rfind(|s| s.names & bit != 0 || s.walking, |o| o.takes(e, &bases));
         let mut evicted = None;
         let mut open = match at {
             Some(i) => {
@@ -527,37 +506,38 @@ impl Lookups {
         let bit = id_bit(e.id);
         let Some(i) = proc
             .open
-            .iter_mut()
-            .rposition(|o| o.waiting_ids & bit != 0 && o.waiting_for(e).is_some())
+            .rfind(|s| s.waiting_ids & bit != 0, |o| o.waiting_for(e).is_some())
         else {
             return;
         };
-        let open = &mut proc.open[i];
-        let a = open.waiting_for(e).expect("found above");
-        match e.kind {
-            Kind::Unanswered => {
-                a.state = State::TimedOut;
-                let done = e.mono_ns + e.timeout_ms.unwrap_or(0) * 1_000_000;
-                a.done_mono_ns = done;
-                open.timeouts += 1;
-                open.last_mono_ns = open.last_mono_ns.max(done);
-            }
-            _ => {
-                a.state = State::Responded;
-                a.done_mono_ns = e.mono_ns;
-                a.rcode = e.rcode;
-                // From this attempt: pairing measures a resend's response from the first send.
-                a.latency_us = Some(e.mono_ns.saturating_sub(a.mono_ns) / 1000);
-                a.tc = e.flags.tc;
-                a.has_answers = !e.answers.is_empty();
-                open.last_mono_ns = open.last_mono_ns.max(e.mono_ns);
-                if via.is_some() {
-                    open.via = via;
+        let answered = proc.open.change(i, |open| {
+            let a = open.waiting_for(e).expect("found above");
+            match e.kind {
+                Kind::Unanswered => {
+                    a.state = State::TimedOut;
+                    let done = e.mono_ns + e.timeout_ms.unwrap_or(0) * 1_000_000;
+                    a.done_mono_ns = done;
+                    open.timeouts += 1;
+                    open.last_mono_ns = open.last_mono_ns.max(done);
+                }
+                _ => {
+                    a.state = State::Responded;
+                    a.done_mono_ns = e.mono_ns;
+                    a.rcode = e.rcode;
+                    // From this attempt: pairing measures a resend's response from the first
+                    // send.
+                    a.latency_us = Some(e.mono_ns.saturating_sub(a.mono_ns) / 1000);
+                    a.tc = e.flags.tc;
+                    a.has_answers = !e.answers.is_empty();
+                    open.last_mono_ns = open.last_mono_ns.max(e.mono_ns);
+                    if via.is_some() {
+                        open.via = via;
+                    }
                 }
             }
-        }
-        open.summarize();
-        if open.answered() {
+            open.answered()
+        });
+        if answered {
             let open = proc.open.remove(i);
             self.emit(open, false, out);
         }
@@ -624,16 +604,12 @@ impl Lookups {
         let keys: Vec<ProcKey> = self
             .procs
             .iter()
-            .filter(|(_, p)| p.open.iter().any(|o| due(o)))
+            .filter(|(_, p)| p.open.iter().any(due))
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
             let proc = self.procs.peek_mut(&key).expect("listed above");
-            let (ended, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut proc.open)
-                .into_iter()
-                .partition(|o| due(o));
-            proc.open = kept;
-            for open in ended {
+            for open in proc.open.take_due(due) {
                 self.emit(open, false, out);
             }
         }
