@@ -555,6 +555,8 @@ fn no_cgroup() -> Arc<str> {
 #[doc(hidden)]
 pub mod sample {
     use super::*;
+    use crate::lookup::libc::Source;
+    use crate::lookup::{Lookup, Outcome};
     use crate::pods::Workload;
 
     /// The pod `shop/web-7d4b9f-xk2p1` (uid `u-1`) as the cluster names it, run by `workload`.
@@ -570,6 +572,25 @@ pub mod sample {
             workload,
             containers: Default::default(),
         })
+    }
+
+    /// A lookup of `q`'s name by `q`'s process, made of that one query on the wire and ended
+    /// with `outcome` after 1 ms: tests change what they need with `..lookup(q, outcome)`.
+    pub fn lookup(q: &DnsEvent, outcome: Outcome) -> Lookup {
+        Lookup {
+            time_ns: q.time_ns,
+            name: q.qname.clone(),
+            answer_name: None,
+            qtypes: vec![q.qtype],
+            outcome,
+            latency_us: 1_000,
+            queries: 1,
+            timeouts: 0,
+            attempts: Vec::new(),
+            via: None,
+            who: q.who.clone(),
+            source: Source::Dns,
+        }
     }
 
     /// A client query for `qname`/`qtype` sent by pid 123 (`dig`) at `mono_ns`.

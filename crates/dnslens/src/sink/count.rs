@@ -197,7 +197,6 @@ impl<W: Write> Sink for CountSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnslens_lens::lookup::libc::Source;
     use dnslens_lens::lookup::Outcome;
     use dnslens_lens::model::sample;
 
@@ -262,23 +261,7 @@ mod tests {
     /// Issue 16 item 4: lookups are counted, and named so, in the table and in JSON.
     #[test]
     fn lookups_per_interval() {
-        let lookup = |name: &str, outcome| {
-            let q = sample::query(1, name, 1, 0);
-            Lookup {
-                time_ns: q.time_ns,
-                name: name.to_string(),
-                answer_name: None,
-                qtypes: vec![q.qtype],
-                outcome,
-                latency_us: 1_000,
-                queries: 1,
-                timeouts: 0,
-                attempts: Vec::new(),
-                via: None,
-                who: q.who,
-                source: Source::Dns,
-            }
-        };
+        let lookup = |name: &str, outcome| sample::lookup(&sample::query(1, name, 1, 0), outcome);
         let by = vec![CountBy::Name, CountBy::Outcome];
         for format in [TABLE, CountFormat::Json] {
             let counter = Counter::new(by.clone(), CountedAt::Lookup, 100);

@@ -281,20 +281,11 @@ fn keys_past_capacity_fold_into_other() {
 
 /// A lookup of `name` by pid `pid` (process `process`) that ended with `outcome`.
 fn lookup(pid: u32, process: &str, name: &str, outcome: Outcome, source: Source) -> Lookup {
-    let q = query(pid, "t", process);
     Lookup {
-        time_ns: q.time_ns,
         name: name.to_string(),
-        answer_name: None,
-        qtypes: vec![q.qtype],
-        outcome,
-        latency_us: 1_000,
         queries: 2,
-        timeouts: 0,
-        attempts: Vec::new(),
-        via: None,
-        who: q.who,
         source,
+        ..sample::lookup(&query(pid, "t", process), outcome)
     }
 }
 

@@ -138,7 +138,6 @@ fn by_value<'a>(
 pub(super) mod tests {
     use std::time::{Duration, Instant};
 
-    use dnslens_lens::lookup::libc::Source;
     use dnslens_lens::lookup::via::{Cache, Via};
     use dnslens_lens::lookup::Outcome;
     use dnslens_lens::model::{sample, Attribution, TaskName};
@@ -159,14 +158,10 @@ pub(super) mod tests {
     ) -> Lookup {
         Lookup {
             time_ns: 0,
-            name: "api.example.com".to_string(),
-            answer_name: None,
             qtypes: Vec::new(),
-            outcome,
             latency_us,
             queries,
             timeouts,
-            attempts: Vec::new(),
             via: cache.map(|cache| Via {
                 pid: 9,
                 name: TaskName::from("dnsmasq"),
@@ -174,8 +169,8 @@ pub(super) mod tests {
                 upstream_latency_us: None,
                 cache,
             }),
-            source: Source::Dns,
             who: who.clone(),
+            ..sample::lookup(&sample::query(1, "api.example.com", 1, 0), outcome)
         }
     }
 

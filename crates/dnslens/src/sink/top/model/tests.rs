@@ -59,21 +59,14 @@ pub fn unanswered(q: &DnsEvent) -> DnsEvent {
 /// and took `latency_us`.
 pub fn lookup(q: &DnsEvent, queries: u32, latency_us: u64) -> Lookup {
     Lookup {
-        time_ns: q.time_ns,
-        name: q.qname.clone(),
         answer_name: Some(q.qname.clone()),
-        qtypes: vec![q.qtype],
-        outcome: Outcome::Answered,
         latency_us,
         queries,
-        timeouts: 0,
-        attempts: Vec::new(),
-        via: None,
-        who: q.who.clone(),
         source: match queries {
             0 => Source::Libc,
             _ => Source::Dns,
         },
+        ..sample::lookup(q, Outcome::Answered)
     }
 }
 
