@@ -289,11 +289,6 @@ fn config() -> Config {
     Config::default()
 }
 
-mod connects;
-mod drift;
-mod lookups;
-mod tunneling;
-
 /// `n` queries of `qtype` for random 40-character labels under `domain`, evenly over 10 s.
 fn tunnel(sim: &mut Sim, p: &P, domain: &str, n: u64, qtype: u16, from: u64) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ from);
@@ -311,4 +306,8 @@ fn baselined(workload: &str, domains: &[&str]) -> Baseline {
 }
 
 mod bypass;
+mod connects;
+mod drift;
+mod lookups;
 mod stage;
+mod tunneling;
